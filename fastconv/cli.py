@@ -1,0 +1,115 @@
+"""The `fastconv` command: train, info."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+
+
+def _train(args) -> int:
+    import numpy as np
+
+    from . import data, metrics, set_seed
+    from .device import check_device
+    from .models import ZOO
+    from .optimizers import Adam
+    from .plotting import plot_confusion_matrix, plot_history
+
+    device = check_device(args.device, "--device")
+    if device != "cpu":
+        raise RuntimeError("--device cuda needs the CUDA kernels, which are not part of this build yet; use --device cpu")
+    set_seed(args.seed)
+    (x_train, y_train), (x_test, y_test), info = data.load_dataset(args.dataset, seed=args.seed)
+    num_classes = info["num_classes"]
+    model = ZOO[args.model](input_shape=x_train.shape[1:], num_classes=num_classes)
+    model.compile(optimizer=Adam(args.lr), loss="categorical_crossentropy", metrics=["accuracy"])
+    print(f"fastconv train: {info['name']} ({len(x_train)} train / {len(x_test)} test images of "
+          f"{'x'.join(map(str, x_train.shape[1:]))}), model {args.model}, device {device}, backend reference")
+    start = time.perf_counter()
+    history = model.fit(x_train, data.to_categorical(y_train, num_classes), epochs=args.epochs,
+                        batch_size=args.batch_size, verbose=0 if args.quiet else 1, seed=args.seed)
+    train_seconds = time.perf_counter() - start
+    pred = model.predict(x_test, batch_size=256).argmax(axis=-1)
+    result = {
+        "test_accuracy": metrics.accuracy(y_test, pred),
+        "precision": metrics.precision(y_test, pred, average="macro"),
+        "recall": metrics.recall(y_test, pred, average="macro"),
+        "f1": metrics.f1_score(y_test, pred, average="macro"),
+        "train_seconds": train_seconds,
+        "images_per_second": len(x_train) * len(history.epoch) / train_seconds,
+        "device": device, "backend": "reference", "dataset": info["name"], "model": args.model,
+        "epochs": len(history.epoch), "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
+        "train_samples": int(len(x_train)), "test_samples": int(len(x_test)),
+    }
+    out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    os.makedirs(out, exist_ok=True)
+    model.save(os.path.join(out, "model.fastconv"))
+    with open(os.path.join(out, "history.json"), "w") as f:
+        json.dump({k: [float(v) for v in vs] for k, vs in history.history.items()}, f, indent=2)
+    with open(os.path.join(out, "metrics.json"), "w") as f:
+        json.dump({k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in result.items()}, f, indent=2)
+    cm = metrics.confusion_matrix(y_test, pred, num_classes=num_classes)
+    try:
+        plot_history(history.history, os.path.join(out, "training_curves.png"))
+        plot_confusion_matrix(cm, info["class_names"], os.path.join(out, "confusion_matrix.png"))
+    except ImportError:
+        print("(matplotlib is not installed: no PNGs written; pip install fastconv[plot])")
+    print()
+    print(metrics.classification_report(y_test, pred, class_names=[str(c) for c in info["class_names"]]))
+    rows = [("test accuracy", f"{result['test_accuracy']:.4f}"), ("precision (macro)", f"{result['precision']:.4f}"),
+            ("recall (macro)", f"{result['recall']:.4f}"), ("F1 (macro)", f"{result['f1']:.4f}"),
+            ("train time", f"{train_seconds:.1f} s"), ("throughput", f"{result['images_per_second']:.0f} images/s"),
+            ("outputs", out)]
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k.ljust(width)}  {v}" for k, v in rows))
+    return 0
+
+
+def _info(args) -> int:
+    from .info import collect_info, format_info
+    info = collect_info()
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastconv", description="fastconv: CNN training on our own CUDA kernels")
+    sub = parser.add_subparsers(dest="command", required=True)
+    from .models import ZOO
+    train = sub.add_parser("train", help="train a CNN on a bundled or local dataset and report test metrics")
+    train.add_argument("--dataset", default="digits", help="digits | shapes | mnist:DIR | cifar10:DIR (default digits)")
+    train.add_argument("--model", default="seed", choices=sorted(ZOO), help="model from the zoo (default seed)")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when a GPU is visible)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", default=None, help="output folder (default runs/<timestamp>)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_train)
+    info = sub.add_parser("info", help="version, devices and which compute paths are available")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size"):
+        if hasattr(args, name) and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
+    if hasattr(args, "lr") and not args.lr > 0:
+        parser.error(f"--lr must be positive, got {args.lr}")
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"fastconv {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Model graphs: the functional `Model(inputs, outputs)` and `Sequential`, their forward pass,
+summary and weights. Training lives in training.py, saving in saving.py."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..layers.base import Input, InputLayer, Layer, SymbolicTensor
+from ..tensor import Tensor
+from .training import TrainingMixin
+
+
+def _topological(outputs):
+    """Symbolic tensors from the inputs to `outputs`, each after the ones it reads."""
+    order, seen, stack = [], set(), [(outputs, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        stack.extend((i, False) for i in reversed(node.inputs) if id(i) not in seen)
+    return order
+
+
+class Model(TrainingMixin):
+    """A graph of layers from one input to one output, as keras.Model(inputs, outputs)."""
+
+    def __init__(self, inputs=None, outputs=None, name: str | None = None):
+        super().__init__()
+        self.name = name or type(self).__name__.lower()
+        if inputs is not None or outputs is not None:
+            self._set_graph(inputs, outputs)
+
+    def _set_graph(self, inputs, outputs):
+        inputs = inputs[0] if isinstance(inputs, (list, tuple)) and len(inputs) == 1 else inputs
+        outputs = outputs[0] if isinstance(outputs, (list, tuple)) and len(outputs) == 1 else outputs
+        if not isinstance(inputs, SymbolicTensor) or not isinstance(inputs.layer, InputLayer):
+            raise TypeError(f"inputs must be one tensor made by fc.Input(shape), got {inputs!r}")
+        if not isinstance(outputs, SymbolicTensor):
+            raise TypeError(f"outputs must be one symbolic tensor made by calling layers on inputs, got {outputs!r}")
+        self._nodes = _topological(outputs)
+        sources = [n for n in self._nodes if not n.inputs]
+        if sources != [inputs]:
+            raise ValueError("outputs must be computed from the given inputs alone "
+                             f"(found inputs {[n.layer.name for n in sources]})")
+        self._input, self._output = inputs, outputs
+        layers = []
+        for node in self._nodes:
+            if node.layer not in layers:
+                layers.append(node.layer)
+        self.layers: list[Layer] = layers
+        names = [l.name for l in layers]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"layer names must be unique within a model, found duplicates {sorted(dupes)}")
+
+    # ---- forward --------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return getattr(self, "_output", None) is not None
+
+    @property
+    def input_shape(self):
+        return (None, *self._input.shape)
+
+    @property
+    def output_shape(self):
+        return (None, *self._output.shape)
+
+    @property
+    def output_layer(self) -> Layer:
+        return self._output.layer
+
+    def _ensure_built(self, input_shape):
+        if not self.built:
+            raise ValueError("the model has no inputs; create it with fc.Model(inputs, outputs)")
+
+    def __call__(self, x, training: bool = False, return_logits: bool = False) -> Tensor:
+        """Forward pass. With return_logits, the output layer's softmax is left off."""
+        if isinstance(x, SymbolicTensor):
+            raise TypeError("calling a whole model on a symbolic tensor is not supported; call its layers")
+        if not isinstance(x, Tensor):
+            x = Tensor(np.asarray(x, dtype=np.float32) if isinstance(x, (list, tuple)) else x)
+        self._ensure_built(x.shape[1:])
+        if tuple(x.shape[1:]) != tuple(self._input.shape):
+            raise ValueError(f"model {self.name!r} expects inputs of shape (batch, "
+                             f"{', '.join(map(str, self._input.shape))}), got {x.shape}")
+        values = {id(self._input): x}
+        for node in self._nodes[1:]:
+            args = [values[id(i)] for i in node.inputs]
+            arg = args if len(args) > 1 else args[0]
+            if node is self._output and return_logits:
+                values[id(node)] = node.layer.pre_activation(arg, training=training)
+            else:
+                values[id(node)] = node.layer(arg, training=training)
+        return values[id(self._output)]
+
+    # ---- weights ---------------------------------------------------------------------------
+    @property
+    def trainable_weights(self) -> list[Tensor]:
+        return [t for layer in self.layers for t in layer.trainable_weights]
+
+    @property
+    def weights(self) -> list[Tensor]:
+        return [t for layer in self.layers for t in layer.weights]
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [t.numpy().copy() for t in self.weights]
+
+    def set_weights(self, values) -> None:
+        weights = self.weights
+        if len(values) != len(weights):
+            raise ValueError(f"set_weights expects {len(weights)} arrays, got {len(values)}")
+        for t, v in zip(weights, values):
+            if tuple(np.shape(v)) != t.shape:
+                raise ValueError(f"weight {t.name} has shape {t.shape}, got an array of shape {np.shape(v)}")
+            t.data[...] = v
+
+    def count_params(self) -> int:
+        return sum(t.size for t in self.weights)
+
+    def save(self, path) -> None:
+        """One file: architecture, weights and optimizer state, written atomically."""
+        from .saving import save_model
+        save_model(self, path)
+
+    def summary(self, print_fn=print) -> str:
+        self._ensure_built(None)
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        shapes = {id(n): n.shape for n in self._nodes}
+        for node in self._nodes:
+            layer = node.layer
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *shapes[id(node)])),
+                         f"{layer.count_params():,}"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        line = "-" * sum(widths)
+        out = [f'Model: "{self.name}"', line, "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
+        out += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]
+        trainable = sum(t.size for t in self.trainable_weights)
+        total = self.count_params()
+        out += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+                f"Non-trainable params: {total - trainable:,}", line]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+
+class Sequential(Model):
+    """A plain stack of layers, as keras.Sequential. Builds on first use from the data's shape,
+    or at once when the first layer has input_shape= or the list starts with fc.Input(shape)."""
+
+    def __init__(self, layers=None, name: str | None = None):
+        super().__init__(name=name)
+        self._pending: list[Layer] = []
+        self._declared_shape = None
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer) -> None:
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.layer, InputLayer):
+            if self._pending:
+                raise ValueError("fc.Input(...) can only be the first entry of a Sequential model")
+            self._declared_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential layers must be fastconv Layer instances, got {type(layer).__name__}")
+        if self.built:
+            raise ValueError("layers cannot be added after the model is built")
+        self._pending.append(layer)
+        self.layers = list(self._pending)
+        if len(self._pending) == 1 and layer.input_shape is not None and self._declared_shape is None:
+            self._declared_shape = layer.input_shape
+
+    def build(self, input_shape) -> None:
+        if not self._pending:
+            raise ValueError("a Sequential model needs at least one layer")
+        x = inputs = Input(tuple(input_shape), name=f"{self.name}_input")
+        for layer in self._pending:
+            x = layer(x)
+        self._set_graph(inputs, x)
+        self.layers = list(self._pending)  # as Keras: Sequential.layers has no InputLayer
+
+    def _ensure_built(self, input_shape):
+        if self.built:
+            return
+        shape = self._declared_shape or input_shape
+        if shape is None:
+            raise ValueError(f"model {self.name!r} is not built yet: call it on data, fit it, or give the first "
+                             "layer input_shape=... (or start the layer list with fc.Input(shape))")
+        self.build(shape)
+
+    @property
+    def weights(self) -> list[Tensor]:
+        return [t for layer in self.layers for t in layer.weights]

@@ -1,0 +1,224 @@
+"""compile / fit / evaluate / predict, shared by Sequential and functional models."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..callbacks import Callback, History
+from ..losses import get_loss
+from ..metrics import get_metric
+from ..optimizers import get_optimizer
+from ..tensor import Tensor, no_grad
+
+
+def _as_inputs(x, name="x"):
+    if isinstance(x, Tensor):
+        x = x.numpy()
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a numeric array, got dtype {x.dtype}")
+    return x
+
+
+def _check_xy(x, y, loss=None):
+    x = _as_inputs(x, "x")
+    if y is None:
+        raise ValueError("y must be given (labels for every sample in x)")
+    y = _as_inputs(y, "y")
+    if len(y) != len(x):
+        raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
+    return x, y
+
+
+def _class_ids(y):
+    return y if y.ndim == 1 else y.argmax(axis=-1)
+
+
+class TrainingMixin:
+    def __init__(self):
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self.compiled = False
+
+    def compile(self, optimizer="adam", loss=None, metrics=None) -> None:
+        if loss is None:
+            raise ValueError("loss must be given, e.g. loss='categorical_crossentropy'")
+        self.optimizer = get_optimizer(optimizer)
+        self.loss = get_loss(loss)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics must be a list, got {type(metrics).__name__}")
+        self.metrics = [get_metric(m) for m in (metrics or [])]
+        self.compiled = True
+
+    def _require_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"call model.compile(optimizer, loss, metrics) before model.{what}()")
+
+    # ---- one step --------------------------------------------------------------------------
+    def _fused_softmax(self) -> bool:
+        return self.loss.fusable_with_softmax and getattr(self.output_layer, "activation", None) == "softmax"
+
+    def _loss_and_output(self, xb, yb, training):
+        x = Tensor(xb.astype(np.float32, copy=False))
+        if self._fused_softmax():
+            out = self(x, training=training, return_logits=True)
+            return self.loss.from_logits_loss(yb, out), out
+        out = self(x, training=training)
+        return self.loss(yb, out), out
+
+    def train_on_batch(self, x, y) -> float:
+        self._require_compiled("train_on_batch")
+        x, y = _check_xy(x, y)
+        self._ensure_built(x.shape[1:])
+        params = self.trainable_weights
+        for p in params:
+            p.grad = None
+        loss, out = self._loss_and_output(x, y, training=True)
+        value = float(loss.item())
+        if not math.isfinite(value):  # checked before the update, so the weights stay the last good ones
+            raise FloatingPointError(f"the training loss became {value}; the weights were not updated. "
+                                     "Lower the learning rate or check the inputs for NaN/Inf")
+        loss.backward()
+        self.optimizer.step(params)
+        for m in self.metrics:
+            m.update(_class_ids(y), out.numpy())
+        return value
+
+    # ---- loops -----------------------------------------------------------------------------
+    def fit(self, x, y=None, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
+            shuffle=True, callbacks=None, verbose="auto", initial_epoch=0, seed=None,
+            checkpoint_dir=None, checkpoint_every=None, resume=False) -> History:
+        """Keras' fit. The data order of epoch e is a permutation drawn from (seed, e), so a run is
+        fixed by its seed. With checkpoint_dir, the whole training state (weights, optimizer, data
+        position, history) is written atomically every `checkpoint_every` steps and at each epoch
+        end; resume=True continues from the last checkpoint and ends bitwise where an uninterrupted
+        run ends."""
+        self._require_compiled("fit")
+        x, y = _check_xy(x, y)
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise ValueError(f"checkpoint_every must be a positive int (steps), got {checkpoint_every!r}")
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        if validation_split and validation_data is None:
+            cut = int(len(x) * (1 - validation_split))  # the last samples, before shuffling, as Keras
+            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+        if len(x) == 0:
+            raise ValueError("x holds no training samples")
+        self._ensure_built(x.shape[1:])
+        verbose = 1 if verbose == "auto" else int(verbose)
+        history = History()
+        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        position = {"epoch": initial_epoch, "step": 0, "loss_sum": 0.0, "seen": 0}
+        ckpt = None
+        if checkpoint_dir is not None:
+            from .checkpoint import Checkpoint
+            ckpt = Checkpoint(checkpoint_dir)
+            if resume and ckpt.exists():
+                state = ckpt.restore(self)
+                seed, position, history.history, history.epoch = (state["seed"], state["position"],
+                                                                   state["history"], state["epochs_done"])
+        cbs: list[Callback] = [history, *(callbacks or [])]
+        for cb in cbs:
+            cb.set_model(self)
+            cb.on_train_begin()
+        self.stop_training = False
+        steps = math.ceil(len(x) / batch_size)
+
+        def save_checkpoint():
+            ckpt.save(self, {"seed": seed, "position": position, "history": history.history,
+                             "epochs_done": history.epoch})
+
+        for epoch in range(position["epoch"], epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            for m in self.metrics:
+                m.reset()
+            order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
+            first = position["step"] if position["epoch"] == epoch else 0
+            bar = _progress(steps, f"Epoch {epoch + 1}/{epochs}", verbose, first)
+            seen, loss_sum, start = position["seen"], position["loss_sum"], time.perf_counter()
+            if first == 0:
+                seen, loss_sum = 0, 0.0
+            for step in range(first, steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                try:
+                    loss = self.train_on_batch(x[idx], y[idx])
+                except FloatingPointError as exc:
+                    where = f" The last good checkpoint is in {ckpt.path}." if ckpt and ckpt.exists() else ""
+                    raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}.{where}") from None
+                seen += len(idx)
+                loss_sum += loss * len(idx)
+                position = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": seen}
+                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
+                for cb in cbs:
+                    cb.on_train_batch_end(step, logs)
+                if bar is not None:
+                    bar.set_postfix({**{k: f"{v:.4f}" for k, v in logs.items()},
+                                     "img/s": f"{(seen - first * batch_size) / (time.perf_counter() - start):.0f}"},
+                                    refresh=False)
+                    bar.update(1)
+                if ckpt and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                    save_checkpoint()
+            logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
+            if validation_data is not None:
+                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
+                bar.close()
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            position = {"epoch": epoch + 1, "step": 0, "loss_sum": 0.0, "seen": 0}
+            if ckpt:
+                save_checkpoint()
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end()
+        return history
+
+    def evaluate(self, x, y=None, batch_size=32, verbose=0, return_dict=False):
+        self._require_compiled("evaluate")
+        x, y = _check_xy(x, y)
+        self._ensure_built(x.shape[1:])
+        for m in self.metrics:
+            m.reset()
+        loss_sum = 0.0
+        with no_grad():
+            for start in range(0, len(x), batch_size):
+                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+                loss, out = self._loss_and_output(xb, yb, training=False)
+                loss_sum += float(loss.item()) * len(xb)
+                for m in self.metrics:
+                    m.update(_class_ids(yb), out.numpy())
+        result = {"loss": loss_sum / max(len(x), 1), **{m.name: m.result() for m in self.metrics}}
+        if verbose:
+            print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
+        return result if return_dict else (list(result.values()) if self.metrics else result["loss"])
+
+    def predict(self, x, batch_size=32, verbose=0) -> np.ndarray:
+        x = _as_inputs(x, "x")
+        self._ensure_built(x.shape[1:])
+        outs = []
+        with no_grad():
+            for start in range(0, len(x), batch_size):
+                outs.append(self(Tensor(x[start:start + batch_size].astype(np.float32, copy=False))).numpy())
+        if not outs:
+            return np.zeros((0, *self.output_shape[1:]), np.float32)
+        return np.concatenate(outs)
+
+
+def _progress(total, desc, verbose, done=0):
+    if verbose < 1:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=done, desc=desc, unit="batch", leave=True, dynamic_ncols=True)

@@ -1,0 +1,64 @@
+"""Bad input gets a ValueError or TypeError naming the argument, what was expected and what was given."""
+import numpy as np
+import pytest
+
+import fastconv as fc
+import fastconv.functional as F
+from fastconv import layers as L
+
+x4 = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
+w4 = np.random.default_rng(1).random((3, 3, 3, 4), dtype=np.float32)
+
+
+def _compiled(loss="categorical_crossentropy", classes=3):
+    model = fc.Sequential([L.Flatten(input_shape=(4, 4, 1)), L.Dense(classes, activation="softmax")])
+    model.compile(optimizer="adam", loss=loss)
+    return model
+
+
+x_small = np.random.default_rng(2).random((5, 4, 4, 1), dtype=np.float32)
+
+CASES = [
+    ("conv x rank", lambda: F.conv2d(x4[0], w4), ValueError, r"x must be a rank-4 array \(N, H, W, C\), got array of shape \(8, 8, 3\)"),
+    ("conv w rank", lambda: F.conv2d(x4, w4[0]), ValueError, r"w must be a rank-4 array"),
+    ("conv channel mismatch", lambda: F.conv2d(x4, w4[:, :, :2]), ValueError, r"channel mismatch: x has 3 channels but w expects 2"),
+    ("conv kernel too large", lambda: F.conv2d(x4, np.ones((9, 3, 3, 4), np.float32)), ValueError, r"kernel height 9 .* larger than the padded input height 8"),
+    ("conv int dtype", lambda: F.conv2d(x4.astype(np.int32), w4), TypeError, r"x must be float32 or float64, got dtype int32"),
+    ("conv dtype mix", lambda: F.conv2d(x4, w4.astype(np.float64)), TypeError, r"x and w must have the same dtype"),
+    ("conv bad groups", lambda: F.conv2d(x4, w4, groups=2), ValueError, r"groups=2 must divide the input channels \(3\)"),
+    ("conv bias shape", lambda: F.conv2d(x4, w4, bias=np.ones(3, np.float32)), ValueError, r"bias must have shape \(4,\)"),
+    ("conv bad padding", lambda: F.conv2d(x4, w4, padding="full"), ValueError, r"padding must be 'valid', 'same'"),
+    ("conv negative stride", lambda: F.conv2d(x4, w4, stride=0), ValueError, r"stride must be >= 1, got 0"),
+    ("conv stride type", lambda: F.conv2d(x4, w4, stride=1.5), TypeError, r"stride must be an int, got float 1.5"),
+    ("pool rank", lambda: F.max_pool2d(x4[0]), ValueError, r"x must be a rank-4 array"),
+    ("pool too large", lambda: F.max_pool2d(x4, 9), ValueError, r"pool_size height 9 .* larger than the padded input"),
+    ("dense feature mismatch", lambda: F.dense(np.ones((2, 5), np.float32), np.ones((4, 3), np.float32)), ValueError, r"x has 5 features but w expects 4"),
+    ("dense rank", lambda: F.dense(x4, np.ones((4, 3), np.float32)), ValueError, r"x must be a rank-2 array"),
+    ("labels out of range", lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3])), ValueError, r"labels must be class ids in \[0, 3\), got values in \[0, 3\]"),
+    ("labels wrong length", lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 1, 2])), ValueError, r"labels must have 2 entries"),
+    ("labels one-hot width", lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.zeros((2, 4))), ValueError, r"labels must have shape \(2, 3\) \(one-hot\), got \(2, 4\)"),
+    ("labels float ids", lambda: F.softmax_cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0])), TypeError, r"integer class ids, got dtype float64"),
+    ("dropout rate", lambda: L.Dropout(1.0), ValueError, r"rate must be < 1.0, got 1.0"),
+    ("Conv2D filters", lambda: L.Conv2D(0, 3), ValueError, r"filters must be >= 1, got 0"),
+    ("Conv2D padding", lambda: L.Conv2D(4, 3, padding="causal"), ValueError, r"padding must be 'valid', 'same' or explicit ints, got 'causal'"),
+    ("Dense units type", lambda: L.Dense("10"), TypeError, r"units must be an int, got str '10'"),
+    ("Dense on images", lambda: L.Dense(3)(fc.tensor(x4)), ValueError, r"Dense 'dense.*' expects inputs \(batch, features\).*Flatten"),
+    ("unknown optimizer", lambda: _compiled().compile(optimizer="adamw2", loss="mse"), ValueError, r"optimizer must be .* got 'adamw2'"),
+    ("unknown loss", lambda: _compiled().compile(optimizer="adam", loss="hinge2"), ValueError, r"loss must be .* got 'hinge2'"),
+    ("unknown metric", lambda: _compiled().compile(optimizer="adam", loss="mse", metrics=["auc9"]), ValueError, r"auc9"),
+    ("unknown activation", lambda: L.Dense(3, activation="swishy"), ValueError, r"activation must be .* got 'swishy'"),
+    ("fit x/y length", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0]], verbose=0), ValueError, r"x and y must have the same number of samples, got 5 and 4"),
+    ("fit int labels with categorical", lambda: _compiled().fit(x_small, np.arange(5) % 3, verbose=0), ValueError, r"categorical_crossentropy expects one-hot labels .* use 'sparse_categorical_crossentropy'"),
+    ("fit labels out of range", lambda: _compiled("sparse_categorical_crossentropy").fit(x_small, np.array([0, 1, 2, 3, 0]), verbose=0), ValueError, r"class ids in \[0, 3\)"),
+    ("fit wrong image shape", lambda: _compiled().fit(np.ones((5, 5, 4, 1), np.float32), np.eye(3)[[0, 1, 2, 0, 1]], verbose=0), ValueError, r"expects inputs of shape \(batch, 4, 4, 1\), got \(5, 5, 4, 1\)"),
+    ("fit before compile", lambda: fc.Sequential([L.Dense(2)]).fit(np.ones((2, 3)), np.eye(2), verbose=0), RuntimeError, r"call model.compile"),
+    ("validation_split", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], validation_split=1.0, verbose=0), ValueError, r"validation_split must be in \[0, 1\), got 1.0"),
+    ("device name", lambda: fc.tensor(np.ones(2), device="tpu"), ValueError, r"device must be 'cpu' or 'cuda', got 'tpu'"),
+    ("Input shape", lambda: fc.Input((0, 3)), ValueError, r"shape must be a tuple of positive ints"),
+]
+
+
+@pytest.mark.parametrize("name,call,exc,message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_reported_clearly(name, call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
