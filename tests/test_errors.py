@@ -4,6 +4,7 @@ import pytest
 
 import fastconv as fc
 import fastconv.functional as F
+from fastconv import data
 from fastconv import layers as L
 
 x4 = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
@@ -55,7 +56,47 @@ CASES = [
     ("validation_split", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], validation_split=1.0, verbose=0), ValueError, r"validation_split must be in \[0, 1\), got 1.0"),
     ("device name", lambda: fc.tensor(np.ones(2), device="tpu"), ValueError, r"device must be 'cpu' or 'cuda', got 'tpu'"),
     ("Input shape", lambda: fc.Input((0, 3)), ValueError, r"shape must be a tuple of positive ints"),
+    ("dataset spec", lambda: data.load_dataset("imagenet"), ValueError, r"dataset must be one of digits, shapes, mnist:DIR, cifar10:DIR, got 'imagenet'"),
+    ("mnist folder", lambda: data.load_mnist("/nonexistent/mnist"), FileNotFoundError, r"MNIST directory not found: /nonexistent/mnist"),
+    ("negative label", lambda: data.to_categorical(np.array([0, -1])), ValueError, r"y must hold class ids >= 0, got the negative id -1"),
+    ("label >= classes", lambda: data.to_categorical(np.array([0, 5]), 3), ValueError, r"class ids in \[0, 3\) for num_classes=3, got the id 5"),
+    ("split lengths", lambda: data.train_test_split(np.ones((4, 2)), np.ones(3, int)), ValueError, r"got 4 and 3"),
+    ("batch size", lambda: data.batches(np.ones((4, 2)), np.ones(4, int), batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
+    ("fit batch size", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], batch_size=0, verbose=0), ValueError, r"batch_size must be a positive int, got 0"),
+    ("resume without dir", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], resume=True, verbose=0), ValueError, r"resume=True needs checkpoint_dir"),
+    ("set_weights count", lambda: _compiled().set_weights([np.ones(3)]), ValueError, r"set_weights expects 2 arrays, got 1"),
+    ("backend override", lambda: _with_env("FASTCONV_BACKEND", "cudnn", lambda: F.relu(x4)), ValueError, r"FASTCONV_BACKEND must be one of \['native', 'jit', 'reference'\], got 'cudnn'"),
+    ("device override", lambda: _with_env("FASTCONV_DEVICE", "gpu0", fc.default_device), ValueError, r"FASTCONV_DEVICE must be 'cpu' or 'cuda', got 'gpu0'"),
 ]
+
+
+def _with_env(name, value, call):
+    import os
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return call()
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--epochs", "0"], "--epochs must be a positive int, got 0"),
+    (["train", "--lr", "-1"], "--lr must be positive"),
+    (["train", "--dataset", "imagenet", "--quiet"], "dataset must be one of"),
+    (["train", "--device", "tpu", "--quiet"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
+])
+def test_cli_reports_bad_arguments(argv, message, capsys):
+    from fastconv.cli import main
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors exit with 2
+        code = exc.code
+    assert code == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name,call,exc,message", CASES, ids=[c[0] for c in CASES])

@@ -105,6 +105,8 @@ class Model(TrainingMixin):
 
     @property
     def weights(self) -> list[Tensor]:
+        if not self.built and self._declared_shape is not None:
+            self.build(self._declared_shape)
         return [t for layer in self.layers for t in layer.weights]
 
     def get_weights(self) -> list[np.ndarray]:
@@ -169,7 +171,8 @@ class Sequential(Model):
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential layers must be fastconv Layer instances, got {type(layer).__name__}")
         if self.built:
-            raise ValueError("layers cannot be added after the model is built")
+            raise ValueError("layers cannot be added after the model is built (it was called, fit or its "
+                             "weights were read)")
         self._pending.append(layer)
         self.layers = list(self._pending)
         if len(self._pending) == 1 and layer.input_shape is not None and self._declared_shape is None:
@@ -195,4 +198,6 @@ class Sequential(Model):
 
     @property
     def weights(self) -> list[Tensor]:
+        if not self.built and self._declared_shape is not None:
+            self.build(self._declared_shape)
         return [t for layer in self.layers for t in layer.weights]
