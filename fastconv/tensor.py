@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from ._toposort import postorder
 from .device import array_module, check_device, device_of, to_device
 
 _state = threading.local()
@@ -81,18 +82,7 @@ class Tensor:
         if grad.shape != self.shape:
             raise ValueError(f"grad must have shape {self.shape}, got {grad.shape}")
 
-        order, seen, stack = [], set(), [(self, False)]
-        while stack:  # iterative post-order DFS
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            stack.extend((p, False) for p in node._parents if p.requires_grad and id(p) not in seen)
-
+        order = postorder(self, lambda node: [p for p in node._parents if p.requires_grad])
         grads = {id(self): grad}
         for node in reversed(order):
             g = grads.pop(id(node), None)

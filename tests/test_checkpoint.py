@@ -63,13 +63,18 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
             assert np.array_equal(a[key], b[key]), key
 
 
-def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path):
+def _trained_one_epoch(optimizer, checkpoint_dir):
     fc.set_seed(0)
     model = fc.models.seed_model((8, 8, 1), 3)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
     x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
     y = np.arange(16) % 3
-    model.fit(x, y, epochs=1, verbose=0, checkpoint_dir=tmp_path)
+    model.fit(x, y, epochs=1, verbose=0, checkpoint_dir=checkpoint_dir)
+    return model, x, y
+
+
+def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path):
+    model, x, y = _trained_one_epoch("adam", tmp_path)
     path = tmp_path / "checkpoint.fastconv"
     damaged = path.read_bytes()[:-100]
     path.write_bytes(damaged)
@@ -79,12 +84,7 @@ def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path):
 
 
 def test_nonfinite_loss_stops_before_updating_and_names_the_checkpoint(tmp_path):
-    fc.set_seed(0)
-    model = fc.models.seed_model((8, 8, 1), 3)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
-    y = np.arange(16) % 3
-    model.fit(x, y, epochs=1, verbose=0, checkpoint_dir=tmp_path)
+    model, x, y = _trained_one_epoch("sgd", tmp_path)
     before = model.get_weights()
     x[9, 0, 0, 0] = np.nan
     with pytest.raises(FloatingPointError, match=r"epoch 2, step 1: the training loss became nan.*last good checkpoint"):

@@ -1,8 +1,6 @@
 """Losses as differentiable ops. Each returns the batch mean as a 0-d Tensor."""
 from __future__ import annotations
 
-import numpy as np
-
 from .._checks import check_rank
 from ..tensor import Tensor, as_tensor
 from ._util import backend, float_input
@@ -65,5 +63,3 @@ def mean_squared_error(pred, target) -> Tensor:
     return Tensor.from_op(B.mse_fprop(pred.data, t), (pred,), lambda g: (B.mse_bprop(pred.data, t, g),))
 
 
-def predicted_classes(scores) -> np.ndarray:
-    return np.asarray(scores).argmax(axis=-1)

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._toposort import postorder
 from ..layers.base import Input, InputLayer, Layer, SymbolicTensor
 from ..tensor import Tensor
 from .training import TrainingMixin
-
-
-def _topological(outputs):
-    """Symbolic tensors from the inputs to `outputs`, each after the ones it reads."""
-    order, seen, stack = [], set(), [(outputs, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        stack.extend((i, False) for i in reversed(node.inputs) if id(i) not in seen)
-    return order
 
 
 class Model(TrainingMixin):
@@ -41,7 +26,7 @@ class Model(TrainingMixin):
             raise TypeError(f"inputs must be one tensor made by fc.Input(shape), got {inputs!r}")
         if not isinstance(outputs, SymbolicTensor):
             raise TypeError(f"outputs must be one symbolic tensor made by calling layers on inputs, got {outputs!r}")
-        self._nodes = _topological(outputs)
+        self._nodes = postorder(outputs, lambda node: node.inputs)
         sources = [n for n in self._nodes if not n.inputs]
         if sources != [inputs]:
             raise ValueError("outputs must be computed from the given inputs alone "
