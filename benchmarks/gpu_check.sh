@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# The one GPU check: run as is on a machine with an NVIDIA GPU (H100/H200), one argument.
+#
+#   bash benchmarks/gpu_check.sh OUTDIR            # run every stage, write <= 8 files into OUTDIR
+#   bash benchmarks/gpu_check.sh --dry-run OUTDIR  # print the stages and their commands, run nothing
+#
+# Stages: environment; install in place (pip -e, builds fastconv._emu and, with nvcc, fastconv._C);
+# fastconv._C import (rebuilds in place to show the error if the install did not build it); the GPU
+# tests (pytest -m gpu); compute-sanitizer memcheck and racecheck over a small run of every fastconv
+# GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (convs,
+# GEMMs and max-pools, the seed model's training step); a profile with its Nsight Compute run; the
+# pytest-benchmark suites' GPU variants; the results file. Each stage has a timeout and the whole run
+# a budget (GPU_CHECK_BUDGET seconds, default 450: under 8 minutes); a failing stage does not stop
+# the later ones, and the exit code is 1 when any stage failed or timed out. A short summary table
+# is printed last.
+#
+# Files written into OUTDIR (at most 8): check.log (every stage's output), summary.txt,
+# <date>-<gpu>.json (all benchmark figures: copy it to benchmarks/results/), bench-conv.png,
+# bench-gemm-pool.png, train-step.png, profile.json.
+set -u -o pipefail
+
+DRY=0
+OUT=""
+for arg in "$@"; do
+  case "$arg" in
+    --dry-run) DRY=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -*) echo "gpu_check.sh: unknown option $arg" >&2; exit 2 ;;
+    *) if [ -n "$OUT" ]; then echo "gpu_check.sh: one output directory, got '$OUT' and '$arg'" >&2; exit 2; fi
+       OUT="$arg" ;;
+  esac
+done
+if [ -z "$OUT" ]; then
+  echo "usage: bash benchmarks/gpu_check.sh [--dry-run] OUTDIR" >&2
+  exit 2
+fi
+
+cd "$(dirname "$0")/.." || exit 2
+ROOT=$(pwd)
+export PY="${PYTHON:-python3}"
+export OUT
+export PYTHONUNBUFFERED=1
+export FASTCONV_CUDA_ARCHS="${FASTCONV_CUDA_ARCHS:-sm_90a}"   # H100/H200 only: half the nvcc time
+export FASTCONV_BUILD_JOBS="${FASTCONV_BUILD_JOBS:-$(nproc 2>/dev/null || echo 8)}"
+BUDGET="${GPU_CHECK_BUDGET:-450}"
+START=$SECONDS
+
+if [ "$DRY" = 1 ]; then
+  export WORK="<tmpdir>"
+else
+  mkdir -p "$OUT" || exit 2
+  OUT=$(cd "$OUT" && pwd)
+  export OUT
+  WORK=$(mktemp -d)
+  export WORK
+  LOG="$OUT/check.log"
+  : > "$LOG"
+fi
+
+NAMES=()
+STATES=()
+TIMES=()
+NOTES=()
+
+# stage NAME CAP_SECONDS COMMAND: run COMMAND (bash -c) with timeout min(CAP, budget left - 10);
+# exit 0 PASS, 3 or (pytest) 5 SKIP, 124/137 TIMEOUT, anything else FAIL. STAGE_T holds the timeout
+# so a command can size itself (the benchmarks' --time-budget).
+stage() {
+  local name=$1 cap=$2 cmd=$3
+  if [ "$DRY" = 1 ]; then
+    printf '[%s] timeout %ss\n    %s\n' "$name" "$cap" "$cmd"
+    return 0
+  fi
+  local left=$((BUDGET - (SECONDS - START) - 10))
+  local t=$cap
+  [ "$left" -lt "$t" ] && t=$left
+  if [ "$t" -lt 15 ]; then
+    NAMES+=("$name"); STATES+=("SKIP"); TIMES+=(0); NOTES+=("out of the ${BUDGET}s budget")
+    echo "=== $name: skipped, out of the ${BUDGET}s budget ===" >> "$LOG"
+    return 0
+  fi
+  echo "=== $name (timeout ${t}s) $(date -u +%H:%M:%S) ===" >> "$LOG"
+  echo "\$ $cmd" >> "$LOG"
+  local t0=$SECONDS rc
+  STAGE_T=$t timeout --kill-after=10 "$t" bash -c "$cmd" >> "$LOG" 2>&1
+  rc=$?
+  local dt=$((SECONDS - t0)) state note=""
+  case $rc in
+    0) state=PASS ;;
+    3) state=SKIP; note=$(grep -o 'SKIP: .*' "$LOG" | tail -n1 | cut -c7-80) ;;
+    124|137) state=TIMEOUT; note="killed after ${t}s" ;;
+    *) state=FAIL; note="exit $rc" ;;
+  esac
+  echo "=== $name: $state ($rc) in ${dt}s ===" >> "$LOG"
+  echo "[$name] $state in ${dt}s ${note}"
+  NAMES+=("$name"); STATES+=("$state"); TIMES+=("$dt"); NOTES+=("$note")
+}
+
+# Exit 5 from pytest means no test was collected (none marked gpu yet): a SKIP, not a failure.
+PYTEST_SKIP5='rc=$?; if [ $rc = 5 ]; then echo "SKIP: no tests collected"; exit 3; fi; exit $rc'
+
+# compute-sanitizer over the small run of every fastconv GPU op; SKIP when there is nothing to check
+# or the tool cannot run here (exported: the stages run in child shells).
+run_sanitizer() {
+  local tool=$1
+  if ! command -v compute-sanitizer >/dev/null; then echo "SKIP: compute-sanitizer is not on PATH"; return 3; fi
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" --error-exitcode 99 --print-limit 30 \
+    "$PY" -m fastconv.bench.sanitize_check 2>&1 | tee "$WORK/sanitizer-$tool.txt"
+  local rc=${PIPESTATUS[0]}
+  if grep -q "Device not supported" "$WORK/sanitizer-$tool.txt"; then
+    echo "SKIP: compute-sanitizer: device not supported here"; return 3
+  fi
+  return "$rc"
+}
+export -f run_sanitizer
+
+stage env 30 'nvidia-smi || true; "$PY" -c "import torch, sys; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"cudnn\", torch.backends.cudnn.version(), \"gpu\", torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)"; rc=$?; "$PY" -c "import cupy; print(\"cupy\", cupy.__version__)" || true; command -v nvcc && nvcc --version | tail -n2; exit $rc'
+
+stage install 240 '"$PY" -m pip install --no-build-isolation --no-deps -e . && "$PY" -m fastconv info'
+
+stage build_C 150 'if ! ls csrc/launch/*.cu >/dev/null 2>&1; then echo "SKIP: no CUDA sources (csrc/launch/*.cu)"; exit 3; fi
+if "$PY" -c "import fastconv._C as c; print(\"fastconv._C:\", len(c.kernel_names()), \"kernels\")"; then exit 0; fi
+echo "fastconv._C was not built by the install; building in place to show why:"
+"$PY" setup.py build_ext --inplace && "$PY" -c "import fastconv._C as c; print(\"fastconv._C:\", len(c.kernel_names()), \"kernels\")"'
+
+stage pytest_gpu 90 '"$PY" -m pytest -m gpu -q -p no:cacheprovider tests; '"$PYTEST_SKIP5"
+
+stage memcheck 45 'run_sanitizer memcheck'
+stage racecheck 45 'run_sanitizer racecheck'
+
+stage bench_conv 110 '"$PY" -m fastconv.bench --device gpu --suite resnet50,vgg16,mobilenet_v1 --op conv2d_fprop,conv2d_dgrad,conv2d_wgrad --dtype bf16,fp32 --batch 32 --baseline cudnn --repeats 15 --time-budget $((STAGE_T > 50 ? STAGE_T - 30 : 20)) --json "$WORK/bench-conv.json" --plot "$OUT/bench-conv.png"'
+
+stage bench_gemm_pool 60 '"$PY" -m fastconv.bench --device gpu --suite all --op gemm,maxpool --dtype bf16,fp16,tf32,fp32 --batch 128 --repeats 15 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/bench-gemm-pool.json" --plot "$OUT/bench-gemm-pool.png"'
+
+stage train_step 75 '"$PY" -m fastconv.bench --device gpu --op train_step --model seed --batch 128 --dtype fp32 --repeats 20 --json "$WORK/train-step.json" --plot "$OUT/train-step.png"'
+
+stage profile 45 'args="--device gpu --op conv2d_fprop --suite resnet50 --shape res2_3x3 --batch 32 --dtype fp32 --steps 3"
+"$PY" -m fastconv.bench profile $args --json "$OUT/profile.json" || { echo "(fastconv has no GPU path here: profiling the cuDNN baseline)"; "$PY" -m fastconv.bench profile $args --backend torch --json "$OUT/profile.json"; } || exit 1
+if command -v ncu >/dev/null; then "$PY" -m fastconv.bench profile $args --backend torch --ncu --run --ncu-out - --ncu-set basic --ncu-launches 2 | tail -n 40; else echo "(ncu is not on PATH)"; fi; exit 0'
+
+stage pytest_bench 35 '"$PY" -m pytest benchmarks -q -m gpu -p no:cacheprovider --benchmark-max-time=0.05 --benchmark-min-rounds=5 --benchmark-columns=median,iqr,rounds; '"$PYTEST_SKIP5"
+
+stage results 20 'files=$(ls "$WORK"/bench-conv.json "$WORK"/bench-gemm-pool.json "$WORK"/train-step.json 2>/dev/null); [ -n "$files" ] || { echo "no benchmark JSON was written"; exit 1; }
+"$PY" -m fastconv.bench.results merge "$OUT" $files'
+
+if [ "$DRY" = 1 ]; then
+  echo "dry run: 12 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json into $OUT (budget ${BUDGET}s)"
+  exit 0
+fi
+
+FAILED=0
+{
+  printf '%-16s %-8s %6s  %s\n' stage status secs note
+  for i in "${!NAMES[@]}"; do
+    printf '%-16s %-8s %6s  %s\n' "${NAMES[$i]}" "${STATES[$i]}" "${TIMES[$i]}" "${NOTES[$i]}"
+    case "${STATES[$i]}" in FAIL|TIMEOUT) FAILED=$((FAILED + 1)) ;; esac
+  done
+  echo "total $((SECONDS - START))s of a ${BUDGET}s budget; $FAILED stage(s) failed; logs: $OUT/check.log"
+  ls "$OUT"
+} > "$OUT/summary.txt"
+grep -hE '^(conv2d_[a-z]+|gemm|maxpool) \|.*(geomean|no ratio)|^fastconv not available' "$LOG" 2>/dev/null | sort -u | head -n 24 || true
+cat "$OUT/summary.txt"
+rm -rf "$WORK"
+[ "$FAILED" = 0 ]
