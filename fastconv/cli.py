@@ -13,21 +13,25 @@ def _train(args) -> int:
     import numpy as np
 
     from . import data, metrics, set_seed
-    from .device import check_device
+    from .backends import backend_for, backend_name
+    from .device import check_device, using_device
     from .models import ZOO
     from .optimizers import Adam
     from .plotting import plot_confusion_matrix, plot_history
 
     device = check_device(args.device, "--device")
-    if device != "cpu":
-        raise RuntimeError("--device cuda needs the CUDA kernels, which are not part of this build yet; use --device cpu")
+    backend = backend_name(device)
+    if backend == "unavailable":
+        backend_for(device)  # raises with the reason native and jit are unavailable
     set_seed(args.seed)
     (x_train, y_train), (x_test, y_test), info = data.load_dataset(args.dataset, seed=args.seed)
     num_classes = info["num_classes"]
-    model = ZOO[args.model](input_shape=x_train.shape[1:], num_classes=num_classes)
+    with using_device(device):  # the model's weights are created on the chosen device
+        model = ZOO[args.model](input_shape=x_train.shape[1:], num_classes=num_classes)
+        model._ensure_built(x_train.shape[1:])
     model.compile(optimizer=Adam(args.lr), loss="categorical_crossentropy", metrics=["accuracy"])
     print(f"fastconv train: {info['name']} ({len(x_train)} train / {len(x_test)} test images of "
-          f"{'x'.join(map(str, x_train.shape[1:]))}), model {args.model}, device {device}, backend reference")
+          f"{'x'.join(map(str, x_train.shape[1:]))}), model {args.model}, device {device}, backend {backend}")
     start = time.perf_counter()
     history = model.fit(x_train, data.to_categorical(y_train, num_classes), epochs=args.epochs,
                         batch_size=args.batch_size, verbose=0 if args.quiet else 1, seed=args.seed)
@@ -40,7 +44,7 @@ def _train(args) -> int:
         "f1": metrics.f1_score(y_test, pred, average="macro"),
         "train_seconds": train_seconds,
         "images_per_second": len(x_train) * len(history.epoch) / train_seconds,
-        "device": device, "backend": "reference", "dataset": info["name"], "model": args.model,
+        "device": device, "backend": backend, "dataset": info["name"], "model": args.model,
         "epochs": len(history.epoch), "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "train_samples": int(len(x_train)), "test_samples": int(len(x_test)),
     }
@@ -93,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="version, devices and which compute paths are available")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=_info)
+    from .bench.cli import add_bench_parser, add_profile_parser
+    add_bench_parser(sub)
+    add_profile_parser(sub)
     return parser
 
 

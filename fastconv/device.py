@@ -4,6 +4,7 @@ The default is 'cuda' when CuPy sees a GPU and 'cpu' otherwise; FASTCONV_DEVICE 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -45,7 +46,22 @@ def check_device(device, name: str = "device") -> str:
     return dev
 
 
+_scoped: list[str] = []
+
+
+@contextlib.contextmanager
+def using_device(device: str):
+    """Within this block, new weights and tensors default to `device`."""
+    _scoped.append(check_device(device))
+    try:
+        yield _scoped[-1]
+    finally:
+        _scoped.pop()
+
+
 def default_device() -> str:
+    if _scoped:
+        return _scoped[-1]
     env = os.environ.get("FASTCONV_DEVICE")
     if env:
         return check_device(env, "FASTCONV_DEVICE")

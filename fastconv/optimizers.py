@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_float
+from .device import array_module, device_of, to_device
 from .schedules import SCHEDULES, LearningRateSchedule
 
 
@@ -33,14 +34,24 @@ class Optimizer:
             raise ValueError(f"optimizer state holds {len(self.slots)} parameters but step() got {len(params)}")
         lr = self.current_learning_rate()
         self.iterations += 1
-        for p, slots in zip(params, self.slots):
-            if p.grad is not None:
-                self._update(p.data, p.grad, slots, lr)
+        live = [(p, slots) for p, slots in zip(params, self.slots) if p.grad is not None]
+        if live and live[0][0].device == "cuda":  # every parameter in one multi-tensor kernel launch
+            from .backends import backend_for
+            self._update_all(backend_for("cuda"), [p.data for p, _ in live], [p.grad for p, _ in live],
+                             [slots for _, slots in live], lr)
+            return
+        for p, slots in live:
+            self._update(p.data, p.grad, slots, lr)
 
     def _new_slots(self, value) -> dict:
         return {}
 
     def _update(self, value, grad, slots, lr) -> None:
+        """The reference update of one parameter, in place (NumPy)."""
+        raise NotImplementedError
+
+    def _update_all(self, backend, values, grads, slots, lr) -> None:
+        """The same update for every parameter at once, through the GPU backend's kernel."""
         raise NotImplementedError
 
     # ---- saving ------------------------------------------------------------------------------
@@ -63,7 +74,7 @@ class Optimizer:
         out = {"iterations": np.asarray(self.iterations, np.int64)}
         for i, slots in enumerate(self.slots):
             for name, arr in slots.items():
-                out[f"{i}/{name}"] = np.asarray(arr)
+                out[f"{i}/{name}"] = to_device(arr, "cpu")
         return out
 
     def load_state_arrays(self, arrays: dict, params) -> None:
@@ -71,7 +82,7 @@ class Optimizer:
         self.slots = [self._new_slots(p.data) for p in params]
         for i, slots in enumerate(self.slots):
             for name in slots:
-                slots[name][...] = arrays[f"{i}/{name}"]
+                slots[name][...] = to_device(arrays[f"{i}/{name}"], device_of(slots[name]))
 
 
 class SGD(Optimizer):
@@ -83,7 +94,11 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
 
     def _new_slots(self, value):
-        return {"velocity": np.zeros_like(value)} if self.momentum else {}
+        return {"velocity": _zeros_like(value)} if self.momentum else {}
+
+    def _update_all(self, backend, values, grads, slots, lr):
+        backend.sgd_update(values, grads, [s.get("velocity") for s in slots], lr, self.momentum, self.nesterov,
+                           self.weight_decay)
 
     def _update(self, value, grad, slots, lr):
         if self.weight_decay:
@@ -105,7 +120,11 @@ class Adam(Optimizer):
         self.epsilon = check_float(epsilon, "epsilon", 0.0, low_open=True)
 
     def _new_slots(self, value):
-        return {"m": np.zeros_like(value), "v": np.zeros_like(value)}
+        return {"m": _zeros_like(value), "v": _zeros_like(value)}
+
+    def _update_all(self, backend, values, grads, slots, lr):
+        backend.adam_update(values, grads, [s["m"] for s in slots], [s["v"] for s in slots], lr, self.beta_1,
+                            self.beta_2, self.epsilon, self.weight_decay, self.iterations)
 
     def _update(self, value, grad, slots, lr):
         t = self.iterations
@@ -116,6 +135,10 @@ class Adam(Optimizer):
         if self.weight_decay:
             value -= lr * self.weight_decay * value  # decoupled (AdamW): not scaled by the moments
         value -= step * m / (np.sqrt(v) + self.epsilon)
+
+
+def _zeros_like(value):
+    return array_module(device_of(value)).zeros_like(value)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

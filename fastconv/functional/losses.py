@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from .._checks import check_rank
+from ..device import to_device
 from ..tensor import Tensor, as_tensor
 from ._util import backend, float_input
 
 
 def check_labels(labels, n: int, num_classes: int, name: str = "labels"):
     """Integer class ids (N,) or one-hot / probability rows (N, C); returns the raw array."""
-    y = as_tensor(labels, name).data
+    y = as_tensor(labels, name).numpy()
     if y.ndim == 1:
         if y.dtype.kind not in "iu":
             raise TypeError(f"{name} of rank 1 must hold integer class ids, got dtype {y.dtype}")
@@ -34,7 +35,7 @@ def _logits_like(x, name):
 def softmax_cross_entropy(logits, labels) -> Tensor:
     """Fused, numerically stable softmax + cross-entropy from logits."""
     logits = _logits_like(logits, "logits")
-    y = check_labels(labels, *logits.shape)
+    y = to_device(check_labels(labels, *logits.shape), logits.device)
     if y.ndim == 2:
         y = y.astype(logits.dtype, copy=False)
     B = backend(logits)
@@ -45,7 +46,7 @@ def softmax_cross_entropy(logits, labels) -> Tensor:
 def cross_entropy(probs, labels, eps: float = 1e-7) -> Tensor:
     """Keras' categorical cross-entropy on probabilities (clipped to [eps, 1 - eps])."""
     probs = _logits_like(probs, "probs")
-    y = check_labels(labels, *probs.shape)
+    y = to_device(check_labels(labels, *probs.shape), probs.device)
     if y.ndim == 2:
         y = y.astype(probs.dtype, copy=False)
     B = backend(probs)
@@ -58,7 +59,7 @@ def mean_squared_error(pred, target) -> Tensor:
     t = as_tensor(target, "target").data
     if tuple(t.shape) != pred.shape:
         raise ValueError(f"target must have the prediction's shape {pred.shape}, got {tuple(t.shape)}")
-    t = t.astype(pred.dtype, copy=False)
+    t = to_device(t, pred.device).astype(pred.dtype, copy=False)
     B = backend(pred)
     return Tensor.from_op(B.mse_fprop(pred.data, t), (pred,), lambda g: (B.mse_bprop(pred.data, t, g),))
 

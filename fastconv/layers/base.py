@@ -12,6 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..device import default_device
 from ..initializers import get_initializer
 from ..tensor import Tensor, as_tensor
 
@@ -43,6 +44,7 @@ class Layer:
         self.trainable = trainable
         self.dtype = np.dtype(dtype)
         self.built = False
+        self.device = None  # set at build: the device of the first input (the default one for symbolic builds)
         self.params: dict[str, Tensor] = {}   # trained by the optimizer
         self.state: dict[str, Tensor] = {}    # saved but not trained (running statistics, counters)
 
@@ -66,12 +68,13 @@ class Layer:
 
     def add_weight(self, name, shape, initializer="zeros", trainable=True) -> Tensor:
         values = get_initializer(initializer)(tuple(shape), dtype=self.dtype)
-        t = Tensor(values, requires_grad=trainable, name=f"{self.name}/{name}")
+        t = Tensor(values, requires_grad=trainable, device=self.device, name=f"{self.name}/{name}")
         (self.params if trainable else self.state)[name] = t
         return t
 
-    def _build_once(self, input_shape) -> None:
+    def _build_once(self, input_shape, device=None) -> None:
         if not self.built:
+            self.device = device or default_device()
             if self.input_shape is not None and tuple(self.input_shape) != tuple(input_shape):
                 raise ValueError(f"layer {self.name!r} was declared with input_shape {self.input_shape} "
                                  f"but is called on inputs of shape {tuple(input_shape)}")
@@ -89,7 +92,7 @@ class Layer:
             return SymbolicTensor(self.compute_output_shape(shapes if many else shapes[0]), self, items)
         tensors = [as_tensor(t, f"inputs of layer {self.name!r}") for t in items]
         shapes = [t.shape[1:] for t in tensors]
-        self._build_once(shapes if many else shapes[0])
+        self._build_once(shapes if many else shapes[0], tensors[0].device)
         if not many and tuple(self.input_shape) != shapes[0]:
             raise ValueError(f"layer {self.name!r} expects inputs of shape (batch, "
                              f"{', '.join(map(str, self.input_shape))}), got {tensors[0].shape}")

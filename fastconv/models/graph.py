@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._toposort import postorder
+from ..device import to_device
 from ..layers.base import Input, InputLayer, Layer, SymbolicTensor
 from ..tensor import Tensor
 from .training import TrainingMixin
@@ -104,7 +105,7 @@ class Model(TrainingMixin):
         for t, v in zip(weights, values):
             if tuple(np.shape(v)) != t.shape:
                 raise ValueError(f"weight {t.name} has shape {t.shape}, got an array of shape {np.shape(v)}")
-            t.data[...] = v
+            t.data[...] = to_device(np.asarray(v), t.device)
 
     def count_params(self) -> int:
         return sum(t.size for t in self.weights)

@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 
 from .. import layers as L
+from ..device import to_device
 from ..losses import LOSSES
 from ..metrics import get_metric
 from ..optimizers import OPTIMIZERS
@@ -153,7 +154,7 @@ def restore_arrays(model, arrays, path) -> None:
             if arrays[name].shape != t.shape:
                 raise ValueError(f"weight {name!r} in {path!r} has shape {arrays[name].shape}, "
                                  f"the architecture needs {t.shape}")
-            t.data[...] = arrays[name]
+            t.data[...] = to_device(arrays[name], t.device)
     opt_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
     if opt_arrays and model.compiled:
         model.optimizer.load_state_arrays(opt_arrays, model.trainable_weights)

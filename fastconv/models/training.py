@@ -63,8 +63,13 @@ class TrainingMixin:
     def _fused_softmax(self) -> bool:
         return self.loss.fusable_with_softmax and getattr(self.output_layer, "activation", None) == "softmax"
 
+    @property
+    def device(self) -> str:
+        weights = self.weights
+        return weights[0].device if weights else "cpu"
+
     def _loss_and_output(self, xb, yb, training):
-        x = Tensor(xb.astype(np.float32, copy=False))
+        x = Tensor(xb.astype(np.float32, copy=False), device=self.device)
         if self._fused_softmax():
             out = self(x, training=training, return_logits=True)
             return self.loss.from_logits_loss(yb, out), out
@@ -211,7 +216,8 @@ class TrainingMixin:
         outs = []
         with no_grad():
             for start in range(0, len(x), batch_size):
-                outs.append(self(Tensor(x[start:start + batch_size].astype(np.float32, copy=False))).numpy())
+                xb = Tensor(x[start:start + batch_size].astype(np.float32, copy=False), device=self.device)
+                outs.append(self(xb).numpy())
         if not outs:
             return np.zeros((0, *self.output_shape[1:]), np.float32)
         return np.concatenate(outs)
