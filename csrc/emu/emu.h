@@ -1,0 +1,158 @@
+// emu.h — the CUDA device vocabulary for g++: what csrc/common/platform.h includes when
+// FASTCONV_EMULATOR is defined, so that the same device source that nvcc and NVRTC compile runs on
+// the CPU SIMT emulator (csrc/emu/runtime.cpp). See csrc/emu/README.md for what is emulated.
+//
+// Model in one paragraph: every CUDA thread is a fiber; the blocks of a launch run one after another
+// on one OS thread; inside a block the scheduler runs each ready thread until it blocks (barrier,
+// warp collective) or exits, in forward, reverse or seeded-random order. threadIdx & co. are globals
+// the scheduler sets before it resumes a thread. Because only one fiber runs at a time, atomics are
+// plain read-modify-writes and there is no memory model to emulate.
+#pragma once
+
+#if !defined(FASTCONV_EMULATOR)
+#  error "csrc/emu/emu.h is for the g++ emulator build (define FASTCONV_EMULATOR)"
+#endif
+
+#include <cassert>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <math.h>
+#include <type_traits>
+
+// ---- CUDA qualifiers --------------------------------------------------------------------------
+#define __global__
+#define __device__
+#define __host__
+#define __constant__
+#define __managed__
+#define __grid_constant__
+#define __forceinline__ inline
+// __noinline__ is not defined: libstdc++ spells __attribute__((__noinline__)) itself.
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+// Static shared memory is thread-local storage of the worker OS thread that runs all fibers of a
+// launch: one instance for all threads of a block (they are fibers of that OS thread), poisoned by
+// the scheduler at every block start (runtime.cpp finds the module's TLS block). Dynamic shared
+// memory: FC_DYNAMIC_SHARED below.
+#define __shared__ static thread_local
+// __restrict__ is understood by g++ as is.
+
+namespace fc_emu {
+
+// A source location, captured with default arguments at the call site of an intrinsic, so that
+// errors name the line in the kernel (e.g. which __syncthreads() a thread waits at).
+struct Site {
+  const char* file;
+  unsigned line;
+  static Site here(const char* f = __builtin_FILE(), unsigned l = __builtin_LINE()) { return {f, l}; }
+};
+
+}  // namespace fc_emu
+
+#include "vector_types.h"
+
+namespace fc_emu {
+
+// ---- runtime entry points (runtime.cpp) ---------------------------------------------------------
+// Index variables of the running thread; the scheduler writes them before resuming a fiber.
+extern uint3 g_thread_idx;
+extern uint3 g_block_idx;
+extern dim3 g_block_dim;
+extern dim3 g_grid_dim;
+
+// Report a kernel error (EmulatorError naming kernel, block and thread). From a fiber it abandons
+// the launch; from the scheduler (a warp-collective resolver) it throws. printf-style.
+[[noreturn]] void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+enum BarrierKind { kBarSync = 0, kBarCount = 1, kBarAnd = 2, kBarOr = 3 };
+// Block-wide barrier; returns the reduction of `pred` over the block for count/and/or.
+int block_barrier(int kind, int pred, Site site);
+
+// Warp collectives. A lane deposits a pointer to its operands and waits; once every lane named in
+// `mask` (that exists in the block) waits at a collective with the same resolver and mask, the
+// scheduler calls resolve(lane_data, participants) with lane_data[l] = lane l's pointer (nullptr
+// for non-participants) and releases the lanes. The resolver writes each lane's results through
+// its pointer. Lanes that exit, wait at a barrier or at another collective are reported.
+typedef void (*WarpResolver)(void* const lane_data[32], unsigned participants);
+void warp_collective(unsigned mask, WarpResolver resolve, const char* name, void* lane_data, Site site);
+unsigned active_mask();    // lanes of the caller's warp that exist and have not exited
+
+void* dynamic_shared_memory();
+// fail() unless [p, p+n) lies in the block's static or dynamic shared memory.
+void check_shared(const void* p, size_t n, const char* what, Site site);
+
+// cp.async bookkeeping (per thread): the copy is performed when a wait releases its group.
+void cp_async(void* smem_dst, const void* gmem_src, unsigned cp_size, unsigned src_size, const char* what,
+              Site site);
+void cp_async_commit();
+void cp_async_wait(unsigned n_pending_allowed);
+bool poison_async();
+
+unsigned long long clock_counter();
+
+// The poison word: NaN as float32 and (as two halves) as float16/bfloat16, NaN as float64 when
+// repeated; 0x7ff7ffa5 as an int. Guard zones, uninitialised shared memory and cp.async
+// destinations in poison mode are filled with it.
+constexpr uint32_t kPoisonWord = 0x7ff7ffa5u;
+void poison_fill(void* p, size_t n);
+
+template <class To, class From>
+inline To bit_cast(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bit_cast: sizes differ");
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+}  // namespace fc_emu
+
+// ---- built-in variables ---------------------------------------------------------------------------
+inline const uint3& threadIdx = fc_emu::g_thread_idx;
+inline const uint3& blockIdx = fc_emu::g_block_idx;
+inline const dim3& blockDim = fc_emu::g_block_dim;
+inline const dim3& gridDim = fc_emu::g_grid_dim;
+inline constexpr int warpSize = 32;
+
+// Dynamic shared memory (`extern __shared__` has no g++ equivalent): sized by the launch's
+// shared_bytes, 256-byte aligned, poisoned at every block start and guarded (a write past
+// shared_bytes is reported after the block).
+#define FC_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::fc_emu::dynamic_shared_memory())
+
+// ---- barriers ------------------------------------------------------------------------------------
+inline void __syncthreads(fc_emu::Site s = fc_emu::Site::here()) { fc_emu::block_barrier(fc_emu::kBarSync, 0, s); }
+inline int __syncthreads_count(int pred, fc_emu::Site s = fc_emu::Site::here()) {
+  return fc_emu::block_barrier(fc_emu::kBarCount, pred, s);
+}
+inline int __syncthreads_and(int pred, fc_emu::Site s = fc_emu::Site::here()) {
+  return fc_emu::block_barrier(fc_emu::kBarAnd, pred, s);
+}
+inline int __syncthreads_or(int pred, fc_emu::Site s = fc_emu::Site::here()) {
+  return fc_emu::block_barrier(fc_emu::kBarOr, pred, s);
+}
+// One fiber runs at a time and every write is visible at once: fences have nothing to order.
+inline void __threadfence() {}
+inline void __threadfence_block() {}
+inline void __threadfence_system() {}
+inline void __nanosleep(unsigned) {}
+inline long long clock64() { return static_cast<long long>(fc_emu::clock_counter()); }
+[[noreturn]] inline void __trap() { fc_emu::fail("__trap() called"); }
+[[noreturn]] inline void __brkpt() { fc_emu::fail("__brkpt() called"); }
+
+// Device-side assert: a failing assert() reports an EmulatorError (the GPU traps) instead of
+// aborting the Python process.
+namespace fc_emu {
+[[noreturn]] inline void assert_fail(const char* expr, const char* file, unsigned line) {
+  fail("assertion `%s` failed at %s:%u", expr, file, line);
+}
+}  // namespace fc_emu
+#undef assert
+#define assert(e) ((e) ? (void)0 : ::fc_emu::assert_fail(#e, __FILE__, __LINE__))
+
+#include "fp16.h"
+#include "warp.h"
+#include "device_functions.h"
