@@ -36,6 +36,108 @@ def emulator_extension():
     )
 
 
+def find_nvcc():
+    import os
+    import shutil
+    if os.environ.get("FASTCONV_SKIP_CUDA_BUILD") == "1":
+        return None
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
+    return os.path.realpath(nvcc) if nvcc and os.path.exists(nvcc) else None
+
+
+def find_cuda_home(nvcc):
+    """The toolkit directory holding include/cuda_runtime.h (nvcc may be a wrapper script elsewhere)."""
+    import os
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), os.path.dirname(os.path.dirname(nvcc)),
+                  "/usr/local/cuda"]
+    for home in filter(None, candidates):
+        if os.path.exists(os.path.join(home, "include", "cuda_runtime.h")):
+            return os.path.realpath(home)
+    return None
+
+
+def cuda_gencode_flags():
+    """FASTCONV_CUDA_ARCHS (default 'sm_80;sm_90a'): machine code per sm_XY[a]; compute_XY entries add
+    PTX. compute_90 PTX is always kept for future GPUs; never PTX for an 'a' target (not forward
+    compatible)."""
+    import os
+    archs = [a.strip() for a in os.environ.get("FASTCONV_CUDA_ARCHS", "sm_80;sm_90a").split(";") if a.strip()]
+    flags = []
+    for a in archs + ["compute_90"]:
+        if a.startswith("sm_"):
+            flags.append(f"-gencode=arch=compute_{a[3:]},code={a}")
+        elif a.startswith("compute_") and not a.endswith("a"):
+            flag = f"-gencode=arch={a},code={a}"
+            if flag not in flags:
+                flags.append(flag)
+        else:
+            raise ValueError(f"FASTCONV_CUDA_ARCHS: {a!r} is not sm_XY[a] or compute_XY (no PTX for 'a' targets)")
+    return flags
+
+
+def native_extensions():
+    """fastconv._C: the nvcc-built kernel table (csrc/launch/*.cu) and its pybind11 binding
+    (csrc/bind/fastconv_c.cpp). Built only when nvcc is found; optional, so a failed CUDA build
+    leaves the rest of the install working (the jit and reference backends)."""
+    import os
+    nvcc = find_nvcc()
+    if nvcc is None:
+        return []
+    cuda_home = find_cuda_home(nvcc)
+    if cuda_home is None:
+        print(f"fastconv._C: skipped, no CUDA headers next to {nvcc} (set CUDA_HOME)")
+        return []
+    libdirs = [d for d in (os.path.join(cuda_home, "lib64"), os.path.join(cuda_home, "targets", "x86_64-linux", "lib"))
+               if os.path.isdir(d)]
+    ext = Pybind11Extension(
+        "fastconv._C",
+        sources=["csrc/bind/fastconv_c.cpp"],
+        include_dirs=["csrc", os.path.join(cuda_home, "include")],
+        depends=CSRC_HEADERS,
+        cxx_std=17,
+        library_dirs=libdirs,
+        libraries=["cudart_static", "dl", "rt"],   # static runtime: only the driver is needed at run time
+        extra_link_args=["-pthread"],
+        optional=True,
+    )
+    ext.cuda_sources = sorted(glob("csrc/launch/*.cu"))
+    ext.nvcc = nvcc
+    return [ext]
+
+
+class BuildExt(build_ext):
+    """pybind11's build_ext, plus: the .cu sources of an extension that has them (fastconv._C) are
+    compiled by nvcc, in parallel, and linked in as objects."""
+
+    def build_extension(self, ext):
+        cu = getattr(ext, "cuda_sources", None)
+        if cu:
+            ext.extra_objects = list(ext.extra_objects or []) + self._nvcc_compile(ext, cu)
+        super().build_extension(ext)
+
+    def _nvcc_compile(self, ext, sources):
+        import os
+        import subprocess
+        from concurrent.futures import ThreadPoolExecutor
+        out_dir = os.path.join(self.build_temp, "nvcc")
+        os.makedirs(out_dir, exist_ok=True)
+        # --ftz=true matches the -ftz=true that CuPy passes to NVRTC, so native and jit round alike.
+        flags = ["-std=c++17", "-O3", "--ftz=true", "-Xcompiler", "-fPIC", "-Icsrc", *cuda_gencode_flags()]
+
+        def compile_one(src):
+            obj = os.path.join(out_dir, os.path.basename(src) + ".o")
+            newest = max(os.path.getmtime(p) for p in [src, *CSRC_HEADERS])
+            if self.force or not os.path.exists(obj) or os.path.getmtime(obj) < newest:
+                print(f"nvcc {src}", flush=True)
+                subprocess.run([ext.nvcc, *flags, "-c", src, "-o", obj], check=True)
+            return obj
+
+        jobs = int(os.environ.get("FASTCONV_BUILD_JOBS") or 0) or os.cpu_count() or 1
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            return list(pool.map(compile_one, sources))
+
+
 ParallelCompile("FASTCONV_BUILD_JOBS", default=0).install()  # the three emulator sources in parallel
 
-setup(ext_modules=[emulator_extension()], cmdclass={"build_ext": build_ext})
+setup(ext_modules=[emulator_extension(), *native_extensions()], cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,56 @@
+// index.h — index arithmetic and vector access shared by every fastconv kernel.
+//
+// Index types: kernels whose tensors may exceed 2^31 elements are templated on `Index` (int32_t or
+// int64_t); the host picks int32_t only when every tensor of the call has <= INT32_MAX elements
+// (fastconv.shapes.needs_64bit_index in Python, fc::needs_64bit_index in the launchers).
+// Memory-bound kernels simply use int64_t: the extra integer work hides behind the loads.
+// Every product that forms an offset is computed in Index, one factor cast at a time, so that
+// (n * H + h) * W never overflows in 32 bits before widening (pytorch #68418).
+#pragma once
+#include "platform.h"
+
+namespace fc {
+
+template <class I>
+FC_HOST_DEVICE I ceil_div(I a, I b) { return (a + b - 1) / b; }
+
+// A V-element vector of T with the alignment of its size, so that a load of Vec<float, 4> from a
+// 16-byte aligned address compiles to one 16-byte load (LDG.E.128).
+template <class T, int V>
+struct __align__(sizeof(T) * V) Vec {
+  T v[V];
+};
+
+// Loads V consecutive elements; V > 1 requires p to be aligned to sizeof(T) * V (checked on the host).
+template <int V, class T>
+FC_DEVICE void load_vec(const T* p, T (&out)[V]) {
+  if (V == 1) {
+    out[0] = p[0];
+  } else {
+    const Vec<T, V> v = *reinterpret_cast<const Vec<T, V>*>(p);
+#pragma unroll
+    for (int i = 0; i < V; ++i) out[i] = v.v[i];
+  }
+}
+
+template <int V, class T>
+FC_DEVICE void store_vec(T* p, const T (&in)[V]) {
+  if (V == 1) {
+    p[0] = in[0];
+  } else {
+    Vec<T, V> v;
+#pragma unroll
+    for (int i = 0; i < V; ++i) v.v[i] = in[i];
+    *reinterpret_cast<Vec<T, V>*>(p) = v;
+  }
+}
+
+// Linear thread index over a 1-D grid, in 64 bits (grids of more than 2^31 threads are legal).
+FC_DEVICE int64_t global_thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+FC_DEVICE int64_t global_thread_count() {
+  return static_cast<int64_t>(gridDim.x) * blockDim.x;
+}
+
+}  // namespace fc

@@ -1,0 +1,56 @@
+// register_kernels.cuh — deduces a kernel's parameter list from its type and registers it.
+// Included by the kernels_shard*.cu files, each of which registers one shard of kernel_list.inc
+// (sharded so a parallel build compiles them at once; ptxas dominates the build time).
+#pragma once
+#include <type_traits>
+
+#include "all_kernels.h"
+#include "registry.h"
+
+namespace fc {
+namespace launch {
+
+template <class T>
+ParamInfo param_info() {
+  using U = std::remove_cv_t<T>;
+  ParamInfo p{};
+  p.size = int(sizeof(U));
+  if constexpr (std::is_pointer<U>::value) {
+    using E = std::remove_pointer_t<U>;
+    using B = std::remove_cv_t<E>;
+    p.kind = ParamKind::kPointer;
+    p.pointee_size = int(sizeof(B));
+    p.pointee_kind = std::is_floating_point<B>::value ? 'f' : (std::is_signed<B>::value ? 'i' : 'u');
+    p.pointee_const = std::is_const<E>::value;
+    p.cpp = std::is_floating_point<B>::value ? (sizeof(B) == 4 ? "float*" : "double*")
+                                             : (std::string(p.pointee_kind == 'i' ? "int" : "uint") +
+                                                std::to_string(8 * sizeof(B)) + "_t*");
+    if (p.pointee_const) p.cpp = "const " + p.cpp;
+  } else if constexpr (std::is_floating_point<U>::value) {
+    p.kind = ParamKind::kFloat;
+    p.cpp = sizeof(U) == 4 ? "float" : "double";
+  } else if constexpr (std::is_integral<U>::value) {
+    p.kind = std::is_signed<U>::value ? ParamKind::kSigned : ParamKind::kUnsigned;
+    p.cpp = std::string(std::is_signed<U>::value ? "int" : "uint") + std::to_string(8 * sizeof(U)) + "_t";
+  } else {
+    static_assert(std::is_trivially_copyable<U>::value, "struct kernel parameters must be trivially copyable");
+    p.kind = ParamKind::kStruct;
+    p.cpp = "struct of " + std::to_string(sizeof(U)) + " bytes";
+  }
+  return p;
+}
+
+template <class... Args>
+bool register_entry(const char* name, int operand_align, void (*fn)(Args...)) {
+  register_kernel(KernelInfo{name, {param_info<Args>()...}, reinterpret_cast<const void*>(fn), operand_align});
+  return true;
+}
+
+}  // namespace launch
+}  // namespace fc
+
+#define FC_REGISTER_CONCAT_(a, b) a##b
+#define FC_REGISTER_CONCAT(a, b) FC_REGISTER_CONCAT_(a, b)
+#define FC_REGISTER(align, ...)                                                           \
+  static const bool FC_REGISTER_CONCAT(fc_registered_, __COUNTER__) =                     \
+      ::fc::launch::register_entry(#__VA_ARGS__, align, &__VA_ARGS__);

@@ -1,0 +1,54 @@
+"""native backend: the nvcc-built kernels of fastconv._C, on CuPy arrays.
+
+Same API and semantics as the NumPy reference. The launch plans (which instantiation, grid, block,
+arguments) are fastconv/backends/jit.py's KernelOps — the same plans the emulator checks in CI —
+executed through fastconv._C.launch, which checks every argument against the kernel's C++
+parameter types and every CUDA call (csrc/bind/fastconv_c.cpp, csrc/launch/registry.cu).
+Kernels run on CuPy's current stream.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .jit import REFERENCE_API, EXTRA_API, KernelOps  # noqa: F401  (re-exported names)
+
+
+def status() -> tuple[bool, str]:
+    from ..device import cuda_status
+    try:
+        from .. import _C
+    except ImportError as exc:
+        return False, f"fastconv._C is not built ({exc}); install with nvcc on PATH, or use the jit backend"
+    ok, reason = cuda_status()
+    if not ok:
+        return False, reason
+    if _C.device_count() == 0:
+        return False, "fastconv._C sees no CUDA device"
+    return True, f"fastconv._C (CUDA runtime {_C.cuda_runtime_version()}, {len(_C.kernel_names())} kernels)"
+
+
+class _NativeExecutor:
+    def __init__(self):
+        import cupy
+
+        from .. import _C
+        self.cupy, self._C = cupy, _C
+
+    def launch(self, kernel, grid, block, args, shared_bytes=0, keep_alive=None):
+        cooked = tuple(a.tobytes() if isinstance(a, np.void) else a for a in args)
+        stream = self.cupy.cuda.get_current_stream().ptr
+        self._C.launch(kernel, tuple(grid), tuple(block), cooked, shared_bytes, stream)
+
+
+@functools.lru_cache(maxsize=None)
+def _ops() -> KernelOps:
+    ex = _NativeExecutor()
+    return KernelOps(ex.cupy, ex.launch, lambda a: int(a.data.ptr))
+
+
+def __getattr__(name):   # module-level op functions: native.conv2d_fprop(...) etc.
+    if name.startswith("_") or not hasattr(KernelOps, name):
+        raise AttributeError(name)
+    return getattr(_ops(), name)

@@ -1,0 +1,38 @@
+import zlib
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh generator per test, seeded from the test id (stable across runs) so failures reproduce."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def emulated_ops(order="forward", **knobs):
+    emulator = pytest.importorskip("fastconv.emulator")
+    if not emulator.available():
+        pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
+    from fastconv.backends import emulated
+    ops = emulated.ops(order=order)
+    for k, v in knobs.items():
+        setattr(ops, k, v)
+    return ops
+
+
+def assert_same(got, want, exact, rtol=1e-4, atol=1e-4, what=""):
+    """Equality (exact) or closeness, printing the first mismatches and the max difference."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != {want.shape}"
+    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype} != {want.dtype}"
+    if exact:
+        bad = ~((got == want) | (np.isnan(got) & np.isnan(want)) if got.dtype.kind == "f" else (got == want))
+    else:
+        bad = ~np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
+    if bad.any():
+        idx = np.argwhere(bad)[:8]
+        diff = np.nanmax(np.abs(got.astype(np.float64) - want.astype(np.float64)))
+        lines = [f"  at {tuple(i)}: got {got[tuple(i)]!r}, want {want[tuple(i)]!r}" for i in idx]
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} elements differ (max |diff| {diff:.3g})\n"
+                             + "\n".join(lines))
