@@ -18,18 +18,14 @@ def collect_info() -> dict:
     from .backends import backend_status
     from .device import cuda_status, default_device
     gpu_ok, gpu_reason = cuda_status()
+    from .backends import backend_name
     paths = {name: {"available": ok, "reason": reason} for name, (ok, reason) in backend_status().items()}
-    try:
-        importlib.import_module("fastconv._emu")
-        paths["emulated"] = {"available": True, "reason": "fastconv._emu (CPU SIMT emulator) is built"}
-    except ImportError as exc:
-        paths["emulated"] = {"available": False, "reason": f"fastconv._emu is not built ({exc})"}
     return {
         "fastconv": __version__, "python": platform.python_version(), "platform": platform.platform(),
         "numpy": _version("numpy"), "cupy": _version("cupy"), "torch": _version("torch"),
         "nvcc": shutil.which("nvcc"),
         "devices": {"cpu": {"available": True}, "cuda": {"available": gpu_ok, "reason": gpu_reason}},
-        "default_device": default_device(), "compute_paths": paths,
+        "default_device": default_device(), "backend_in_use": backend_name(default_device()), "compute_paths": paths,
     }
 
 
@@ -37,7 +33,7 @@ def format_info(info: dict) -> str:
     lines = [f"fastconv {info['fastconv']} (Python {info['python']}, NumPy {info['numpy']}, "
              f"CuPy {info['cupy'] or '-'}, PyTorch {info['torch'] or '-'})",
              f"platform: {info['platform']}", f"nvcc: {info['nvcc'] or 'not found'}",
-             f"default device: {info['default_device']}", "devices:"]
+             f"default device: {info['default_device']} (backend in use: {info['backend_in_use']})", "devices:"]
     for name, d in info["devices"].items():
         lines.append(f"  {name:10s} {'yes' if d['available'] else 'no '}  {d.get('reason', '')}")
     lines.append("compute paths:")

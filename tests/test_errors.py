@@ -65,7 +65,7 @@ CASES = [
     ("fit batch size", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], batch_size=0, verbose=0), ValueError, r"batch_size must be a positive int, got 0"),
     ("resume without dir", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], resume=True, verbose=0), ValueError, r"resume=True needs checkpoint_dir"),
     ("set_weights count", lambda: _compiled().set_weights([np.ones(3)]), ValueError, r"set_weights expects 2 arrays, got 1"),
-    ("backend override", lambda: _with_env("FASTCONV_BACKEND", "cudnn", lambda: F.relu(x4)), ValueError, r"FASTCONV_BACKEND must be one of \['native', 'jit', 'reference'\], got 'cudnn'"),
+    ("backend override", lambda: _with_env("FASTCONV_BACKEND", "cudnn", lambda: F.relu(x4)), ValueError, r"FASTCONV_BACKEND must be one of \['native', 'jit', 'emulated', 'reference'\], got 'cudnn'"),
     ("device override", lambda: _with_env("FASTCONV_DEVICE", "gpu0", fc.default_device), ValueError, r"FASTCONV_DEVICE must be 'cpu' or 'cuda', got 'gpu0'"),
 ]
 

@@ -53,7 +53,9 @@ def ops(order="forward", seed=0) -> KernelOps:
 
 @functools.lru_cache(maxsize=None)
 def _default() -> KernelOps:
-    return ops()
+    # order=None: each launch reads $FASTCONV_EMU_ORDER (default 'forward'), so whole-model runs
+    # through this module can be repeated under other thread orders
+    return ops(order=None)
 
 
 def __getattr__(name):   # module-level op functions: emulated.conv2d_fprop(...) etc.

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..explain import active as explain_active, note, traced_launch
+
 from ..shapes import conv_output_hw, needs_64bit_index
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
@@ -168,7 +170,7 @@ class KernelOps:
     """
 
     def __init__(self, xp, launch, ptr):
-        self.xp, self._launch, self._ptr = xp, launch, ptr
+        self.xp, self._launch, self._ptr = xp, traced_launch(launch), ptr
         self.force_tile = self.force_vec = self.force_index64 = self.force_splits = None
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -187,13 +189,24 @@ class KernelOps:
     def _gemm_config(self, dtype, m, n, divisible, pointers, shapes, batches=1):
         """(tile, vec, index-ctype) of a GEMM-shaped kernel; see gemm_configs() for the full set."""
         if np.dtype(dtype) == np.float64:   # one double instantiation per kernel: correctness, not speed
+            note("float64 runs the one TileSmall, scalar-load, 64-bit-index instantiation (correctness, not speed)")
             return "TileSmall", 1, "int64_t"
         vec = vector_width(dtype, divisible, pointers)
         if self.force_vec is not None:
             vec = min(vec, self.force_vec)
+        if explain_active():
+            if vec == 4:
+                note("16-byte loads: every channel count is a multiple of 4 and every pointer 16-byte aligned")
+            elif any(d % 4 for d in divisible):
+                note(f"scalar loads: channel counts {tuple(int(d) for d in divisible)} are not all multiples of 4")
+            else:
+                note("scalar loads: a pointer is not 16-byte aligned, or the test knob force_vec asked for them")
         if self.force_index64 or needs_64bit_index(*shapes):
+            note("64-bit index arithmetic: a tensor has more than 2^31 - 1 elements (or force_index64)")
             return "TileMedium", vec, "int64_t"   # 64-bit offsets: one tile (huge problems fill any tile)
-        return self.force_tile or choose_tile(m, n, batches), vec, "int"
+        tile = self.force_tile or choose_tile(m, n, batches)
+        note(f"{tile} for a {m} x {n} GEMM ({batches} batch(es)); 32-bit index arithmetic is safe")
+        return tile, vec, "int"
 
     # ---- conv2d ----------------------------------------------------------------------------------
     def conv2d_fprop(self, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, bias=None,
