@@ -95,3 +95,64 @@ def test_output_size_rule_is_shared():
         p, _ = conv_output_hw((size, size), (k, k), (s, s), ((1, 1), (1, 1)), (d, d))
         out = TF.conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, k, k), stride=s, padding=1, dilation=d)
         assert p == out.shape[2]
+
+
+# ---- every kernel path against the reference ----------------------------------------------------
+from fastconv.backends import backend_status  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+KERNEL_PATHS = []
+if backend_status()["emulated"][0]:
+    import fastconv.backends.emulated as E
+    KERNEL_PATHS.append(("emulated", E))
+
+
+def _rel(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
+
+
+@pytest.mark.parametrize("name,B", KERNEL_PATHS, ids=[p[0] for p in KERNEL_PATHS])
+@settings(max_examples=12)
+@given(p=conv_problems(), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_kernels_match_reference(name, B, p, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((p["n"], p["h"], p["w"], p["c"])).astype(np.float32)
+    w = rng.standard_normal((p["r"], p["s"], p["c"] // p["groups"], p["k"])).astype(np.float32)
+    args = (p["stride"], p["pads"], p["dilation"], p["groups"])
+    y = R.conv2d_fprop(x, w, *args)
+    assert _rel(B.conv2d_fprop(x, w, *args), y) < 1e-5
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    assert _rel(B.conv2d_dgrad(dy, w, x.shape, *args), R.conv2d_dgrad(dy, w, x.shape, *args)) < 1e-5
+    assert _rel(B.conv2d_wgrad(x, dy, w.shape, *args), R.conv2d_wgrad(x, dy, w.shape, *args)) < 1e-5
+
+
+@pytest.mark.parametrize("name,B", KERNEL_PATHS, ids=[p[0] for p in KERNEL_PATHS])
+@settings(max_examples=12)
+@given(n=st.integers(1, 2), h=edge_sizes, w=edge_sizes, c=st.integers(1, 5), pool=st.integers(1, 3),
+       stride=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]), seed=st.integers(0, 2**32 - 1))
+def test_max_pool_kernels_match_reference(name, B, n, h, w, c, pool, stride, padding, seed):
+    h, w = h + pool - 1, w + pool - 1
+    pads = resolve_padding(padding, (h, w), (pool, pool), (stride, stride))
+    x = np.random.default_rng(seed).standard_normal((n, h, w, c)).astype(np.float32)
+    y, arg = B.max_pool2d_fprop(x, (pool, pool), (stride, stride), pads)
+    ref_y, ref_arg = R.max_pool2d_fprop(x, (pool, pool), (stride, stride), pads)
+    np.testing.assert_array_equal(y, ref_y)
+    np.testing.assert_array_equal(arg, ref_arg)
+    dy = np.random.default_rng(seed + 1).standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(B.max_pool2d_bprop(dy, arg, x.shape, (pool, pool), (stride, stride), pads),
+                               R.max_pool2d_bprop(dy, ref_arg, x.shape, (pool, pool), (stride, stride), pads),
+                               rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,B", KERNEL_PATHS, ids=[p[0] for p in KERNEL_PATHS])
+@settings(max_examples=12)
+@given(m=st.integers(1, 70), k=st.integers(1, 70), n=st.integers(1, 70), bias=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_dense_kernels_match_reference(name, B, m, k, n, bias, seed):
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32) if bias else None
+    assert _rel(B.dense_fprop(x, w, b), R.dense_fprop(x, w, b)) < 1e-5
+    dy = rng.standard_normal((m, n)).astype(np.float32)
+    for got, want in zip(B.dense_bprop(dy, x, w), R.dense_bprop(dy, x, w)):
+        assert _rel(got, want) < 1e-5
