@@ -98,13 +98,29 @@ def test_state_dict_round_trip_both_ways():
 
 
 def test_checkpoint_file_loads_unchanged(tmp_path):
+    # The checkpoint is read back in a fresh interpreter, as a user's script would: inside this
+    # long test process, torch.load's weights-only unpickler has been seen to fail on an ordinary
+    # state dict after unrelated tests ran (order-dependent, not reproduced in isolation).
+    import subprocess
+    import sys
+    import textwrap
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 2))
     torch.save(model.state_dict(), tmp_path / "ckpt.pt")
-    fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 2))
-    fct.convert(fresh)
-    fresh.load_state_dict(torch.load(tmp_path / "ckpt.pt"))
     x = torch.randn(2, 3, 8, 8)
-    close(fresh(x), model(x))
+    torch.save({"x": x, "y": model(x).detach()}, tmp_path / "io.pt")
+    script = textwrap.dedent(f"""
+        import torch
+        from torch import nn
+        import fastconv.torch as fct
+        fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 2))
+        report = fct.convert(fresh)
+        assert len(report.swapped) == 3, report
+        fresh.load_state_dict(torch.load({str(tmp_path / "ckpt.pt")!r}))
+        io = torch.load({str(tmp_path / "io.pt")!r})
+        torch.testing.assert_close(fresh(io["x"]), io["y"], rtol=1e-5, atol=1e-6)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 # ------------------------------------------------------------------------------ convert
