@@ -16,3 +16,4 @@
 #include "../ops/reduce.h"
 #include "../ops/batchnorm.h"
 #include "../ops/optimizer.h"
+#include "../fused/conv2d_bias_relu_maxpool.h"

@@ -92,6 +92,13 @@ def pool2d_problem(x_shape, pool, stride, padding):
     return np.array([values], POOL2D_PROBLEM_DTYPE)[0], (n, p, q, c)
 
 
+def check_fusable_pool(pool, pool_stride):
+    """The fused conv + max-pool kernels cover the 2x2 stride-2 'valid' pool only (3x3/2: next)."""
+    if tuple(pool) != (2, 2) or tuple(pool_stride) != (2, 2):
+        raise NotImplementedError(f"the fused conv2d + max-pool kernels take pool (2, 2) stride (2, 2), got pool "
+                                  f"{tuple(pool)} stride {tuple(pool_stride)}")
+
+
 # ---- tile, vector-width and index choices (mirrored in csrc/launch/plan.h) --------------------------
 def choose_tile(m, n, batches=1):
     """The largest tile that still gives TARGET_BLOCKS blocks; small problems get TileSmall."""
@@ -142,6 +149,9 @@ def all_kernel_names() -> list[str]:
         for ta in ("false", "true"):
             for tb in ("false", "true"):
                 names.append(f"fc::gemm_bias_act<fc::{tile}, {vec}, {index}, {t}, {ta}, {tb}>")
+    for tile, vec, index, t in gemm_configs():   # csrc/fused/conv2d_bias_relu_maxpool.h
+        names.append(f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>")
+    names += [f"fc::relu_maxpool2x2_bprop<{t}>" for t in CTYPES.values()]
     for t in CTYPES.values():
         for op in ("fprop", "dgrad", "wgrad"):
             names.append(f"fc::conv2d_{op}_depthwise<{t}>")
@@ -159,6 +169,55 @@ def all_kernel_names() -> list[str]:
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
     return names
+
+
+
+# ---- tensor-core kernels (csrc/tensor_core/, sm_80+ mma.sync) ---------------------------------------
+# Operand dtype -> (C++ element type, traits prefix). bfloat16 travels as uint16 raw bits (NumPy and
+# CuPy have no bfloat16), so a uint16 array means bf16 operands; float32 operands run as tf32.
+TENSOR_OP_TYPES = {np.dtype(np.float32): ("float", "Tf32"), np.dtype(np.float16): ("__half", "F16"),
+                   np.dtype(np.uint16): ("__nv_bfloat16", "Bf16")}
+# Mirrors csrc/tensor_core/gemm_tensor_op.h: traits suffix -> (BM, BN, threads).
+TENSOR_OP_TILES = {"Tile64": (64, 64, 128), "Tile128": (128, 128, 256)}
+# C % TENSOR_OP_CONV_CHANNELS == 0 selects the tensor-core conv fprop (the vector path; 16-byte
+# cp.async of 8 halves, or 2 x 4 floats); other shapes run the CUDA-core kernel.
+TENSOR_OP_CONV_CHANNELS = 8
+
+
+def tensor_op_kernel_names() -> list[str]:
+    """The tensor-core instantiations (csrc/tensor_core/kernel_list.inc lists the same, in this order)."""
+    g = "fc::gemm_tensor_op"
+    c = "fc::conv2d_fprop_tensor_op"
+    return [f"{g}<fc::TensorOpTf32Tile64, 4, float>", f"{g}<fc::TensorOpTf32Tile64, 1, float>",
+            f"{g}<fc::TensorOpF16Tile64, 8, float>", f"{g}<fc::TensorOpF16Tile64, 8, __half>",
+            f"{g}<fc::TensorOpF16Tile64, 2, float>",
+            f"{g}<fc::TensorOpBf16Tile64, 8, float>", f"{g}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>",
+            f"{g}<fc::TensorOpBf16Tile64, 2, float>",
+            f"{g}<fc::TensorOpF16Tile128, 8, float>", f"{g}<fc::TensorOpBf16Tile128, 8, __nv_bfloat16>",
+            f"{c}<fc::TensorOpTf32Tile64, 4, float>",
+            f"{c}<fc::TensorOpF16Tile64, 8, float>", f"{c}<fc::TensorOpF16Tile64, 8, __half>",
+            f"{c}<fc::TensorOpBf16Tile64, 8, float>", f"{c}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>"]
+
+
+def _tensor_op_types(dtype, out_dtype):
+    dt = np.dtype(dtype)
+    if dt not in TENSOR_OP_TYPES:
+        raise TypeError(f"tensor-core kernels take float32 (tf32), float16 or uint16 (bfloat16 bits), got {dt}")
+    out = np.dtype(np.float32 if out_dtype is None else out_dtype)
+    if out not in (np.dtype(np.float32), dt):
+        raise TypeError(f"tensor-core output must be float32 or the operand type {dt}, got {out}")
+    return dt, out
+
+
+def bf16_bits_to_float32(xp, bits):
+    return (bits.astype(xp.uint32) << 16).view(xp.float32)
+
+
+def float32_to_bf16_bits(xp, f):
+    """Round to nearest even (as __float2bfloat16); NaN -> 0x7fff, CUDA's canonical bf16 NaN."""
+    u = xp.ascontiguousarray(f, dtype=xp.float32).view(xp.uint32)
+    r = ((u + xp.uint32(0x7FFF) + ((u >> 16) & xp.uint32(1))) >> 16).astype(xp.uint16)
+    return xp.where(xp.isnan(f), xp.uint16(0x7FFF), r)
 
 
 class KernelOps:
@@ -296,6 +355,62 @@ class KernelOps:
         if splits > 1:
             self._run1d(f"fc::split_k_reduce<{t}>", dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
         return dw
+
+    # ---- fused conv2d + bias + relu + 2x2/2 max-pool (csrc/fused/conv2d_bias_relu_maxpool.h) -----
+    def conv2d_bias_relu_maxpool_fprop(self, x, w, b, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
+                                       groups=1, pool=(2, 2), pool_stride=(2, 2)):
+        """-> (y, argmax) of max_pool2d(relu(conv2d(x, w) + b), 2x2, stride 2, 'valid'); b may be None.
+        The full-resolution conv output is never written."""
+        check_fusable_pool(pool, pool_stride)
+        x, w = self._c(x), self._c(w)
+        pb, (n, p, q, k) = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
+        conv_output_hw((p, q), pool, pool_stride, ((0, 0), (0, 0)), what="pool_size")   # the pool's own checks
+        y_shape = (n, p // 2, q // 2, k)
+        y = self.xp.empty(y_shape, x.dtype)
+        argmax = self.xp.empty(y_shape, np.uint8)
+        if y.size == 0:
+            return y, argmax
+        t = ctype(x.dtype)
+        bias = self._c(b) if b is not None else w    # w: a placeholder the kernel never reads
+        cg, kg = w.shape[2], k // groups
+        m = n * (p // 2) * (q // 2) * 4              # GEMM rows: the 4 taps of every pool window
+        tile, vec, index = self._gemm_config(x.dtype, m, kg, (x.shape[3], cg, k, kg), (self._ptr(x), self._ptr(w)),
+                                             (x.shape, w.shape, (n, p, q, k)), groups)
+        bm, bn, _, threads = TILES[tile]
+        self._launch(f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>",
+                     (ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
+                     (pb, x, w, bias, np.int32(b is not None), y, argmax))
+        return y, argmax
+
+    def relu_maxpool_bprop(self, dy, argmax, y, conv_shape, pool=(2, 2), pool_stride=(2, 2)):
+        """-> (dz, db): the conv output gradient from the pooled gradient (max-pool backward and the
+        ReLU mask, recovered from the pooled y, in one pass) and the bias gradient (its column sums,
+        reduced in the same pass in a fixed order)."""
+        check_fusable_pool(pool, pool_stride)
+        dy, argmax, y = self._c(dy), self._c(argmax), self._c(y)
+        n, p, q, k = (int(v) for v in conv_shape)
+        if tuple(dy.shape) != (n, p // 2, q // 2, k) or argmax.dtype != np.uint8:
+            raise ValueError(f"dy {tuple(dy.shape)} / argmax {argmax.dtype} do not fit conv output {tuple(conv_shape)}")
+        t = ctype(dy.dtype)
+        dz = self.xp.empty((n, p, q, k), dy.dtype)
+        db = self.xp.empty((k,), dy.dtype)
+        windows = n * (p // 2) * (q // 2)
+        if windows == 0 or k == 0:
+            dz[...] = 0
+            db[...] = 0
+            return dz, db
+        splits = self.force_splits or choose_row_splits(windows)
+        per_split = ceil_div(windows, splits)
+        splits = ceil_div(windows, per_split)
+        partial = db if splits == 1 else self.xp.empty((splits, k), dy.dtype)
+        self._launch(f"fc::relu_maxpool2x2_bprop<{t}>", (ceil_div(k, 32), splits), (32, 8),
+                     (np.int32(n), np.int32(p), np.int32(q), np.int32(k), dy, argmax, y, dz, partial,
+                      np.int64(per_split)))
+        if splits > 1:
+            self._launch(f"fc::column_finalize<{t}>", (ceil_div(k, 256),), (256,),
+                         (partial, np.int32(splits), np.int32(k), np.int32(0), np.int64(windows),
+                          self._scalar(dy.dtype, 0.0), db))
+        return dz, db
 
     # ---- pooling -------------------------------------------------------------------------------
     def max_pool2d_fprop(self, x, pool, stride, padding):
@@ -643,6 +758,104 @@ class KernelOps:
                            (dt(1 - beta_1), dt(1 - beta_2), np.float64(step), dt(lr * weight_decay), dt(epsilon)))
 
 
+    # ---- tensor cores (sm_80+ mma.sync; csrc/tensor_core/) ----------------------------------------
+    def _tensor_op_name(self, op, prefix, tile, vec, out_ctype):
+        name = f"fc::{op}<fc::TensorOp{prefix}{tile}, {vec}, {out_ctype}>"
+        return name if name in tensor_op_kernel_names() else None
+
+    def gemm_tensor_op(self, a, b, bias=None, activation=None, alpha=0.0, out_dtype=None):
+        """C = act(A @ B + bias) on tensor cores, fp32 accumulation. A (M, K) and B (K, N) row-major, both
+        float32 (tf32 mma), float16 or uint16 (bfloat16 bits); bias float32 (N,); C float32 (default) or the
+        operand dtype. Knob: force_tensor_op_tile ('Tile64' / 'Tile128')."""
+        a, b = self._c(a), self._c(b)
+        dt, out = _tensor_op_types(a.dtype, out_dtype)
+        if b.dtype != dt:
+            raise TypeError(f"A is {dt} but B is {b.dtype}")
+        (m, kdim), (kb, n) = a.shape, b.shape
+        if kdim != kb:
+            raise ValueError(f"gemm_tensor_op: A is {a.shape}, B is {b.shape}")
+        if needs_64bit_index(a.shape, b.shape, (m, n)):
+            raise ValueError("gemm_tensor_op: 32-bit offsets only; a tensor has more than 2^31 - 1 elements")
+        ct, prefix = TENSOR_OP_TYPES[dt]
+        out_ct = "float" if out == np.float32 else ct
+        c = self.xp.empty((m, n), out)
+        if c.size == 0:
+            return c
+        full = 16 // dt.itemsize   # one 16-byte cp.async
+        narrow = 4 // dt.itemsize   # one 4-byte cp.async
+        ptrs = (self._ptr(a), self._ptr(b))
+        if kdim % full == 0 and n % full == 0 and all(p % 16 == 0 for p in ptrs):
+            vec = full
+            note("tensor cores, 16-byte cp.async: K and N are multiples of 16 bytes, pointers aligned")
+        elif kdim % narrow == 0 and n % narrow == 0 and all(p % 4 == 0 for p in ptrs):
+            vec = narrow
+            note("tensor cores, 4-byte cp.async: K or N is not a multiple of 16 bytes (or a pointer unaligned)")
+        else:
+            raise ValueError(f"gemm_tensor_op: 16-bit operands need even K and N (got K={kdim}, N={n})")
+        tile = getattr(self, "force_tensor_op_tile", None)
+        if tile is None:
+            bm, bn, _ = TENSOR_OP_TILES["Tile128"]
+            big = ceil_div(m, bm) * ceil_div(n, bn) >= TARGET_BLOCKS
+            tile = "Tile128" if big and self._tensor_op_name("gemm_tensor_op", prefix, "Tile128", vec, out_ct) else "Tile64"
+        name = self._tensor_op_name("gemm_tensor_op", prefix, tile, vec, out_ct)
+        if name is None:
+            raise ValueError(f"no tensor-core GEMM instantiation for {prefix} {tile}, {vec}-element copies, {out_ct} out")
+        bm, bn, threads = TENSOR_OP_TILES[tile]
+        bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
+        self._launch(name, (ceil_div(m, bm), ceil_div(n, bn)), (threads,),
+                     (np.int32(m), np.int32(n), np.int32(kdim), a, np.int32(kdim), b, np.int32(n), c, np.int32(n),
+                      bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)))
+        return c
+
+    def conv2d_fprop_tensor_op(self, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+                               bias=None, activation=None, alpha=0.0, out_dtype=None):
+        """conv2d_fprop on tensor cores (implicit GEMM, fp32 accumulation) when groups == 1, C % 8 == 0,
+        K a multiple of 16 bytes and x, w 16-byte aligned; otherwise the CUDA-core fp32 kernel on operands
+        widened to float32 (same values). Operand/output dtypes as in gemm_tensor_op; bias float32."""
+        x, w = self._c(x), self._c(w)
+        dt, out = _tensor_op_types(x.dtype, out_dtype)
+        if w.dtype != dt:
+            raise TypeError(f"x is {dt} but w is {w.dtype}")
+        pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
+        ct, prefix = TENSOR_OP_TYPES[dt]
+        out_ct = "float" if out == np.float32 else ct
+        c, k = x.shape[3], w.shape[3]
+        vec = 16 // dt.itemsize
+        reasons = []
+        if groups != 1:
+            reasons.append(f"groups={groups} (the tensor-core kernel takes groups == 1)")
+        if c % TENSOR_OP_CONV_CHANNELS:
+            reasons.append(f"C={c} is not a multiple of {TENSOR_OP_CONV_CHANNELS}")
+        if k % vec:
+            reasons.append(f"K={k} is not a multiple of {vec}")
+        if self._ptr(x) % 16 or self._ptr(w) % 16:
+            reasons.append("x or w is not 16-byte aligned")
+        if needs_64bit_index(x.shape, w.shape, y_shape):
+            reasons.append("a tensor has more than 2^31 - 1 elements")
+        name = self._tensor_op_name("conv2d_fprop_tensor_op", prefix, "Tile64", vec, out_ct)
+        if name is None:
+            reasons.append(f"no tensor-core instantiation for {prefix} with {out_ct} output")
+        if reasons:
+            note("CUDA-core conv2d_fprop (fp32) instead of tensor cores: " + "; ".join(reasons))
+            widen = (lambda v: bf16_bits_to_float32(self.xp, v)) if dt == np.uint16 else (lambda v: v.astype(np.float32))
+            y = self.conv2d_fprop(widen(x), widen(w), stride, padding, dilation, groups,
+                                  None if bias is None else self._c(bias).astype(np.float32), activation, alpha)
+            if out == np.uint16:
+                return float32_to_bf16_bits(self.xp, y)
+            return y.astype(out, copy=False)
+        note("tensor-core implicit GEMM: groups == 1, C % 8 == 0, K a multiple of 16 bytes, pointers aligned")
+        y = self.xp.empty(y_shape, out)
+        if y.size == 0:
+            return y
+        n, p, q, _ = y_shape
+        bm, bn, threads = TENSOR_OP_TILES["Tile64"]
+        bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
+        self._launch(name, (ceil_div(n * p * q, bm), ceil_div(k, bn)), (threads,),
+                     (pb, x, w, y, bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]),
+                      np.float32(alpha)))
+        return y
+
+
 # ---- the CuPy + NVRTC executor ------------------------------------------------------------------
 # CuPy compiles with NVRTC and passes -ftz=true (denormals flushed); the native build uses
 # --ftz=true too (setup.py), so both GPU paths round alike; the emulator does not flush, which the
@@ -652,7 +865,7 @@ NVRTC_OPTIONS = ("-std=c++17", f"-I{CSRC}")
 
 def kernel_sources() -> list[Path]:
     """Every file the kernels are built from (the hash of their contents keys the jit cache)."""
-    dirs = ("common", "conv", "gemm", "pool", "epilogue", "ops", "launch")
+    dirs = ("common", "conv", "gemm", "pool", "epilogue", "ops", "launch", "fused")
     return sorted(p for d in dirs for p in (CSRC / d).glob("*") if p.suffix in (".h", ".cuh"))
 
 
@@ -724,3 +937,5 @@ REFERENCE_API = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "max_pool2d_fpr
                  "softmax_cross_entropy_bprop", "cross_entropy_fprop", "cross_entropy_bprop", "mse_fprop",
                  "mse_bprop")
 EXTRA_API = ("gemm", "bias_grad", "sgd_update", "adam_update")
+FUSED_API = ("conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop")   # reference/fused.py, csrc/fused/
+REFERENCE_API += FUSED_API

@@ -8,6 +8,7 @@ from .._toposort import postorder
 from ..device import to_device
 from ..layers.base import Input, InputLayer, Layer, SymbolicTensor
 from ..tensor import Tensor
+from . import fusion
 from .training import TrainingMixin
 
 
@@ -17,6 +18,7 @@ class Model(TrainingMixin):
     def __init__(self, inputs=None, outputs=None, name: str | None = None):
         super().__init__()
         self.name = name or type(self).__name__.lower()
+        self.fusion = None   # True/False: fuse layer runs or not (models/fusion.py); None: the global switch
         if inputs is not None or outputs is not None:
             self._set_graph(inputs, outputs)
 
@@ -75,7 +77,14 @@ class Model(TrainingMixin):
             raise ValueError(f"model {self.name!r} expects inputs of shape (batch, "
                              f"{', '.join(map(str, self._input.shape))}), got {x.shape}")
         values = {id(self._input): x}
+        fused = {id(g.output): g for g in fusion.plan(self)}   # fusion.py: which layer runs fuse
+        inner = {id(n) for g in fused.values() for n in g.nodes[:-1]}
         for node in self._nodes[1:]:
+            if id(node) in inner:
+                continue   # computed inside its fused group (nothing else reads it)
+            if id(node) in fused:
+                values[id(node)] = fused[id(node)](values[id(fused[id(node)].input)], training=training)
+                continue
             args = [values[id(i)] for i in node.inputs]
             arg = args if len(args) > 1 else args[0]
             if node is self._output and return_logits:
@@ -129,6 +138,7 @@ class Model(TrainingMixin):
         out += ["".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows[1:]]
         trainable = sum(t.size for t in self.trainable_weights)
         total = self.count_params()
+        out += [g.describe() for g in fusion.plan(self)]   # e.g. "fused: conv2d (Conv2D) + ... -> op"
         out += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                 f"Non-trainable params: {total - trainable:,}", line]
         text = "\n".join(out)
