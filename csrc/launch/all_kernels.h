@@ -17,3 +17,4 @@
 #include "../ops/batchnorm.h"
 #include "../ops/optimizer.h"
 #include "../fused/conv2d_bias_relu_maxpool.h"
+#include "../tensor_core/tensor_core.h"

@@ -865,7 +865,7 @@ NVRTC_OPTIONS = ("-std=c++17", f"-I{CSRC}")
 
 def kernel_sources() -> list[Path]:
     """Every file the kernels are built from (the hash of their contents keys the jit cache)."""
-    dirs = ("common", "conv", "gemm", "pool", "epilogue", "ops", "launch", "fused")
+    dirs = ("common", "conv", "gemm", "pool", "epilogue", "ops", "launch", "fused", "tensor_core")
     return sorted(p for d in dirs for p in (CSRC / d).glob("*") if p.suffix in (".h", ".cuh"))
 
 

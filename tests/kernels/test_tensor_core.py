@@ -1,0 +1,307 @@
+"""The sm_80+ tensor-core kernels (csrc/tensor_core/: mma.sync, ldmatrix, cp.async) run by the CPU SIMT
+emulator through their launch plans (fastconv/backends/jit.py KernelOps.gemm_tensor_op,
+conv2d_fprop_tensor_op), against NumPy.
+
+- small integers in [-3, 3] (exact in tf32, fp16 and bf16; every sum exact in fp32): compared for
+  equality, on partial tiles in M, N and K, for each operand type and output type, in forward and
+  reverse thread order, and with poison_async=True (cp.async destinations read as NaN until the
+  wait_group that completes them: catches a fragment read before its wait + barrier);
+- random floats: relative error ||out - ref|| / ||ref|| against a float64 product of the operands
+  rounded to the operand type (tf32 with cvt.rna, like the kernel);
+- conv fprop against fastconv.backends.reference.conv2d_fprop, and the CUDA-core fallback of the plan.
+Build checks (nvcc, NVRTC, SASS) are in test_tensor_core_build.py.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastconv.backends import reference as ref
+from fastconv.backends.jit import (KernelOps, bf16_bits_to_float32, float32_to_bf16_bits, tensor_op_kernel_names)
+from fastconv.shapes import resolve_padding
+from conftest import assert_same
+from problems import CONV, conv_args
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERAND = {"tf32": np.float32, "f16": np.float16, "bf16": np.uint16}   # bf16 travels as raw uint16 bits
+# Relative Frobenius error vs float64 on the rounded operands: K <= 72 products of O(1) values summed
+# in fp32 are far inside these; they leave room for the output rounding of 16-bit outputs
+# (2^-11 for fp16, 2^-8 for bf16 per element).
+TOLERANCE = {"tf32": 1e-3, "f16": 2e-3, "bf16": 1e-2}
+
+
+def tc_ops(order="forward", poison=False):
+    """KernelOps on the emulator with poison_async switchable (emulated.ops() does not expose it)."""
+    emulator = pytest.importorskip("fastconv.emulator")
+    if not emulator.available():
+        pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
+    if "fc::gemm_tensor_op<fc::TensorOpTf32Tile64, 4, float>" not in emulator.kernels():
+        pytest.skip("fastconv._emu predates the tensor-core kernels: rebuild it")
+    from fastconv.backends.emulated import _python_value
+    launched = []
+
+    def launch(kernel, grid, block, args, shared_bytes=0, keep_alive=None):
+        launched.append(kernel)
+        emulator.launch(kernel, tuple(grid), tuple(block), [_python_value(a) for a in args], shared_bytes=shared_bytes,
+                        order=order, seed=1, poison_async=poison)
+
+    ops = KernelOps(np, launch, lambda a: int(a.ctypes.data))
+    ops.launched = launched
+    return ops
+
+
+def tf32_round(f):
+    """cvt.rna.tf32.f32 in NumPy: nearest, ties away from zero, on the top 19 bits."""
+    u = np.ascontiguousarray(f, np.float32).view(np.uint32)
+    return ((u + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+def operand(values, prec):
+    """float values -> the operand array the kernel takes (rounded to the operand type)."""
+    if prec == "bf16":
+        return float32_to_bf16_bits(np, values.astype(np.float32))
+    return values.astype(OPERAND[prec])
+
+
+def operand_value(a, prec):
+    """The float64 value the tensor core multiplies."""
+    if prec == "bf16":
+        return bf16_bits_to_float32(np, a).astype(np.float64)
+    if prec == "tf32":
+        return tf32_round(a).astype(np.float64)
+    return a.astype(np.float64)
+
+
+def out_value(c, out):
+    return bf16_bits_to_float32(np, c).astype(np.float64) if out == "operand" and c.dtype == np.uint16 \
+        else c.astype(np.float64)
+
+
+def rel_err(got, want):
+    return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
+
+
+def test_kernel_list_matches_plans():
+    text = (ROOT / "csrc" / "tensor_core" / "kernel_list.inc").read_text()
+    listed = re.findall(r"^FC_TENSOR_OP_KERNEL\((.*)\)$", text, re.M)
+    assert listed == tensor_op_kernel_names()
+
+
+# (M, N, K) one off tile multiples (64 x 64 CTA, BK 16 for tf32 / 32 for 16-bit) in every dimension.
+# "vec": K and N multiples of 16 bytes (16-byte cp.async); "narrow": not (4-byte cp.async).
+GEMM_SHAPES = {"tf32": {"vec": (65, 68, 36), "narrow": (63, 65, 17)},
+               "f16": {"vec": (65, 72, 40), "narrow": (63, 66, 34)},
+               "bf16": {"vec": (63, 72, 40), "narrow": (65, 62, 30)}}
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("path", ["vec", "narrow"])
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_gemm_exact_small_integers(prec, path, order, rng):
+    m, n, k = GEMM_SHAPES[prec][path]
+    a = operand(rng.integers(-3, 4, (m, k)), prec)
+    b = operand(rng.integers(-3, 4, (k, n)), prec)
+    ops = tc_ops(order)
+    got = ops.gemm_tensor_op(a, b)
+    want = (operand_value(a, prec) @ operand_value(b, prec)).astype(np.float32)
+    assert_same(got, want, exact=True, what=f"gemm_tensor_op {prec} {path} {order}")
+    vec = {"vec": 16, "narrow": 4}[path] // np.dtype(OPERAND[prec]).itemsize
+    assert ops.launched == [n for n in tensor_op_kernel_names() if n.startswith("fc::gemm_tensor_op")
+                            and f"{prec.capitalize()}Tile64, {vec}, float>" in n]
+
+
+
+# Edge shapes: one row and one k-step; exact tile multiples; K = 200 (7 to 13 k-slices: the stage ring
+# wraps several times, with a partial last slice).
+EDGE_SHAPES = [(1, 8, 8), (64, 64, 64), (17, 24, 200)]
+
+
+@pytest.mark.parametrize("order", ["forward", "random"])
+@pytest.mark.parametrize("shape", EDGE_SHAPES, ids=["x".join(map(str, s)) for s in EDGE_SHAPES])
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_gemm_edge_shapes(prec, shape, order, rng):
+    m, n, k = shape
+    a = operand(rng.integers(-3, 4, (m, k)), prec)
+    b = operand(rng.integers(-3, 4, (k, n)), prec)
+    got = tc_ops(order, poison=True).gemm_tensor_op(a, b)
+    want = (operand_value(a, prec) @ operand_value(b, prec)).astype(np.float32)
+    assert_same(got, want, exact=True, what=f"gemm_tensor_op {prec} {shape} {order}")
+
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_gemm_poisoned_async_copies(prec, rng):
+    """NaN in every cp.async destination until its wait: any fragment read too early shows up as NaN."""
+    for path in ("vec", "narrow"):
+        m, n, k = GEMM_SHAPES[prec][path]
+        a = operand(rng.integers(-3, 4, (m, k)), prec)
+        b = operand(rng.integers(-3, 4, (k, n)), prec)
+        got = tc_ops("reverse", poison=True).gemm_tensor_op(a, b)
+        want = (operand_value(a, prec) @ operand_value(b, prec)).astype(np.float32)
+        assert_same(got, want, exact=True, what=f"gemm_tensor_op {prec} {path} poison_async")
+
+
+@pytest.mark.parametrize("prec", ["f16", "bf16"])
+def test_gemm_operand_type_output_with_bias_relu(prec, rng):
+    """Output in the operand type through the shared bias + activation epilogue (ints: exact)."""
+    m, n, k = GEMM_SHAPES[prec]["vec"]
+    a = operand(rng.integers(-3, 4, (m, k)), prec)
+    b = operand(rng.integers(-3, 4, (k, n)), prec)
+    bias = rng.integers(-3, 4, (n,)).astype(np.float32)
+    got = tc_ops("forward", poison=True).gemm_tensor_op(a, b, bias=bias, activation="relu", out_dtype=OPERAND[prec])
+    assert got.dtype == OPERAND[prec]
+    want = np.maximum(operand_value(a, prec) @ operand_value(b, prec) + bias, 0)   # |values| <= 9 * 40 + 3
+    want = operand_value(operand(want, prec), prec)   # bf16 holds integers exactly only up to 256: round
+    assert_same(out_value(got, "operand"), want, exact=True, what=f"gemm_tensor_op {prec} bias+relu")
+
+
+@pytest.mark.parametrize("prec", ["f16", "bf16"])
+def test_gemm_large_tile(prec, rng):
+    """The 128 x 128 CTA (eight 64 x 32 warps, two stages), one CTA with partial M, N and K."""
+    m, n, k = 80, 72, 72
+    a = operand(rng.integers(-3, 4, (m, k)), prec)
+    b = operand(rng.integers(-3, 4, (k, n)), prec)
+    ops = tc_ops("reverse", poison=True)
+    ops.force_tensor_op_tile = "Tile128"
+    out = np.float32 if prec == "f16" else np.uint16
+    got = ops.gemm_tensor_op(a, b, out_dtype=out)
+    assert "Tile128" in ops.launched[0]
+    want = operand_value(a, prec) @ operand_value(b, prec)
+    got64 = out_value(got, "operand")
+    if prec == "bf16":   # |sums| up to 648 need more than bf16's 8 bits: compare with the rounded exact sum
+        want = operand_value(operand(want, prec), prec)
+    assert_same(got64, want, exact=True, what=f"gemm_tensor_op {prec} Tile128")
+
+
+@pytest.mark.parametrize("prec, out", [("tf32", "float32"), ("f16", "float32"), ("f16", "operand"),
+                                       ("bf16", "float32"), ("bf16", "operand")])
+def test_gemm_random_floats(prec, out, rng):
+    m, n, k = GEMM_SHAPES[prec]["vec"]
+    a = operand(rng.standard_normal((m, k)), prec)
+    b = operand(rng.standard_normal((k, n)), prec)
+    got = tc_ops("forward").gemm_tensor_op(a, b, out_dtype=OPERAND[prec] if out == "operand" else None)
+    want = operand_value(a, prec) @ operand_value(b, prec)
+    err = rel_err(out_value(got, out), want)
+    assert err < TOLERANCE[prec], f"gemm_tensor_op {prec} -> {out}: relative error {err:.3g}"
+    if prec == "tf32":   # and the rounding really is tf32's: unrounded fp32 operands differ by ~1e-4
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        assert 1e-5 < rel_err(got.astype(np.float64), exact) < TOLERANCE[prec]
+
+
+def test_gemm_rejects_odd_16bit_extents(rng):
+    a = np.ones((8, 33), np.float16)
+    b = np.ones((33, 8), np.float16)
+    with pytest.raises(ValueError, match="even K and N"):
+        tc_ops().gemm_tensor_op(a, b)
+
+
+# ---- conv2d fprop ------------------------------------------------------------------------------
+# Curated problems with C % 8 == 0 and K % 8 == 0 (k40_s2: 3x3 stride 2 with padding, M = 50 and
+# K = 40 partial tiles), plus local shapes: a 1x1, a 3x3 'same' with M = 81 (two CTAs, the second
+# partial) and R*S*C = 72 (two and a quarter k-slices of 32).
+TC_CONV = {
+    "k40_s2": conv_args("k40_s2"),
+    "1x1_c16_k24": ((2, 5, 5, 16), (1, 1, 16, 24), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),
+    "3x3_same_c8_k16": ((1, 9, 9, 8), (3, 3, 8, 16), (1, 1),
+                        tuple(resolve_padding("same", (9, 9), (3, 3), (1, 1), (1, 1))), (1, 1), 1),
+    "3x3s2_c16_k8": ((2, 8, 7, 16), (3, 3, 16, 8), (2, 2), ((1, 1), (0, 1)), (1, 1), 1),
+}
+
+
+def _conv_inputs(rng, problem, prec, ints):
+    x_shape, w_shape = TC_CONV[problem][:2] if problem in TC_CONV else CONV[problem][:2]
+    draw = (lambda s: rng.integers(-3, 4, s)) if ints else rng.standard_normal
+    return operand(draw(x_shape), prec), operand(draw(w_shape), prec)
+
+
+def _conv_ref(x, w, prec, args):
+    _, _, stride, pads, dil, groups = args
+    return ref.conv2d_fprop(operand_value(x, prec), operand_value(w, prec), stride, pads, dil, groups)
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("problem", list(TC_CONV))
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_fprop_exact_small_integers(prec, problem, order, rng):
+    args = TC_CONV[problem]
+    x, w = _conv_inputs(rng, problem, prec, ints=True)
+    ops = tc_ops(order, poison=order == "reverse")
+    got = ops.conv2d_fprop_tensor_op(x, w, *args[2:])
+    assert ops.launched and "conv2d_fprop_tensor_op" in ops.launched[0], ops.launched
+    assert_same(got, _conv_ref(x, w, prec, args).astype(np.float32), exact=True,
+                what=f"conv2d_fprop_tensor_op {prec} {problem} {order}")
+
+
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_fprop_random_floats_bias_act(prec, rng):
+    args = TC_CONV["3x3_same_c8_k16"]
+    x, w = _conv_inputs(rng, "3x3_same_c8_k16", prec, ints=False)
+    bias = rng.standard_normal(16).astype(np.float32)
+    for out in ("float32", "operand"):
+        ops = tc_ops("forward")
+        got = ops.conv2d_fprop_tensor_op(x, w, *args[2:], bias=bias, activation="leaky_relu", alpha=0.25,
+                                         out_dtype=OPERAND[prec] if out == "operand" else None)
+        assert "conv2d_fprop_tensor_op" in ops.launched[0]
+        y = _conv_ref(x, w, prec, args) + bias
+        want = np.where(y > 0, y, 0.25 * y)
+        err = rel_err(out_value(got, out), want)
+        assert err < TOLERANCE[prec], f"conv2d_fprop_tensor_op {prec} -> {out}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("problem", ["1x1_vec4", "groups2_dil2_vec4", "7x7s2_same_c3"])
+@pytest.mark.parametrize("prec", ["f16", "bf16"])
+def test_conv2d_fprop_falls_back_to_cuda_cores(prec, problem, rng):
+    """K = 12 (not 8 halves), groups = 2, C = 3: the plan takes the CUDA-core fp32 kernel."""
+    args = conv_args(problem)
+    x, w = _conv_inputs(rng, problem, prec, ints=True)
+    ops = tc_ops()
+    got = ops.conv2d_fprop_tensor_op(x, w, *args[2:])
+    assert ops.launched and all("tensor_op" not in n for n in ops.launched), ops.launched
+    assert_same(got, _conv_ref(x, w, prec, args).astype(np.float32), exact=True,
+                what=f"conv2d_fprop_tensor_op fallback {prec} {problem}")
+
+
+# ---- shared-memory bank arithmetic of the padded layouts (the emulator has no banks) --------------
+def _traits():
+    text = (ROOT / "csrc" / "tensor_core" / "gemm_tensor_op.h").read_text()
+    out = {}
+    for alias, args in re.findall(r"^using (\w+) = TensorOpTraits<(.*)>;", text, re.M):
+        elem, *dims = [v.strip() for v in args.split(",")]
+        bm, bn, bk, wm, wn, _ = map(int, dims)
+        size = 4 if elem == "float" else 2
+        pad_a, pad_b = (4 if size == 4 else 8), 8   # mirrors TensorOpTraits::kPadA / kPadB
+        out[alias] = (size, bm, bn, bk, wm, wn, bk + pad_a, bn + pad_b)
+    return out
+
+
+def _conflict_free(word_addresses_per_request):
+    """Each request (one ldmatrix matrix = 8 rows x 4 words, or one 32-lane 4-byte load) hits 32 distinct banks."""
+    return all(len({w % 32 for w in req}) == len(req) == 32 for req in word_addresses_per_request)
+
+
+@pytest.mark.parametrize("alias", list(_traits()))
+def test_padded_shared_layout_is_conflict_free(alias):
+    size, bm, bn, bk, wm, wn, lda, ldb = _traits()[alias]
+    requests = []
+    for wm0 in range(0, bm, wm):
+        for wn0 in range(0, bn, wn):
+            for kk in range(0, bk, 8 if size == 4 else 16):
+                if size == 4:   # tf32: A[g + 8(r%2)][t + 4(r/2)], B[t + 4r][g], 32 lanes per load
+                    for i in range(wm // 16):
+                        for r in range(4):
+                            requests.append([(wm0 + i * 16 + g + 8 * (r % 2)) * lda + kk + t + 4 * (r // 2)
+                                             for g in range(8) for t in range(4)])
+                    for j in range(wn // 8):
+                        for r in range(2):
+                            requests.append([(kk + t + 4 * r) * ldb + wn0 + j * 8 + g for g in range(8) for t in range(4)])
+                else:           # ldmatrix: matrix j's 8 rows of 16 bytes are one request
+                    for i in range(wm // 16):
+                        for j in range(4):
+                            rows = [(wm0 + i * 16 + (j % 2) * 8 + r) * lda + kk + (j // 2) * 8 for r in range(8)]
+                            requests.append([e * size // 4 + w for e in rows for w in range(4)])
+                    for jn in range(0, wn // 8, 2):
+                        for j in range(4):
+                            rows = [(kk + (j % 2) * 8 + r) * ldb + wn0 + (jn + j // 2) * 8 for r in range(8)]
+                            requests.append([e * size // 4 + w for e in rows for w in range(4)])
+    assert _conflict_free(requests)
