@@ -65,13 +65,16 @@ def max_pool2d_fprop(x, pool, stride, padding):
     # Plain arithmetic on masks, since NumPy's masked copies are ~20x slower than a multiply.
     arg = np.zeros(best.shape, argmax_dtype(pool))
     found = np.zeros(best.shape, bool)
-    for k, sl, valid in taps:
+    hit, nan, step = np.empty(best.shape, bool), np.empty(best.shape, bool), np.empty(best.shape, arg.dtype)
+    for k, sl, valid in taps:               # scratch buffers reused: allocation dominated this loop
         v = xp[sl]
-        hit = (v == best) | (v != v)
+        np.equal(v, best, out=hit)
+        hit |= np.not_equal(v, v, out=nan)
         if not valid.all():
             hit &= valid                      # a -inf max must not be found in the padding
         hit &= ~found
-        arg += hit * arg.dtype.type(k)
+        np.multiply(hit, arg.dtype.type(k), out=step)
+        arg += step
         found |= hit
     return best, arg
 
@@ -82,8 +85,13 @@ def max_pool2d_bprop(dy, argmax, x_shape, pool, stride, padding):
     NaN/inf dy reaches every element of its window (0 * inf = NaN) rather than just the argmax."""
     _, taps = _taps(x_shape, pool, stride, padding)
     dxp = _padded_zeros(x_shape, padding, dy.dtype)
+    # Two scratch buffers reused across taps: fresh arrays of this size cost more in page faults
+    # than in arithmetic (seed model step on this 2-core machine, see benchmarks/NOTES.md).
+    hit, part = np.empty(dy.shape, bool), np.empty_like(dy)
     for k, sl, _ in taps:
-        dxp[sl] += dy * (argmax == k)
+        np.equal(argmax, argmax.dtype.type(k), out=hit)
+        np.multiply(dy, hit, out=part)
+        dxp[sl] += part
     return _crop(dxp, x_shape, padding)
 
 
