@@ -7,7 +7,9 @@ from ..tensor import Tensor
 from ._util import backend, float_input, same_device
 
 
-def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups=1) -> Tensor:
+def check_conv2d_args(x, w, bias, stride, padding, dilation, groups):
+    """conv2d's argument checks, shared with the fused ops.
+    -> (x, w, b or None, stride, resolved padding, dilation, groups)."""
     x, w = float_input(x, "x"), float_input(w, "w")
     check_rank(x.data, 4, "x", "N, H, W, C")
     check_rank(w.data, 4, "w", "kernel_h, kernel_w, in_channels/groups, filters")
@@ -30,6 +32,11 @@ def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups=1) -> 
             raise ValueError(f"bias must have shape ({k},) to match w's {k} filters, got {b.shape}")
         check_same_dtype(x.data, b.data, "x", "bias")
     same_device(("x", x), ("w", w), ("bias", b))
+    return x, w, b, stride, pads, dilation, groups
+
+
+def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups=1) -> Tensor:
+    x, w, b, stride, pads, dilation, groups = check_conv2d_args(x, w, bias, stride, padding, dilation, groups)
     B = backend(x)
     y = B.conv2d_fprop(x.data, w.data, stride, pads, dilation, groups)
     if b is not None:

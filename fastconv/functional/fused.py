@@ -12,7 +12,8 @@ from .._checks import pair
 from ..shapes import conv_output_hw
 from ..tensor import Tensor
 from ..backends.reference.fused import VALID
-from ._util import backend, float_input
+from ._util import backend
+from .conv2d import check_conv2d_args
 
 FUSABLE_POOL = ((2, 2), (2, 2))   # (pool_size, strides) the kernels cover; 3x3/2 is next
 
@@ -21,9 +22,7 @@ def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilatio
                              strides=None) -> Tensor:
     pool = pair(pool_size, "pool_size")
     pool_stride = pool if strides is None else pair(strides, "strides")
-    x, w = float_input(x, "x"), float_input(w, "w")
-    stride, dilation, pads = _checked_conv(x, w, bias, stride, padding, dilation, groups)
-    b = float_input(bias, "bias") if bias is not None else None
+    x, w, b, stride, pads, dilation, groups = check_conv2d_args(x, w, bias, stride, padding, dilation, groups)
     n, h, wd, _ = x.shape
     r, s, _, k = w.shape
     p, q = conv_output_hw((h, wd), (r, s), stride, pads, dilation)
@@ -41,28 +40,3 @@ def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilatio
 
     parents = (x, w) if b is None else (x, w, b)
     return Tensor.from_op(y, parents, backward)
-
-
-def _checked_conv(x, w, bias, stride, padding, dilation, groups):
-    """conv2d's argument checks (shapes, dtypes, devices, padding) -> (stride, dilation, pads)."""
-    from .._checks import check_int, check_rank, check_same_dtype
-    from ..shapes import resolve_padding
-    from ._util import same_device
-    check_rank(x.data, 4, "x", "N, H, W, C")
-    check_rank(w.data, 4, "w", "kernel_h, kernel_w, in_channels/groups, filters")
-    check_same_dtype(x.data, w.data, "x", "w")
-    groups = check_int(groups, "groups", 1)
-    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
-    c, (r, s, cg, k) = x.shape[3], w.shape
-    if c % groups or k % groups or cg * groups != c:
-        raise ValueError(f"channel mismatch: x has {c} channels, w has shape {w.shape}, groups={groups}")
-    if bias is not None:
-        b = float_input(bias, "bias")
-        if b.shape != (k,):
-            raise ValueError(f"bias must have shape ({k},) to match w's {k} filters, got {b.shape}")
-        check_same_dtype(x.data, b.data, "x", "bias")
-        same_device(("x", x), ("w", w), ("bias", b))
-    else:
-        same_device(("x", x), ("w", w))
-    pads = resolve_padding(padding, x.shape[1:3], (r, s), stride, dilation)
-    return stride, dilation, pads
