@@ -68,9 +68,3 @@ def check_float_dtype(array, name: str):
 def check_same_dtype(a, b, name_a: str, name_b: str):
     if a.dtype != b.dtype:
         raise TypeError(f"{name_a} and {name_b} must have the same dtype, got {a.dtype} and {b.dtype}")
-
-
-def check_choice(value, name: str, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-    return value

@@ -157,3 +157,17 @@ def test_small_resnet18_forward_backward():
     loss = model.train_on_batch(x, np.array([0, 1, 2, 3]))
     assert np.isfinite(loss)
     assert all(p.grad is not None for p in model.trainable_weights)
+
+
+def test_callbacks_early_stopping_and_learning_rate_logger():
+    x, y = _blobs(32, seed=5)
+    fc.set_seed(5)
+    model = fc.models.seed_model((8, 8, 1), 2)
+    schedule = fc.schedules.StepDecay(0.01, step_size=2, gamma=0.5)   # 2 steps per epoch at batch 16
+    model.compile(optimizer=fc.optimizers.SGD(schedule), loss="sparse_categorical_crossentropy")
+    stop = fc.callbacks.EarlyStopping(monitor="loss", patience=1, min_delta=10.0)  # no epoch improves by 10
+    hist = model.fit(x, y, epochs=10, batch_size=16, verbose=0, callbacks=[stop, fc.callbacks.LearningRateLogger()])
+    assert len(hist.epoch) == 3 and stop.stopped_epoch == 2   # first epoch sets best; two more without gain
+    np.testing.assert_allclose(hist.history["lr"], [0.005, 0.0025, 0.00125])
+    with pytest.raises(ValueError, match="EarlyStopping monitors 'val_f1' but fit logged only"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[fc.callbacks.EarlyStopping(monitor="val_f1")])

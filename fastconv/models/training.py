@@ -131,7 +131,7 @@ class TrainingMixin:
                 state = ckpt.restore(self)
                 seed, position, history.history, history.epoch = (state["seed"], state["position"],
                                                                    state["history"], state["epochs_done"])
-        cbs: list[Callback] = [history, *(callbacks or [])]
+        cbs: list[Callback] = [*(callbacks or []), history]  # History last, as Keras: it sees what others log
         for cb in cbs:
             cb.set_model(self)
             cb.on_train_begin()
