@@ -25,12 +25,9 @@ template <class T>
 __global__ void avg_pool2d_fprop(Pool2dProblem pb, const T* __restrict__ x, T* __restrict__ y, int count_include_pad) {
   const int64_t total = int64_t(pb.N) * pb.P * pb.Q * pb.C;
   for (int64_t i = global_thread_index(); i < total; i += global_thread_count()) {
-    const int c = int(i % pb.C);
-    int64_t t = i / pb.C;
-    const int q = int(t % pb.Q);
-    t /= pb.Q;
-    const int p = int(t % pb.P);
-    const int64_t n = t / pb.P;
+    const NhwcCoord o = nhwc_coord(i, pb.P, pb.Q, pb.C);
+    const int64_t n = o.n;
+    const int p = o.row, q = o.col, c = o.c;
     T sum = T(0);
     for (int r = 0; r < pb.R; ++r) {
       const int h = p * pb.stride_h - pb.pad_h + r;
@@ -48,16 +45,11 @@ template <class T>
 __global__ void avg_pool2d_bprop(Pool2dProblem pb, const T* __restrict__ dy, T* __restrict__ dx, int count_include_pad) {
   const int64_t total = int64_t(pb.N) * pb.H * pb.W * pb.C;
   for (int64_t i = global_thread_index(); i < total; i += global_thread_count()) {
-    const int c = int(i % pb.C);
-    int64_t t = i / pb.C;
-    const int w = int(t % pb.W);
-    t /= pb.W;
-    const int h = int(t % pb.H);
-    const int64_t n = t / pb.H;
-    const int p_lo = first_window(h, pb.pad_h, pb.R, pb.stride_h);
-    const int p_hi = min((h + pb.pad_h) / pb.stride_h, pb.P - 1);
-    const int q_lo = first_window(w, pb.pad_w, pb.S, pb.stride_w);
-    const int q_hi = min((w + pb.pad_w) / pb.stride_w, pb.Q - 1);
+    const NhwcCoord e = nhwc_coord(i, pb.H, pb.W, pb.C);
+    const int64_t n = e.n;
+    const int h = e.row, w = e.col, c = e.c;
+    const WindowRange win = covering_windows(pb, h, w);
+    const int p_lo = win.p_lo, p_hi = win.p_hi, q_lo = win.q_lo, q_hi = win.q_hi;
     T acc = T(0);
     for (int p = p_hi; p >= p_lo; --p)
       for (int q = q_hi; q >= q_lo; --q)

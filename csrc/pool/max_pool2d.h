@@ -19,16 +19,30 @@
 
 namespace fc {
 
+// The (n, row, col, channel) coordinates of linear index i into an NHWC tensor of rows x cols x C.
+struct NhwcCoord {
+  int64_t n;
+  int row, col, c;
+};
+
+FC_DEVICE NhwcCoord nhwc_coord(int64_t i, int rows, int cols, int C) {
+  NhwcCoord k;
+  k.c = int(i % C);
+  int64_t t = i / C;
+  k.col = int(t % cols);
+  t /= cols;
+  k.row = int(t % rows);
+  k.n = t / rows;
+  return k;
+}
+
 template <class T, class Arg>
 __global__ void max_pool2d_fprop(Pool2dProblem pb, const T* __restrict__ x, T* __restrict__ y, Arg* __restrict__ argmax) {
   const int64_t total = int64_t(pb.N) * pb.P * pb.Q * pb.C;
   for (int64_t i = global_thread_index(); i < total; i += global_thread_count()) {
-    const int c = int(i % pb.C);
-    int64_t t = i / pb.C;
-    const int q = int(t % pb.Q);
-    t /= pb.Q;
-    const int p = int(t % pb.P);
-    const int64_t n = t / pb.P;
+    const NhwcCoord o = nhwc_coord(i, pb.P, pb.Q, pb.C);
+    const int64_t n = o.n;
+    const int p = o.row, q = o.col, c = o.c;
     T best = lowest<T>();
     int arg = 0;
     bool seen = false;
@@ -57,21 +71,30 @@ FC_DEVICE int first_window(int h, int pad, int window, int stride) {
   return lo <= 0 ? 0 : (lo + stride - 1) / stride;
 }
 
+// The output windows [p_lo, p_hi] x [q_lo, q_hi] whose taps cover input element (h, w).
+struct WindowRange {
+  int p_lo, p_hi, q_lo, q_hi;
+};
+
+FC_DEVICE WindowRange covering_windows(const Pool2dProblem& pb, int h, int w) {
+  WindowRange r;
+  r.p_lo = first_window(h, pb.pad_h, pb.R, pb.stride_h);
+  r.p_hi = min((h + pb.pad_h) / pb.stride_h, pb.P - 1);
+  r.q_lo = first_window(w, pb.pad_w, pb.S, pb.stride_w);
+  r.q_hi = min((w + pb.pad_w) / pb.stride_w, pb.Q - 1);
+  return r;
+}
+
 template <class T, class Arg>
 __global__ void max_pool2d_bprop(Pool2dProblem pb, const T* __restrict__ dy, const Arg* __restrict__ argmax,
                                  T* __restrict__ dx) {
   const int64_t total = int64_t(pb.N) * pb.H * pb.W * pb.C;
   for (int64_t i = global_thread_index(); i < total; i += global_thread_count()) {
-    const int c = int(i % pb.C);
-    int64_t t = i / pb.C;
-    const int w = int(t % pb.W);
-    t /= pb.W;
-    const int h = int(t % pb.H);
-    const int64_t n = t / pb.H;
-    const int p_lo = first_window(h, pb.pad_h, pb.R, pb.stride_h);
-    const int p_hi = min((h + pb.pad_h) / pb.stride_h, pb.P - 1);
-    const int q_lo = first_window(w, pb.pad_w, pb.S, pb.stride_w);
-    const int q_hi = min((w + pb.pad_w) / pb.stride_w, pb.Q - 1);
+    const NhwcCoord e = nhwc_coord(i, pb.H, pb.W, pb.C);
+    const int64_t n = e.n;
+    const int h = e.row, w = e.col, c = e.c;
+    const WindowRange win = covering_windows(pb, h, w);
+    const int p_lo = win.p_lo, p_hi = win.p_hi, q_lo = win.q_lo, q_hi = win.q_hi;
     T acc = T(0);
     // Tap r = h + pt - p*sh grows as p falls: p descending, q descending is tap order ascending.
     for (int p = p_hi; p >= p_lo; --p) {
