@@ -60,30 +60,6 @@ struct Conv2dFpropActivationGather {
   }
 };
 
-// B[kk, j] = w[r, s, c, g*Kg + j] = w[kk * K + g*Kg + j]; rows are j, contiguous along j.
-template <class T, class Index>
-struct Conv2dFpropFilterGather {
-  const T* w;
-  int K, Kg, group;
-
-  struct Row {
-    int col;
-    bool valid;
-  };
-
-  FC_DEVICE Row row(Index j) const { return Row{group * Kg + int(j), j < Kg}; }
-
-  template <int V>
-  FC_DEVICE void load(const Row& r, Index kk, T (&out)[V]) const {
-    if (r.valid) {
-      load_vec<V>(w + kk * Index(K) + r.col, out);
-    } else {
-#pragma unroll
-      for (int i = 0; i < V; ++i) out[i] = T(0);
-    }
-  }
-};
-
 template <class T, class Index>
 struct Conv2dOutputStore {   // y[m, g*Kg + j] = epilogue(acc), also used by dgrad with (C, Cg)
   T* y;
@@ -105,7 +81,8 @@ conv2d_fprop_implicit_gemm(Conv2dProblem pb, const T* __restrict__ x, const T* _
   const Index M = Index(pb.N) * pb.P * pb.Q;
   const int Kg = pb.Kg();
   Conv2dFpropActivationGather<T, Index> ga{x, pb, M, group};
-  Conv2dFpropFilterGather<T, Index> gb{w, pb.K, Kg, group};
+  // B[kk, j] = w[r, s, c, g*Kg + j] = w[kk * K + g*Kg + j]: group g's columns of a (R*S*Cg) x K matrix
+  MatrixGather<T, Index, false> gb{w + Index(group) * Kg, Index(pb.K), Index(Kg)};
   Conv2dOutputStore<T, Index> out{y, pb.K, Kg, group, BiasActEpilogue<T>{bias, has_bias, act, alpha}};
   const Index k_total = Index(pb.R) * pb.S * pb.Cg();
   gemm_mainloop<Tile, kVec, T, Index, true, false>(ga, gb, M, Index(Kg), Index(0), k_total,

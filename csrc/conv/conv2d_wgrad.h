@@ -58,30 +58,6 @@ struct Conv2dWgradActivationGather {
   }
 };
 
-// B[m, j] = dy[m, g*Kg + j]; rows are j, contiguous along them.
-template <class T, class Index>
-struct Conv2dWgradOutputGradGather {
-  const T* dy;
-  int K, Kg, group;
-
-  struct Row {
-    int col;
-    bool valid;
-  };
-
-  FC_DEVICE Row row(Index j) const { return Row{group * Kg + int(j), j < Kg}; }
-
-  template <int V>
-  FC_DEVICE void load(const Row& r, Index m, T (&out)[V]) const {
-    if (r.valid) {
-      load_vec<V>(dy + m * Index(K) + r.col, out);
-    } else {
-#pragma unroll
-      for (int i = 0; i < V; ++i) out[i] = T(0);
-    }
-  }
-};
-
 template <class T, class Index>
 struct Conv2dWgradStore {   // out[split][(r, s, c)][g*Kg + j]
   T* out;
@@ -107,7 +83,8 @@ conv2d_wgrad_implicit_gemm(Conv2dProblem pb, const T* __restrict__ x, const T* _
   const Index k_begin = Index(split) * k_per_split;
   const Index k_end = k_begin + k_per_split < k_total ? k_begin + k_per_split : k_total;
   Conv2dWgradActivationGather<T, Index> ga{x, pb, group};
-  Conv2dWgradOutputGradGather<T, Index> gb{dy, pb.K, Kg, group};
+  // B[m, j] = dy[m, g*Kg + j]: group g's columns of the (N*P*Q) x K output gradient
+  MatrixGather<T, Index, false> gb{dy + Index(group) * Kg, Index(pb.K), Index(Kg)};
   Conv2dWgradStore<T, Index> store{out, pb.K, Kg, group, Index(split) * rows * Index(pb.K)};
   gemm_mainloop<Tile, kVec, T, Index, false, false>(ga, gb, rows, Index(Kg), k_begin, k_end,
                                                     Index(blockIdx.x) * Tile::BM, Index(blockIdx.y) * Tile::BN, store);

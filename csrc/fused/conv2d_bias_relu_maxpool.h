@@ -108,7 +108,7 @@ conv2d_bias_relu_maxpool2x2_fprop(Conv2dProblem pb, const T* __restrict__ x, con
   const Index M = Index(pb.N) * PP * QQ * 4;
   const int Kg = pb.Kg();
   Conv2dPoolWindowGather<T, Index> ga{Conv2dFpropActivationGather<T, Index>{x, pb, M, group}, PP, QQ};
-  Conv2dFpropFilterGather<T, Index> gb{w, pb.K, Kg, group};
+  MatrixGather<T, Index, false> gb{w + Index(group) * Kg, Index(pb.K), Index(Kg)};   // as conv2d_fprop
   MaxPool2x2Epilogue<Tile, T, Index> out{y, argmax, bias, has_bias, pb.K, Kg, group};
   const Index k_total = Index(pb.R) * pb.S * pb.Cg();
   gemm_mainloop<Tile, kVec, T, Index, true, false>(ga, gb, M, Index(Kg), Index(0), k_total,

@@ -12,30 +12,6 @@
 
 namespace fc {
 
-// Row `i` of an operand seen as (rows x K): element (i, k) at p[i * ld + k] (kContigK) or p[k * ld + i].
-template <class T, class Index, bool kContigK>
-struct MatrixGather {
-  const T* p;
-  Index ld, rows;
-
-  struct Row {
-    Index i;
-    bool valid;
-  };
-
-  FC_DEVICE Row row(Index i) const { return Row{i, i < rows}; }
-
-  template <int V>
-  FC_DEVICE void load(const Row& r, Index k, T (&out)[V]) const {
-    if (r.valid) {
-      load_vec<V>(kContigK ? p + r.i * ld + k : p + k * ld + r.i, out);
-    } else {
-#pragma unroll
-      for (int i = 0; i < V; ++i) out[i] = T(0);
-    }
-  }
-};
-
 template <class T, class Index>
 struct MatrixStore {
   T* c;

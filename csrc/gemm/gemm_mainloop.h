@@ -53,6 +53,31 @@ using TileMedium = GemmTile<64, 64, 8, 4, 4>;
 using TileLarge = GemmTile<128, 128, 8, 8, 8>;
 
 // Copies one operand slice (kRows x BK) from global memory to registers, then to shared memory.
+// Row `i` of an operand seen as (rows x K), for plain GEMMs and for the conv operands that are
+// plain strided matrices (filters in fprop, output gradients in wgrad): element (i, k) at p[i * ld + k] (kContigK) or p[k * ld + i].
+template <class T, class Index, bool kContigK>
+struct MatrixGather {
+  const T* p;
+  Index ld, rows;
+
+  struct Row {
+    Index i;
+    bool valid;
+  };
+
+  FC_DEVICE Row row(Index i) const { return Row{i, i < rows}; }
+
+  template <int V>
+  FC_DEVICE void load(const Row& r, Index k, T (&out)[V]) const {
+    if (r.valid) {
+      load_vec<V>(kContigK ? p + r.i * ld + k : p + k * ld + r.i, out);
+    } else {
+#pragma unroll
+      for (int i = 0; i < V; ++i) out[i] = T(0);
+    }
+  }
+};
+
 template <class T, class Index, int kRows, int BK, int kThreads, int kVec, bool kContigK, class Gather>
 struct TileLoader {
   static constexpr int kVecs = kRows * BK / kVec;                   // vectors per slice
