@@ -16,11 +16,12 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from cuda_tools import demangle, find_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
@@ -69,11 +70,7 @@ def translation_unit(names) -> str:
 
 
 def find_nvcc():
-    nvcc = shutil.which("nvcc")
-    if nvcc is None and os.environ.get("CUDA_HOME"):
-        cand = Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc"
-        nvcc = str(cand) if cand.exists() else None
-    return nvcc
+    return find_tool("nvcc")
 
 
 def find_cuda_include():
@@ -87,14 +84,6 @@ def find_cuda_include():
         if (inc / "cuda_fp16.h").exists():
             return inc
     return None
-
-
-def _demangle(symbols):
-    cxxfilt = shutil.which("c++filt") or shutil.which("cu++filt")
-    if not cxxfilt:
-        return list(symbols)
-    out = subprocess.run([cxxfilt], input="\n".join(symbols), capture_output=True, text=True, check=True).stdout
-    return out.splitlines()
 
 
 def _canonical(demangled: str) -> str:
@@ -140,7 +129,7 @@ def compile_report(arch: str, names, nvcc=None, extra_flags=()) -> list[dict]:
             current["registers"] = int(m.group(1))
             sm = re.search(r"(\d+) bytes smem", line)
             current["smem"] = int(sm.group(1)) if sm else 0
-    for e, d in zip(entries, _demangle([e["symbol"] for e in entries])):
+    for e, d in zip(entries, demangle([e["symbol"] for e in entries])):
         e["kernel"] = _canonical(d)
     return entries
 

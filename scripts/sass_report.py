@@ -19,12 +19,13 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from cuda_tools import demangle, find_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
@@ -35,25 +36,6 @@ OPCODES = ("HMMA", "LDSM", "LDGSTS", "LDL", "STL")
 
 def kernel_names() -> list[str]:
     return re.findall(r"^FC_TENSOR_OP_KERNEL\((.*)\)$", KERNEL_LIST.read_text(), re.M)
-
-
-def find_tool(name):
-    """nvcc / cuobjdump on PATH, in $CUDA_HOME/bin, or in an installed nvidia-* wheel (nvidia/cu13/bin)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    dirs = [Path(os.environ[v]) / "bin" for v in ("CUDA_HOME", "CUDA_PATH") if os.environ.get(v)]
-    dirs.append(Path("/usr/local/cuda/bin"))
-    try:
-        import nvidia
-        for base in nvidia.__path__:
-            dirs += sorted(Path(base).glob("*/bin"))
-    except ImportError:
-        pass
-    for d in dirs:
-        if (d / name).exists():
-            return str(d / name)
-    return None
 
 
 def translation_unit() -> str:
@@ -70,14 +52,6 @@ def _aliases():
     text = (CSRC / "tensor_core" / "gemm_tensor_op.h").read_text()
     return {f"fc::TensorOpTraits<{args}>": f"fc::{alias}"
             for alias, args in re.findall(r"^using (\w+) = TensorOpTraits<(.*)>;", text, re.M)}
-
-
-def _demangle(symbols):
-    tool = shutil.which("c++filt") or find_tool("cu++filt")
-    if not tool:
-        return list(symbols)
-    out = subprocess.run([tool], input="\n".join(symbols), capture_output=True, text=True, check=True).stdout
-    return out.splitlines()
 
 
 def _short_name(demangled, aliases):
@@ -123,7 +97,7 @@ def sass_counts(cubin: Path, arch: str, cuobjdump=None) -> list[dict]:
     symbols = list(rows)
     aliases = _aliases()
     out = []
-    for sym, dem in zip(symbols, _demangle(symbols)):
+    for sym, dem in zip(symbols, demangle(symbols)):
         out.append({"kernel": _short_name(dem, aliases), "arch": arch, **rows[sym], "registers": int(regs.get(sym, -1)),
                     "symbol": sym})
     return out
