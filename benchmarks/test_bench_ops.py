@@ -11,6 +11,7 @@ import pytest
 
 from fastconv.bench.runners import FastconvRunner, TorchRunner, make_inputs
 from fastconv.bench.suites import expand_cases, load_suite
+from fastconv.bench.timing import synced_rotation
 
 # (suite, problem, op): small enough for the CPU.
 CPU_CASES = [("seed", "conv_3x3_64", "conv2d_fprop"), ("seed", "conv_3x3_64", "conv2d_wgrad"),
@@ -41,18 +42,7 @@ def _run(benchmark, runner, case, device):
         if runner.role == "fastconv":
             pytest.skip(f"fastconv cannot run {case.key}: {type(exc).__name__}: {exc}")
         raise
-    if device == "gpu":
-        import torch
-        sync = torch.cuda.synchronize
-        sync()
-    else:
-        sync = lambda: None        # noqa: E731
-    state = {"i": 0}
-
-    def timed():
-        prepared.fn(state["i"] % 2)
-        state["i"] += 1
-        sync()                     # the device's work belongs inside the timed call
+    timed = synced_rotation(prepared.fn, device)  # the device's work belongs inside the timed call
 
     benchmark.extra_info.update(device=device, op=case.op, suite=case.suite, problem=case.problem.name,
                                 shape=case.shape_text(), dtype=case.dtype, batch=case.batch,

@@ -4,6 +4,7 @@
 """
 import pytest
 
+from fastconv.bench.timing import synced_rotation
 from fastconv.bench.train_step import _fastconv_step, _torch_step, seed_step_flops
 
 BATCH_CPU, BATCH_GPU = 32, 128
@@ -11,18 +12,7 @@ BATCH_CPU, BATCH_GPU = 32, 128
 
 def _bench(benchmark, step, device, impl, batch):
     step(0)
-    if device == "gpu":
-        import torch
-        sync = torch.cuda.synchronize
-        sync()
-    else:
-        sync = lambda: None        # noqa: E731
-    state = {"i": 0}
-
-    def timed():
-        step(state["i"] % 2)
-        state["i"] += 1
-        sync()
+    timed = synced_rotation(step, device)
 
     benchmark.group = f"{device} seed train step"
     benchmark.extra_info.update(device=device, model="seed", shape=f"N={batch} 28x28x1", implementation=impl,

@@ -141,3 +141,22 @@ def adaptive_repeats(estimate_s: float, budget_s: float, lo: int = 3, hi: int = 
     if estimate_s <= 0:
         return hi
     return int(max(lo, min(hi, budget_s // estimate_s)))
+
+
+def synced_rotation(fn, device: str, n_sets: int = 2):
+    """A no-argument callable for pytest-benchmark: fn(i) over rotating input sets i, then a device
+    synchronize, so the device's work is inside the timed call."""
+    if device == "gpu":
+        import torch
+        sync = torch.cuda.synchronize
+        sync()
+    else:
+        def sync():
+            pass
+    state = {"i": 0}
+
+    def timed():
+        fn(state["i"] % n_sets)
+        state["i"] += 1
+        sync()
+    return timed
