@@ -1,0 +1,154 @@
+"""Launch plans of the tensor-core kernels (csrc/tensor_core/, sm_80+ mma.sync): GEMM and conv2d fprop
+in tf32, fp16 and bf16 with fp32 accumulation. A mixin of KernelOps (plans/kernel_ops.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ...explain import note
+from ...shapes import needs_64bit_index
+from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div, conv2d_problem
+
+
+# Operand dtype -> (C++ element type, traits prefix). bfloat16 travels as uint16 raw bits (NumPy and
+# CuPy have no bfloat16), so a uint16 array means bf16 operands; float32 operands run as tf32.
+TENSOR_OP_TYPES = {np.dtype(np.float32): ("float", "Tf32"), np.dtype(np.float16): ("__half", "F16"),
+                   np.dtype(np.uint16): ("__nv_bfloat16", "Bf16")}
+# Mirrors csrc/tensor_core/gemm_tensor_op.h: traits suffix -> (BM, BN, threads).
+TENSOR_OP_TILES = {"Tile64": (64, 64, 128), "Tile128": (128, 128, 256)}
+# C % TENSOR_OP_CONV_CHANNELS == 0 selects the tensor-core conv fprop (the vector path; 16-byte
+# cp.async of 8 halves, or 2 x 4 floats); other shapes run the CUDA-core kernel.
+TENSOR_OP_CONV_CHANNELS = 8
+
+
+def tensor_op_kernel_names() -> list[str]:
+    """The tensor-core instantiations (csrc/tensor_core/kernel_list.inc lists the same, in this order)."""
+    g = "fc::gemm_tensor_op"
+    c = "fc::conv2d_fprop_tensor_op"
+    return [f"{g}<fc::TensorOpTf32Tile64, 4, float>", f"{g}<fc::TensorOpTf32Tile64, 1, float>",
+            f"{g}<fc::TensorOpF16Tile64, 8, float>", f"{g}<fc::TensorOpF16Tile64, 8, __half>",
+            f"{g}<fc::TensorOpF16Tile64, 2, float>",
+            f"{g}<fc::TensorOpBf16Tile64, 8, float>", f"{g}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>",
+            f"{g}<fc::TensorOpBf16Tile64, 2, float>",
+            f"{g}<fc::TensorOpF16Tile128, 8, float>", f"{g}<fc::TensorOpBf16Tile128, 8, __nv_bfloat16>",
+            f"{c}<fc::TensorOpTf32Tile64, 4, float>",
+            f"{c}<fc::TensorOpF16Tile64, 8, float>", f"{c}<fc::TensorOpF16Tile64, 8, __half>",
+            f"{c}<fc::TensorOpBf16Tile64, 8, float>", f"{c}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>"]
+
+
+def _tensor_op_types(dtype, out_dtype):
+    dt = np.dtype(dtype)
+    if dt not in TENSOR_OP_TYPES:
+        raise TypeError(f"tensor-core kernels take float32 (tf32), float16 or uint16 (bfloat16 bits), got {dt}")
+    out = np.dtype(np.float32 if out_dtype is None else out_dtype)
+    if out not in (np.dtype(np.float32), dt):
+        raise TypeError(f"tensor-core output must be float32 or the operand type {dt}, got {out}")
+    return dt, out
+
+
+def bf16_bits_to_float32(xp, bits):
+    return (bits.astype(xp.uint32) << 16).view(xp.float32)
+
+
+def float32_to_bf16_bits(xp, f):
+    """Round to nearest even (as __float2bfloat16); NaN -> 0x7fff, CUDA's canonical bf16 NaN."""
+    u = xp.ascontiguousarray(f, dtype=xp.float32).view(xp.uint32)
+    r = ((u + xp.uint32(0x7FFF) + ((u >> 16) & xp.uint32(1))) >> 16).astype(xp.uint16)
+    return xp.where(xp.isnan(f), xp.uint16(0x7FFF), r)
+
+
+class TensorOpPlans:
+    def _tensor_op_name(self, op, prefix, tile, vec, out_ctype):
+        name = f"fc::{op}<fc::TensorOp{prefix}{tile}, {vec}, {out_ctype}>"
+        return name if name in tensor_op_kernel_names() else None
+
+    def gemm_tensor_op(self, a, b, bias=None, activation=None, alpha=0.0, out_dtype=None):
+        """C = act(A @ B + bias) on tensor cores, fp32 accumulation. A (M, K) and B (K, N) row-major, both
+        float32 (tf32 mma), float16 or uint16 (bfloat16 bits); bias float32 (N,); C float32 (default) or the
+        operand dtype. Knob: force_tensor_op_tile ('Tile64' / 'Tile128')."""
+        a, b = self._c(a), self._c(b)
+        dt, out = _tensor_op_types(a.dtype, out_dtype)
+        if b.dtype != dt:
+            raise TypeError(f"A is {dt} but B is {b.dtype}")
+        (m, kdim), (kb, n) = a.shape, b.shape
+        if kdim != kb:
+            raise ValueError(f"gemm_tensor_op: A is {a.shape}, B is {b.shape}")
+        if needs_64bit_index(a.shape, b.shape, (m, n)):
+            raise ValueError("gemm_tensor_op: 32-bit offsets only; a tensor has more than 2^31 - 1 elements")
+        ct, prefix = TENSOR_OP_TYPES[dt]
+        out_ct = "float" if out == np.float32 else ct
+        c = self.xp.empty((m, n), out)
+        if c.size == 0:
+            return c
+        full = 16 // dt.itemsize   # one 16-byte cp.async
+        narrow = 4 // dt.itemsize   # one 4-byte cp.async
+        ptrs = (self._ptr(a), self._ptr(b))
+        if kdim % full == 0 and n % full == 0 and all(p % 16 == 0 for p in ptrs):
+            vec = full
+            note("tensor cores, 16-byte cp.async: K and N are multiples of 16 bytes, pointers aligned")
+        elif kdim % narrow == 0 and n % narrow == 0 and all(p % 4 == 0 for p in ptrs):
+            vec = narrow
+            note("tensor cores, 4-byte cp.async: K or N is not a multiple of 16 bytes (or a pointer unaligned)")
+        else:
+            raise ValueError(f"gemm_tensor_op: 16-bit operands need even K and N (got K={kdim}, N={n})")
+        tile = getattr(self, "force_tensor_op_tile", None)
+        if tile is None:
+            bm, bn, _ = TENSOR_OP_TILES["Tile128"]
+            big = ceil_div(m, bm) * ceil_div(n, bn) >= TARGET_BLOCKS
+            tile = "Tile128" if big and self._tensor_op_name("gemm_tensor_op", prefix, "Tile128", vec, out_ct) else "Tile64"
+        name = self._tensor_op_name("gemm_tensor_op", prefix, tile, vec, out_ct)
+        if name is None:
+            raise ValueError(f"no tensor-core GEMM instantiation for {prefix} {tile}, {vec}-element copies, {out_ct} out")
+        bm, bn, threads = TENSOR_OP_TILES[tile]
+        bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
+        self._launch(name, (ceil_div(m, bm), ceil_div(n, bn)), (threads,),
+                     (np.int32(m), np.int32(n), np.int32(kdim), a, np.int32(kdim), b, np.int32(n), c, np.int32(n),
+                      bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)))
+        return c
+
+    def conv2d_fprop_tensor_op(self, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+                               bias=None, activation=None, alpha=0.0, out_dtype=None):
+        """conv2d_fprop on tensor cores (implicit GEMM, fp32 accumulation) when groups == 1, C % 8 == 0,
+        K a multiple of 16 bytes and x, w 16-byte aligned; otherwise the CUDA-core fp32 kernel on operands
+        widened to float32 (same values). Operand/output dtypes as in gemm_tensor_op; bias float32."""
+        x, w = self._c(x), self._c(w)
+        dt, out = _tensor_op_types(x.dtype, out_dtype)
+        if w.dtype != dt:
+            raise TypeError(f"x is {dt} but w is {w.dtype}")
+        pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
+        ct, prefix = TENSOR_OP_TYPES[dt]
+        out_ct = "float" if out == np.float32 else ct
+        c, k = x.shape[3], w.shape[3]
+        vec = 16 // dt.itemsize
+        reasons = []
+        if groups != 1:
+            reasons.append(f"groups={groups} (the tensor-core kernel takes groups == 1)")
+        if c % TENSOR_OP_CONV_CHANNELS:
+            reasons.append(f"C={c} is not a multiple of {TENSOR_OP_CONV_CHANNELS}")
+        if k % vec:
+            reasons.append(f"K={k} is not a multiple of {vec}")
+        if self._ptr(x) % 16 or self._ptr(w) % 16:
+            reasons.append("x or w is not 16-byte aligned")
+        if needs_64bit_index(x.shape, w.shape, y_shape):
+            reasons.append("a tensor has more than 2^31 - 1 elements")
+        name = self._tensor_op_name("conv2d_fprop_tensor_op", prefix, "Tile64", vec, out_ct)
+        if name is None:
+            reasons.append(f"no tensor-core instantiation for {prefix} with {out_ct} output")
+        if reasons:
+            note("CUDA-core conv2d_fprop (fp32) instead of tensor cores: " + "; ".join(reasons))
+            widen = (lambda v: bf16_bits_to_float32(self.xp, v)) if dt == np.uint16 else (lambda v: v.astype(np.float32))
+            y = self.conv2d_fprop(widen(x), widen(w), stride, padding, dilation, groups,
+                                  None if bias is None else self._c(bias).astype(np.float32), activation, alpha)
+            if out == np.uint16:
+                return float32_to_bf16_bits(self.xp, y)
+            return y.astype(out, copy=False)
+        note("tensor-core implicit GEMM: groups == 1, C % 8 == 0, K a multiple of 16 bytes, pointers aligned")
+        y = self.xp.empty(y_shape, out)
+        if y.size == 0:
+            return y
+        n, p, q, _ = y_shape
+        bm, bn, threads = TENSOR_OP_TILES["Tile64"]
+        bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
+        self._launch(name, (ceil_div(n * p * q, bm), ceil_div(k, bn)), (threads,),
+                     (pb, x, w, y, bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]),
+                      np.float32(alpha)))
+        return y
