@@ -16,6 +16,7 @@ from glob import glob
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 CSRC_HEADERS = sorted(glob("csrc/**/*.h", recursive=True) + glob("csrc/**/*.cuh", recursive=True)
                       + glob("csrc/**/*.inc", recursive=True))
@@ -138,6 +139,22 @@ class BuildExt(build_ext):
             return list(pool.map(compile_one, sources))
 
 
+class BuildPyWithKernelSources(build_py):
+    """Copies the kernel headers into the package as fastconv/_csrc, so a wheel's jit backend (NVRTC
+    at first use) finds them (fastconv/_sources.py); editable installs read csrc/ in place."""
+
+    def run(self):
+        import os
+        import shutil
+        super().run()
+        if self.editable_mode:
+            return
+        for src in CSRC_HEADERS:
+            dst = os.path.join(self.build_lib, "fastconv", "_csrc", os.path.relpath(src, "csrc"))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copyfile(src, dst)
+
+
 ParallelCompile("FASTCONV_BUILD_JOBS", default=0).install()  # the three emulator sources in parallel
 
-setup(ext_modules=[emulator_extension(), *native_extensions()], cmdclass={"build_ext": BuildExt})
+setup(ext_modules=[emulator_extension(), *native_extensions()], cmdclass={"build_ext": BuildExt, "build_py": BuildPyWithKernelSources})

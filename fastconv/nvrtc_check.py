@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-CSRC = Path(__file__).resolve().parent.parent / "csrc"
+from ._sources import csrc_dir
+
+CSRC = csrc_dir()
 CUPY_OPTIONS = ("-ftz=true", "--std=c++17")  # what CuPy's RawModule adds to every compile
 
 

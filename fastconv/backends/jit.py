@@ -10,12 +10,13 @@ import functools
 import hashlib
 from pathlib import Path
 
+from .._sources import csrc_dir
 from .plans import *  # noqa: F401,F403  (historical import site: jit.KernelOps, jit.TILES, ...)
 from .plans import KernelOps
 from .plans.common import *  # noqa: F401,F403
 from .plans.tensor_op import _tensor_op_types  # noqa: F401
 
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
+CSRC = csrc_dir()
 KERNEL_HEADER = "launch/all_kernels.h"
 
 
@@ -28,8 +29,9 @@ NVRTC_OPTIONS = ("-std=c++17", f"-I{CSRC}")
 
 def kernel_sources() -> list[Path]:
     """Every file the kernels are built from (the hash of their contents keys the jit cache)."""
-    dirs = ("common", "conv", "gemm", "pool", "epilogue", "ops", "launch", "fused", "tensor_core")
-    return sorted(p for d in dirs for p in (CSRC / d).glob("*") if p.suffix in (".h", ".cuh"))
+    # every device header; not the emulator, the self-tests or the pybind11 binding (host code)
+    skip = ("emu", "selftest", "bind")
+    return sorted(p for p in CSRC.rglob("*") if p.suffix in (".h", ".cuh") and p.relative_to(CSRC).parts[0] not in skip)
 
 
 @functools.lru_cache(maxsize=None)
