@@ -23,12 +23,14 @@ from .device import array_module
 
 class DynamicLossScaler:
     def __init__(self, initial_scale=2.0 ** 15, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000,
-                 max_scale=2.0 ** 24):
+                 max_scale=None):
         self.scale = check_float(initial_scale, "initial_scale", 0.0, low_open=True)
         self.growth_factor = check_float(growth_factor, "growth_factor", 1.0, low_open=True)
         self.backoff_factor = check_float(backoff_factor, "backoff_factor", 0.0, 1.0, low_open=True, high_open=True)
         self.growth_interval = check_int(growth_interval, "growth_interval", 1)
-        self.max_scale = check_float(max_scale, "max_scale", self.scale)
+        # growth stops at max_scale (default: 2^24, or the initial scale when that is larger)
+        self.max_scale = max(2.0 ** 24, self.scale) if max_scale is None else check_float(max_scale, "max_scale",
+                                                                                             self.scale)
         self.good_steps = 0       # finite steps since the last change of scale
         self.skipped_steps = 0    # over the scaler's life
 
