@@ -358,6 +358,40 @@ def test_emulated_dense_matches_the_reference(case, prec, rng):
 
 
 @needs_emu
+@pytest.mark.parametrize("prec", REDUCED)
+def test_cast_kernels_match_the_rounding_oracle_bitwise(prec, rng):
+    """csrc/ops/cast.h (through KernelOps._to_compute) against backends/reference/rounding.py, on random
+    values of every magnitude, exact ties of each format, overflow, subnormals, +-0, +-inf and NaN."""
+    x = (rng.standard_normal(3000) * np.exp2(rng.integers(-140, 128, 3000))).astype(np.float32)
+    u = bits(x).copy()
+    u[:300] = (u[:300] & 0xFFFFE000) | 0x1000          # tf32 ties
+    u[300:600] = (u[300:600] & 0xFFFF0000) | 0x8000    # bf16 ties
+    u[600:900] = (u[600:900] & 0xFFFFE000) | 0x1000    # fp16 ties (in its normal range below)
+    x = u.view(np.float32)
+    x[600:900] = np.ldexp(np.float32(1) + np.float32(2.0 ** -11) * (2 * rng.integers(0, 1024, 300) + 1),
+                          rng.integers(-14, 15, 300)).astype(np.float32)
+    x[-12:] = [65504, 65519.99, 65520, -7e4, 2.0 ** -25, 3 * 2.0 ** -25, 1e-40, 0.0, -0.0, np.inf, -np.inf, np.nan]
+    ops = emu_ops()
+    report = fc.explain(lambda: ops._to_compute(x, prec))
+    got = report.result
+    assert report.kernels == [{"tf32": "fc::round_tf32_kernel<float>", "fp16": "fc::cast_fp32_kernel<__half>",
+                               "bf16": "fc::cast_fp32_kernel<__nv_bfloat16>"}[prec]]
+    want = round_operand(x, prec)
+    nan = np.isnan(want)
+    if prec == "fp16":
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got.view(np.uint16)[~nan], want[~nan].astype(np.float16).view(np.uint16))
+        assert np.isnan(got[nan]).all()
+    elif prec == "bf16":
+        assert got.dtype == np.uint16
+        np.testing.assert_array_equal(got[~nan], (bits(want[~nan]) >> 16).astype(np.uint16))
+        assert ((got[nan] & 0x7F80) == 0x7F80).all() and (got[nan] & 0x7F).all()   # a NaN
+    else:
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(bits(got), bits(want))   # NaN -> 0x7fffffff on both sides
+
+
+@needs_emu
 def test_emulated_fp16_overflows_like_the_reference():
     ops = emu_ops()
     x = np.full((1, 3, 3, 8), 7e4, np.float32)

@@ -91,7 +91,9 @@ class TrainingMixin:
     def _precision_logs(self) -> dict:
         """fp16 training reports the current loss scale and the steps skipped on overflow (so far)."""
         s = getattr(self, "loss_scaler", None)
-        return {} if s is None else {"loss_scale": s.scale, "skipped_steps": s.skipped_steps}
+        if s is None or effective(getattr(self, "precision", None)) != "fp16":
+            return {}
+        return {"loss_scale": s.scale, "skipped_steps": s.skipped_steps}
 
     def _loss_and_output(self, xb, yb, training):
         with self._precision_scope():

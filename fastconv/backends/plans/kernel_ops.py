@@ -19,7 +19,7 @@ from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MA
                      MULTI_TENSOR_WORDS, OPTIMIZER_CHUNK, TILES, argmax_dtype, ceil_div, choose_row_splits,
                      choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs, pool2d_problem, vector_width)
 from .fused import FusedPlans, fused_kernel_names
-from .mixed_precision import MixedPrecisionPlans
+from .mixed_precision import MixedPrecisionPlans, cast_kernel_names
 from .tensor_op import TensorOpPlans
 
 
@@ -50,6 +50,7 @@ def all_kernel_names() -> list[str]:
             for k in ("softmax_xent_fprop_kernel", "softmax_xent_bprop_kernel", "cross_entropy_fprop_kernel",
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
+    names += cast_kernel_names()
     return names
 
 

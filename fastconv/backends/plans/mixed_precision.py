@@ -6,18 +6,24 @@ Operands are cast to the compute format at each use (weights stay float32 master
 accumulated in fp32 and outputs are float32: what the reference does (backends/reference/rounding.py).
 Where no tensor-core kernel applies, the CUDA-core fp32 kernel runs on the operands rounded to the
 compute format and widened back, so every path computes the same values (up to summation order) and
-`fastconv.explain` says which ran and why. The casts are elementwise array expressions of `xp`, so on a
-GPU they run on the device (CuPy kernels) and on the emulator in NumPy, with no kernel of ours.
+`fastconv.explain` says which ran and why. The casts are one-pass kernels of ours (csrc/ops/cast.h).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...explain import note
-from .tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
+from .tensor_op import bf16_bits_to_float32
 
-# precision -> the operand dtype the tensor-core plans take (bf16 travels as uint16 raw bits)
-COMPUTE_DTYPES = {"tf32": np.dtype(np.float32), "fp16": np.dtype(np.float16), "bf16": np.dtype(np.uint16)}
+# precision -> (cast kernel, the operand dtype the tensor-core plans take; bf16 travels as uint16 raw bits)
+CASTS = {"tf32": ("fc::round_tf32_kernel<float>", np.dtype(np.float32)),
+         "fp16": ("fc::cast_fp32_kernel<__half>", np.dtype(np.float16)),
+         "bf16": ("fc::cast_fp32_kernel<__nv_bfloat16>", np.dtype(np.uint16))}
+
+
+def cast_kernel_names() -> list[str]:
+    """The cast kernels (csrc/ops/cast.h); all_kernel_names() registers them."""
+    return [kernel for kernel, _ in CASTS.values()]
 
 
 class MixedPrecisionPlans:
@@ -26,7 +32,7 @@ class MixedPrecisionPlans:
         """True when `precision` asks for a tensor-core format and every operand is float32."""
         if precision in (None, "fp32"):
             return False
-        if precision not in COMPUTE_DTYPES:
+        if precision not in CASTS:
             raise ValueError(f"precision must be one of ['fp32', 'tf32', 'bf16', 'fp16'], got {precision!r}")
         if any(a.dtype != np.float32 for a in arrays):
             note(f"precision {precision} ignored: it applies to float32 operands, these are "
@@ -35,19 +41,15 @@ class MixedPrecisionPlans:
         return True
 
     def _to_compute(self, a, precision):
-        """float32 a -> the tensor-core operand: tf32 rounded float32 (cvt.rna, as the kernel does; the
-        CUDA-core fallbacks need the rounded values too, and rounding a tf32 value again changes nothing),
-        float16, or bfloat16 bits (uint16)."""
-        xp = self.xp
-        if precision == "tf32":
-            u = xp.ascontiguousarray(a, np.float32).view(xp.uint32)
-            r = (u + xp.uint32(0x1000)) & xp.uint32(0xFFFFE000)
-            return xp.where((u & xp.uint32(0x7FFFFFFF)) > xp.uint32(0x7F800000), xp.uint32(0x7FFFFFFF), r).view(
-                xp.float32)
-        if precision == "fp16":
-            with np.errstate(over="ignore"):   # overflow to inf is fp16's (loss scaling watches for it)
-                return self._c(a).astype(np.float16)
-        return float32_to_bf16_bits(xp, a)
+        """float32 a -> the tensor-core operand: tf32-rounded float32 (cvt.rna, as the tensor-core kernel
+        does itself; the CUDA-core fallbacks need the rounded values too, and rounding a tf32 value again
+        changes nothing), float16, or bfloat16 bits (uint16). One kernel launch."""
+        a = self._c(a)
+        kernel, dtype = CASTS[precision]
+        out = self.xp.empty(a.shape, dtype)
+        if a.size:
+            self._run1d(kernel, a.size, (a, out, np.int64(a.size)))
+        return out
 
     def _to_float32(self, a):
         """The float32 values of a compute operand or of a 16-bit output."""
