@@ -269,3 +269,34 @@ def test_bf16_and_fp16_reach_fp32_accuracy_on_the_digits():
         acc[p] = model.evaluate(xt, to_categorical(yt, 10))[1]
     assert acc["fp32"] > 0.85, acc
     assert abs(acc["bf16"] - acc["fp32"]) < 0.05 and abs(acc["fp16"] - acc["fp32"]) < 0.05, acc
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("prec", ["tf32", "bf16", "fp16"])
+def test_gpu_mixed_precision_training_tracks_the_reference(prec):
+    """On a GPU (skipped without one): three steps of a model whose conv and dense layers take the
+    tensor-core plans, against the CPU reference's rounding oracle under the same policy."""
+    from fastconv.device import cuda_available
+    if not cuda_available():
+        pytest.skip("needs an NVIDIA GPU")
+
+    def build():
+        fc.set_seed(0)
+        model = fc.Sequential([Conv2D(16, 3, padding="same", activation="relu", input_shape=(8, 8, 8)),
+                               MaxPooling2D(2), Flatten(), Dense(16, activation="relu"), Dense(4, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", precision=prec)
+        return model
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((16, 8, 8, 8)).astype(np.float32), rng.integers(0, 4, 16)
+    cpu = build()
+    cpu_losses = [cpu.train_on_batch(x, y) for _ in range(3)]
+    with fc.using_device("cuda"):
+        gpu = build()
+    assert gpu.device == "cuda"
+    report = fc.explain(lambda: [gpu.train_on_batch(x, y) for _ in range(3)])
+    assert any(k.startswith("fc::conv2d_fprop_tensor_op<") for k in report.kernels), report.kernels
+    assert any(k.startswith("fc::gemm_tensor_op<") for k in report.kernels), report.kernels
+    np.testing.assert_allclose(report.result, cpu_losses, rtol=1e-3)
+    for a, b in zip(gpu.get_weights(), cpu.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-3)

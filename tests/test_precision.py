@@ -392,6 +392,48 @@ def test_cast_kernels_match_the_rounding_oracle_bitwise(prec, rng):
 
 
 @needs_emu
+def test_dgrad_and_wgrad_use_the_tensor_core_plans_when_present(rng):
+    """plans/tensor_op.py gains conv2d_dgrad_tensor_op / conv2d_wgrad_tensor_op (another change): the
+    routing hands them the operands in the compute format and widens a 16-bit result."""
+    ops = emu_ops()
+    calls = []
+
+    def dgrad_tc(dy, w, x_shape, stride, padding, dilation, groups):
+        calls.append(("dgrad", dy.dtype, w.dtype))
+        return ops.conv2d_dgrad(ops._to_float32(dy), ops._to_float32(w), x_shape, stride, padding, dilation, groups)
+
+    def wgrad_tc(x, dy, w_shape, stride, padding, dilation, groups):
+        calls.append(("wgrad", x.dtype, dy.dtype))
+        dw = ops.conv2d_wgrad(ops._to_float32(x), ops._to_float32(dy), w_shape, stride, padding, dilation, groups)
+        return dw.astype(np.float16)   # a 16-bit result comes back as float32
+
+    ops.conv2d_dgrad_tensor_op, ops.conv2d_wgrad_tensor_op = dgrad_tc, wgrad_tc
+    x = rng.standard_normal((1, 5, 5, 8)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)
+    dy = rng.standard_normal((1, 3, 3, 8)).astype(np.float32)
+    args = ((1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+    rep = fc.explain(lambda: ops.conv2d_dgrad(dy, w, x.shape, *args, precision="fp16"))
+    assert "conv2d_dgrad on the tensor-core plan" in notes(rep)
+    assert_close_sums(rep.result, ref.conv2d_dgrad(dy, w, x.shape, *args, precision="fp16"),
+                      ref.conv2d_dgrad(np.abs(dy), np.abs(w), x.shape, *args), "dgrad")
+    dw = ops.conv2d_wgrad(x, dy, w.shape, *args, precision="bf16")
+    assert dw.dtype == np.float32
+    np.testing.assert_allclose(dw, ref.conv2d_wgrad(x, dy, w.shape, *args, precision="bf16"), rtol=2e-3, atol=2e-2)
+    assert calls == [("dgrad", np.float16, np.float16), ("wgrad", np.uint16, np.uint16)]
+
+
+def test_a_layer_fp32_override_beats_a_reduced_policy(rng):
+    x = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
+    fc.set_seed(0)
+    layer_fp32, layer_default = Conv2D(4, 3, precision="fp32"), Conv2D(4, 3)
+    fc.set_precision("bf16")
+    y32, ybf = layer_fp32(Tensor(x)).numpy(), layer_default(Tensor(x)).numpy()
+    w32, wbf = layer_fp32.params["kernel"].data, layer_default.params["kernel"].data
+    np.testing.assert_array_equal(y32, ref.conv2d_fprop(x, w32))
+    np.testing.assert_array_equal(ybf, ref.conv2d_fprop(x, wbf, precision="bf16"))
+
+
+@needs_emu
 def test_emulated_fp16_overflows_like_the_reference():
     ops = emu_ops()
     x = np.full((1, 3, 3, 8), 7e4, np.float32)
