@@ -283,7 +283,8 @@ def test_gpu_mixed_precision_training_tracks_the_reference(prec):
     def build():
         fc.set_seed(0)
         model = fc.Sequential([Conv2D(16, 3, padding="same", activation="relu", input_shape=(8, 8, 8)),
-                               MaxPooling2D(2), Flatten(), Dense(16, activation="relu"), Dense(4, activation="softmax")])
+                               MaxPooling2D(2), Flatten(), Dense(16, activation="relu"),
+                               Dense(4, activation="softmax")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", precision=prec)
         return model
 

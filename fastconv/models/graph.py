@@ -131,8 +131,8 @@ class Model(TrainingMixin):
         for node in self._nodes:
             layer = node.layer
             own = getattr(layer, "precision", None)   # a per-layer precision override, when set
-            rows.append((f"{layer.name} ({type(layer).__name__})" + (f" [{own}]" if own else ""), str((None, *shapes[id(node)])),
-                         f"{layer.count_params():,}"))
+            rows.append((f"{layer.name} ({type(layer).__name__})" + (f" [{own}]" if own else ""),
+                         str((None, *shapes[id(node)])), f"{layer.count_params():,}"))
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
         line = "-" * sum(widths)
         out = [f'Model: "{self.name}"', line, "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
