@@ -7,16 +7,17 @@
 """
 __version__ = "0.1.0"
 
-from . import callbacks, functional, initializers, layers, losses, metrics, optimizers, schedules
+from . import callbacks, functional, initializers, layers, losses, metrics, optimizers, precision, schedules
 from .determinism import deterministic
 from .device import cuda_available, default_device, using_device
 from .explain import explain
 from .layers import Input
 from .models import Model, Sequential, load_model
 from .models.fusion import set_fusion
+from .precision import get_precision, set_precision
 from .random import set_seed
 from .tensor import Tensor, no_grad, tensor
 
-__all__ = ["Tensor", "tensor", "no_grad", "explain", "deterministic", "using_device", "set_fusion", "Sequential", "Model", "Input", "load_model", "set_seed",
+__all__ = ["Tensor", "tensor", "no_grad", "explain", "deterministic", "using_device", "set_fusion", "set_precision", "get_precision", "Sequential", "Model", "Input", "load_model", "set_seed",
            "default_device", "cuda_available", "layers", "functional", "optimizers", "losses", "metrics",
            "callbacks", "initializers", "schedules", "__version__"]

@@ -17,6 +17,7 @@ def _train(args) -> int:
     from .device import check_device, using_device
     from .models import ZOO
     from .optimizers import Adam
+    from .precision import get_precision
     from .plotting import plot_confusion_matrix, plot_history
 
     device = check_device(args.device, "--device")
@@ -29,13 +30,19 @@ def _train(args) -> int:
     with using_device(device):  # the model's weights are created on the chosen device
         model = ZOO[args.model](input_shape=x_train.shape[1:], num_classes=num_classes)
         model._ensure_built(x_train.shape[1:])
-    model.compile(optimizer=Adam(args.lr), loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=Adam(args.lr), loss="categorical_crossentropy", metrics=["accuracy"],
+                  precision=args.precision)
+    compute = model.precision or get_precision()
     print(f"fastconv train: {info['name']} ({len(x_train)} train / {len(x_test)} test images of "
-          f"{'x'.join(map(str, x_train.shape[1:]))}), model {args.model}, device {device}, backend {backend}")
+          f"{'x'.join(map(str, x_train.shape[1:]))}), model {args.model}, device {device}, backend {backend}, "
+          f"precision {compute}")
     start = time.perf_counter()
     history = model.fit(x_train, data.to_categorical(y_train, num_classes), epochs=args.epochs,
                         batch_size=args.batch_size, verbose=0 if args.quiet else 1, seed=args.seed)
     train_seconds = time.perf_counter() - start
+    if "loss_scale" in history.history:   # fp16: dynamic loss scaling (fastconv/loss_scaling.py)
+        print(f"fp16 loss scaling: final scale {history.history['loss_scale'][-1]:g}, "
+              f"{history.history['skipped_steps'][-1]} step(s) skipped on overflow")
     pred = model.predict(x_test, batch_size=256).argmax(axis=-1)
     result = {
         "test_accuracy": metrics.accuracy(y_test, pred),
@@ -45,7 +52,7 @@ def _train(args) -> int:
         "train_seconds": train_seconds,
         "images_per_second": len(x_train) * len(history.epoch) / train_seconds,
         "device": device, "backend": backend, "dataset": info["name"], "model": args.model,
-        "epochs": len(history.epoch), "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
+        "compute_precision": compute, "epochs": len(history.epoch), "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "train_samples": int(len(x_train)), "test_samples": int(len(x_test)),
     }
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
@@ -93,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default=None, help="output folder (default runs/<timestamp>)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16", "fp16"],
+                       help="conv/dense compute format (default: $FASTCONV_PRECISION or fp32); fp16 uses loss scaling")
     train.set_defaults(func=_train)
     info = sub.add_parser("info", help="version, devices and which compute paths are available")
     info.add_argument("--json", action="store_true")

@@ -16,5 +16,6 @@
 #include "../ops/reduce.h"
 #include "../ops/batchnorm.h"
 #include "../ops/optimizer.h"
+#include "../ops/cast.h"
 #include "../fused/conv2d_bias_relu_maxpool.h"
 #include "../tensor_core/tensor_core.h"

@@ -1,8 +1,12 @@
-"""conv2d on NHWC activations with Keras-layout filters (R, S, C/groups, K)."""
+"""conv2d on NHWC activations with Keras-layout filters (R, S, C/groups, K).
+
+precision=None follows the policy (fastconv.set_precision); 'tf32' / 'bf16' / 'fp16' multiply operands
+rounded to that format with fp32 sums, forward and backward alike (fastconv/precision.py)."""
 from __future__ import annotations
 
 from .._checks import check_int, check_rank, check_same_dtype, pair
 from ..shapes import conv_output_hw, resolve_padding
+from ..precision import effective, is_reduced
 from ..tensor import Tensor
 from ._util import backend, float_input, same_device
 
@@ -35,16 +39,24 @@ def check_conv2d_args(x, w, bias, stride, padding, dilation, groups):
     return x, w, b, stride, pads, dilation, groups
 
 
-def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups=1) -> Tensor:
+def precision_kwargs(precision) -> dict:
+    """The backend keyword for a call's precision (read once, at the forward, so the backward of the op
+    runs under the same one); empty for fp32, so fp32 calls reach every backend unchanged."""
+    p = effective(precision)
+    return {"precision": p} if is_reduced(p) else {}
+
+
+def conv2d(x, w, bias=None, stride=1, padding="valid", dilation=1, groups=1, precision=None) -> Tensor:
     x, w, b, stride, pads, dilation, groups = check_conv2d_args(x, w, bias, stride, padding, dilation, groups)
     B = backend(x)
-    y = B.conv2d_fprop(x.data, w.data, stride, pads, dilation, groups)
+    prec = precision_kwargs(precision)
+    y = B.conv2d_fprop(x.data, w.data, stride, pads, dilation, groups, **prec)
     if b is not None:
         y += b.data
 
     def backward(g):
-        dx = B.conv2d_dgrad(g, w.data, x.shape, stride, pads, dilation, groups) if x.requires_grad else None
-        dw = B.conv2d_wgrad(x.data, g, w.shape, stride, pads, dilation, groups) if w.requires_grad else None
+        dx = B.conv2d_dgrad(g, w.data, x.shape, stride, pads, dilation, groups, **prec) if x.requires_grad else None
+        dw = B.conv2d_wgrad(x.data, g, w.shape, stride, pads, dilation, groups, **prec) if w.requires_grad else None
         db = g.sum(axis=(0, 1, 2)) if b is not None and b.requires_grad else None
         return dx, dw, db
 

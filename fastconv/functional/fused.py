@@ -9,19 +9,26 @@ runs the usual dgrad/wgrad on it.
 from __future__ import annotations
 
 from .._checks import pair
+from ..explain import note
 from ..shapes import conv_output_hw
 from ..tensor import Tensor
 from ..backends.reference.fused import VALID
 from ._util import backend
-from .conv2d import check_conv2d_args
+from .activations import relu
+from .conv2d import check_conv2d_args, conv2d, precision_kwargs
+from .pooling import max_pool2d
 
 FUSABLE_POOL = ((2, 2), (2, 2))   # (pool_size, strides) the kernels cover; 3x3/2 is next
 
 
 def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilation=1, groups=1, pool_size=2,
-                             strides=None) -> Tensor:
+                             strides=None, precision=None) -> Tensor:
     pool = pair(pool_size, "pool_size")
     pool_stride = pool if strides is None else pair(strides, "strides")
+    prec = precision_kwargs(precision)
+    if prec:   # csrc/fused/ is fp32 only: run the chain it fuses, its conv on the tensor-core plan
+        note(f"conv2d_bias_relu_maxpool unfused: precision {prec['precision']} and the fused kernel is fp32 only")
+        return max_pool2d(relu(conv2d(x, w, bias, stride, padding, dilation, groups, **prec)), pool, pool_stride)
     x, w, b, stride, pads, dilation, groups = check_conv2d_args(x, w, bias, stride, padding, dilation, groups)
     n, h, wd, _ = x.shape
     r, s, _, k = w.shape

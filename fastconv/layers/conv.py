@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from .._checks import check_int, pair
+from ..precision import check_precision
 from ..shapes import conv_output_hw, resolve_padding
 from .activation_mixin import WithActivation
 from .base import Layer
@@ -11,7 +12,7 @@ from .base import Layer
 class Conv2D(WithActivation, Layer):
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", dilation_rate=(1, 1), groups=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 **kwargs):
+                 precision=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = check_int(filters, "filters", 1)
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -26,6 +27,8 @@ class Conv2D(WithActivation, Layer):
         self.use_bias = use_bias
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
         self._set_activation(activation)
+        # None follows fastconv.set_precision; else 'fp32' / 'tf32' / 'bf16' / 'fp16' for this layer
+        self.precision = None if precision is None else check_precision(precision, f"Conv2D {self.name!r} precision")
 
     def build(self, input_shape):
         if len(input_shape) != 3:
@@ -46,11 +49,11 @@ class Conv2D(WithActivation, Layer):
 
     def pre_activation(self, x, training=False):
         return F.conv2d(x, self.params["kernel"], self.params.get("bias"), self.strides, self.padding,
-                        self.dilation_rate, self.groups)
+                        self.dilation_rate, self.groups, precision=self.precision)
 
     def get_config(self):
         return {"name": self.name, "filters": self.filters, "kernel_size": list(self.kernel_size),
                 "strides": list(self.strides), "padding": self.padding, "dilation_rate": list(self.dilation_rate),
                 "groups": self.groups, "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
-                "input_shape": self.input_shape}
+                "input_shape": self.input_shape, **({"precision": self.precision} if self.precision else {})}

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import check_float, check_int
+from ..precision import check_precision
 from ..random import next_seed
 from ..tensor import Tensor
 from .activation_mixin import WithActivation
@@ -13,12 +14,14 @@ from .base import Layer
 
 class Dense(WithActivation, Layer):
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+                 bias_initializer="zeros", precision=None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_int(units, "units", 1)
         self.use_bias = use_bias
         self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
         self._set_activation(activation)
+        # None follows fastconv.set_precision; else 'fp32' / 'tf32' / 'bf16' / 'fp16' for this layer
+        self.precision = None if precision is None else check_precision(precision, f"Dense {self.name!r} precision")
 
     def build(self, input_shape):
         if len(input_shape) != 1:
@@ -32,12 +35,12 @@ class Dense(WithActivation, Layer):
         return (self.units,)
 
     def pre_activation(self, x, training=False):
-        return F.dense(x, self.params["kernel"], self.params.get("bias"))
+        return F.dense(x, self.params["kernel"], self.params.get("bias"), precision=self.precision)
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
-                "input_shape": self.input_shape}
+                "input_shape": self.input_shape, **({"precision": self.precision} if self.precision else {})}
 
 
 class Flatten(Layer):

@@ -64,7 +64,8 @@ class FusedGroup:
     def __call__(self, x, training=False):
         conv, pool = (n.layer for n in self.nodes)
         return conv2d_bias_relu_maxpool(x, conv.params["kernel"], conv.params.get("bias"), conv.strides,
-                                        conv.padding, conv.dilation_rate, conv.groups, pool.pool_size, pool.strides)
+                                        conv.padding, conv.dilation_rate, conv.groups, pool.pool_size, pool.strides,
+                                        precision=getattr(conv, "precision", None))
 
 
 def _conv_relu_maxpool(node, readers, output):

@@ -130,8 +130,9 @@ class Model(TrainingMixin):
         shapes = {id(n): n.shape for n in self._nodes}
         for node in self._nodes:
             layer = node.layer
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None, *shapes[id(node)])),
-                         f"{layer.count_params():,}"))
+            own = getattr(layer, "precision", None)   # a per-layer precision override, when set
+            rows.append((f"{layer.name} ({type(layer).__name__})" + (f" [{own}]" if own else ""),
+                         str((None, *shapes[id(node)])), f"{layer.count_params():,}"))
         widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
         line = "-" * sum(widths)
         out = [f'Model: "{self.name}"', line, "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]

@@ -45,7 +45,7 @@ def model_config(model) -> dict:
         cfg["compile"] = {"optimizer": {"class": type(model.optimizer).__name__.lower(),
                                         "config": model.optimizer.get_config()},
                           "loss": {"name": model.loss.name, "config": model.loss.get_config()},
-                          "metrics": [m.name for m in model.metrics]}
+                          "metrics": [m.name for m in model.metrics], "precision": model.precision}
     return cfg
 
 
@@ -139,7 +139,8 @@ def model_from_config(cfg):
     if comp:
         opt = OPTIMIZERS[comp["optimizer"]["class"]].from_config(comp["optimizer"]["config"])
         loss = LOSSES[comp["loss"]["name"]](**comp["loss"]["config"])
-        model.compile(optimizer=opt, loss=loss, metrics=[get_metric(m) for m in comp["metrics"]])
+        model.compile(optimizer=opt, loss=loss, metrics=[get_metric(m) for m in comp["metrics"]],
+                      precision=comp.get("precision"))
     return model
 
 

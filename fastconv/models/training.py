@@ -1,15 +1,18 @@
 """compile / fit / evaluate / predict, shared by Sequential and functional models."""
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
 import numpy as np
 
 from ..callbacks import Callback, History
+from ..loss_scaling import DynamicLossScaler
 from ..losses import get_loss
 from ..metrics import get_metric
 from ..optimizers import get_optimizer
+from ..precision import check_precision, effective, using
 from ..tensor import Tensor, no_grad
 
 
@@ -44,8 +47,10 @@ class TrainingMixin:
         self.metrics = []
         self.stop_training = False
         self.compiled = False
+        self.precision = None      # compile(precision=...): this model's policy; None follows the global one
+        self.loss_scaler = None    # fp16 training's DynamicLossScaler, made at the first fp16 step
 
-    def compile(self, optimizer="adam", loss=None, metrics=None) -> None:
+    def compile(self, optimizer="adam", loss=None, metrics=None, precision=None) -> None:
         if loss is None:
             raise ValueError("loss must be given, e.g. loss='categorical_crossentropy'")
         self.optimizer = get_optimizer(optimizer)
@@ -53,6 +58,8 @@ class TrainingMixin:
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise TypeError(f"metrics must be a list, got {type(metrics).__name__}")
         self.metrics = [get_metric(m) for m in (metrics or [])]
+        self.precision = None if precision is None else check_precision(precision, "compile(precision=...)")
+        self.loss_scaler = None
         self.compiled = True
 
     def _require_compiled(self, what):
@@ -68,7 +75,31 @@ class TrainingMixin:
         weights = self.weights
         return weights[0].device if weights else "cpu"
 
+    def _precision_scope(self):
+        """The model's compile(precision=...) for its forward passes (the backward follows its forward)."""
+        own = getattr(self, "precision", None)
+        return using(own) if own else contextlib.nullcontext()
+
+    def _active_loss_scaler(self):
+        """fp16 trains with dynamic loss scaling (fastconv/loss_scaling.py); fp32, tf32 and bf16 need none."""
+        if effective(getattr(self, "precision", None)) != "fp16":
+            return None
+        if self.loss_scaler is None:
+            self.loss_scaler = DynamicLossScaler()
+        return self.loss_scaler
+
+    def _precision_logs(self) -> dict:
+        """fp16 training reports the current loss scale and the steps skipped on overflow (so far)."""
+        s = getattr(self, "loss_scaler", None)
+        if s is None or effective(getattr(self, "precision", None)) != "fp16":
+            return {}
+        return {"loss_scale": s.scale, "skipped_steps": s.skipped_steps}
+
     def _loss_and_output(self, xb, yb, training):
+        with self._precision_scope():
+            return self._loss_and_output_here(xb, yb, training)
+
+    def _loss_and_output_here(self, xb, yb, training):
         x = Tensor(xb.astype(np.float32, copy=False), device=self.device)
         if self._fused_softmax():
             out = self(x, training=training, return_logits=True)
@@ -88,8 +119,10 @@ class TrainingMixin:
         if not math.isfinite(value):  # checked before the update, so the weights stay the last good ones
             raise FloatingPointError(f"the training loss became {value}; the weights were not updated. "
                                      "Lower the learning rate or check the inputs for NaN/Inf")
-        loss.backward()
-        self.optimizer.step(params)
+        scaler = self._active_loss_scaler()
+        loss.backward(None if scaler is None else scaler.scale)
+        if scaler is None or scaler.unscale_and_check(params):   # an overflowed fp16 step is skipped
+            self.optimizer.step(params)
         for m in self.metrics:
             m.update(_class_ids(y), out.numpy())
         return value
@@ -131,6 +164,9 @@ class TrainingMixin:
                 state = ckpt.restore(self)
                 seed, position, history.history, history.epoch = (state["seed"], state["position"],
                                                                    state["history"], state["epochs_done"])
+                if state.get("loss_scaler") is not None:
+                    self.loss_scaler = DynamicLossScaler()
+                    self.loss_scaler.load_state(state["loss_scaler"])
         cbs: list[Callback] = [*(callbacks or []), history]  # History last, as Keras: it sees what others log
         for cb in cbs:
             cb.set_model(self)
@@ -140,7 +176,8 @@ class TrainingMixin:
 
         def save_checkpoint():
             ckpt.save(self, {"seed": seed, "position": position, "history": history.history,
-                             "epochs_done": history.epoch})
+                             "epochs_done": history.epoch,
+                             "loss_scaler": None if self.loss_scaler is None else self.loss_scaler.state()})
 
         for epoch in range(position["epoch"], epochs):
             for cb in cbs:
@@ -163,7 +200,7 @@ class TrainingMixin:
                 seen += len(idx)
                 loss_sum += loss * len(idx)
                 position = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": seen}
-                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
+                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
                 for cb in cbs:
                     cb.on_train_batch_end(step, logs)
                 if bar is not None:
@@ -173,7 +210,7 @@ class TrainingMixin:
                     bar.update(1)
                 if ckpt and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
                     save_checkpoint()
-            logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}}
+            logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
                 logs.update({f"val_{k}": v for k, v in val.items()})
@@ -217,7 +254,8 @@ class TrainingMixin:
         with no_grad():
             for start in range(0, len(x), batch_size):
                 xb = Tensor(x[start:start + batch_size].astype(np.float32, copy=False), device=self.device)
-                outs.append(self(xb).numpy())
+                with self._precision_scope():
+                    outs.append(self(xb).numpy())
         if not outs:
             return np.zeros((0, *self.output_shape[1:]), np.float32)
         return np.concatenate(outs)

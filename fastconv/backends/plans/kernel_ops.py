@@ -19,6 +19,7 @@ from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MA
                      MULTI_TENSOR_WORDS, OPTIMIZER_CHUNK, TILES, argmax_dtype, ceil_div, choose_row_splits,
                      choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs, pool2d_problem, vector_width)
 from .fused import FusedPlans, fused_kernel_names
+from .mixed_precision import MixedPrecisionPlans, cast_kernel_names
 from .tensor_op import TensorOpPlans
 
 
@@ -49,15 +50,17 @@ def all_kernel_names() -> list[str]:
             for k in ("softmax_xent_fprop_kernel", "softmax_xent_bprop_kernel", "cross_entropy_fprop_kernel",
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
+    names += cast_kernel_names()
     return names
 
 
-class KernelOps(FusedPlans, TensorOpPlans):
+class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
     """The reference API implemented by launching the csrc/ kernels.
 
     xp: the array module (cupy or numpy); launch(kernel, grid, block, args, shared_bytes=0);
     ptr(a): the address of an array's data (for alignment checks). Test knobs: force_tile,
-    force_vec (1 disables 16-byte loads), force_index64, force_splits.
+    force_vec (1 disables 16-byte loads), force_index64, force_splits. conv2d_* and dense_* take
+    precision= ('tf32' / 'bf16' / 'fp16' route to the tensor-core plans: mixed_precision.py).
     """
 
     def __init__(self, xp, launch, ptr):
@@ -101,8 +104,11 @@ class KernelOps(FusedPlans, TensorOpPlans):
 
     # ---- conv2d ----------------------------------------------------------------------------------
     def conv2d_fprop(self, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, bias=None,
-                     activation=None, alpha=0.0):
+                     activation=None, alpha=0.0, precision=None):
         x, w = self._c(x), self._c(w)
+        if self._reduced(precision, x, w):
+            return self._conv2d_fprop_reduced(x, w, stride, padding, dilation, groups, bias, activation, alpha,
+                                              precision)
         pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
         y = self.xp.empty(y_shape, x.dtype)
         t = ctype(x.dtype)
@@ -125,8 +131,10 @@ class KernelOps(FusedPlans, TensorOpPlans):
                      (pb, x, w, y, b, np.int32(bias is not None), np.int32(act), self._scalar(x.dtype, alpha)))
         return y
 
-    def conv2d_dgrad(self, dy, w, x_shape, stride, padding, dilation, groups):
+    def conv2d_dgrad(self, dy, w, x_shape, stride, padding, dilation, groups, precision=None):
         dy, w = self._c(dy), self._c(w)
+        if self._reduced(precision, dy, w):
+            return self._conv2d_dgrad_reduced(dy, w, x_shape, stride, padding, dilation, groups, precision)
         pb, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
         if tuple(dy.shape) != tuple(y_shape):
             raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
@@ -148,8 +156,10 @@ class KernelOps(FusedPlans, TensorOpPlans):
                      (ceil_div(m, bm), ceil_div(cg, bn), groups), (threads,), (pb, dy, w, dx))
         return dx
 
-    def conv2d_wgrad(self, x, dy, w_shape, stride, padding, dilation, groups):
+    def conv2d_wgrad(self, x, dy, w_shape, stride, padding, dilation, groups, precision=None):
         x, dy = self._c(x), self._c(dy)
+        if self._reduced(precision, x, dy):
+            return self._conv2d_wgrad_reduced(x, dy, w_shape, stride, padding, dilation, groups, precision)
         pb, y_shape = conv2d_problem(x.shape, w_shape, stride, padding, dilation, groups)
         if tuple(dy.shape) != tuple(y_shape):
             raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
@@ -283,10 +293,14 @@ class KernelOps(FusedPlans, TensorOpPlans):
         rows = dy.size // cols if cols else 0
         return self._column_reduce(0, dy, dy, dy, dy, rows, cols, 0)
 
-    def dense_fprop(self, x, w, b=None):
+    def dense_fprop(self, x, w, b=None, precision=None):
+        if self._reduced(precision, x, w):
+            return self._dense_fprop_reduced(x, w, b, precision)
         return self.gemm(x, w, bias=b)
 
-    def dense_bprop(self, dy, x, w, need_dx=True):
+    def dense_bprop(self, dy, x, w, need_dx=True, precision=None):
+        if self._reduced(precision, dy, x, w):
+            return self._dense_bprop_reduced(dy, x, w, need_dx, precision)
         dx = self.gemm(dy, w, trans_b=True) if need_dx else None
         return dx, self.gemm(x, dy, trans_a=True), self.bias_grad(dy)
 

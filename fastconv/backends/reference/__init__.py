@@ -13,6 +13,7 @@ from .fused import conv2d_bias_relu_maxpool_fprop, relu_maxpool_bprop
 from .dropout import dropout_bprop, dropout_fprop, dropout_mask, hash32
 from .loss import (cross_entropy_bprop, cross_entropy_fprop, mse_bprop, mse_fprop,
                    softmax_cross_entropy_bprop, softmax_cross_entropy_fprop)
+from .rounding import round_bf16, round_fp16, round_operand, round_tf32  # noqa: F401  (policy rounding)
 from .pool import (avg_pool2d_bprop, avg_pool2d_fprop, global_avg_pool_bprop, global_avg_pool_fprop,
                    max_pool2d_bprop, max_pool2d_fprop)
 
@@ -25,4 +26,4 @@ __all__ = ["conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "im2col",
            "batchnorm_fprop_train", "batchnorm_fprop_infer", "batchnorm_bprop",
            "softmax_cross_entropy_fprop", "softmax_cross_entropy_bprop", "cross_entropy_fprop",
            "cross_entropy_bprop", "mse_fprop", "mse_bprop",
-           "conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop"]
+           "conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop"]   # ops; round_* are helpers, not ops

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ...shapes import conv_output_hw
+from .rounding import round_operand
 
 
 def im2col(x, kernel_hw, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1)):
@@ -43,8 +44,9 @@ def _group_dy(dy, groups):
     return dy.reshape(-1, groups, k // groups).transpose(1, 0, 2)
 
 
-def conv2d_fprop(x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1):
+def conv2d_fprop(x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, precision=None):
     assert x.ndim == 4 and w.ndim == 4 and w.shape[2] * groups == x.shape[3] and w.shape[3] % groups == 0
+    x, w = round_operand(x, precision), round_operand(w, precision)   # tf32/bf16/fp16 policy, fp32 sums
     n, k = x.shape[0], w.shape[3]
     cols = _cols(x, w.shape[:2], stride, padding, dilation, groups)
     y = np.matmul(cols, _group_w(w, groups))               # (G, M, K/G); G == 1 is a single GEMM
@@ -52,7 +54,8 @@ def conv2d_fprop(x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
     return np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(n, p, q, k)
 
 
-def conv2d_dgrad(dy, w, x_shape, stride, padding, dilation, groups):
+def conv2d_dgrad(dy, w, x_shape, stride, padding, dilation, groups, precision=None):
+    dy, w = round_operand(dy, precision), round_operand(w, precision)
     n, h, wd, c = x_shape
     r, s, cg, _ = w.shape
     (pt, pb), (pl, pr) = padding
@@ -70,7 +73,8 @@ def conv2d_dgrad(dy, w, x_shape, stride, padding, dilation, groups):
     return np.ascontiguousarray(dxp[:, pt:pt + h, pl:pl + wd].reshape(n, h, wd, c))
 
 
-def conv2d_wgrad(x, dy, w_shape, stride, padding, dilation, groups):
+def conv2d_wgrad(x, dy, w_shape, stride, padding, dilation, groups, precision=None):
+    x, dy = round_operand(x, precision), round_operand(dy, precision)
     r, s, cg, k = w_shape
     cols = _cols(x, (r, s), stride, padding, dilation, groups)
     dw = np.matmul(cols.transpose(0, 2, 1), _group_dy(dy, groups))   # (G, R*S*Cg, K/G)
