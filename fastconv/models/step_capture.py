@@ -173,7 +173,7 @@ class GraphSteps(EagerSteps):
         self.pending += 1
         if self.model.metrics:
             from .training import _class_ids
-            out = self.out.data.get(stream=self.stream)
+            out = cp.asnumpy(self.out.data, stream=self.stream)
             for m in self.model.metrics:
                 m.update(_class_ids(yb), out)
         if self.pending >= LOG_EVERY:
@@ -210,7 +210,7 @@ class GraphSteps(EagerSteps):
 
     def _forward_backward(self):
         model = self.model
-        x = Tensor(self.x, device="cuda")
+        x = Tensor(self.x, device=model.device)
         out = model(x, training=True, return_logits=model._fused_softmax())
         loss = device_loss(model, out, self.y)
         loss.backward()
@@ -219,7 +219,7 @@ class GraphSteps(EagerSteps):
     def _read(self):
         """Fold the device loss sum into the host one (waits for the GPU)."""
         if self.device_seen:
-            value = float(self.device_sum.get(stream=self.stream))
+            value = float(self.cp.asnumpy(self.device_sum, stream=self.stream))
             if not math.isfinite(value):
                 raise FloatingPointError(
                     f"the training loss became {value} within the last {self.pending} graph-replayed steps "
