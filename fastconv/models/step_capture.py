@@ -186,6 +186,9 @@ class GraphSteps(EagerSteps):
         params = model.trainable_weights
         for p in params:
             p.grad = None
+        # the loss accumulation runs only in the graph: run its kernels once now, so that CuPy compiles
+        # and loads them outside the capture (adds zero)
+        self.device_sum += cp.zeros((), np.float32).astype(cp.float64) * len(yb)
         pool = cp.cuda.MemoryPool()
         graph = error = None
         with cp.cuda.using_allocator(pool.malloc):
