@@ -77,8 +77,12 @@ def _fastconv_model(model_name, batch, n_sets, mode, seed):
 
 
 def _fastconv_step(batch, n_sets, mode, seed=0, model_name="seed"):
-    """fastconv eager: train_on_batch, as fit(graph=False) runs it (it reads the loss every step)."""
+    """fastconv eager: train_on_batch, as fit(graph=False) runs it (it reads the loss every step). On
+    the GPU the inputs are device-resident, as for the graph and PyTorch (fit prefetches them)."""
     model, xs, ys = _fastconv_model(model_name, batch, n_sets, mode, seed)
+    if mode == "gpu":
+        import cupy
+        xs = [cupy.asarray(x) for x in xs]
     return lambda i: model.train_on_batch(xs[i], ys[i])
 
 
