@@ -66,6 +66,12 @@ def test_every_reason_is_listed_not_just_the_first():
     assert len(d.reasons) == 2 and "graph=False" in d.reasons[0] and "Dropout" in d.reasons[1]
 
 
+def test_fastconv_sync_refuses(monkeypatch):
+    monkeypatch.setenv("FASTCONV_SYNC", "1")
+    d = capture_decision(_model(), device="cuda", support=CUDA_OK)
+    assert not d.use and any("FASTCONV_SYNC=1" in r for r in d.reasons)
+
+
 def test_unknown_loss_refuses_naming_it():
     class Hinge(Loss):
         def __call__(self, y_true, y_pred):

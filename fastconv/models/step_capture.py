@@ -20,6 +20,7 @@ and replays it for every batch of that shape:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +70,9 @@ def capture_decision(model, graph=None, device=None, support=graph_support) -> C
         ok, why = support()
         if not ok:
             reasons.append(why)
+    if os.environ.get("FASTCONV_SYNC", "").startswith("1"):
+        reasons.append("FASTCONV_SYNC=1 synchronizes after every native launch (csrc/launch/registry.cu), "
+                       "which a capture cannot contain")
     for layer in getattr(model, "layers", []):
         if type(layer).__name__ == "Dropout" and layer.rate > 0:
             reasons.append(f"Dropout layer '{layer.name}' passes its RNG offset to the mask kernel by value "
