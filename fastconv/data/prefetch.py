@@ -22,7 +22,8 @@ DEPTH = 2   # two slots: one being computed on, one being filled
 def prefetch(batches, device: str, depth: int = DEPTH, stream=None):
     """Yield (device_arrays, host_arrays) for each tuple of NumPy arrays in `batches`, in order.
     On 'cuda', device_arrays are CuPy copies made on a side stream, and `stream` (the consumer's
-    CuPy stream; None: the current one) waits for each; on 'cpu' both are the batch."""
+    CuPy stream; None: the current one) waits for each; on 'cpu' both are the batch. A batch that
+    is already on the device is yielded as (batch, batch)."""
     if device != "cuda":
         for batch in batches:
             yield batch, batch
@@ -83,9 +84,12 @@ class _CudaPrefetcher:
                 if not staged:
                     return
                 slot, host = staged.popleft()
+                previous = slot
+                if slot is None:           # already on the device: nothing to copy
+                    yield host, host
+                    continue
                 compute.wait_event(slot.ready)
                 yield tuple(slot.device), host
-                previous = slot
         finally:   # also when the consumer stops early: nothing may still use a slot when it is freed
             self.stream.synchronize()
             compute.synchronize()
@@ -96,7 +100,10 @@ class _CudaPrefetcher:
         except StopIteration:
             return False
         host = tuple(batch)
-        batch = tuple(np.ascontiguousarray(a) for a in batch)
+        if not all(isinstance(a, np.ndarray) for a in host):
+            staged.append((None, host))
+            return True
+        batch = tuple(np.ascontiguousarray(a) for a in host)
         slot = self.slots[i % len(self.slots)]
         slot.fill(batch, self.stream)
         staged.append((slot, host))

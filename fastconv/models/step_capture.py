@@ -155,6 +155,8 @@ class GraphSteps(EagerSteps):
             self._step(xb, yb, yb_device)
 
     def _step(self, xb, yb, yb_device):
+        if not isinstance(yb, np.ndarray):     # labels already on the device: checks and metrics need a host copy
+            yb, yb_device = self.cp.asnumpy(yb, stream=self.stream), yb
         shape = (tuple(xb.shape), tuple(yb.shape))
         if self.failed or (self.graph is None and shape not in self.warm) or \
                 (self.graph is not None and shape != self.shape):

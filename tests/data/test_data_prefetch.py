@@ -182,3 +182,13 @@ def test_gpu_prefetch_matches_the_host_batches():
         np.testing.assert_array_equal(g[0], b[0])
         np.testing.assert_array_equal(g[1], b[1])
     assert len(got) == len(batches)
+
+
+def test_cuda_prefetch_passes_device_resident_batches_through(fake):
+    import cupy   # the stand-in
+    dev = (cupy.empty((4, 3, 3, 1), np.float32), cupy.empty((4,), np.int64))
+    host = _batches(n=2, last=4)
+    out = list(prefetch(iter([host[0], dev, host[1]]), "cuda"))
+    assert out[1] == (dev, dev)                                  # no copy for arrays already on the device
+    np.testing.assert_array_equal(out[2][0][0].arr, host[1][0])
+    assert sum(1 for e in fake if e[0] == "copy") == 4           # two arrays each for the two host batches
