@@ -258,6 +258,24 @@ def test_graph_runner_reads_the_loss_only_every_log_every_steps(fake_graph, monk
     assert h.history["loss"][0] != logged[-1]
 
 
+def test_a_replaced_weight_array_is_captured_again(fake_graph):
+    x, y = _data(16 * 4)
+
+    class Rebind(fc.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:   # after the capture (step 2): a new array for the first kernel, same values
+                w = self.model.trainable_weights[0]
+                w.data = w.data.copy()
+    eager = _model()
+    eager.fit(x, y, epochs=1, batch_size=16, seed=5, verbose=0, graph=False)
+    model = _model()
+    model.fit(x, y, epochs=1, batch_size=16, seed=5, verbose=0, callbacks=[Rebind()])
+    (runner,) = fake_graph
+    assert runner.stream.captures == 2
+    for a, b in zip(model.get_weights(), eager.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_failed_capture_falls_back_to_eager_with_the_reason(fake_graph, monkeypatch):
     def host_read(self):
         raise RuntimeError("operation not permitted when stream is capturing")

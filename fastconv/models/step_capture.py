@@ -163,6 +163,10 @@ class GraphSteps(EagerSteps):
             self.warm.add(shape)
             return super().step(xb, yb)
         _check_labels(self.model, yb, xb)
+        if self.graph is not None and _addresses(self.model.weights) != self.addresses:
+            # a weight was given a new array (the graph would keep using the old one): capture again
+            note("a weight array was replaced since the capture; capturing the step again")
+            self.graph = self.pool = None
         if self.graph is None:
             self._capture(xb, yb)
             if self.graph is None:
@@ -215,6 +219,7 @@ class GraphSteps(EagerSteps):
             return
         self.graph, self.pool, self.out, self.shape = graph, pool, out, (tuple(xb.shape), tuple(yb.shape))
         self.grads = [p.grad for p in params]   # live in the graph's pool; every replay rewrites them
+        self.addresses = _addresses(model.weights)
         note(f"captured the training step of batch shape {tuple(xb.shape)} into a CUDA graph")
 
     def _forward_backward(self):
@@ -244,6 +249,12 @@ class GraphSteps(EagerSteps):
             with self.stream:
                 self._read()
         return self.loss_sum, self.seen
+
+
+def _addresses(tensors):
+    """Where each tensor's array lives (CuPy: device pointer; NumPy: host address)."""
+    arrays = [t.data for t in tensors]
+    return [a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0] for a in arrays]
 
 
 def _check_labels(model, yb, xb):
