@@ -137,6 +137,8 @@ def _torch_step(batch, n_sets, mode, dtype, compiled=False, seed=0, model_name="
                 channels_last=False):
     import torch
     dev = "cuda" if mode == "gpu" else "cpu"
+    if mode == "gpu":
+        torch.backends.cudnn.benchmark = True     # cuDNN's own algorithm search, as the per-shape baselines
     torch.manual_seed(seed)
     if model_name == "seed":
         model = torch.nn.Sequential(torch.nn.Conv2d(1, 64, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
