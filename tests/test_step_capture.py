@@ -3,6 +3,7 @@ which reason, the CPU path unchanged, the graph runner's bookkeeping (warm-up, c
 eager partial batches, loss read-back) on a NumPy stand-in for CuPy, and graph vs eager on a GPU."""
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -100,7 +101,11 @@ def test_cpu_default_and_graph_false_are_bitwise_identical():
     runs = []
     for graph in (None, False, True):
         model = _model(dropout=0.25, metrics=["accuracy"], optimizer="adam")
-        h = model.fit(x, y, epochs=2, batch_size=16, seed=3, verbose=0, graph=graph)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h = model.fit(x, y, epochs=2, batch_size=16, seed=3, verbose=0, graph=graph)
+        # only an explicit graph=True, refused here, warns
+        assert sum("fit(graph=True)" in str(w.message) for w in caught) == (graph is True)
         runs.append((model.get_weights(), h.history))
         assert not model.step_capture.use
     for weights, hist in runs[1:]:
@@ -112,10 +117,12 @@ def test_cpu_default_and_graph_false_are_bitwise_identical():
 def test_the_decision_reaches_explain_and_the_fit_log(capsys):
     x, y = _data()
     model = _model()
-    report = fc.explain(lambda: model.fit(x, y, epochs=1, batch_size=16, verbose=0, graph=True))
+    with pytest.warns(RuntimeWarning, match=r"fit\(graph=True\): eager training steps \(no CUDA graph: the model is"):
+        report = fc.explain(lambda: model.fit(x, y, epochs=1, batch_size=16, verbose=0, graph=True))
     notes = [e.text for e in report.events if e.kind == "note"]
     assert any(n.startswith("eager training steps (no CUDA graph: the model is on the cpu") for n in notes), notes
-    model.fit(x, y, epochs=1, batch_size=16, verbose=1, graph=True)
+    with pytest.warns(RuntimeWarning):
+        model.fit(x, y, epochs=1, batch_size=16, verbose=1, graph=True)
     assert "fit: eager training steps (no CUDA graph: the model is on the cpu" in capsys.readouterr().out
 
 

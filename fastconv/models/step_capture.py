@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -273,6 +274,8 @@ def make_steps(model, graph, verbose=0):
     note(str(decision))
     if verbose and (graph or model.device == "cuda"):
         print(f"fit: {decision}")
+    if graph is True and not decision.use:   # asked for by name: say so even when fit is quiet
+        warnings.warn(f"fit(graph=True): {decision}", RuntimeWarning, stacklevel=3)
     if decision.use:
         return GraphSteps(model, decision)
     return EagerSteps(model, decision)
