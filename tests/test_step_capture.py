@@ -234,7 +234,12 @@ def test_graph_runner_matches_eager_steps(fake_graph, optimizer):
     eager = _model(metrics=["accuracy"], optimizer=optimizer)
     h_eager = eager.fit(x, y, epochs=3, batch_size=16, seed=5, verbose=0, graph=False)
     graphed = _model(metrics=["accuracy"], optimizer=optimizer)
-    h_graph = graphed.fit(x, y, epochs=3, batch_size=16, seed=5, verbose=0)
+    report = fc.explain(lambda: graphed.fit(x, y, epochs=3, batch_size=16, seed=5, verbose=0))
+    h_graph = report.result
+    notes = [e.text for e in report.events if e.kind == "note"]
+    assert sum("eager warm-up step for batch shape (16, 8, 8, 1)" in n for n in notes) == 1
+    assert sum("captured the training step of batch shape (16, 8, 8, 1)" in n for n in notes) == 1
+    assert sum("batch shape (8, 8, 8, 1) is not the captured (16, 8, 8, 1)" in n for n in notes) == 3   # per epoch
     (runner,) = fake_graph
     assert runner.stream.captures == 1 and runner.graph.launches == 5   # 6 full batches: 1 eager warm-up, 5 replays
     assert runner.failed is None and graphed.optimizer.iterations == eager.optimizer.iterations == 9

@@ -163,6 +163,10 @@ class GraphSteps(EagerSteps):
         shape = (tuple(xb.shape), tuple(yb.shape))
         if self.failed or (self.graph is None and shape not in self.warm) or \
                 (self.graph is not None and shape != self.shape):
+            if self.graph is not None:
+                note(f"batch shape {shape[0]} is not the captured {self.shape[0]}: this step runs eagerly")
+            elif not self.failed:
+                note(f"eager warm-up step for batch shape {shape[0]} (lazy allocations and compiles) before capture")
             self.warm.add(shape)
             return super().step(xb, yb)
         _check_labels(self.model, yb, xb)
