@@ -2,9 +2,9 @@
 
 On the GPU a training step is many small launches (~3 us each from Python, ~1 us in a graph;
 FACTS.md): the seed model's step calls 10 backend ops, ResNet-18's 139 (fastconv.explain, on the
-CPU), plus CuPy's elementwise kernels. After one eager warm-up step (lazy allocations, NVRTC compiles, optimizer slots), fit
-captures forward, loss and backward of a full batch on a non-default CuPy stream into a CUDA graph
-and replays it for every batch of that shape:
+CPU), plus CuPy's elementwise kernels. After one eager warm-up step (lazy allocations, NVRTC
+compiles, optimizer slots), fit captures forward, loss and backward of a full batch on a
+non-default CuPy stream into a CUDA graph and replays it for every batch of that shape:
 
 - inputs and labels are copied into static device buffers the graph reads;
 - every array allocated during the capture comes from a private memory pool that lives as long as
