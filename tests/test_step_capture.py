@@ -149,6 +149,28 @@ def test_device_loss_matches_the_models_loss_and_gradient(loss):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("name,kwargs", [("seed", {}), ("lenet5", {}), ("vgg_small", {"dropout": 0.0}),
+                                         ("resnet18", {"width": 4})])
+def test_the_captured_region_never_reads_back_to_the_host(name, kwargs, monkeypatch):
+    """A host read inside the capture would break it on a GPU; here Tensor.numpy / item raise while
+    the graph's forward, loss and backward run (on the CPU) for the zoo models a graph can take."""
+    shape = (28, 28, 1) if name in ("seed", "lenet5") else (32, 32, 3)
+    fc.set_seed(0)
+    model = fc.models.ZOO[name](shape, 10, **kwargs)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    assert capture_decision(model, device="cuda", support=CUDA_OK).use
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2,) + shape, dtype=np.float32), rng.integers(0, 10, 2)
+    model._ensure_built(shape)
+
+    def host_read(self, *a):
+        raise AssertionError("a host read inside the captured step")
+    monkeypatch.setattr(fc.Tensor, "numpy", host_read)
+    monkeypatch.setattr(fc.Tensor, "item", host_read)
+    out, loss = GraphSteps._forward_backward(types.SimpleNamespace(model=model, x=x, y=y))
+    assert np.isfinite(loss.data) and all(p.grad is not None for p in model.trainable_weights)
+
+
 # ---- the graph runner on a NumPy stand-in for CuPy -------------------------------------------------
 class _FakeGraph:
     """Replays what the capture recorded: forward/backward on the static buffers, grads and output
