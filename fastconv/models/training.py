@@ -133,15 +133,15 @@ class TrainingMixin:
                 state = ckpt.restore(self)
                 seed, position, history.history, history.epoch = (state["seed"], state["position"],
                                                                    state["history"], state["epochs_done"])
+        from ..data.prefetch import prefetch
+        from .step_capture import make_steps
+        runner = make_steps(self, graph, verbose)
         cbs: list[Callback] = [*(callbacks or []), history]  # History last, as Keras: it sees what others log
         for cb in cbs:
             cb.set_model(self)
             cb.on_train_begin()
         self.stop_training = False
         steps = math.ceil(len(x) / batch_size)
-        from ..data.prefetch import prefetch
-        from .step_capture import make_steps
-        runner = make_steps(self, graph, verbose)
 
         def save_checkpoint():
             ckpt.save(self, {"seed": seed, "position": position, "history": history.history,
