@@ -8,11 +8,11 @@
 # fastconv._C import (rebuilds in place to show the error if the install did not build it); the GPU
 # tests (pytest -m gpu); compute-sanitizer memcheck and racecheck over a small run of every fastconv
 # GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (convs,
-# GEMMs and max-pools, the seed model's training step); a profile with its Nsight Compute run; the
-# pytest-benchmark suites' GPU variants; the results file. Each stage has a timeout and the whole run
-# a budget (GPU_CHECK_BUDGET seconds, default 450: under 8 minutes); a failing stage does not stop
-# the later ones, and the exit code is 1 when any stage failed or timed out. A short summary table
-# is printed last.
+# GEMMs and max-pools, the seed model's and ResNet-18's training steps, eager and CUDA graph); a
+# profile with its Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
+# Each stage has a timeout and the whole run a budget (GPU_CHECK_BUDGET seconds, default 450: under
+# 8 minutes); a failing stage does not stop the later ones; exit 1 when any failed or timed out.
+# A short summary table is printed last.
 #
 # Files written into OUTDIR (at most 8): check.log (every stage's output), summary.txt,
 # <date>-<gpu>.json (all benchmark figures: copy it to benchmarks/results/), bench-conv.png,
@@ -132,7 +132,9 @@ stage bench_conv 110 '"$PY" -m fastconv.bench --device gpu --suite resnet50,vgg1
 
 stage bench_gemm_pool 60 '"$PY" -m fastconv.bench --device gpu --suite all --op gemm,maxpool --dtype bf16,fp16,tf32,fp32 --batch 128 --repeats 15 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/bench-gemm-pool.json" --plot "$OUT/bench-gemm-pool.png"'
 
-stage train_step 75 '"$PY" -m fastconv.bench --device gpu --op train_step --model seed --batch 128 --dtype fp32 --repeats 20 --json "$WORK/train-step.json" --plot "$OUT/train-step.png"'
+# train_step: the seed model (batch 128, fp32: fastconv eager / graph, torch eager, torch.compile max-autotune when
+# >= 60 s of its budget are left) and ResNet-18 CIFAR (batch 256, bf16 AMP channels_last for torch), one JSON.
+stage train_step 150 '"$PY" -m fastconv.bench --device gpu --op train_step --model seed,resnet18 --repeats 20 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/train-step.json" --plot "$OUT/train-step.png"'
 
 stage profile 45 'args="--device gpu --op conv2d_fprop --suite resnet50 --shape res2_3x3 --batch 32 --dtype fp32 --steps 3"
 "$PY" -m fastconv.bench profile $args --json "$OUT/profile.json" || { echo "(fastconv has no GPU path here: profiling the cuDNN baseline)"; "$PY" -m fastconv.bench profile $args --backend torch --json "$OUT/profile.json"; } || exit 1

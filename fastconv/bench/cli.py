@@ -81,7 +81,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch", default=None, help="batch size(s), comma-separated (default: the suite's; CPU: small)")
     p.add_argument("--baseline", default="auto", choices=["auto", "cudnn", "cublas", "torch", "none"],
                    help="the comparison (PyTorch: cuDNN for convs, cuBLAS for GEMMs; CPU: PyTorch CPU)")
-    p.add_argument("--model", default=None, help="model for --op train_step (seed)")
+    p.add_argument("--model", default=None, help="model(s) for --op train_step: seed, resnet18, comma-separated")
     p.add_argument("--json", default=None, metavar="PATH", help="write every figure and the environment as JSON")
     p.add_argument("--plot", default=None, metavar="PATH", help="write a PNG: ratio per shape and the roofline")
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed samples per implementation")
@@ -97,7 +97,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                    help="reuse ceilings from a bench JSON instead of measuring")
     p.add_argument("--ceiling-n", type=_positive_int, default=None, help="matmul size for the compute ceiling")
     p.add_argument("--compile", dest="compile", action="store_true", default=None,
-                   help="train_step: also time torch.compile (default on GPU only)")
+                   help="train_step: also time torch.compile (default: the seed model on the GPU, max-autotune)")
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--list", action="store_true", help="list the suites and their problems, then exit")

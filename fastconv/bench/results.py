@@ -176,17 +176,22 @@ def _op_tables(run, mode) -> list:
 
 def _train_step_table(run, mode) -> list:
     lines = ["### training step (forward, backward, Adam) — images per second", "",
-             "| model | batch | dtype | fastconv | torch eager | torch.compile | fastconv / eager |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: |"]
+             "| model | batch | dtype | fastconv eager | fastconv graph | torch eager | torch.compile | "
+             "fastconv / eager | graph / eager |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in run.get("results", []):
         impl = r.get("impls", {})
 
         def ips(name):
             v = (impl.get(name) or {}).get("images_per_s")
             return f"{v:,.0f}" if v else "n/a"
-        ratio = r.get("ratio_fastconv_vs_eager")
-        lines.append(f"| {r['model']} | {r['batch']} | {r['dtype']} | {ips('fastconv')} | {ips('torch eager')} | "
-                     f"{ips('torch.compile')} | {'-' if not ratio else format(ratio, '.2f') + '×'} |")
+
+        def ratio(key):
+            v = r.get(key)
+            return "-" if not v else format(v, ".2f") + "×"
+        lines.append(f"| {r['model']} | {r['batch']} | {r['dtype']} | {ips('fastconv')} | {ips('fastconv graph')} | "
+                     f"{ips('torch eager')} | {ips('torch.compile')} | {ratio('ratio_fastconv_vs_eager')} | "
+                     f"{ratio('ratio_graph_vs_eager')} |")
     return lines + [""]
 
 

@@ -130,12 +130,14 @@ class TrainingMixin:
     # ---- loops -----------------------------------------------------------------------------
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
             shuffle=True, callbacks=None, verbose="auto", initial_epoch=0, seed=None,
-            checkpoint_dir=None, checkpoint_every=None, resume=False) -> History:
+            checkpoint_dir=None, checkpoint_every=None, resume=False, graph=None) -> History:
         """Keras' fit. The data order of epoch e is a permutation drawn from (seed, e), so a run is
         fixed by its seed. With checkpoint_dir, the whole training state (weights, optimizer, data
         position, history) is written atomically every `checkpoint_every` steps and at each epoch
         end; resume=True continues from the last checkpoint and ends bitwise where an uninterrupted
-        run ends."""
+        run ends. On 'cuda' the step is replayed from a CUDA graph (graph=None or True; graph=False:
+        eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
+        fastconv/data/prefetch.py); model.step_capture says which path ran and why."""
         self._require_compiled("fit")
         x, y = _check_xy(x, y)
         if not 0.0 <= validation_split < 1.0:
@@ -167,6 +169,9 @@ class TrainingMixin:
                 if state.get("loss_scaler") is not None:
                     self.loss_scaler = DynamicLossScaler()
                     self.loss_scaler.load_state(state["loss_scaler"])
+        from ..data.prefetch import prefetch
+        from .step_capture import make_steps
+        runner = make_steps(self, graph, verbose)
         cbs: list[Callback] = [*(callbacks or []), history]  # History last, as Keras: it sees what others log
         for cb in cbs:
             cb.set_model(self)
@@ -190,17 +195,21 @@ class TrainingMixin:
             seen, loss_sum, start = position["seen"], position["loss_sum"], time.perf_counter()
             if first == 0:
                 seen, loss_sum = 0, 0.0
-            for step in range(first, steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
+            runner.begin_epoch(loss_sum, seen)
+            slices = (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
+            batches = prefetch(((x[idx], y[idx]) for idx in slices), self.device, stream=runner.stream)
+            for step, ((xb, yb_device), (_, yb)) in enumerate(batches, first):
                 try:
-                    loss = self.train_on_batch(x[idx], y[idx])
+                    runner.step(xb, yb, yb_device)
                 except FloatingPointError as exc:
                     where = f" The last good checkpoint is in {ckpt.path}." if ckpt and ckpt.exists() else ""
                     raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}.{where}") from None
-                seen += len(idx)
-                loss_sum += loss * len(idx)
+                seen += len(yb)
+                checkpoint_now = ckpt and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps
+                loss_sum, loss_seen = runner.totals(exact=bool(checkpoint_now))  # a graph reads the loss now and then
                 position = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": seen}
-                logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
+                logs = {**({"loss": loss_sum / loss_seen} if loss_seen else {}),
+                        **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
                 for cb in cbs:
                     cb.on_train_batch_end(step, logs)
                 if bar is not None:
@@ -208,8 +217,9 @@ class TrainingMixin:
                                      "img/s": f"{(seen - first * batch_size) / (time.perf_counter() - start):.0f}"},
                                     refresh=False)
                     bar.update(1)
-                if ckpt and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+                if checkpoint_now:
                     save_checkpoint()
+            loss_sum, seen = runner.totals()
             logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)

@@ -61,7 +61,7 @@ def test_markdown_tables_geomean_and_header(tmp_path):
     assert "**1.00×** over 2 shapes (fastconv ran on 2 of 2)" in md
     assert "| res2_3x3 | 32 | 20.0 µs | 10.0 µs | 0.50× | 50% | 80% | compute |" in md
     assert "No ratio: fastconv did not run (fake)" in md
-    assert "| seed | 128 | fp32 | 3,000,000 | 2,000,000 | n/a | 1.50× |" in md
+    assert "| seed | 128 | fp32 | 3,000,000 | n/a | 2,000,000 | n/a | 1.50× | - |" in md   # no graph row: n/a, -
     assert "Current:" in md and "OLD" not in md
     assert "driver 580.00" in md and "cuda 13.0" in md
 
