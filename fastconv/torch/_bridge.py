@@ -30,6 +30,12 @@ def is_channels_last(t: torch.Tensor) -> bool:
             and t.is_contiguous(memory_format=torch.channels_last))
 
 
+def pads2d(padding):
+    """[top, bottom, left, right] (the custom ops' padding) -> ((top, bottom), (left, right)), fastconv's."""
+    t, b, l, r = padding
+    return ((t, b), (l, r))
+
+
 def memory_format(channels_last: bool):
     return torch.channels_last if channels_last else torch.contiguous_format
 
