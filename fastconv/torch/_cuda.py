@@ -27,15 +27,12 @@ from . import _kernels
 
 def kernels_status() -> tuple[bool, str]:
     """(available, reason) for fastconv's CUDA kernels as seen from torch."""
-    from ..backends import backend_name, backend_status
+    from ..backends import backend_for, backend_name
     try:
-        name = backend_name("cuda")
-    except ValueError as exc:      # a bad FASTCONV_BACKEND value
+        backend_for("cuda")     # probes native and jit once per process; honours FASTCONV_BACKEND
+    except (RuntimeError, ValueError) as exc:
         return False, str(exc)
-    if name == "unavailable":
-        status = backend_status()
-        return False, "; ".join(f"{n}: {status[n][1]}" for n in ("native", "jit"))
-    return True, f"fastconv CUDA kernels available ({name} backend)"
+    return True, f"fastconv CUDA kernels available ({backend_name('cuda')} backend)"
 
 
 def kernel_ops():
@@ -43,7 +40,7 @@ def kernel_ops():
     ok, reason = kernels_status()
     if not ok:
         raise RuntimeError(
-            f"fastconv.torch got CUDA tensors, but the fastconv CUDA kernels are not built in this "
+            f"fastconv.torch got CUDA tensors, but the fastconv CUDA kernels are not available in this "
             f"installation ({reason}). fastconv.torch never falls back to torch's own kernels: run the "
             f"model on the CPU, or keep torch.nn modules for CUDA (do not fastconv.torch.convert it).")
     from ..backends import backend_for

@@ -279,5 +279,5 @@ def test_cuda_branch_refuses_without_fastconv_kernels(op, args):
         pytest.skip("fastconv CUDA kernels are available here")
     assert "native" in reason and "jit" in reason
     with pytest.raises(RuntimeError,
-                       match=r"fastconv CUDA kernels are not built.*never falls back to torch's own kernels"):
+                       match=r"fastconv CUDA kernels are not available.*never falls back to torch's own kernels"):
         getattr(_kernels, op)(*args)
