@@ -101,6 +101,30 @@ def test_conv2d_through_emulated_kernels_matches_torch(emulated, kw, layout):
         close(a, e)
 
 
+def _ints(*shape, fmt=torch.contiguous_format):
+    return torch.randint(-3, 4, shape, dtype=torch.float32).to(memory_format=fmt)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("kw", [CONV_CASES[1], CONV_CASES[3]])
+def test_conv2d_through_emulated_kernels_is_exact_on_small_integers(emulated, kw, layout):
+    """Small-integer float32 inputs: every product and partial sum is exact, so the kernels'
+    output and gradients must equal torch's bit for bit, whatever the summation order."""
+    torch.manual_seed(8)
+    kw = {k: v for k, v in kw.items() if k != "bias"}
+    ref = nn.Conv2d(**kw, bias=False)
+    mod = fct.Conv2d(**kw, bias=False)
+    with torch.no_grad():
+        ref.weight.copy_(_ints(*ref.weight.shape))
+    mod.load_state_dict(ref.state_dict())
+    x = _ints(2, kw["in_channels"], 7, 6, fmt=_fmt(layout)).requires_grad_()
+    y, y0 = mod(x), ref(x)
+    torch.testing.assert_close(y, y0, rtol=0, atol=0)
+    dy = _ints(*y0.shape, fmt=_fmt(layout))
+    for a, e in zip(_grads(y, [x, mod.weight], dy), _grads(y0, [x, ref.weight], dy)):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
 POOL_CASES = [
     dict(kernel_size=2),
     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, return_indices=True),
@@ -222,7 +246,8 @@ def test_kernel_backend_switch_and_env(monkeypatch):
         fct.set_kernel_backend(None)
     assert fct.kernel_backend() == "emulated" and ran_on() == "emulated"
     monkeypatch.setenv("FASTCONV_TORCH_BACKEND", "native")
-    with pytest.raises(ValueError, match=r"FASTCONV_TORCH_BACKEND must be one of \['reference', 'emulated'\].*'native'"):
+    with pytest.raises(ValueError,
+                       match=r"FASTCONV_TORCH_BACKEND must be one of \['reference', 'emulated'\].*'native'"):
         fct.functional.conv2d(x, w)
     with pytest.raises(ValueError, match=r"set_kernel_backend: name must be one of .*got 'cuda'"):
         fct.set_kernel_backend("cuda")
