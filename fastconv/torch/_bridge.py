@@ -50,11 +50,6 @@ def rsck(w: torch.Tensor) -> torch.Tensor:
     return w.detach().permute(2, 3, 1, 0).contiguous()
 
 
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a contiguous CPU tensor (no copy)."""
-    return t.detach().contiguous().numpy()
-
-
 def from_numpy(arr, dtype: torch.dtype, *inputs: np.ndarray) -> torch.Tensor:
     """A torch tensor owning `arr`'s data. Copies only when `arr` is not a fresh, writable,
     C-contiguous array (a custom op's output must never alias one of its inputs)."""

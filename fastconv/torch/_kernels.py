@@ -146,11 +146,12 @@ def _activation(t: torch.Tensor, name: str):
     cl = br.is_channels_last(t)
     if not cl and t.dim() == 4 and t.shape[1] > 1 and t.shape[2] * t.shape[3] > 1:
         note(f"{name} is contiguous NCHW: one transpose copy into NHWC (and one back for the output); "
-                      "channels_last tensors go to the kernels uncopied")
+             "channels_last tensors go to the kernels uncopied")
     return br.nhwc(t), cl
 
 
-def _flat2d(t: torch.Tensor) -> torch.Tensor:
+def _dense_operand(t: torch.Tensor) -> torch.Tensor:
+    """A row-major matrix, vector or bias (a free view unless t is a transposed / strided view)."""
     return t.detach().contiguous()
 
 
@@ -247,8 +248,8 @@ def _has_gemm(ops) -> bool:
 def dense_fprop(x, w, b):
     tg = target(x)
     with tg.scope():
-        xa, wa = tg.to_array(_flat2d(x)), tg.to_array(_flat2d(w))
-        ba = None if b is None else tg.to_array(_flat2d(b))
+        xa, wa = tg.to_array(_dense_operand(x)), tg.to_array(_dense_operand(w))
+        ba = None if b is None else tg.to_array(_dense_operand(b))
         inputs = (xa, wa) + (() if ba is None else (ba,))
         if _has_gemm(tg.ops):     # KernelOps: w (out, in) read transposed by the GEMM, no copy
             y = tg.call("gemm", xa, wa, False, True, ba)
@@ -261,7 +262,7 @@ def dense_bprop(dy, x, w, need_dx):
     """-> (dx, dw, db); dx is an empty (0, in) tensor when need_dx is False."""
     tg = target(x)
     with tg.scope():
-        dya, xa, wa = tg.to_array(_flat2d(dy)), tg.to_array(_flat2d(x)), tg.to_array(_flat2d(w))
+        dya, xa, wa = tg.to_array(_dense_operand(dy)), tg.to_array(_dense_operand(x)), tg.to_array(_dense_operand(w))
         if _has_gemm(tg.ops):
             dx = tg.call("gemm", dya, wa, False, False) if need_dx else None     # dy @ w
             dw = tg.call("gemm", dya, xa, True, False)                          # dy.T @ x: (out, in) as torch

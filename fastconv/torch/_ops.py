@@ -50,7 +50,6 @@ def pool_out_hw(x_shape, kernel_size, stride, padding):
                           what="kernel_size")
 
 
-
 # --------------------------------------------------------------------------------------------
 # convolution
 
