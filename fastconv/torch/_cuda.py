@@ -83,19 +83,7 @@ def scope(device: torch.device):
         yield
 
 
-def _to_array(t: torch.Tensor):
-    import cupy
-    return cupy.from_dlpack(t.detach())
-
-
-def _from_array(a, dtype: torch.dtype, *inputs) -> torch.Tensor:
-    # KernelOps' outputs are fresh arrays, never views of an input, so no aliasing check is needed
-    out = torch.from_dlpack(a)
-    return out if out.dtype == dtype else out.to(dtype)
-
-
 def target(device: torch.device) -> _kernels.Target:
     ops = kernel_ops()
     import cupy
-    return _kernels.Target(ops, cupy, _to_array, _from_array, lambda a: int(a.data.ptr),
-                           lambda: scope(device))
+    return _kernels.dlpack_target(ops, cupy, lambda: scope(device), lambda a: int(a.data.ptr))

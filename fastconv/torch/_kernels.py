@@ -5,14 +5,14 @@ Every fastconv custom op (see _ops) runs here the same way on every device:
      channels_last tensor, one transpose copy for a plain contiguous NCHW one), (R, S, C/g, K)
      filters (`_bridge.rsck`: a copy of the small filter), Linear weights kept as torch's (out, in)
      and read through KernelOps.gemm's transposed-operand flags (no copy);
-  2. those tensors become arrays of the target's array module *by zero copy*: CuPy views through
-     DLPack on CUDA, NumPy views (`Tensor.numpy()`) on the CPU;
+  2. those tensors become arrays of the target's array module *by zero copy* (DLPack): CuPy
+     views on CUDA, NumPy views on the CPU;
   3. the target's op runs. On CUDA that is `backend_for("cuda")` (native, then jit): KernelOps, the
      launch plans every kernel backend shares. On the CPU it is the NumPy reference, or with
      `set_kernel_backend('emulated')` the same KernelOps plans run by the CPU SIMT emulator, so
      the CUDA bridge code (everything but the array module) is tested without a GPU;
-  4. the fresh output arrays become torch tensors by zero copy (`torch.from_dlpack` /
-     `torch.from_numpy`), viewed back as NCHW (channels_last in -> channels_last out, zero copies;
+  4. the fresh output arrays become torch tensors by zero copy (`torch.from_dlpack` on CUDA,
+     `torch.from_numpy` on the CPU), viewed back as NCHW (channels_last in -> channels_last out, zero copies;
      contiguous in -> one transpose copy out).
 Max-pool indices are converted between KernelOps' window-local argmax (r * S + s, uint8/16/32)
 and torch's int64 flat h * W + w per (n, c) plane with array ops of the target (`flat_indices`,
@@ -90,10 +90,13 @@ def _cpu_backend():
 class Target:
     ops: object                                  # reference API (+ gemm / bias_grad on KernelOps backends)
     xp: object                                   # numpy or cupy
-    to_array: Callable[[torch.Tensor], object]   # contiguous tensor -> array view (zero copy)
     from_array: Callable                         # (array, dtype, *input arrays) -> tensor (zero copy)
     ptr: Callable[[object], int]                 # array -> data address (the test hook's record)
     scope: Callable[[], contextlib.AbstractContextManager]
+
+    def to_array(self, t: torch.Tensor):
+        """A zero-copy array view (DLPack) of a tensor; callers hand contiguous tensors."""
+        return self.xp.from_dlpack(t.detach())
 
     def call(self, op: str, *args):
         if _handed is not None:
@@ -101,15 +104,24 @@ class Target:
         return getattr(self.ops, op)(*args)
 
 
-def _numpy_to_array(t: torch.Tensor):
-    return t.detach().numpy()        # callers hand contiguous tensors: a view, never a copy
+def from_dlpack(a, dtype: torch.dtype, *inputs) -> torch.Tensor:
+    """A KernelOps output array -> torch tensor by DLPack (zero copy; the tensor keeps the array
+    alive). KernelOps' outputs are fresh arrays, never views of an input, so no aliasing check."""
+    out = torch.from_dlpack(a)
+    return out if out.dtype == dtype else out.to(dtype)
+
+
+def dlpack_target(ops, xp, scope, ptr) -> Target:
+    """A target whose arrays cross by DLPack both ways: CUDA's (CuPy), and in tests a NumPy twin
+    that runs that very conversion code on the CPU."""
+    return Target(ops, xp, from_dlpack, ptr, scope)
 
 
 def cpu_target() -> Target:
     import numpy as np
-    module = _cpu_backend()[0]
-    return Target(module, np, _numpy_to_array, br.from_numpy, lambda a: int(a.ctypes.data),
-                  contextlib.nullcontext)
+    # br.from_numpy: the NumPy reference may return a view of an input, which a custom op's output
+    # must never be; it copies only then
+    return Target(_cpu_backend()[0], np, br.from_numpy, lambda a: int(a.ctypes.data), contextlib.nullcontext)
 
 
 def target(t: torch.Tensor) -> Target:

@@ -227,6 +227,32 @@ def test_channels_last_max_pool_reaches_the_kernels_uncopied(emulated, kernel_po
     assert {x.data_ptr(), y.data_ptr()} <= _pointers(seen)
 
 
+def test_cuda_dlpack_conversions_on_a_numpy_twin(emulated, kernel_pointers, monkeypatch):
+    """The CUDA target's tensor <-> array code (DLPack both ways, _kernels.dlpack_target) run on the
+    CPU with NumPy in CuPy's place: outputs, indices and gradients still match torch, and the
+    kernels read and write the tensors' own memory."""
+    import contextlib
+    twin_target = _kernels.dlpack_target(emulated, np, contextlib.nullcontext, lambda a: int(a.ctypes.data))
+    monkeypatch.setattr(_kernels, "cpu_target", lambda: twin_target)
+    seen = kernel_pointers(emulated)
+    torch.manual_seed(9)
+    x = torch.randn(2, 4, 8, 7).to(memory_format=CL).requires_grad_()
+    w, b = torch.randn(6, 4, 3, 3, requires_grad=True), torch.randn(6, requires_grad=True)
+    fc = torch.randn(5, 6 * 5 * 4, requires_grad=True)    # the pool gives 5 x 4
+
+    def net(conv, pool, linear, x, w, b, fc):
+        y, idx = pool(conv(x, w, b, padding=1), 3, 2, 1, ceil_mode=True, return_indices=True)
+        return linear(y.flatten(1), fc), y, idx
+    out, y, idx = net(fct.functional.conv2d, fct.functional.max_pool2d, fct.functional.linear, x, w, b, fc)
+    out0, y0, idx0 = net(TF.conv2d, TF.max_pool2d, TF.linear, x, w, b, fc)
+    close(out, out0)
+    torch.testing.assert_close(idx, idx0, rtol=0, atol=0)
+    assert {x.data_ptr(), y.data_ptr(), fc.data_ptr(), out.data_ptr()} <= _pointers(seen)
+    dout = torch.randn_like(out0)
+    for a, e in zip(_grads(out, [x, w, b, fc], dout), _grads(out0, [x, w, b, fc], dout)):
+        close(a, e)
+
+
 # ----------------------------------------------------------------------- the switch
 
 def test_kernel_backend_switch_and_env(monkeypatch):
