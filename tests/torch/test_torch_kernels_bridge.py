@@ -253,6 +253,29 @@ def test_cuda_dlpack_conversions_on_a_numpy_twin(emulated, kernel_pointers, monk
         close(a, e)
 
 
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_opcheck_through_emulated_kernels(emulated, layout):
+    """torch.library.opcheck (schema, autograd registration, fake vs real outputs incl. strides)
+    of every op with the kernel bridge's outputs: what inductor assumes about the outputs'
+    layouts must hold for the arrays KernelOps hands back, as it will on CUDA."""
+    ops, quick = torch.ops.fastconv, ("test_schema", "test_autograd_registration", "test_faketensor")
+    torch.manual_seed(10)
+    x = torch.randn(2, 4, 7, 6, dtype=torch.float64).to(memory_format=_fmt(layout)).requires_grad_()
+    w = torch.randn(6, 2, 3, 2, dtype=torch.float64, requires_grad=True)
+    geom, pool = ([1, 2], [1, 0, 2, 1], [2, 1], 2), ([3, 2], [2, 2], [1, 2, 1, 1])
+    torch.library.opcheck(ops.conv2d_fprop, (x, w, *geom), test_utils=quick)
+    dy = torch.randn_like(ops.conv2d_fprop(x, w, *geom)).requires_grad_()
+    torch.library.opcheck(ops.conv2d_dgrad, (dy, w, list(x.shape), *geom), test_utils=quick)
+    torch.library.opcheck(ops.conv2d_wgrad, (x, dy, list(w.shape), *geom), test_utils=quick)
+    torch.library.opcheck(ops.max_pool2d_fprop, (x, *pool), test_utils=quick)
+    y, idx = ops.max_pool2d_fprop(x, *pool)
+    torch.library.opcheck(ops.max_pool2d_bprop, (torch.randn_like(y).requires_grad_(), idx, list(x.shape), *pool),
+                          test_utils=quick)
+    a, wd, b = (torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in ((5, 7), (3, 7), (3,)))
+    torch.library.opcheck(ops.dense_fprop, (a, wd, b), test_utils=quick)
+    torch.library.opcheck(ops.dense_bprop, (torch.randn(5, 3, dtype=torch.float64), a, wd, True), test_utils=quick)
+
+
 # ----------------------------------------------------------------------- the switch
 
 def test_kernel_backend_switch_and_env(monkeypatch):
