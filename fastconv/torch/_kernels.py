@@ -45,6 +45,11 @@ def set_kernel_backend(name: str | None) -> None:
     global _cpu_choice
     if name is not None:
         name = _check_cpu_name(name, "set_kernel_backend: name")
+    if name == "emulated":
+        from ..backends import emulated
+        ok, reason = emulated.status()
+        if not ok:
+            raise RuntimeError(f"fastconv.torch.set_kernel_backend('emulated'): the emulator is not available: {reason}")
     _cpu_choice = name
 
 
@@ -73,10 +78,10 @@ def _cpu_backend():
         module = backends.backend_for("cpu")
         return module, backends.backend_name("cpu"), "fastconv's CPU backend"
     if name == "emulated":
-        ok, reason = backends.backend_status()["emulated"]
+        from ..backends import emulated as module
+        ok, reason = module.status()
         if not ok:
             raise RuntimeError(f"{why}: the emulated backend is not available: {reason}")
-        from ..backends import emulated as module
     else:
         from ..backends import reference as module
     if explain_active():
