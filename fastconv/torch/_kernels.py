@@ -10,10 +10,11 @@ Every fastconv custom op (see _ops) runs here the same way on every device:
   3. the target's op runs. On CUDA that is `backend_for("cuda")` (native, then jit): KernelOps, the
      launch plans every kernel backend shares. On the CPU it is the NumPy reference, or with
      `set_kernel_backend('emulated')` the same KernelOps plans run by the CPU SIMT emulator, so
-     the CUDA bridge code (everything but the array module) is tested without a GPU;
+     the code CUDA runs is tested without a GPU (all of it but _cuda's stream / allocator scope;
+     the tests run the DLPack output path too, on a NumPy twin of the CUDA target);
   4. the fresh output arrays become torch tensors by zero copy (`torch.from_dlpack` on CUDA,
-     `torch.from_numpy` on the CPU), viewed back as NCHW (channels_last in -> channels_last out, zero copies;
-     contiguous in -> one transpose copy out).
+     `torch.from_numpy` on the CPU), viewed back as NCHW (channels_last in -> channels_last out,
+     zero copies; contiguous in -> one transpose copy out).
 Max-pool indices are converted between KernelOps' window-local argmax (r * S + s, uint8/16/32)
 and torch's int64 flat h * W + w per (n, c) plane with array ops of the target (`flat_indices`,
 `window_offsets`), so return_indices and nn.MaxUnpool2d interoperate with torch.
