@@ -30,6 +30,12 @@ def is_channels_last(t: torch.Tensor) -> bool:
             and t.is_contiguous(memory_format=torch.channels_last))
 
 
+def pads2d(padding):
+    """[top, bottom, left, right] (the custom ops' padding) -> ((top, bottom), (left, right)), fastconv's."""
+    t, b, l, r = padding
+    return ((t, b), (l, r))
+
+
 def memory_format(channels_last: bool):
     return torch.channels_last if channels_last else torch.contiguous_format
 
@@ -42,11 +48,6 @@ def nhwc(t: torch.Tensor) -> torch.Tensor:
 def rsck(w: torch.Tensor) -> torch.Tensor:
     """torch conv weight (K, C/groups, R, S) -> fastconv filter (R, S, C/groups, K), contiguous."""
     return w.detach().permute(2, 3, 1, 0).contiguous()
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a contiguous CPU tensor (no copy)."""
-    return t.detach().contiguous().numpy()
 
 
 def from_numpy(arr, dtype: torch.dtype, *inputs: np.ndarray) -> torch.Tensor:

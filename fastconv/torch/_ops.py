@@ -18,32 +18,25 @@ Every op has a fake (meta) implementation whose shapes come from fastconv.shapes
 differentiable ones have autograd formulas built from the other fastconv ops (never torch's conv
 or pooling), so torch.compile(fullgraph=True) traces through them and autograd runs fastconv's
 dgrad / wgrad / bprop. The conv and dense formulas are themselves differentiable (double backward).
-CPU tensors run the NumPy reference backend; CUDA tensors go to `_cuda` (fastconv's kernels by
-pointer, which raises until those kernels are built).
+Every op's implementation, on CPU and CUDA tensors alike, is the bridge in `_kernels`: zero-copy
+array views of the tensors, the chosen backend's op (CUDA: fastconv's kernels through the shared
+KernelOps launch plans, on torch's stream and allocator, see `_cuda`; CPU: the NumPy reference, or
+the same KernelOps plans in the CPU emulator after `set_kernel_backend('emulated')`), and
+zero-copy tensors back.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 
 from ..shapes import conv_output_hw
 from . import _bridge as br
-from . import _cuda
+from . import _kernels
+from ._bridge import pads2d
 
 Tensor = torch.Tensor
-
-
-def _cpu_backend():
-    from ..backends import backend_for
-    return backend_for("cpu")
-
-
-def pads2d(padding):
-    """[top, bottom, left, right] -> ((top, bottom), (left, right)), fastconv's padding."""
-    t, b, l, r = padding
-    return ((t, b), (l, r))
+DEVICES = ("cpu", "cuda")
 
 
 def conv_out_hw(x_shape, w_shape, stride, padding, dilation):
@@ -57,25 +50,13 @@ def pool_out_hw(x_shape, kernel_size, stride, padding):
                           what="kernel_size")
 
 
-def window_origins(out_hw, stride, padding):
-    """Input row of tap r = 0 for every output row, and input column of tap s = 0 for every
-    output column: p * sh - top, q * sw - left, as (P, 1) and (1, Q) int64 arrays."""
-    (p, q), (sh, sw) = out_hw, stride
-    rows = np.arange(p, dtype=np.int64) * sh - padding[0]
-    cols = np.arange(q, dtype=np.int64) * sw - padding[2]
-    return rows[:, None], cols[None, :]
-
-
 # --------------------------------------------------------------------------------------------
 # convolution
 
-@torch.library.custom_op("fastconv::conv2d_fprop", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastconv::conv2d_fprop", mutates_args=(), device_types=DEVICES)
 def conv2d_fprop(x: Tensor, w: Tensor, stride: Sequence[int], padding: Sequence[int],
                  dilation: Sequence[int], groups: int) -> Tensor:
-    xn = br.to_numpy(br.nhwc(x))
-    y = _cpu_backend().conv2d_fprop(xn, br.to_numpy(br.rsck(w)), tuple(stride), pads2d(padding),
-                                    tuple(dilation), groups)
-    return br.nchw(br.from_numpy(y, x.dtype, xn), br.is_channels_last(x))
+    return _kernels.conv2d_fprop(x, w, stride, padding, dilation, groups)
 
 
 @conv2d_fprop.register_fake
@@ -84,14 +65,10 @@ def _(x, w, stride, padding, dilation, groups):
     return br.empty_nchw(x, x.shape[0], w.shape[0], p, q, br.is_channels_last(x))
 
 
-@torch.library.custom_op("fastconv::conv2d_dgrad", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastconv::conv2d_dgrad", mutates_args=(), device_types=DEVICES)
 def conv2d_dgrad(dy: Tensor, w: Tensor, x_shape: Sequence[int], stride: Sequence[int],
                  padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
-    n, c, h, wd = x_shape
-    dyn = br.to_numpy(br.nhwc(dy))
-    dx = _cpu_backend().conv2d_dgrad(dyn, br.to_numpy(br.rsck(w)), (n, h, wd, c), tuple(stride),
-                                     pads2d(padding), tuple(dilation), groups)
-    return br.nchw(br.from_numpy(dx, dy.dtype, dyn), br.is_channels_last(dy))
+    return _kernels.conv2d_dgrad(dy, w, x_shape, stride, padding, dilation, groups)
 
 
 @conv2d_dgrad.register_fake
@@ -100,14 +77,10 @@ def _(dy, w, x_shape, stride, padding, dilation, groups):
     return br.empty_nchw(dy, n, c, h, wd, br.is_channels_last(dy))
 
 
-@torch.library.custom_op("fastconv::conv2d_wgrad", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastconv::conv2d_wgrad", mutates_args=(), device_types=DEVICES)
 def conv2d_wgrad(x: Tensor, dy: Tensor, w_shape: Sequence[int], stride: Sequence[int],
                  padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
-    k, cg, r, s = w_shape
-    xn, dyn = br.to_numpy(br.nhwc(x)), br.to_numpy(br.nhwc(dy))
-    dw = _cpu_backend().conv2d_wgrad(xn, dyn, (r, s, cg, k), tuple(stride), pads2d(padding),
-                                     tuple(dilation), groups)
-    return br.from_numpy(dw, x.dtype, xn, dyn).permute(3, 2, 0, 1).contiguous()
+    return _kernels.conv2d_wgrad(x, dy, w_shape, stride, padding, dilation, groups)
 
 
 @conv2d_wgrad.register_fake
@@ -173,23 +146,10 @@ conv2d_wgrad.register_autograd(_wgrad_backward, setup_context=_wgrad_setup)
 # --------------------------------------------------------------------------------------------
 # max pooling
 
-def _argmax_dtype(kernel_size):
-    from ..backends.reference.pool import argmax_dtype
-    return argmax_dtype(tuple(kernel_size))
-
-
-@torch.library.custom_op("fastconv::max_pool2d_fprop", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastconv::max_pool2d_fprop", mutates_args=(), device_types=DEVICES)
 def max_pool2d_fprop(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
                      padding: Sequence[int]) -> tuple[Tensor, Tensor]:
-    xn = br.to_numpy(br.nhwc(x))
-    y, arg = _cpu_backend().max_pool2d_fprop(xn, tuple(kernel_size), tuple(stride), pads2d(padding))
-    # window offset r * S + s  ->  torch's flat index h * W + w in the (n, c) plane
-    rows, cols = window_origins(y.shape[1:3], stride, padding)
-    arg = arg.astype(np.int64)
-    s_len, width = kernel_size[1], x.shape[3]
-    flat = ((rows[None, :, :, None] + arg // s_len) * width + cols[None, :, :, None] + arg % s_len)
-    cl = br.is_channels_last(x)
-    return (br.nchw(br.from_numpy(y, x.dtype, xn), cl), br.nchw(torch.from_numpy(flat), cl))
+    return _kernels.max_pool2d_fprop(x, kernel_size, stride, padding)
 
 
 @max_pool2d_fprop.register_fake
@@ -200,20 +160,10 @@ def _(x, kernel_size, stride, padding):
     return br.empty_nchw(x, n, c, p, q, cl), br.empty_nchw(x, n, c, p, q, cl, dtype=torch.int64)
 
 
-@torch.library.custom_op("fastconv::max_pool2d_bprop", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastconv::max_pool2d_bprop", mutates_args=(), device_types=DEVICES)
 def max_pool2d_bprop(dy: Tensor, indices: Tensor, x_shape: Sequence[int], kernel_size: Sequence[int],
                      stride: Sequence[int], padding: Sequence[int]) -> Tensor:
-    n, c, h, w = x_shape
-    dyn = br.to_numpy(br.nhwc(dy))
-    flat = br.to_numpy(br.nhwc(indices))
-    # torch's flat index -> the window offset r * S + s that fastconv's bprop reads
-    rows, cols = window_origins(flat.shape[1:3], stride, padding)
-    r = flat // w - rows[None, :, :, None]
-    s = flat % w - cols[None, :, :, None]
-    arg = (r * kernel_size[1] + s).astype(_argmax_dtype(kernel_size))
-    dx = _cpu_backend().max_pool2d_bprop(dyn, arg, (n, h, w, c), tuple(kernel_size), tuple(stride),
-                                         pads2d(padding))
-    return br.nchw(br.from_numpy(dx, dy.dtype, dyn), br.is_channels_last(dy))
+    return _kernels.max_pool2d_bprop(dy, indices, x_shape, kernel_size, stride, padding)
 
 
 @max_pool2d_bprop.register_fake
@@ -253,12 +203,9 @@ max_pool2d_bprop.register_autograd(_pool_bprop_backward, setup_context=_pool_bpr
 # --------------------------------------------------------------------------------------------
 # dense (torch layout: y = x @ w.T + b, w (out, in), x (M, in))
 
-@torch.library.custom_op("fastconv::dense_fprop", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastconv::dense_fprop", mutates_args=(), device_types=DEVICES)
 def dense_fprop(x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
-    xn, wn = br.to_numpy(x), br.to_numpy(w)
-    bn = None if b is None else br.to_numpy(b)
-    y = _cpu_backend().dense_fprop(xn, wn.T, bn)      # fastconv's (in, out) weight: a free view
-    return br.from_numpy(y, x.dtype, xn, wn, *(() if bn is None else (bn,)))
+    return _kernels.dense_fprop(x, w, b)
 
 
 @dense_fprop.register_fake
@@ -266,13 +213,10 @@ def _(x, w, b):
     return x.new_empty((x.shape[0], w.shape[0]))
 
 
-@torch.library.custom_op("fastconv::dense_bprop", mutates_args=(), device_types="cpu")
+@torch.library.custom_op("fastconv::dense_bprop", mutates_args=(), device_types=DEVICES)
 def dense_bprop(dy: Tensor, x: Tensor, w: Tensor, need_dx: bool) -> tuple[Tensor, Tensor, Tensor]:
     """-> (dx, dw, db); dx is an empty (0, in) tensor when need_dx is False."""
-    dyn, xn, wn = br.to_numpy(dy), br.to_numpy(x), br.to_numpy(w)
-    dx, dw, db = _cpu_backend().dense_bprop(dyn, xn, wn.T, need_dx)
-    dx = br.from_numpy(dx, x.dtype, dyn, xn, wn) if need_dx else x.new_empty((0, x.shape[1]))
-    return dx, br.from_numpy(dw, x.dtype, dyn, xn, wn).t().contiguous(), br.from_numpy(db, x.dtype, dyn)
+    return _kernels.dense_bprop(dy, x, w, need_dx)
 
 
 @dense_bprop.register_fake
@@ -320,17 +264,6 @@ def _dense_bprop_backward(ctx, gdx, gdw, gdb):
 dense_fprop.register_autograd(_dense_backward, setup_context=_dense_setup)
 dense_bprop.register_autograd(_dense_bprop_backward, setup_context=_dense_bprop_setup)
 
-
-# --------------------------------------------------------------------------------------------
-# CUDA: fastconv's kernels by pointer on torch's current stream (see _cuda)
-
-conv2d_fprop.register_kernel("cuda")(_cuda.conv2d_fprop)
-conv2d_dgrad.register_kernel("cuda")(_cuda.conv2d_dgrad)
-conv2d_wgrad.register_kernel("cuda")(_cuda.conv2d_wgrad)
-max_pool2d_fprop.register_kernel("cuda")(_cuda.max_pool2d_fprop)
-max_pool2d_bprop.register_kernel("cuda")(_cuda.max_pool2d_bprop)
-dense_fprop.register_kernel("cuda")(_cuda.dense_fprop)
-dense_bprop.register_kernel("cuda")(_cuda.dense_bprop)
 
 OPS = (conv2d_fprop, conv2d_dgrad, conv2d_wgrad, max_pool2d_fprop, max_pool2d_bprop, dense_fprop,
        dense_bprop)

@@ -62,7 +62,7 @@ def _why_not(module: nn.Module) -> str | None:
     if "cuda" in devices:
         ok, reason = _cuda.kernels_status()
         if not ok:
-            return f"on CUDA, but the fastconv CUDA kernels are not built ({reason})"
+            return f"on CUDA, but the fastconv CUDA kernels are not available ({reason})"
     other = devices - {"cpu", "cuda", "meta"}
     if other:
         return f"device {sorted(other)[0]!r} has no fastconv backend (cpu and cuda only)"

@@ -251,21 +251,33 @@ def test_converted_module_rejects_padding_mode_changed_after_construction():
 
 # --------------------------------------------------------------------------- CUDA branch
 
+class _FakeCudaTensor:
+    """Stands in for a CUDA tensor on a CPU-only torch: the bridge picks its target from .device
+    before touching any data, so the refusal must come first."""
+    device = torch.device("cuda", 0)
+    shape = (2, 4, 8, 8)
+
+
+_cu = _FakeCudaTensor()
+
+
 @pytest.mark.parametrize("op,args", [
-    ("conv2d_fprop", (x4, w4, [1, 1], [0, 0, 0, 0], [1, 1], 2)),
-    ("conv2d_dgrad", (x4, w4, [2, 4, 8, 8], [1, 1], [0, 0, 0, 0], [1, 1], 2)),
-    ("conv2d_wgrad", (x4, x4, [6, 2, 3, 3], [1, 1], [0, 0, 0, 0], [1, 1], 2)),
-    ("max_pool2d_fprop", (x4, [2, 2], [2, 2], [0, 0, 0, 0])),
-    ("max_pool2d_bprop", (x4, x4.long(), [2, 4, 12, 12], [2, 2], [2, 2], [0, 0, 0, 0])),
-    ("dense_fprop", (torch.randn(3, 4), torch.randn(2, 4), None)),
-    ("dense_bprop", (torch.randn(3, 2), torch.randn(3, 4), torch.randn(2, 4), True)),
+    ("conv2d_fprop", (_cu, _cu, [1, 1], [0, 0, 0, 0], [1, 1], 2)),
+    ("conv2d_dgrad", (_cu, _cu, [2, 4, 8, 8], [1, 1], [0, 0, 0, 0], [1, 1], 2)),
+    ("conv2d_wgrad", (_cu, _cu, [6, 2, 3, 3], [1, 1], [0, 0, 0, 0], [1, 1], 2)),
+    ("max_pool2d_fprop", (_cu, [2, 2], [2, 2], [0, 0, 0, 0])),
+    ("max_pool2d_bprop", (_cu, _cu, [2, 4, 8, 8], [2, 2], [2, 2], [0, 0, 0, 0])),
+    ("dense_fprop", (_cu, _cu, None)),
+    ("dense_bprop", (_cu, _cu, _cu, True)),
 ])
 def test_cuda_branch_refuses_without_fastconv_kernels(op, args):
-    """The CUDA kernels registered for every op raise a clear error instead of running torch's kernels."""
-    from fastconv.torch import _cuda
+    """Every op of the bridge refuses CUDA tensors with a clear error when neither GPU backend is
+    available, instead of running torch's kernels."""
+    from fastconv.torch import _kernels
     ok, reason = fct.cuda_kernels_status()
     if ok:
         pytest.skip("fastconv CUDA kernels are available here")
-    with pytest.raises((RuntimeError, NotImplementedError),
-                       match=r"fastconv CUDA kernels are not built.*never falls back to torch's own kernels"):
-        getattr(_cuda, op)(*args)
+    assert "native" in reason and "jit" in reason
+    with pytest.raises(RuntimeError,
+                       match=r"fastconv CUDA kernels are not available.*never falls back to torch's own kernels"):
+        getattr(_kernels, op)(*args)
