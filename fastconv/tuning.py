@@ -18,6 +18,7 @@ naming it: it is never silently ignored or overwritten. docs/tuning.md has the h
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import json
@@ -206,6 +207,7 @@ def atomic_write_text(path, text: str) -> None:
 # ---- lookup (what the launch plans call) -------------------------------------------------------
 _cache: dict[str, tuple[tuple, TuningFile]] = {}
 _lock = threading.Lock()
+_local = threading.local()
 
 
 def current(path=None) -> TuningFile | None:
@@ -226,10 +228,24 @@ def current(path=None) -> TuningFile | None:
     return tf
 
 
+@contextlib.contextmanager
+def bypassed():
+    """Within this block (this thread) the plans ignore the tuning file: what the heuristic alone picks."""
+    previous = getattr(_local, "bypass", False)
+    _local.bypass = True
+    try:
+        yield
+    finally:
+        _local.bypass = previous
+
+
 def lookup(device, op, dtype, problem) -> Entry | None:
     """The entry for (device, op, dtype, problem) in the current tuning file, else None (with a note).
     device and problem may be zero-argument callables: with no tuning file (the common case) the
     lookup costs one stat, no device query and no key formatting."""
+    if getattr(_local, "bypass", False):
+        note("heuristic: the tuning file is bypassed (fastconv.tuning.bypassed)")
+        return None
     tf = current()
     if tf is None:
         if explain_active():
