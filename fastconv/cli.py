@@ -1,4 +1,4 @@
-"""The `fastconv` command: train, info."""
+"""The `fastconv` command: train, info, bench, profile, tune."""
 from __future__ import annotations
 
 import argparse
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .bench.cli import add_bench_parser, add_profile_parser
     add_bench_parser(sub)
     add_profile_parser(sub)
+    from .bench.tune import add_tune_parser
+    add_tune_parser(sub)
     return parser
 
 

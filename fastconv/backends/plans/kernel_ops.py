@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ... import tuning
 from ...explain import active as explain_active, note, traced_launch
 from ...shapes import needs_64bit_index
 from .common import *  # noqa: F401,F403  (the constants and choices the plans below use)
@@ -61,11 +62,14 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
     ptr(a): the address of an array's data (for alignment checks). Test knobs: force_tile,
     force_vec (1 disables 16-byte loads), force_index64, force_splits. conv2d_* and dense_* take
     precision= ('tf32' / 'bf16' / 'fp16' route to the tensor-core plans: mixed_precision.py).
+    tuning_device: the device name tuning-file entries are looked up under (None: the current
+    device, fastconv/tuning.py device_id).
     """
 
     def __init__(self, xp, launch, ptr):
         self.xp, self._launch, self._ptr = xp, traced_launch(launch), ptr
         self.force_tile = self.force_vec = self.force_index64 = self.force_splits = None
+        self.tuning_device = None
 
     # ---- helpers -------------------------------------------------------------------------------
     def _c(self, a):
@@ -80,8 +84,17 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
     def _run1d(self, kernel, n, args):
         self._launch(kernel, self._elementwise_grid(n), (ELEMENTWISE_THREADS,), args)
 
-    def _gemm_config(self, dtype, m, n, divisible, pointers, shapes, batches=1):
-        """(tile, vec, index-ctype) of a GEMM-shaped kernel; see gemm_configs() for the full set."""
+    def _tuned(self, op, dtype, problem):
+        """This device's tuning-file entry for (op, dtype, problem) (fastconv/tuning.py), or None;
+        problem: a zero-argument callable giving the key, formatted only when a tuning file exists."""
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        if name == "float64":   # one double instantiation per kernel: nothing to tune
+            return None
+        return tuning.lookup(self.tuning_device or (lambda: tuning.device_id(self.xp)), op, name, problem)
+
+    def _gemm_config(self, dtype, m, n, divisible, pointers, shapes, batches=1, tuned=None):
+        """(tile, vec, index-ctype) of a GEMM-shaped kernel; see gemm_configs() for the full set.
+        tuned: the tuning file's entry for this problem (self._tuned), preferred to the heuristic."""
         if np.dtype(dtype) == np.float64:   # one double instantiation per kernel: correctness, not speed
             note("float64 runs the one TileSmall, scalar-load, 64-bit-index instantiation (correctness, not speed)")
             return "TileSmall", 1, "int64_t"
@@ -97,9 +110,13 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
                 note("scalar loads: a pointer is not 16-byte aligned, or the test knob force_vec asked for them")
         if self.force_index64 or needs_64bit_index(*shapes):
             note("64-bit index arithmetic: a tensor has more than 2^31 - 1 elements (or force_index64)")
+            if tuned is not None and self.force_tile is None:
+                tuned.tile(("TileMedium",))   # 64-bit offsets have one tile: a tuned other one is ignored
             return "TileMedium", vec, "int64_t"   # 64-bit offsets: one tile (huge problems fill any tile)
-        tile = self.force_tile or choose_tile(m, n, batches)
-        note(f"{tile} for a {m} x {n} GEMM ({batches} batch(es)); 32-bit index arithmetic is safe")
+        tile = self.force_tile or (tuned and tuned.tile(TILES))
+        if not tile:
+            tile = choose_tile(m, n, batches)
+            note(f"{tile} for a {m} x {n} GEMM ({batches} batch(es)); 32-bit index arithmetic is safe")
         return tile, vec, "int"
 
     # ---- conv2d ----------------------------------------------------------------------------------
@@ -123,8 +140,10 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
                         (pb, x, w, y, b, np.int32(bias is not None), np.int32(act), self._scalar(x.dtype, alpha)))
             return y
         m = n * p * q
+        tuned = self._tuned("conv2d_fprop", x.dtype,
+                            lambda: tuning.conv_problem(x.shape, w.shape, stride, padding, dilation, groups))
         tile, vec, index = self._gemm_config(x.dtype, m, kg, (x.shape[3], cg, k, kg), (self._ptr(x), self._ptr(w)),
-                                             (x.shape, w.shape, y_shape), groups)
+                                             (x.shape, w.shape, y_shape), groups, tuned)
         bm, bn, _, threads = TILES[tile]
         self._launch(f"fc::conv2d_fprop_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
                      (ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
@@ -149,8 +168,10 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
             self._run1d(f"fc::conv2d_dgrad_depthwise<{t}>", dx.size, (pb, dy, w, dx))
             return dx
         m = n * h * wd
+        tuned = self._tuned("conv2d_dgrad", dy.dtype,
+                            lambda: tuning.conv_problem(x_shape, w.shape, stride, padding, dilation, groups))
         tile, vec, index = self._gemm_config(dy.dtype, m, cg, (k, kg), (self._ptr(dy), self._ptr(w)),
-                                             (x_shape, w.shape, y_shape), groups)
+                                             (x_shape, w.shape, y_shape), groups, tuned)
         bm, bn, _, threads = TILES[tile]
         self._launch(f"fc::conv2d_dgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
                      (ceil_div(m, bm), ceil_div(cg, bn), groups), (threads,), (pb, dy, w, dx))
@@ -181,12 +202,18 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
         else:
             kg = k // groups
             rows = r * s * cg
+            tuned = self._tuned("conv2d_wgrad", x.dtype,
+                                lambda: tuning.conv_problem(x.shape, w_shape, stride, padding, dilation, groups))
             tile, vec, index = self._gemm_config(x.dtype, rows, kg, (x.shape[3], cg, k, kg),
-                                                 (self._ptr(x), self._ptr(dy)), (x.shape, w_shape, y_shape), groups)
+                                                 (self._ptr(x), self._ptr(dy)), (x.shape, w_shape, y_shape), groups,
+                                                 tuned)
             splits, k_per_split = choose_splits(rows, kg, kdim, tile, groups)
-            if self.force_splits:
-                bk = TILES[tile][2]
-                k_per_split = ceil_div(ceil_div(kdim, self.force_splits), bk) * bk
+            bk = TILES[tile][2]
+            # the tuned split-k only with the tuned tile it was timed with
+            want = self.force_splits or (tuned and tuned.config.get("tile") == tile and self.force_tile is None
+                                         and tuned.splits(ceil_div(kdim, bk)))
+            if want:
+                k_per_split = ceil_div(ceil_div(kdim, want), bk) * bk
                 splits = ceil_div(kdim, k_per_split)
             out = dw if splits == 1 else self.xp.empty((splits, rows, k), x.dtype)
             bm, bn, _, threads = TILES[tile]
@@ -274,8 +301,9 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
             return c
         t = ctype(a.dtype)
         lda, ldb = a.shape[1], b.shape[1]
+        tuned = self._tuned("gemm", a.dtype, lambda: tuning.gemm_problem(m, n, k, trans_a, trans_b))
         tile, vec, index = self._gemm_config(a.dtype, m, n, (m, n, k, lda, ldb), (self._ptr(a), self._ptr(b)),
-                                             (a.shape, b.shape, c.shape))
+                                             (a.shape, b.shape, c.shape), tuned=tuned)
         it = np.int64 if index == "int64_t" else np.int32
         bm, bn, _, threads = TILES[tile]
         ta, tb = ("true" if trans_a else "false"), ("true" if trans_b else "false")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import tuning
 from ...explain import note
 from ...shapes import needs_64bit_index
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div, conv2d_problem
@@ -18,6 +19,9 @@ TENSOR_OP_TILES = {"Tile64": (64, 64, 128), "Tile128": (128, 128, 256)}
 # C % TENSOR_OP_CONV_CHANNELS == 0 selects the tensor-core conv fprop (the vector path; 16-byte
 # cp.async of 8 halves, or 2 x 4 floats); other shapes run the CUDA-core kernel.
 TENSOR_OP_CONV_CHANNELS = 8
+# Operand dtype -> the dtype name of tuning-file entries (fastconv/tuning.py).
+TENSOR_OP_TUNING_DTYPES = {np.dtype(np.float32): "tf32", np.dtype(np.float16): "float16",
+                           np.dtype(np.uint16): "bfloat16"}
 
 
 def tensor_op_kernel_names() -> list[str]:
@@ -91,6 +95,12 @@ class TensorOpPlans:
         else:
             raise ValueError(f"gemm_tensor_op: 16-bit operands need even K and N (got K={kdim}, N={n})")
         tile = getattr(self, "force_tensor_op_tile", None)
+        if tile is None:
+            out_name = TENSOR_OP_TUNING_DTYPES.get(out, out.name).replace("tf32", "float32")
+            tuned = self._tuned("gemm_tensor_op", TENSOR_OP_TUNING_DTYPES[dt],
+                                lambda: tuning.gemm_problem(m, n, kdim, out=out_name))
+            tile = tuned.tile([t for t in TENSOR_OP_TILES if self._tensor_op_name(
+                "gemm_tensor_op", prefix, t, vec, out_ct)]) if tuned else None
         if tile is None:
             bm, bn, _ = TENSOR_OP_TILES["Tile128"]
             big = ceil_div(m, bm) * ceil_div(n, bn) >= TARGET_BLOCKS
