@@ -8,15 +8,15 @@
 # fastconv._C import (rebuilds in place to show the error if the install did not build it); the GPU
 # tests (pytest -m gpu); compute-sanitizer memcheck and racecheck over a small run of every fastconv
 # GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (convs,
-# GEMMs and max-pools, the seed model's and ResNet-18's training steps, eager and CUDA graph); a
-# profile with its Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
+# GEMMs and max-pools, the seed model's and ResNet-18's training steps, eager and CUDA graph); a tuning
+# run; a profile with its Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
 # Each stage has a timeout and the whole run a budget (GPU_CHECK_BUDGET seconds, default 450: under
 # 8 minutes); a failing stage does not stop the later ones; exit 1 when any failed or timed out.
 # A short summary table is printed last.
 #
 # Files written into OUTDIR (at most 8): check.log (every stage's output), summary.txt,
 # <date>-<gpu>.json (all benchmark figures: copy it to benchmarks/results/), bench-conv.png,
-# bench-gemm-pool.png, train-step.png, profile.json.
+# bench-gemm-pool.png, train-step.png, profile.json, tuning.json (fastconv tune of ResNet-50's fp32 fprop).
 set -u -o pipefail
 
 DRY=0
@@ -132,6 +132,10 @@ stage bench_conv 110 '"$PY" -m fastconv.bench --device gpu --suite resnet50,vgg1
 
 stage bench_gemm_pool 60 '"$PY" -m fastconv.bench --device gpu --suite all --op gemm,maxpool --dtype bf16,fp16,tf32,fp32 --batch 128 --repeats 15 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/bench-gemm-pool.json" --plot "$OUT/bench-gemm-pool.png"'
 
+# tune: fill a tuning file for ResNet-50's fp32 fprop convs (the file is saved after every shape, so a
+# timeout keeps what was tuned); copy it to benchmarks/results/ with the JSON.
+stage tune 40 '"$PY" -m fastconv tune --suite resnet50 --op fprop --dtype float32 --batch 32 --file "$OUT/tuning.json"'
+
 # train_step: the seed model (batch 128, fp32: fastconv eager / graph, torch eager, torch.compile max-autotune when
 # >= 60 s of its budget are left) and ResNet-18 CIFAR (batch 256, bf16 AMP channels_last for torch), one JSON.
 stage train_step 150 '"$PY" -m fastconv.bench --device gpu --op train_step --model seed,resnet18 --repeats 20 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/train-step.json" --plot "$OUT/train-step.png"'
@@ -146,7 +150,7 @@ stage results 20 'files=$(ls "$WORK"/bench-conv.json "$WORK"/bench-gemm-pool.jso
 "$PY" -m fastconv.bench.results merge "$OUT" $files'
 
 if [ "$DRY" = 1 ]; then
-  echo "dry run: 12 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json into $OUT (budget ${BUDGET}s)"
+  echo "dry run: 13 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s)"
   exit 0
 fi
 
