@@ -20,6 +20,7 @@ from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MA
                      choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs, pool2d_problem, vector_width)
 from .fused import FusedPlans, fused_kernel_names
 from .tensor_op import TensorOpPlans
+from .hopper import HopperPlans
 
 
 def all_kernel_names() -> list[str]:
@@ -52,7 +53,7 @@ def all_kernel_names() -> list[str]:
     return names
 
 
-class KernelOps(FusedPlans, TensorOpPlans):
+class KernelOps(FusedPlans, TensorOpPlans, HopperPlans):
     """The reference API implemented by launching the csrc/ kernels.
 
     xp: the array module (cupy or numpy); launch(kernel, grid, block, args, shared_bytes=0);
