@@ -40,9 +40,10 @@ __global__ void wgmma_from_image(const uint8_t* image, int image_bytes, int a_of
 // Two phases of one mbarrier (count 1) with 4 threads; events go to log[1 + ticket] in the order they
 // happen (log[0] is the ticket counter):
 //   thread 0: arrive.expect_tx(64) (event 1)      thread 1: complete_tx(32) (2)
-//   thread 2: complete_tx(second_bytes) (3)        thread 3: try_wait.parity(1) on the fresh barrier
-//   (event 4: the phase "before" phase 0 counts as complete), wait.parity(0) (5).
-// Then every thread waits for phase 0, and the same happens again with events + 10 and thread 3
+//   thread 2: complete_tx(second_bytes) (3)        thread 3: wait.parity(0) (5)
+// before which thread 3 did try_wait.parity(1) on the fresh barrier (event 4: the phase "before"
+// phase 0 counts as complete).
+// Then every thread waits for phase 0 and a barrier, and the same happens again with events + 10 and thread 3
 // waiting for parity 1 (15). With second_bytes != 32 a phase never completes: a reported deadlock.
 __global__ void mbarrier_phases(int* log, int second_bytes) {
 #if defined(FC_SM90_AVAILABLE)
@@ -52,6 +53,8 @@ __global__ void mbarrier_phases(int* log, int second_bytes) {
     fc::sm90::mbarrier_init(&bar, 1);
     fc::sm90::fence_mbarrier_init();
   }
+  __syncthreads();
+  if (t == 3 && fc::sm90::mbarrier_try_wait_parity(&bar, 1)) log[1 + atomicAdd(&log[0], 1)] = 4;
   __syncthreads();
   for (int round = 0; round < 2; ++round) {
     const int e = 10 * round;
@@ -65,11 +68,11 @@ __global__ void mbarrier_phases(int* log, int second_bytes) {
       log[1 + atomicAdd(&log[0], 1)] = e + 3;
       fc::sm90::mbarrier_complete_tx(&bar, second_bytes);
     } else if (t == 3) {
-      if (round == 0 && fc::sm90::mbarrier_try_wait_parity(&bar, 1)) log[1 + atomicAdd(&log[0], 1)] = 4;
       fc::sm90::mbarrier_wait_parity(&bar, round & 1);
       log[1 + atomicAdd(&log[0], 1)] = e + 5;
     }
     fc::sm90::mbarrier_wait_parity(&bar, round & 1);
+    __syncthreads();   // nobody starts the next phase's transactions before everyone saw this one complete
   }
 #endif
 }
