@@ -38,14 +38,14 @@ def translation_unit() -> str:
             '#include "hopper/kernel_list.inc"\n')
 
 
-def compile_cubin(out_dir: Path, nvcc=None) -> Path:
+def compile_cubin(out_dir: Path, nvcc=None, arch=ARCH) -> Path:
     nvcc = nvcc or find_tool("nvcc")
     if nvcc is None:
         raise FileNotFoundError("nvcc not found")
     src = out_dir / "hopper_instances.cu"
     src.write_text(translation_unit())
-    cubin = out_dir / "hopper_sm_90a.cubin"
-    cmd = [nvcc, "-std=c++17", "-O3", "--ftz=true", f"-I{CSRC}", "-gencode=arch=compute_90a,code=sm_90a", "-cubin",
+    cubin = out_dir / f"hopper_{arch}.cubin"
+    cmd = [nvcc, "-std=c++17", "-O3", "--ftz=true", f"-I{CSRC}", f"-gencode=arch=compute_{arch[3:]},code={arch}", "-cubin",
            str(src), "-o", str(cubin)]
     subprocess.run(cmd, capture_output=True, text=True, check=True)
     return cubin

@@ -40,7 +40,7 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
 gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_constant__ sm90::TensorMap map_a,
            const __grid_constant__ sm90::TensorMap map_b, Out* __restrict__ c, int M, int N, int K,
            const float* __restrict__ bias, int has_bias, int act, float alpha) {
-#if defined(FC_SM90_AVAILABLE)
+#if defined(FC_SM90A_AVAILABLE)
   constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
   __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
   FC_DYNAMIC_SHARED(unsigned char, smem_raw);
@@ -109,7 +109,7 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
     if (row < M && col < N) c[static_cast<int64_t>(row) * N + col] = ep(acc[j], col);
   }
 #else
-  // Built for an architecture without wgmma: the host plan never launches this instantiation there.
+  // Built for a target without wgmma (anything but sm_90a): the host plan never launches it there.
   (void)a, (void)bt, (void)map_a, (void)map_b, (void)c, (void)M, (void)N, (void)K, (void)bias, (void)has_bias, (void)act,
       (void)alpha;
   __trap();

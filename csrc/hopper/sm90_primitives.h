@@ -211,8 +211,14 @@ inline unsigned linear_thread() { return (threadIdx.z * blockDim.y + threadIdx.y
 }  // namespace emu
 #endif  // FC_TARGET_EMULATOR
 
+// mbarrier with transaction counts and TMA: sm_90. wgmma (and setmaxnreg): only the arch-specific
+// sm_90a target (nvcc and NVRTC define __CUDA_ARCH_FEAT_SM90_ALL there); a plain sm_90 build gets
+// empty bodies, and the kernels that need wgmma trap (the plans never launch them there).
 #if defined(FC_TARGET_EMULATOR) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
 #  define FC_SM90_AVAILABLE 1
+#endif
+#if defined(FC_TARGET_EMULATOR) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#  define FC_SM90A_AVAILABLE 1
 #endif
 // FC_SITE_PARAM for a function without other parameters.
 #if defined(FC_TARGET_EMULATOR)
@@ -378,7 +384,7 @@ FC_HOST_DEVICE uint64_t make_smem_desc(uint32_t smem_addr, uint32_t swizzle, uin
 }
 
 FC_DEVICE void wgmma_fence() {
-#if defined(FC_SM90_AVAILABLE) && !defined(FC_TARGET_EMULATOR)
+#if defined(FC_SM90A_AVAILABLE) && !defined(FC_TARGET_EMULATOR)
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #endif
 }
@@ -386,7 +392,7 @@ FC_DEVICE void wgmma_fence() {
 FC_DEVICE void wgmma_commit() {
 #if defined(FC_TARGET_EMULATOR)
   ::fc_emu::async_commit();
-#elif defined(FC_SM90_AVAILABLE)
+#elif defined(FC_SM90A_AVAILABLE)
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
@@ -400,7 +406,7 @@ FC_DEVICE void wgmma_wait(FC_SM90_SITE_ONLY) {
   me.count = ::fc_emu::async_pop_groups(static_cast<unsigned>(N), me.ops, 64, sizeof(emu::WgmmaOp));
   me.warp_in_group = (emu::linear_thread() / 32) % 4;
   ::fc_emu::warp_collective(0xffffffffu, &emu::resolve_wgmma_wait, "wgmma.wait_group.sync.aligned", &me, fc_site);
-#elif defined(FC_SM90_AVAILABLE)
+#elif defined(FC_SM90A_AVAILABLE)
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
@@ -448,7 +454,7 @@ struct Wgmma {
 template <class In>
 struct Wgmma<64, In> {
   FC_DEVICE static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
-#  if defined(FC_SM90_AVAILABLE)
+#  if defined(FC_SM90A_AVAILABLE)
     if constexpr (WgmmaType<In>::kEmu == 1) {
       asm volatile(
           "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
@@ -473,7 +479,7 @@ struct Wgmma<64, In> {
 template <class In>
 struct Wgmma<128, In> {
   FC_DEVICE static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
-#  if defined(FC_SM90_AVAILABLE)
+#  if defined(FC_SM90A_AVAILABLE)
     if constexpr (WgmmaType<In>::kEmu == 1) {
       asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
                    "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FC_WG_N128_REGS ", %64, %65, p, 1, 1, 0, 0;\n}\n"

@@ -14,7 +14,7 @@ template <int N, class In>
 __global__ void wgmma_from_image(const uint8_t* image, int image_bytes, int a_offset, int b_offset, int swizzle,
                                  int a_lbo, int a_sbo, int b_lbo, int b_sbo, const float* c_init, int scale_d,
                                  float* out) {
-#if defined(FC_SM90_AVAILABLE)
+#if defined(FC_SM90A_AVAILABLE)
   FC_DYNAMIC_SHARED(uint8_t, smem_raw);
   const uint32_t raw = fc::sm90::shared_address(smem_raw);
   uint8_t* smem = smem_raw + ((1024 - (raw & 1023)) & 1023);

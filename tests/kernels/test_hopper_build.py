@@ -42,6 +42,15 @@ def test_primitive_selftests_reach_the_hardware_instructions(sass_rows):
     assert all(by[k]["HGMMA"] == 1 for k in by if k.startswith("fc_sm90_selftest::wgmma_from_image"))
 
 
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_other_targets_build_without_wgmma(sass_rows, arch, tmp_path):
+    """The same source builds for targets without wgmma (the native build's other gencodes): the wgmma
+    bodies compile away there instead of failing in ptxas."""
+    cubin = sass_report_hopper.compile_cubin(tmp_path, arch=arch)
+    rows = sass_report_hopper.sass_counts(cubin)
+    assert rows and all(r["HGMMA"] == 0 for r in rows)
+
+
 def test_nvrtc_builds_the_sm90a_gemm():
     pytest.importorskip("cuda.bindings")
     from fastconv import nvrtc_check
