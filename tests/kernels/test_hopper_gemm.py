@@ -117,6 +117,46 @@ def test_gemm_wgmma_bad_input_errors():
         ops.gemm_wgmma(a, np.ones((8, 4), np.float16), out_dtype=np.uint16)
 
 
+class _FakeGpuOps:
+    """wgmma_applies as a GPU backend sees it, with the device kind and wiring chosen by the test."""
+
+    def __init__(self, target, builds):
+        from fastconv.backends.plans.hopper import HopperPlans
+        self.plans, self.target, self.builds_sm90a = HopperPlans, target, builds
+
+    def applies(self, *args):
+        return self.plans.wgmma_applies(self, *args)
+
+    def _sm90_target(self):
+        return self.target
+
+
+def test_wgmma_selection_on_gpus():
+    big = (4096, 4096, 4096, np.float16)
+    assert _FakeGpuOps("sm90", True).applies(*big)[0]
+    ok, why = _FakeGpuOps(None, True).applies(*big)
+    assert not ok and "not sm_90" in why
+    ok, why = _FakeGpuOps("sm90", False).applies(*big)
+    assert not ok and "does not build the sm_90a kernels" in why
+    ok, why = _FakeGpuOps("sm90", True).applies(256, 256, 4096, np.float16)
+    assert not ok and "too few to fill the GPU" in why
+    ok, why = _FakeGpuOps("sm90", True).applies(4096, 4096, 4096, np.float32)
+    assert not ok and "float16 or bfloat16" in why
+    assert _FakeGpuOps("emulator", False).applies(64, 64, 64, np.uint16)[0]   # the emulator runs any size
+
+
+def test_cuda_tensor_map_needs_the_driver_and_says_so():
+    pytest.importorskip("cuda.bindings")
+    from fastconv.backends.plans.hopper import TMA_SWIZZLE_128B, encode_tensor_map_cuda
+    from fastconv.device import cuda_status
+    if cuda_status()[0]:
+        pytest.skip("a driver is present: the GPU test covers the encoder")
+    with pytest.raises(RuntimeError, match="cuTensorMapEncodeTiled"):
+        encode_tensor_map_cuda(4096, np.float16, (64, 64), 128, (64, 64), TMA_SWIZZLE_128B)
+    with pytest.raises(ValueError, match="row stride"):
+        encode_tensor_map_cuda(4096, np.float16, (60, 64), 120, (64, 64), TMA_SWIZZLE_128B)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("kind", list(OPERAND))
 @pytest.mark.parametrize("m,n,k", [(4096, 4096, 4096), (3000, 2900, 1032)])

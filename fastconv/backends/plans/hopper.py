@@ -8,8 +8,6 @@ the emulator from encode_tensor_map_emulated, which writes the fields csrc/hoppe
 """
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 
 from ...explain import note
@@ -80,14 +78,18 @@ def encode_tensor_map_cuda(address, dtype, dims, row_stride, box, swizzle):
     _check_map(dims, row_stride, box, elem_bytes, swizzle)
     dt = {np.dtype(np.float16): driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
           np.dtype(np.uint16): driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}[np.dtype(dtype)]
-    err, tmap = driver.cuTensorMapEncodeTiled(
-        dt, 2, address, [int(d) for d in dims], [int(row_stride)], [int(b) for b in box], [1, 1],
-        driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, driver.CUtensorMapSwizzle(swizzle),
-        driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-        driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+    u64, u32 = driver.cuuint64_t, driver.cuuint32_t
+    try:
+        err, tmap = driver.cuTensorMapEncodeTiled(
+            dt, 2, address, [u64(int(d)) for d in dims], [u64(int(row_stride))], [u32(int(b)) for b in box], [u32(1), u32(1)],
+            driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, driver.CUtensorMapSwizzle(swizzle),
+            driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+    except Exception as e:   # no driver library, or a binding error
+        raise RuntimeError(f"cuTensorMapEncodeTiled is unavailable here: {e}") from e
     if err != driver.CUresult.CUDA_SUCCESS:
         raise RuntimeError(f"cuTensorMapEncodeTiled failed: {err}")
-    return ctypes.string_at(int(tmap.getPtr()), 128)
+    return np.array(tmap.opaque, "<u8").tobytes()
 
 
 def _as_struct(raw: bytes):
@@ -109,6 +111,10 @@ class HopperPlans:
         target = self._sm90_target()
         if target is None:
             return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
+        if target == "sm90" and not getattr(self, "builds_sm90a", False):
+            # The executor must compile csrc/hopper for sm_90a (not plain sm_90) and know its kernels:
+            # jit/native set builds_sm90a once wired (NVRTC -arch=sm_90a; the _C registry).
+            return False, "this backend does not build the sm_90a kernels yet"
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
         if k % 8:
