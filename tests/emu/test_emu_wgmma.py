@@ -199,3 +199,60 @@ def test_tma_map_errors_are_clear():
         encode_tensor_map_emulated(0, 2, (70, 50), 140, (64, 16), TMA_SWIZZLE_128B)
     with pytest.raises(ValueError, match="exceeds the 128-byte swizzle"):
         encode_tensor_map_emulated(0, 2, (72, 50), 144, (128, 16), TMA_SWIZZLE_128B)
+
+
+# ---- the same kernels on an H100: the emulator's model against the hardware -----------------------------
+def _h100_module(names):
+    from fastconv.device import cuda_status
+    ok, why = cuda_status()
+    if not ok:
+        pytest.skip(why)
+    cupy = pytest.importorskip("cupy")
+    if str(cupy.cuda.Device().compute_capability) != "90":
+        pytest.skip("needs an sm_90 (Hopper) GPU")
+    from pathlib import Path
+    csrc = Path(__file__).resolve().parents[2] / "csrc"
+    module = cupy.RawModule(code='#include "hopper/sm90_selftest.cuh"\n',
+                            options=("-std=c++17", f"-I{csrc}", "-arch=sm_90a"), name_expressions=names)
+    return cupy, module
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_wgmma_fragment_and_descriptor_on_h100(layout):
+    name = "fc_sm90_selftest::wgmma_from_image<64, __nv_bfloat16>"
+    cupy, module = _h100_module([name])
+    swizzle, (a_off, a_lbo, a_sbo), (b_off, b_lbo, b_sbo) = LAYOUTS[layout]
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(-4, 5, (64, 16)).astype(np.float32), rng.integers(-4, 5, (64, 16)).astype(np.float32)
+    image = np.full(32768, 0xFF, np.uint8)
+    place_kmajor(image, a_off, to_bits(a, "bf16"), swizzle, a_lbo, a_sbo)
+    place_kmajor(image, b_off, to_bits(b, "bf16"), swizzle, b_lbo, b_sbo)
+    c_init = rng.integers(-8, 9, (128, 32)).astype(np.float32)
+    out = cupy.zeros((128, 32), np.float32)
+    fn = module.get_function(name)
+    fn.max_dynamic_shared_size_bytes = image.size + 1024
+    i32 = np.int32
+    fn((1,), (128,), (cupy.asarray(image), i32(image.size), i32(a_off), i32(b_off), i32(swizzle), i32(a_lbo),
+                      i32(a_sbo), i32(b_lbo), i32(b_sbo), cupy.asarray(c_init), i32(1), out),
+       shared_mem=image.size + 1024)
+    rows, cols = fragment_coords(64)
+    np.testing.assert_array_equal(out.get(), (a @ b.T)[rows, cols] + c_init)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("c0,c1", [(32, 40), (-8, -3)])
+def test_tma_box_on_h100(c0, c1):
+    from fastconv.backends.plans.hopper import encode_tensor_map_cuda
+    name = "fc_sm90_selftest::tma_box"
+    cupy, module = _h100_module([name])
+    tensor = np.random.default_rng(1).integers(1, 2**15, (50, 72)).astype(np.uint16)
+    dev = cupy.asarray(tensor)
+    box = (64, 16)
+    tmap = encode_tensor_map_cuda(int(dev.data.ptr), np.uint16, (72, 50), 144, box, TMA_SWIZZLE_128B)
+    nbytes = box[0] * box[1] * 2
+    out = cupy.zeros(nbytes, np.uint8)
+    fn = module.get_function(name)
+    fn((1,), (64,), (dev, np.frombuffer(tmap, np.dtype((np.void, 128)))[0], np.int32(c0), np.int32(c1),
+                     np.int32(nbytes), np.int32(1), out), shared_mem=nbytes + 1024)
+    np.testing.assert_array_equal(out.get(), tma_expect(tensor, c0, c1, box, 128))
