@@ -443,6 +443,11 @@ template <int N, class In>
 struct Wgmma {
   static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma m64nNk16: N is a multiple of 8 in [8, 256]");
   static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
+    for (uint64_t desc : {desc_a, desc_b})
+      if ((desc >> 49) & 7)   // only for swizzled operands whose pattern does not start at the period
+        ::fc_emu::fail("wgmma.mma_async: descriptor 0x%llx sets the matrix base offset (bits 49-51), which the "
+                       "emulator does not model; align the operand to its swizzle period instead",
+                       static_cast<unsigned long long>(desc));
     const emu::WgmmaOp op{desc_a, desc_b, d, N, WgmmaType<In>::kEmu, scale_d != 0};
     ::fc_emu::async_push(&op, sizeof op);
   }

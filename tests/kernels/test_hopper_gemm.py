@@ -115,6 +115,10 @@ def test_gemm_wgmma_bad_input_errors():
         ops.gemm_wgmma(a, np.ones((8, 4), np.uint16))
     with pytest.raises(TypeError, match="output must be float32 or the operand type"):
         ops.gemm_wgmma(a, np.ones((8, 4), np.float16), out_dtype=np.uint16)
+    with pytest.raises(ValueError, match=r"bias has shape \(3,\); expected \(4,\)"):
+        ops.gemm_wgmma(a, np.ones((8, 4), np.float16), bias=np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="activation 'gelu' is not one of"):
+        ops.gemm_wgmma(a, np.ones((8, 4), np.float16), activation="gelu")
 
 
 class _FakeGpuOps:

@@ -142,6 +142,10 @@ class HopperPlans:
         if out not in (np.dtype(np.float32), a.dtype):
             raise TypeError(f"gemm_wgmma: output must be float32 or the operand type {a.dtype}, got {out}")
         (m, kdim), n = a.shape, b.shape[1]
+        if bias is not None and tuple(bias.shape) != (n,):
+            raise ValueError(f"gemm_wgmma: bias has shape {tuple(bias.shape)}; expected ({n},), one per output column")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"gemm_wgmma: activation {activation!r} is not one of {sorted(map(str, ACTIVATIONS))}")
         ok, why = self.wgmma_applies(m, n, kdim, a.dtype)
         if not ok:
             note("gemm_tensor_op (mma.sync) instead of the sm_90a wgmma GEMM: " + why)
