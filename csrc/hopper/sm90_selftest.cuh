@@ -37,6 +37,26 @@ __global__ void wgmma_from_image(const uint8_t* image, int image_bytes, int a_of
 #endif
 }
 
+// Misuse: lane `odd_lane` passes another A descriptor than the rest of its warp (the emulator reports
+// it; undefined on the GPU). odd_lane < 0: every lane agrees, the product of zeros is zero.
+__global__ void wgmma_lane_mismatch(int odd_lane, float* out) {
+#if defined(FC_SM90A_AVAILABLE)
+  FC_DYNAMIC_SHARED(uint8_t, smem);
+  const uint32_t base = fc::sm90::shared_address(smem);
+  for (int i = threadIdx.x; i < 8192; i += blockDim.x) smem[i] = 0;
+  __syncthreads();
+  float acc[32] = {};
+  const int lane = threadIdx.x % 32;
+  const uint64_t da = fc::sm90::make_smem_desc(base + (lane == odd_lane ? 1024 : 0), 0, 128, 256);
+  const uint64_t db = fc::sm90::make_smem_desc(base + 4096, 0, 128, 256);
+  fc::sm90::wgmma_fence();
+  fc::sm90::wgmma_m64nNk16<64, __nv_bfloat16>(acc, da, db, 1);
+  fc::sm90::wgmma_commit();
+  fc::sm90::wgmma_wait<0>();
+  out[threadIdx.x] = acc[0];
+#endif
+}
+
 // Two phases of one mbarrier (count 1) with 4 threads; events go to log[1 + ticket] in the order they
 // happen (log[0] is the ticket counter):
 //   thread 0: arrive.expect_tx(64) (event 1)      thread 1: complete_tx(32) (2)

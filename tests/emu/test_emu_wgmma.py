@@ -117,6 +117,14 @@ def test_wgmma_misplaced_operand_reads_nan():
     assert np.isnan(out).all()
 
 
+def test_wgmma_lanes_must_agree_on_descriptors():
+    out = np.zeros(128, np.float32)
+    emulator.launch("hopper.wgmma_lane_mismatch", grid=1, block=128, args=(-1, out), shared_bytes=8192)
+    np.testing.assert_array_equal(out, 0)
+    with pytest.raises(emulator.EmulatorError, match="lanes of a warp passed different descriptors.*lane 5"):
+        emulator.launch("hopper.wgmma_lane_mismatch", grid=1, block=128, args=(5, out), shared_bytes=8192)
+
+
 def run_phases(order, seed, second_bytes=32):
     log = np.zeros(32, np.int32)
     emulator.launch("hopper.mbarrier_phases", grid=1, block=4, args=(log, second_bytes), order=order, seed=seed)
