@@ -102,6 +102,14 @@ def test_gemm_wgmma_falls_back_and_says_why():
     assert any("K=20 is not a multiple of 8" in str(e.text) for e in ex.events)
     assert all("gemm_wgmma" not in name for name, *_ in ops.launched)
     np.testing.assert_array_equal(ex.result, (a64 @ b64).astype(np.float32))
+    buf = np.zeros(64 * 32 + 8, np.float16)
+    start = (-buf.ctypes.data // 2) % 8 + 2                    # 4 bytes past a 16-byte boundary
+    unaligned = buf[start:start + 64 * 32].reshape(64, 32)
+    unaligned[:] = rng.integers(-3, 4, (64, 32))
+    b2 = rng.integers(-3, 4, (32, 48)).astype(np.float16)
+    ex = explain(ops.gemm_wgmma, unaligned, b2)
+    assert any("not 16-byte aligned" in str(e.text) for e in ex.events)
+    np.testing.assert_array_equal(ex.result, unaligned.astype(np.float32) @ b2.astype(np.float32))
     ex = explain(ops.gemm_wgmma, *operands("f16", 64, 48, 32, rng)[:2])
     assert any("wgmma GEMM" in str(e.text) and "emulator" in str(e.text) for e in ex.events)
 

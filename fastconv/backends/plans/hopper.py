@@ -147,6 +147,8 @@ class HopperPlans:
         if activation not in ACTIVATIONS:
             raise ValueError(f"gemm_wgmma: activation {activation!r} is not one of {sorted(map(str, ACTIVATIONS))}")
         ok, why = self.wgmma_applies(m, n, kdim, a.dtype)
+        if ok and self._ptr(a) % 16:
+            ok, why = False, "A is not 16-byte aligned (a TMA global address must be)"
         if not ok:
             note("gemm_tensor_op (mma.sync) instead of the sm_90a wgmma GEMM: " + why)
             return self.gemm_tensor_op(a, b, bias, activation, alpha, out_dtype)
