@@ -8,10 +8,13 @@
 //   warpgroups 1, 2  consumers: each waits for `full`, issues 4 wgmma m64nBNk16 on its 64 rows, and
 //                after the next k-tile's wgmmas are committed waits for this one's (wait_group 1) and
 //                arrives on the stage's `empty` mbarrier, which the producer waits for before reuse.
-// Tile 128 x 128 x 64: a 64-element bf16 row is exactly one 128-byte swizzle atom, so TMA writes and
-// wgmma reads the conflict-free 128B-swizzled layout with no padding; two consumer warpgroups of
-// m64n128 give 64 fp32 accumulators per thread (no spills under the 170-register cap of 384 threads)
-// and 2 * 128 * 128 * 64 FLOP per 32 KiB stage; 4 stages (128 KiB) keep ~3 k-tiles of loads in flight.
+// Tile 128 x BN x 64, BN = 128 or 256: a 64-element bf16 row is exactly one 128-byte swizzle atom, so
+// TMA writes and wgmma reads the conflict-free 128B-swizzled layout with no padding. BN = 128: two
+// consumer warpgroups of m64n128 hold 64 fp32 accumulators per thread (no spills under the 168-register
+// cap of 384 threads), 2 * 128 * 128 * 64 FLOP per 32 KiB stage; 4 stages (128 KiB) keep ~3 k-tiles of
+// loads in flight. BN = 256 (large N): m64n256, 128 accumulators per thread (setmaxnreg gives the
+// consumers 232 registers), 1.5x the FLOP per byte of shared-memory fill (48 KiB stages, 4 = 192 KiB);
+// see benchmarks/NOTES.md for why the bytes per FLOP matter on an H100 (L2 bandwidth).
 // Partial tiles: TMA zero-fills rows/columns outside the tensors; the epilogue stores only in-bounds
 // elements. The TMA needs the row strides to be multiples of 16 bytes (K % 8 == 0 for 2-byte types);
 // the host plan checks that.
@@ -30,8 +33,18 @@ struct WgmmaTile {
   static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSharedBytes = STAGES * kStageBytes + 1024;   // + slack to align to 1024
+  // BN = 256 needs 128 accumulators per consumer thread: setmaxnreg moves registers from the producer
+  // (40) to the consumers (232); 128 * 40 + 256 * 232 = 64512 of the SM's 65536. BN <= 128 fits the
+  // 168 per thread that 384 threads get anyway.
+  static constexpr int kProducerRegs = BN > 128 ? 40 : 0, kConsumerRegs = BN > 128 ? 232 : 0;
   static_assert(BK * 2 == 128, "one k-tile row is one 128-byte swizzle atom");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one block");
 };
+
+template <class Tile, class In, class Out>
+FC_DEVICE void consume(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, int m0,
+                       int n0, int k_tiles, Out* __restrict__ c, int M, int N, const float* __restrict__ bias,
+                       int has_bias, int act, float alpha);
 
 // a, bt: the global tensors the maps describe (the GPU reads them only through the maps; the emulator
 // finds them through these parameters, 0 and 1). c: (M, N) row-major.
@@ -62,6 +75,7 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
   __syncthreads();
 
   if (wg == 0) {
+    if constexpr (Tile::kProducerRegs > 0) sm90::setmaxnreg_dec<Tile::kProducerRegs>();
     if (tid == 0) {
       for (int kt = 0; kt < k_tiles; ++kt) {
         const int s = kt % STAGES, round = kt / STAGES;
@@ -72,11 +86,27 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
         sm90::tma_load_2d(stage + Tile::kABytes, &map_b, kt * BK, n0, &full[s]);
       }
     }
-    return;
+  } else {
+    if constexpr (Tile::kConsumerRegs > 0) sm90::setmaxnreg_inc<Tile::kConsumerRegs>();
+    consume<Tile, In, Out>(smem_addr, full, empty, wg - 1, m0, n0, k_tiles, c, M, N, bias, has_bias, act, alpha);
   }
+#else
+  // Built for a target without wgmma (anything but sm_90a): the host plan never launches it there.
+  (void)a, (void)bt, (void)map_a, (void)map_b, (void)c, (void)M, (void)N, (void)K, (void)bias, (void)has_bias, (void)act,
+      (void)alpha;
+  __trap();
+#endif
+}
 
-  // Consumers: warpgroup 1 computes rows 0..63 of the tile, warpgroup 2 rows 64..127.
-  const int half = wg - 1;
+// The consumer warpgroups' main loop and epilogue: warpgroup 1 (half 0) computes rows 0..63 of the
+// tile, warpgroup 2 (half 1) rows 64..127.
+template <class Tile, class In, class Out>
+FC_DEVICE void consume(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, int m0,
+                       int n0, int k_tiles, Out* __restrict__ c, int M, int N, const float* __restrict__ bias,
+                       int has_bias, int act, float alpha) {
+#if defined(FC_SM90A_AVAILABLE)
+  constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
+  const int tid = static_cast<int>(threadIdx.x);
   float acc[BN / 2];
 #pragma unroll
   for (int j = 0; j < BN / 2; ++j) acc[j] = 0.f;
@@ -108,11 +138,6 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
     const int col = n0 + 8 * (j / 4) + 2 * t + (j % 2);
     if (row < M && col < N) c[static_cast<int64_t>(row) * N + col] = ep(acc[j], col);
   }
-#else
-  // Built for a target without wgmma (anything but sm_90a): the host plan never launches it there.
-  (void)a, (void)bt, (void)map_a, (void)map_b, (void)c, (void)M, (void)N, (void)K, (void)bias, (void)has_bias, (void)act,
-      (void)alpha;
-  __trap();
 #endif
 }
 

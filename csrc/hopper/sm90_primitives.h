@@ -7,9 +7,10 @@
 //   fence_mbarrier_init(), fence_proxy_async_shared()
 //   tma_load_2d(dst, &map, c0, c1, bar)      cp.async.bulk.tensor.2d ... mbarrier::complete_tx::bytes
 //   make_smem_desc(addr, swizzle, lbo, sbo)  the 64-bit wgmma shared-memory matrix descriptor
-//   wgmma_fence / wgmma_commit / wgmma_wait<N>
+//   wgmma_fence / wgmma_commit / wgmma_wait<N>, setmaxnreg_inc<N> / setmaxnreg_dec<N>
 //   wgmma_m64nNk16<N, In>(d, desc_a, desc_b, scale_d)   D(64xN, f32) (+)= A(64x16) * B(16xN), A and B
-//                                            K-major in shared memory, In = __nv_bfloat16 or __half
+//                                            K-major in shared memory, In = __nv_bfloat16 or __half;
+//                                            N = 64, 128, 256 on the GPU (any multiple of 8 emulated)
 //
 // PTX ISA sections (8.x numbering shifts between versions; titles do not): "Parallel Synchronization
 // and Communication Instructions: mbarrier", "Data Movement: cp.async.bulk.tensor", "Tensor Copy
@@ -497,10 +498,45 @@ struct Wgmma<128, In> {
 #  endif
   }
 };
+#  define FC_WG_N256_REGS "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}"
+template <class In>
+struct Wgmma<256, In> {
+  FC_DEVICE static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
+#  if defined(FC_SM90A_AVAILABLE)
+    if constexpr (WgmmaType<In>::kEmu == 1) {
+      asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %130, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " FC_WG_N256_REGS ", %128, %129, p, 1, 1, 0, 0;\n}\n"
+                   : FC_WG_R32(0), FC_WG_R32(32), FC_WG_R32(64), FC_WG_R32(96) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+    } else {
+      asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %130, 0;\n"
+                   "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " FC_WG_N256_REGS ", %128, %129, p, 1, 1, 0, 0;\n}\n"
+                   : FC_WG_R32(0), FC_WG_R32(32), FC_WG_R32(64), FC_WG_R32(96) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+    }
+#  endif
+  }
+};
+#  undef FC_WG_N256_REGS
 #  undef FC_WG_N128_REGS
 #  undef FC_WG_R32
 #  undef FC_WG_R8
 #endif
+
+// setmaxnreg (sm_90a): a warpgroup-wide hint that moves registers between warpgroups; needs a register
+// cap at kernel entry (__launch_bounds__(threads, 1)). No effect in the emulator, which has no registers.
+template <int N>
+FC_DEVICE void setmaxnreg_inc() {
+  static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg takes a multiple of 8 in [24, 256]");
+#if defined(FC_SM90A_AVAILABLE) && !defined(FC_TARGET_EMULATOR)
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N>
+FC_DEVICE void setmaxnreg_dec() {
+  static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg takes a multiple of 8 in [24, 256]");
+#if defined(FC_SM90A_AVAILABLE) && !defined(FC_TARGET_EMULATOR)
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
 
 template <int N, class In>
 FC_DEVICE void wgmma_m64nNk16(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastconv.backends.plans.hopper import WGMMA_SHARED_BYTES, wgmma_kernel_names
+from fastconv.backends.plans.hopper import wgmma_kernel_names, wgmma_shared_bytes
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.explain import explain
 
@@ -64,9 +64,23 @@ def test_gemm_wgmma_exact_on_small_integers(kind, m, n, k):
     a, b, a64, b64 = operands(kind, m, n, k, rng)
     ops = emu_ops(order="random", poison=True)
     c = ops.gemm_wgmma(a, b)
-    assert ops.launched[0][0] == f"fc::gemm_wgmma<fc::WgmmaTile<128, 4>, {'__half' if kind == 'f16' else '__nv_bfloat16'}, float>"
-    assert ops.launched[0][1:] == ((-(-n // 128), -(-m // 128)), (384,), WGMMA_SHARED_BYTES)
+    bn = 256 if n >= 256 else 128
+    assert ops.launched[0][0] == f"fc::gemm_wgmma<fc::WgmmaTile<{bn}, 4>, {'__half' if kind == 'f16' else '__nv_bfloat16'}, float>"
+    assert ops.launched[0][1:] == ((-(-n // bn), -(-m // 128)), (384,), wgmma_shared_bytes(bn))
     np.testing.assert_array_equal(c, (a64 @ b64).astype(np.float32))
+
+
+@pytest.mark.parametrize("bn", [128, 256])
+def test_gemm_wgmma_both_tiles_on_partial_n(bn):
+    rng = np.random.default_rng(bn)
+    a, b, a64, b64 = operands("bf16", 140, 300, 520, rng)   # N = 300: 1.17 tiles of 256, 2.3 of 128
+    ops = emu_ops(order="random", poison=True)
+    ops.force_wgmma_bn = bn
+    np.testing.assert_array_equal(ops.gemm_wgmma(a, b), (a64 @ b64).astype(np.float32))
+    assert f"WgmmaTile<{bn}, 4>" in ops.launched[0][0]
+    ops.force_wgmma_bn = 96
+    with pytest.raises(ValueError, match="force_wgmma_bn=96"):
+        ops.gemm_wgmma(a, b)
 
 
 @pytest.mark.parametrize("order", ["forward", "reverse"])

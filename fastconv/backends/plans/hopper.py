@@ -13,10 +13,17 @@ import numpy as np
 from ...explain import note
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
 
-# Mirrors fc::WgmmaTile<128, 4> (csrc/hopper/gemm_wgmma.h).
-WGMMA_BM, WGMMA_BN, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 128, 64, 4, 384
-WGMMA_SHARED_BYTES = WGMMA_STAGES * (WGMMA_BM + WGMMA_BN) * WGMMA_BK * 2 + 1024
-WGMMA_TILE = f"fc::WgmmaTile<{WGMMA_BN}, {WGMMA_STAGES}>"
+# Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
+WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
+WGMMA_BNS = (128, 256)
+
+
+def wgmma_shared_bytes(bn):
+    return WGMMA_STAGES * (WGMMA_BM + bn) * WGMMA_BK * 2 + 1024
+
+
+def wgmma_tile(bn):
+    return f"fc::WgmmaTile<{bn}, {WGMMA_STAGES}>"
 # Operand dtype -> C++ type; bfloat16 travels as uint16 raw bits.
 WGMMA_TYPES = {np.dtype(np.float16): "__half", np.dtype(np.uint16): "__nv_bfloat16"}
 # Below this many output tiles the 132 SMs of an H100 are mostly idle and the mma.sync kernel is as good.
@@ -34,8 +41,8 @@ EMU_TENSOR_MAP_DTYPE = np.dtype({
 
 def wgmma_kernel_names() -> list[str]:
     """The GEMM instantiations csrc/hopper/kernel_list.inc registers (same order)."""
-    return [f"fc::gemm_wgmma<{WGMMA_TILE}, {t}, {o}>"
-            for t in ("__nv_bfloat16", "__half") for o in ("float", t)]
+    return [f"fc::gemm_wgmma<{wgmma_tile(bn)}, {t}, {o}>"
+            for bn in WGMMA_BNS for t in ("__nv_bfloat16", "__half") for o in ("float", t)]
 
 
 def _check_map(dims, row_stride, box, elem_bytes, swizzle):
@@ -123,7 +130,7 @@ class HopperPlans:
             return False, "K=0"
         if max(m, n, k) >= 2**31:
             return False, "a dimension does not fit 32 bits"
-        tiles = ceil_div(m, WGMMA_BM) * ceil_div(n, WGMMA_BN)
+        tiles = ceil_div(m, WGMMA_BM) * ceil_div(n, 128)
         if target == "sm90" and tiles < WGMMA_MIN_TILES:
             return False, f"{tiles} output tiles of 128x128 are too few to fill the GPU"
         return True, ("sm_90a wgmma GEMM (TMA, 4 stages, warp-specialized)" +
@@ -132,7 +139,8 @@ class HopperPlans:
     def gemm_wgmma(self, a, b, bias=None, activation=None, out_dtype=None, alpha=0.0):
         """C = act(A @ B + bias) with the sm_90a wgmma kernel when it applies (wgmma_applies), otherwise
         gemm_tensor_op (explain says why). A (M, K), B (K, N) row-major, float16 or uint16 (bfloat16 bits);
-        bias float32 (N,); C float32 (default) or the operand dtype."""
+        bias float32 (N,); C float32 (default) or the operand dtype. Tile 128 x 256 when N >= 256, else
+        128 x 128 (knob: force_wgmma_bn)."""
         a, b = self._c(a), self._c(b)
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
             raise ValueError(f"gemm_wgmma: A is {a.shape}, B is {b.shape}; expected (M, K) and (K, N)")
@@ -160,17 +168,20 @@ class HopperPlans:
         # copy of B; a weight can be kept in this layout to skip it.
         bt = self._c(b.T)
         ct = WGMMA_TYPES[a.dtype]
-        name = f"fc::gemm_wgmma<{WGMMA_TILE}, {ct}, {'float' if out == np.float32 else ct}>"
+        bn = getattr(self, "force_wgmma_bn", None) or (256 if n >= 256 else 128)
+        if bn not in WGMMA_BNS:
+            raise ValueError(f"force_wgmma_bn={bn}: the wgmma tiles have BN in {WGMMA_BNS}")
+        name = f"fc::gemm_wgmma<{wgmma_tile(bn)}, {ct}, {'float' if out == np.float32 else ct}>"
         row = kdim * a.dtype.itemsize
         if self._sm90_target() == "emulator":
             map_a = encode_tensor_map_emulated(0, 2, (kdim, m), row, (WGMMA_BK, WGMMA_BM), TMA_SWIZZLE_128B)
-            map_b = encode_tensor_map_emulated(1, 2, (kdim, n), row, (WGMMA_BK, WGMMA_BN), TMA_SWIZZLE_128B)
+            map_b = encode_tensor_map_emulated(1, 2, (kdim, n), row, (WGMMA_BK, bn), TMA_SWIZZLE_128B)
         else:   # pragma: no cover - GPU machines only
             map_a = encode_tensor_map_cuda(self._ptr(a), a.dtype, (kdim, m), row, (WGMMA_BK, WGMMA_BM), TMA_SWIZZLE_128B)
-            map_b = encode_tensor_map_cuda(self._ptr(bt), a.dtype, (kdim, n), row, (WGMMA_BK, WGMMA_BN), TMA_SWIZZLE_128B)
+            map_b = encode_tensor_map_cuda(self._ptr(bt), a.dtype, (kdim, n), row, (WGMMA_BK, bn), TMA_SWIZZLE_128B)
         bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
-        self._launch(name, (ceil_div(n, WGMMA_BN), ceil_div(m, WGMMA_BM)), (WGMMA_THREADS,),
+        self._launch(name, (ceil_div(n, bn), ceil_div(m, WGMMA_BM)), (WGMMA_THREADS,),
                      (a, bt, _as_struct(map_a), _as_struct(map_b), c, np.int32(m), np.int32(n), np.int32(kdim),
                       bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)),
-                     shared_bytes=WGMMA_SHARED_BYTES)
+                     shared_bytes=wgmma_shared_bytes(bn))
         return c
