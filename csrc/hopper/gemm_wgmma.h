@@ -13,7 +13,7 @@
 // consumer warpgroups of m64n128 hold 64 fp32 accumulators per thread (no spills under the 168-register
 // cap of 384 threads), 2 * 128 * 128 * 64 FLOP per 32 KiB stage; 4 stages (128 KiB) keep ~3 k-tiles of
 // loads in flight. BN = 256 (large N): m64n256, 128 accumulators per thread (setmaxnreg gives the
-// consumers 232 registers), 1.5x the FLOP per byte of shared-memory fill (48 KiB stages, 4 = 192 KiB);
+// consumers 232 registers), 1.33x the FLOP per byte of shared-memory fill (48 KiB stages, 4 = 192 KiB);
 // see benchmarks/NOTES.md for why the bytes per FLOP matter on an H100 (L2 bandwidth).
 // Partial tiles: TMA zero-fills rows/columns outside the tensors; the epilogue stores only in-bounds
 // elements. The TMA needs the row strides to be multiples of 16 bytes (K % 8 == 0 for 2-byte types);
