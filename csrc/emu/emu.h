@@ -93,6 +93,59 @@ void cp_async_commit();
 void cp_async_wait(unsigned n_pending_allowed);
 bool poison_async();
 
+// ---- Hopper asynchronous machinery (csrc/hopper/sm90_primitives.h) ---------------------------------
+// A blocking wait on a condition: the thread sleeps until ready(ctx) is true (checked by the
+// scheduler); if no thread can run any more and it is still false, the launch fails with
+// describe(ctx) (a deadlock is reported, never a hang). Used for mbarrier.try_wait.
+typedef bool (*PollFn)(const void* ctx);
+typedef void (*DescribeFn)(const void* ctx, char* buf, size_t n);
+void wait_until(PollFn ready, DescribeFn describe, const void* ctx, const char* name, Site site);
+
+// mbarrier state (PTX ISA "Parallel Synchronization and Communication Instructions: mbarrier"),
+// kept beside the 8-byte object in shared memory: the object holds a marker written by init, so a
+// barrier that was never initialised (poisoned shared memory) or overwritten is reported.
+struct MBarrierState {
+  uint32_t expected = 0;   // arrival count of each phase (init's count)
+  uint32_t pending = 0;    // arrivals still missing in the current phase
+  int64_t tx = 0;          // transaction bytes still expected (expect_tx adds, complete_tx subtracts)
+  uint32_t phase = 0;      // number of completed phases; the current phase's parity is phase & 1
+};
+constexpr uint64_t kMBarrierMarker = 0x4d4241525249455aull;   // "ZEIRRABM"
+MBarrierState& mbarrier_init_state(void* bar, uint32_t count, Site site);
+MBarrierState& mbarrier_state(const void* bar, const char* what, Site site);
+// For deferred work, which runs in the scheduler: nullptr if bar holds no initialised mbarrier.
+MBarrierState* mbarrier_lookup(const void* bar);
+// The current phase completes once every arrival and every expected transaction byte has come.
+inline void mbarrier_maybe_complete(MBarrierState& s) {
+  if (s.pending == 0 && s.tx == 0) {
+    ++s.phase;
+    s.pending = s.expected;
+  }
+}
+
+// Work that completes asynchronously (a bulk tensor copy): queued, and run by the scheduler only
+// when no thread of the block can run, i.e. as late as any GPU could finish it, so a read that
+// does not wait for it sees the old contents. `ctx` (n bytes) is copied. Pending work at block
+// exit is an error (the copy would land in a finished block's shared memory).
+void defer_async(void (*run)(const void* ctx), const void* ctx, size_t n, const char* what, Site site);
+
+// Per-thread queues of asynchronous operations in commit groups (wgmma.mma_async): push appends
+// an op (n bytes, copied) to the uncommitted list, commit closes a group, pop_groups moves the
+// ops of all but the newest `keep` committed groups (oldest first) into `out`.
+void async_push(const void* op, size_t n);
+void async_commit();
+size_t async_pop_groups(unsigned keep, void* out, size_t capacity, size_t op_bytes);
+
+// Shared-window addresses: offset of p in the block's dynamic shared memory (what the GPU's
+// __cvta_generic_to_shared gives, up to a constant), and back. The wgmma descriptors and the TMA
+// swizzle are computed on these offsets; operands must lie in dynamic shared memory.
+uint32_t shared_offset(const void* p, const char* what, Site site);
+char* shared_pointer(uint32_t offset, size_t n, const char* what, Site site);
+
+// The value of pointer parameter `index` of the running kernel (an emulated tensor map names its
+// global tensor by the kernel parameter that carries it, since the host cannot know the address).
+void* kernel_pointer_param(int index, const char* what, Site site);
+
 unsigned long long clock_counter();
 
 // The poison word: NaN as float32 and (as two halves) as float16/bfloat16, NaN as float64 when

@@ -24,6 +24,7 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #if !defined(__x86_64__) || defined(FC_EMU_USE_UCONTEXT)
 #  include <ucontext.h>
@@ -188,7 +189,7 @@ extern "C" void fc_emu_switch_context(void** save_sp, void* load_sp);
 
 namespace {
 
-enum class St : uint8_t { Ready, Barrier, Warp, Exited };
+enum class St : uint8_t { Ready, Barrier, Warp, Poll, Exited };
 
 struct CopyOp {
   void* dst;
@@ -222,6 +223,24 @@ struct Fiber {
   Site w_site{nullptr, 0};
   std::vector<CopyOp> uncommitted;
   std::deque<std::vector<CopyOp>> committed;
+  // wait_until (St::Poll)
+  PollFn p_ready = nullptr;
+  DescribeFn p_describe = nullptr;
+  const void* p_ctx = nullptr;
+  const char* p_name = nullptr;
+  Site p_site{nullptr, 0};
+  // async_push / async_commit (wgmma): op bytes of the open group, and the committed groups
+  std::vector<unsigned char> a_uncommitted;
+  size_t a_uncommitted_ops = 0;
+  std::deque<std::pair<std::vector<unsigned char>, size_t>> a_committed;
+};
+
+struct DeferredWork {
+  void (*run)(const void* ctx);
+  std::vector<unsigned char> ctx;
+  const char* what;
+  Site site;
+  unsigned thread;
 };
 
 struct LaunchState {
@@ -246,6 +265,8 @@ struct LaunchState {
   std::mt19937_64 rng;
   std::vector<unsigned> order;
   unsigned long long clock = 0;
+  std::unordered_map<const void*, MBarrierState> mbarriers;  // this block's, by address
+  std::vector<DeferredWork> deferred;                         // bulk copies in flight
   pthread_t worker{};
   // set by the fault handler
   int fault_signal = 0;
@@ -338,6 +359,10 @@ void prepare_fiber(LaunchState& L, Fiber& f) {
   f.st = St::Ready;
   f.uncommitted.clear();
   f.committed.clear();
+  f.a_uncommitted.clear();
+  f.a_uncommitted_ops = 0;
+  f.a_committed.clear();
+  f.p_ready = nullptr;
 #if defined(FC_EMU_UCONTEXT)
   getcontext(&f.ctx);
   f.ctx.uc_stack.ss_sp = f.stack_lo;
@@ -514,8 +539,44 @@ bool resolve_warps(LaunchState& L) {
   return progress;
 }
 
+// Threads in wait_until whose condition now holds become ready. Returns whether any did.
+bool wake_pollers(LaunchState& L) {
+  bool progress = false;
+  for (Fiber& f : L.fibers)
+    if (f.st == St::Poll && f.p_ready(f.p_ctx)) {
+      f.st = St::Ready;
+      progress = true;
+    }
+  return progress;
+}
+
+void run_deferred(LaunchState& L) {
+  std::vector<DeferredWork> work;
+  work.swap(L.deferred);
+  for (const DeferredWork& d : work) {
+    try {
+      d.run(d.ctx.data());
+    } catch (const Error& e) {
+      throw Error(block_prefix(L) + fmt("%s issued by thread %s at %s: ", d.what, tid_str(L.fibers[d.thread]).c_str(),
+                                        site_str(d.site).c_str()) + e.what());
+    }
+  }
+}
+
 // Nothing can run, no collective can complete and the barrier cannot be released: say why.
 [[noreturn]] void report_deadlock(LaunchState& L) {
+  // A thread blocked in wait_until (an mbarrier phase that never completes).
+  for (const Fiber& f : L.fibers) {
+    if (f.st != St::Poll) continue;
+    char why[512] = "";
+    if (f.p_describe) f.p_describe(f.p_ctx, why, sizeof why);
+    unsigned polling = 0;
+    for (const Fiber& g : L.fibers) polling += g.st == St::Poll;
+    throw Error(block_prefix(L) +
+                fmt("deadlock: thread %s waits at %s at %s, which can never complete (%s); %u thread(s) wait like this and "
+                    "no thread of the block can run",
+                    tid_str(f).c_str(), f.p_name, site_str(f.p_site).c_str(), why, polling));
+  }
   // A warp collective that cannot complete, with what each missing lane is doing instead.
   for (unsigned w = 0; w < L.nwarps; ++w) {
     Fiber* lanes = &L.fibers[w * 32];
@@ -595,21 +656,35 @@ void release_barrier(LaunchState& L) {
 
 void run_block(LaunchState& L) {
   for (Fiber& f : L.fibers) prepare_fiber(L, f);
+  L.mbarriers.clear();
+  L.deferred.clear();
   if (L.tls_lo) poison_fill(L.tls_lo, L.tls_len);
   L.dyn_smem->repoison_data();
   for (;;) {
     make_order(L, L.order, L.nthreads);
     for (unsigned i : L.order) {
       Fiber& f = L.fibers[i];
+      if (f.st == St::Poll && f.p_ready(f.p_ctx)) f.st = St::Ready;
       if (f.st != St::Ready) continue;
       resume(L, f);
       if (L.failed) throw Error(block_prefix(L) + L.error);
     }
     if (resolve_warps(L)) continue;
+    if (wake_pollers(L)) continue;
     unsigned exited = 0, at_barrier = 0;
     for (const Fiber& f : L.fibers) {
       exited += f.st == St::Exited;
       at_barrier += f.st == St::Barrier;
+    }
+    if (!L.deferred.empty()) {       // nothing can run: the copy engine finishes what is in flight
+      if (exited == L.nthreads) {
+        const DeferredWork& d = L.deferred.front();
+        throw Error(block_prefix(L) + fmt("%s issued by thread %s at %s is still in flight when every thread has exited: "
+                                          "wait on its mbarrier before the block ends",
+                                          d.what, tid_str(L.fibers[d.thread]).c_str(), site_str(d.site).c_str()));
+      }
+      run_deferred(L);
+      continue;
     }
     if (exited == L.nthreads) break;
     if (at_barrier == L.nthreads) {
@@ -756,6 +831,110 @@ void cp_async_wait(unsigned n) {
 }
 
 bool poison_async() { return g_L && g_L->cfg->poison_async; }
+
+void wait_until(PollFn ready, DescribeFn describe, const void* ctx, const char* name, Site site) {
+  Fiber& f = current_fiber(name);
+  if (ready(ctx)) return;
+  f.st = St::Poll;
+  f.p_ready = ready;
+  f.p_describe = describe;
+  f.p_ctx = ctx;
+  f.p_name = name;
+  f.p_site = site;
+  switch_to_scheduler(f);
+  f.p_ready = nullptr;
+}
+
+MBarrierState& mbarrier_init_state(void* bar, uint32_t count, Site site) {
+  current_fiber("mbarrier.init");
+  if (reinterpret_cast<uintptr_t>(bar) % 8) fail("mbarrier.init at %s: address %p is not 8-byte aligned", site_str(site).c_str(), bar);
+  check_shared(bar, 8, "mbarrier.init", site);
+  if (count < 1 || count > (1u << 20) - 1)
+    fail("mbarrier.init at %s: count %u is outside [1, 2^20 - 1]", site_str(site).c_str(), count);
+  std::memcpy(bar, &kMBarrierMarker, 8);
+  MBarrierState& st = g_L->mbarriers[bar];
+  st = MBarrierState{};
+  st.expected = st.pending = count;
+  return st;
+}
+
+MBarrierState& mbarrier_state(const void* bar, const char* what, Site site) {
+  current_fiber(what);
+  if (reinterpret_cast<uintptr_t>(bar) % 8) fail("%s at %s: mbarrier address %p is not 8-byte aligned", what, site_str(site).c_str(), bar);
+  check_shared(bar, 8, what, site);
+  auto it = g_L->mbarriers.find(bar);
+  if (it == g_L->mbarriers.end() || std::memcmp(bar, &kMBarrierMarker, 8) != 0)
+    fail("%s at %s: the mbarrier at %p was not initialised with mbarrier.init in this block (or was overwritten by a "
+         "plain store)", what, site_str(site).c_str(), bar);
+  return it->second;
+}
+
+MBarrierState* mbarrier_lookup(const void* bar) {
+  auto it = g_L->mbarriers.find(bar);
+  if (it == g_L->mbarriers.end() || std::memcmp(bar, &kMBarrierMarker, 8) != 0) return nullptr;
+  return &it->second;
+}
+
+void defer_async(void (*run)(const void* ctx), const void* ctx, size_t n, const char* what, Site site) {
+  Fiber& f = current_fiber(what);
+  const unsigned char* c = static_cast<const unsigned char*>(ctx);
+  g_L->deferred.push_back(DeferredWork{run, std::vector<unsigned char>(c, c + n), what, site, f.linear});
+}
+
+void async_push(const void* op, size_t n) {
+  Fiber& f = current_fiber("wgmma.mma_async");
+  const unsigned char* c = static_cast<const unsigned char*>(op);
+  f.a_uncommitted.insert(f.a_uncommitted.end(), c, c + n);
+  ++f.a_uncommitted_ops;
+}
+
+void async_commit() {
+  Fiber& f = current_fiber("wgmma.commit_group");
+  f.a_committed.emplace_back(std::move(f.a_uncommitted), f.a_uncommitted_ops);
+  f.a_uncommitted.clear();
+  f.a_uncommitted_ops = 0;
+}
+
+size_t async_pop_groups(unsigned keep, void* out, size_t capacity, size_t op_bytes) {
+  Fiber& f = current_fiber("wgmma.wait_group");
+  size_t n = 0;
+  while (f.a_committed.size() > keep) {
+    const auto& g = f.a_committed.front();
+    if (n + g.second > capacity) fail("wgmma.wait_group: more than %zu wgmma.mma_async operations in flight", capacity);
+    std::memcpy(static_cast<unsigned char*>(out) + n * op_bytes, g.first.data(), g.first.size());
+    n += g.second;
+    f.a_committed.pop_front();
+  }
+  return n;
+}
+
+uint32_t shared_offset(const void* p, const char* what, Site site) {
+  LaunchState& L = *g_L;
+  const char* a = static_cast<const char*>(p);
+  if (a < L.dyn_smem->data() || a > L.dyn_smem->data() + L.dyn_smem->size())
+    fail("%s at %s: address %p is not in the block's dynamic shared memory (the emulator computes shared-window "
+         "addresses, descriptors and swizzles for dynamic shared memory only)", what, site_str(site).c_str(), p);
+  return static_cast<uint32_t>(a - L.dyn_smem->data());
+}
+
+char* shared_pointer(uint32_t offset, size_t n, const char* what, Site site) {
+  LaunchState& L = *g_L;
+  if (offset + n > L.dyn_smem->size())
+    fail("%s at %s: shared-memory bytes [%u, %zu) lie beyond the block's %zu bytes of dynamic shared memory", what,
+         site_str(site).c_str(), offset, offset + n, L.dyn_smem->size());
+  return L.dyn_smem->data() + offset;
+}
+
+void* kernel_pointer_param(int index, const char* what, Site site) {
+  LaunchState& L = *g_L;
+  const auto& params = L.kernel->params;
+  if (index < 0 || index >= static_cast<int>(params.size()) || params[index].kind != ParamKind::Pointer)
+    fail("%s at %s: the tensor map names kernel parameter %d as its global tensor, but that parameter is not a pointer "
+         "(the kernel has %zu parameters)", what, site_str(site).c_str(), index, params.size());
+  void* p;
+  std::memcpy(&p, L.slots[index], sizeof p);
+  return p;
+}
 
 unsigned long long clock_counter() { return g_L ? ++g_L->clock : 0; }
 

@@ -20,6 +20,7 @@ from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MA
                      MULTI_TENSOR_WORDS, OPTIMIZER_CHUNK, TILES, argmax_dtype, ceil_div, choose_row_splits,
                      choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs, pool2d_problem, vector_width)
 from .fused import FusedPlans, fused_kernel_names
+from .hopper import HopperPlans
 from .mixed_precision import MixedPrecisionPlans, cast_kernel_names
 from .tensor_op import TensorOpPlans
 
@@ -55,7 +56,7 @@ def all_kernel_names() -> list[str]:
     return names
 
 
-class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans):
+class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
     """The reference API implemented by launching the csrc/ kernels.
 
     xp: the array module (cupy or numpy); launch(kernel, grid, block, args, shared_bytes=0);

@@ -1,0 +1,144 @@
+// gemm_wgmma.h — the sm_90a GEMM: C(M,N) = act(A(M,K) · B(K,N) + bias), A and B bf16 or fp16,
+// fp32 accumulation, C fp32 or the input type. B is read as Bt (N,K) row-major, so that both operands
+// are K-major in shared memory (the layout every wgmma input type accepts without transposition).
+//
+// Structure (warp specialization, one CTA per 128 x BN output tile):
+//   warpgroup 0  producer: one thread issues the TMA copies of A (128 x 64) and Bt (BN x 64) per
+//                k-tile into a STAGES-deep ring, each completing on the stage's `full` mbarrier.
+//   warpgroups 1, 2  consumers: each waits for `full`, issues 4 wgmma m64nBNk16 on its 64 rows, and
+//                after the next k-tile's wgmmas are committed waits for this one's (wait_group 1) and
+//                arrives on the stage's `empty` mbarrier, which the producer waits for before reuse.
+// Tile 128 x BN x 64, BN = 128 or 256: a 64-element bf16 row is exactly one 128-byte swizzle atom, so
+// TMA writes and wgmma reads the conflict-free 128B-swizzled layout with no padding. BN = 128: two
+// consumer warpgroups of m64n128 hold 64 fp32 accumulators per thread (no spills under the 168-register
+// cap of 384 threads), 2 * 128 * 128 * 64 FLOP per 32 KiB stage; 4 stages (128 KiB) keep ~3 k-tiles of
+// loads in flight. BN = 256 (large N): m64n256, 128 accumulators per thread (setmaxnreg gives the
+// consumers 232 registers), 1.33x the FLOP per byte of shared-memory fill (48 KiB stages, 4 = 192 KiB);
+// see benchmarks/NOTES.md for why the bytes per FLOP matter on an H100 (L2 bandwidth).
+// Partial tiles: TMA zero-fills rows/columns outside the tensors; the epilogue stores only in-bounds
+// elements. The TMA needs the row strides to be multiples of 16 bytes (K % 8 == 0 for 2-byte types);
+// the host plan checks that.
+#pragma once
+
+#include "../common/platform.h"
+#include "../epilogue/bias_act.h"
+#include "sm90_primitives.h"
+
+namespace fc {
+
+template <int BN_, int STAGES_>
+struct WgmmaTile {
+  static constexpr int BM = 128, BN = BN_, BK = 64, STAGES = STAGES_;
+  static constexpr int kThreads = 384;                       // producer + 2 consumer warpgroups
+  static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
+  static constexpr int kStageBytes = kABytes + kBBytes;
+  static constexpr int kSharedBytes = STAGES * kStageBytes + 1024;   // + slack to align to 1024
+  // BN = 256 needs 128 accumulators per consumer thread: setmaxnreg moves registers from the producer
+  // (40) to the consumers (232); 128 * 40 + 256 * 232 = 64512 of the SM's 65536. BN <= 128 fits the
+  // 168 per thread that 384 threads get anyway.
+  static constexpr int kProducerRegs = BN > 128 ? 40 : 0, kConsumerRegs = BN > 128 ? 232 : 0;
+  static_assert(BK * 2 == 128, "one k-tile row is one 128-byte swizzle atom");
+  static_assert(kSharedBytes <= 227 * 1024, "shared memory of one block");
+};
+
+template <class Tile, class In, class Out>
+FC_DEVICE void consume(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, int m0,
+                       int n0, int k_tiles, Out* __restrict__ c, int M, int N, const float* __restrict__ bias,
+                       int has_bias, int act, float alpha);
+
+// a, bt: the global tensors the maps describe (the GPU reads them only through the maps; the emulator
+// finds them through these parameters, 0 and 1). c: (M, N) row-major.
+template <class Tile, class In, class Out>
+__global__ void __launch_bounds__(Tile::kThreads, 1)
+gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_constant__ sm90::TensorMap map_a,
+           const __grid_constant__ sm90::TensorMap map_b, Out* __restrict__ c, int M, int N, int K,
+           const float* __restrict__ bias, int has_bias, int act, float alpha) {
+#if defined(FC_SM90A_AVAILABLE)
+  constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
+  __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
+  FC_DYNAMIC_SHARED(unsigned char, smem_raw);
+  const uint32_t raw_addr = sm90::shared_address(smem_raw);
+  unsigned char* smem = smem_raw + ((1024 - (raw_addr & 1023)) & 1023);   // swizzle period alignment
+  const uint32_t smem_addr = sm90::shared_address(smem);
+
+  const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
+  const int m0 = static_cast<int>(blockIdx.y) * BM, n0 = static_cast<int>(blockIdx.x) * BN;
+  const int k_tiles = (K + BK - 1) / BK;
+
+  if (tid == 0) {
+    for (int s = 0; s < STAGES; ++s) {
+      sm90::mbarrier_init(&full[s], 1);          // the producer's arrive.expect_tx
+      sm90::mbarrier_init(&empty[s], 256);       // every consumer thread
+    }
+    sm90::fence_mbarrier_init();
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    if constexpr (Tile::kProducerRegs > 0) sm90::setmaxnreg_dec<Tile::kProducerRegs>();
+    if (tid == 0) {
+      for (int kt = 0; kt < k_tiles; ++kt) {
+        const int s = kt % STAGES, round = kt / STAGES;
+        sm90::mbarrier_wait_parity(&empty[s], (round & 1) ^ 1);   // round 0 passes at once
+        unsigned char* stage = smem + s * Tile::kStageBytes;
+        sm90::mbarrier_arrive_expect_tx(&full[s], Tile::kStageBytes);
+        sm90::tma_load_2d(stage, &map_a, kt * BK, m0, &full[s]);
+        sm90::tma_load_2d(stage + Tile::kABytes, &map_b, kt * BK, n0, &full[s]);
+      }
+    }
+  } else {
+    if constexpr (Tile::kConsumerRegs > 0) sm90::setmaxnreg_inc<Tile::kConsumerRegs>();
+    consume<Tile, In, Out>(smem_addr, full, empty, wg - 1, m0, n0, k_tiles, c, M, N, bias, has_bias, act, alpha);
+  }
+#else
+  // Built for a target without wgmma (anything but sm_90a): the host plan never launches it there.
+  (void)a, (void)bt, (void)map_a, (void)map_b, (void)c, (void)M, (void)N, (void)K, (void)bias, (void)has_bias, (void)act,
+      (void)alpha;
+  __trap();
+#endif
+}
+
+// The consumer warpgroups' main loop and epilogue: warpgroup 1 (half 0) computes rows 0..63 of the
+// tile, warpgroup 2 (half 1) rows 64..127.
+template <class Tile, class In, class Out>
+FC_DEVICE void consume(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, int m0,
+                       int n0, int k_tiles, Out* __restrict__ c, int M, int N, const float* __restrict__ bias,
+                       int has_bias, int act, float alpha) {
+#if defined(FC_SM90A_AVAILABLE)
+  constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
+  const int tid = static_cast<int>(threadIdx.x);
+  float acc[BN / 2];
+#pragma unroll
+  for (int j = 0; j < BN / 2; ++j) acc[j] = 0.f;
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % STAGES;
+    sm90::mbarrier_wait_parity(&full[s], (kt / STAGES) & 1);
+    const uint32_t a_addr = smem_addr + s * Tile::kStageBytes + half * 64 * 128, b_addr = smem_addr + s * Tile::kStageBytes + Tile::kABytes;
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {    // k16 steps: +32 bytes inside the swizzled 128-byte rows
+      const uint64_t da = sm90::make_smem_desc(a_addr + kk * 32, sm90::kDescSwizzle128B, 16, 1024);
+      const uint64_t db = sm90::make_smem_desc(b_addr + kk * 32, sm90::kDescSwizzle128B, 16, 1024);
+      sm90::wgmma_m64nNk16<BN, In>(acc, da, db, 1);
+    }
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<1>();                    // the previous k-tile's wgmmas are done: release its stage
+    sm90::wgmma_fence_operands(acc);
+    if (kt > 0) sm90::mbarrier_arrive(&empty[(kt - 1) % STAGES]);
+  }
+  sm90::wgmma_wait<0>();
+  sm90::wgmma_fence_operands(acc);
+
+  // Epilogue from the accumulator fragment: d[j] is row 16w + g + 8((j%4)/2), column 8(j/4) + 2t + j%2.
+  const BiasActEpilogue<float, Out> ep{bias, has_bias, act, alpha};
+  const int lane = tid & 31, warp = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int j = 0; j < BN / 2; ++j) {
+    const int row = m0 + half * 64 + warp * 16 + g + 8 * ((j % 4) / 2);
+    const int col = n0 + 8 * (j / 4) + 2 * t + (j % 2);
+    if (row < M && col < N) c[static_cast<int64_t>(row) * N + col] = ep(acc[j], col);
+  }
+#endif
+}
+
+}  // namespace fc

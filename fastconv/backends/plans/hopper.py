@@ -1,0 +1,187 @@
+"""Launch plan of the sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA-staged operands, warp-specialized wgmma)
+and the host side of its TMA tensor maps. A mixin of KernelOps (plans/kernel_ops.py).
+
+The kernel takes each operand twice: as a pointer (what the emulator maps; the GPU does not read it) and as
+a 128-byte tensor map. On a GPU the map comes from the driver's cuTensorMapEncodeTiled (cuda-bindings); in
+the emulator from encode_tensor_map_emulated, which writes the fields csrc/hopper/sm90_primitives.h
+(EmuTensorMap) reads, naming the global tensor by the kernel parameter that carries it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...explain import note
+from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
+
+# Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
+WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
+WGMMA_BNS = (128, 256)
+
+
+def wgmma_shared_bytes(bn):
+    return WGMMA_STAGES * (WGMMA_BM + bn) * WGMMA_BK * 2 + 1024
+
+
+def wgmma_tile(bn):
+    return f"fc::WgmmaTile<{bn}, {WGMMA_STAGES}>"
+# Operand dtype -> C++ type; bfloat16 travels as uint16 raw bits.
+WGMMA_TYPES = {np.dtype(np.float16): "__half", np.dtype(np.uint16): "__nv_bfloat16"}
+# Below this many output tiles the 132 SMs of an H100 are mostly idle and the mma.sync kernel is as good.
+WGMMA_MIN_TILES = TARGET_BLOCKS
+
+# CUtensorMapSwizzle values (the kernel's maps use 128B).
+TMA_SWIZZLE_NONE, TMA_SWIZZLE_32B, TMA_SWIZZLE_64B, TMA_SWIZZLE_128B = 0, 1, 2, 3
+EMU_TENSOR_MAP_MAGIC = 0x4D544346
+# struct EmuTensorMap in csrc/hopper/sm90_primitives.h, padded to the 128 bytes of a CUtensorMap.
+EMU_TENSOR_MAP_DTYPE = np.dtype({
+    "names": ["magic", "param_index", "elem_bytes", "swizzle", "dims", "row_stride", "box", "base_offset"],
+    "formats": ["<u4", "<i4", "<u4", "<u4", ("<u8", 2), "<u8", ("<u4", 2), "<u8"],
+    "offsets": [0, 4, 8, 12, 16, 32, 40, 48], "itemsize": 128})
+
+
+def wgmma_kernel_names() -> list[str]:
+    """The GEMM instantiations csrc/hopper/kernel_list.inc registers (same order)."""
+    return [f"fc::gemm_wgmma<{wgmma_tile(bn)}, {t}, {o}>"
+            for bn in WGMMA_BNS for t in ("__nv_bfloat16", "__half") for o in ("float", t)]
+
+
+def _check_map(dims, row_stride, box, elem_bytes, swizzle):
+    """The driver's cuTensorMapEncodeTiled rules that apply to 2-D maps, as clear errors."""
+    if elem_bytes not in (1, 2, 4, 8):
+        raise ValueError(f"tensor map: element size {elem_bytes} bytes is not 1, 2, 4 or 8")
+    if any(d < 1 or d > 2**32 for d in dims):
+        raise ValueError(f"tensor map: dims {tuple(dims)} must be in [1, 2^32]")
+    if row_stride % 16 or row_stride >= 2**40:
+        raise ValueError(f"tensor map: row stride {row_stride} bytes must be a multiple of 16 below 2^40 "
+                         "(for 2-byte elements: the row length a multiple of 8)")
+    if any(b < 1 or b > 256 for b in box):
+        raise ValueError(f"tensor map: box {tuple(box)} must be in [1, 256] per dimension")
+    width = {TMA_SWIZZLE_NONE: 0, TMA_SWIZZLE_32B: 32, TMA_SWIZZLE_64B: 64, TMA_SWIZZLE_128B: 128}.get(swizzle)
+    if width is None:
+        raise ValueError(f"tensor map: swizzle {swizzle} is not a CUtensorMapSwizzle value 0..3")
+    if width and box[0] * elem_bytes > width:
+        raise ValueError(f"tensor map: inner box {box[0] * elem_bytes} bytes exceeds the {width}-byte swizzle")
+    if (box[0] * elem_bytes) % 16:
+        raise ValueError(f"tensor map: inner box {box[0] * elem_bytes} bytes is not a multiple of 16")
+
+
+def encode_tensor_map_emulated(param_index, elem_bytes, dims, row_stride, box, swizzle, base_offset=0):
+    """The 128 bytes the emulated TMA reads: a 2-D tiled map over kernel parameter `param_index`.
+    dims and box innermost first (elements); row_stride in bytes."""
+    _check_map(dims, row_stride, box, elem_bytes, swizzle)
+    m = np.zeros((), EMU_TENSOR_MAP_DTYPE)
+    m["magic"], m["param_index"], m["elem_bytes"], m["swizzle"] = EMU_TENSOR_MAP_MAGIC, param_index, elem_bytes, swizzle
+    m["dims"], m["row_stride"], m["box"], m["base_offset"] = dims, row_stride, box, base_offset
+    return m.tobytes()
+
+
+def encode_tensor_map_cuda(address, dtype, dims, row_stride, box, swizzle):
+    """cuTensorMapEncodeTiled through cuda-bindings (the driver must be present): the 128 map bytes."""
+    try:
+        from cuda.bindings import driver
+    except ImportError as e:   # pragma: no cover - GPU machines only
+        raise RuntimeError("the sm_90a GEMM needs cuda-bindings (pip install cuda-bindings) for its TMA maps") from e
+    elem_bytes = np.dtype(dtype).itemsize
+    _check_map(dims, row_stride, box, elem_bytes, swizzle)
+    dt = {np.dtype(np.float16): driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+          np.dtype(np.uint16): driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}[np.dtype(dtype)]
+    u64, u32 = driver.cuuint64_t, driver.cuuint32_t
+    try:
+        err, tmap = driver.cuTensorMapEncodeTiled(
+            dt, 2, address, [u64(int(d)) for d in dims], [u64(int(row_stride))], [u32(int(b)) for b in box], [u32(1), u32(1)],
+            driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE, driver.CUtensorMapSwizzle(swizzle),
+            driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+    except Exception as e:   # no driver library, or a binding error
+        raise RuntimeError(f"cuTensorMapEncodeTiled is unavailable here: {e}") from e
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"cuTensorMapEncodeTiled failed: {err}")
+    return np.array(tmap.opaque, "<u8").tobytes()
+
+
+def _as_struct(raw: bytes):
+    return np.frombuffer(raw, np.dtype((np.void, len(raw))))[0]
+
+
+class HopperPlans:
+    def _sm90_target(self):
+        """'emulator' on the CPU emulator, 'sm90' on a compute-capability 9.0 GPU, else None."""
+        if self.xp is np:
+            return "emulator"
+        try:
+            return "sm90" if str(self.xp.cuda.Device().compute_capability) == "90" else None
+        except Exception:   # pragma: no cover - no device
+            return None
+
+    def wgmma_applies(self, m, n, k, dtype):
+        """(True, why) when gemm_wgmma would run the sm_90a kernel for this problem, else (False, why not)."""
+        target = self._sm90_target()
+        if target is None:
+            return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
+        if target == "sm90" and not getattr(self, "builds_sm90a", False):
+            # The executor must compile csrc/hopper for sm_90a (not plain sm_90) and know its kernels:
+            # jit/native set builds_sm90a once wired (NVRTC -arch=sm_90a; the _C registry).
+            return False, "this backend does not build the sm_90a kernels yet"
+        if np.dtype(dtype) not in WGMMA_TYPES:
+            return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
+        if k % 8:
+            return False, f"K={k} is not a multiple of 8 (TMA row strides must be multiples of 16 bytes)"
+        if k == 0:
+            return False, "K=0"
+        if max(m, n, k) >= 2**31:
+            return False, "a dimension does not fit 32 bits"
+        tiles = ceil_div(m, WGMMA_BM) * ceil_div(n, 128)
+        if target == "sm90" and tiles < WGMMA_MIN_TILES:
+            return False, f"{tiles} output tiles of 128x128 are too few to fill the GPU"
+        return True, ("sm_90a wgmma GEMM (TMA, 4 stages, warp-specialized)" +
+                      (" in the emulator" if target == "emulator" else ""))
+
+    def gemm_wgmma(self, a, b, bias=None, activation=None, out_dtype=None, alpha=0.0):
+        """C = act(A @ B + bias) with the sm_90a wgmma kernel when it applies (wgmma_applies), otherwise
+        gemm_tensor_op (explain says why). A (M, K), B (K, N) row-major, float16 or uint16 (bfloat16 bits);
+        bias float32 (N,); C float32 (default) or the operand dtype. Tile 128 x 256 when N >= 256, else
+        128 x 128 (knob: force_wgmma_bn)."""
+        a, b = self._c(a), self._c(b)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+            raise ValueError(f"gemm_wgmma: A is {a.shape}, B is {b.shape}; expected (M, K) and (K, N)")
+        if b.dtype != a.dtype:
+            raise TypeError(f"gemm_wgmma: A is {a.dtype} but B is {b.dtype}")
+        out = np.dtype(np.float32 if out_dtype is None else out_dtype)
+        if out not in (np.dtype(np.float32), a.dtype):
+            raise TypeError(f"gemm_wgmma: output must be float32 or the operand type {a.dtype}, got {out}")
+        (m, kdim), n = a.shape, b.shape[1]
+        if bias is not None and tuple(bias.shape) != (n,):
+            raise ValueError(f"gemm_wgmma: bias has shape {tuple(bias.shape)}; expected ({n},), one per output column")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"gemm_wgmma: activation {activation!r} is not one of {sorted(map(str, ACTIVATIONS))}")
+        ok, why = self.wgmma_applies(m, n, kdim, a.dtype)
+        if ok and self._ptr(a) % 16:
+            ok, why = False, "A is not 16-byte aligned (a TMA global address must be)"
+        if not ok:
+            note("gemm_tensor_op (mma.sync) instead of the sm_90a wgmma GEMM: " + why)
+            return self.gemm_tensor_op(a, b, bias, activation, alpha, out_dtype)
+        note(why)
+        c = self.xp.empty((m, n), out)
+        if c.size == 0:
+            return c
+        # Bt (N, K): both operands K-major, which wgmma reads for every input type. One transposing
+        # copy of B; a weight can be kept in this layout to skip it.
+        bt = self._c(b.T)
+        ct = WGMMA_TYPES[a.dtype]
+        bn = getattr(self, "force_wgmma_bn", None) or (256 if n >= 256 else 128)
+        if bn not in WGMMA_BNS:
+            raise ValueError(f"force_wgmma_bn={bn}: the wgmma tiles have BN in {WGMMA_BNS}")
+        name = f"fc::gemm_wgmma<{wgmma_tile(bn)}, {ct}, {'float' if out == np.float32 else ct}>"
+        row = kdim * a.dtype.itemsize
+        if self._sm90_target() == "emulator":
+            map_a = encode_tensor_map_emulated(0, 2, (kdim, m), row, (WGMMA_BK, WGMMA_BM), TMA_SWIZZLE_128B)
+            map_b = encode_tensor_map_emulated(1, 2, (kdim, n), row, (WGMMA_BK, bn), TMA_SWIZZLE_128B)
+        else:   # pragma: no cover - GPU machines only
+            map_a = encode_tensor_map_cuda(self._ptr(a), a.dtype, (kdim, m), row, (WGMMA_BK, WGMMA_BM), TMA_SWIZZLE_128B)
+            map_b = encode_tensor_map_cuda(self._ptr(bt), a.dtype, (kdim, n), row, (WGMMA_BK, bn), TMA_SWIZZLE_128B)
+        bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
+        self._launch(name, (ceil_div(n, bn), ceil_div(m, WGMMA_BM)), (WGMMA_THREADS,),
+                     (a, bt, _as_struct(map_a), _as_struct(map_b), c, np.int32(m), np.int32(n), np.int32(kdim),
+                      bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)),
+                     shared_bytes=wgmma_shared_bytes(bn))
+        return c

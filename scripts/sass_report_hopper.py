@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""SASS report of the sm_90a kernels (csrc/hopper/): per kernel, how many HGMMA (wgmma), UTMALDG (TMA
+tensor loads), SYNCS (mbarrier operations) and LDL/STL (local memory: spills) instructions the sm_90a
+machine code holds, with its registers and stack frame.
+
+    python scripts/sass_report_hopper.py [--json out.json]
+
+A sibling of sass_report.py (the sm_80 tensor-core kernels): one translation unit instantiating every kernel
+of csrc/hopper/kernel_list.inc, nvcc -gencode=arch=compute_90a,code=sm_90a (-O3 --ftz=true, as the native
+build), `cuobjdump -sass` / `-res-usage`. Static counts: HGMMA = 0 means the matrix work left the tensor
+cores' warpgroup path; LDL/STL > 0 that the accumulators spilled. tests/kernels/test_hopper_build.py
+asserts both for the GEMMs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from cuda_tools import demangle, find_tool
+
+ROOT = Path(__file__).resolve().parents[1]
+CSRC = ROOT / "csrc"
+ARCH = "sm_90a"
+OPCODES = ("HGMMA", "UTMALDG", "SYNCS", "LDL", "STL")
+
+
+def translation_unit() -> str:
+    return ("#define FC_CAT2(a, b) a##b\n#define FC_CAT(a, b) FC_CAT2(a, b)\n"
+            "// taking the address instantiates the kernel\n"
+            "#define FC_EMU_KERNEL(name, ...) static const void* const FC_CAT(fc_instance_, __LINE__) = "
+            "reinterpret_cast<const void*>(&__VA_ARGS__);\n"
+            '#include "hopper/kernel_list.inc"\n')
+
+
+def compile_cubin(out_dir: Path, nvcc=None, arch=ARCH) -> Path:
+    nvcc = nvcc or find_tool("nvcc")
+    if nvcc is None:
+        raise FileNotFoundError("nvcc not found")
+    src = out_dir / "hopper_instances.cu"
+    src.write_text(translation_unit())
+    cubin = out_dir / f"hopper_{arch}.cubin"
+    cmd = [nvcc, "-std=c++17", "-O3", "--ftz=true", f"-I{CSRC}", f"-gencode=arch=compute_{arch[3:]},code={arch}", "-cubin",
+           str(src), "-o", str(cubin)]
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return cubin
+
+
+def sass_counts(cubin: Path, cuobjdump=None) -> list[dict]:
+    """One row per kernel: kernel, HGMMA, UTMALDG, SYNCS, LDL, STL, registers, stack."""
+    cuobjdump = cuobjdump or find_tool("cuobjdump")
+    if cuobjdump is None:
+        raise FileNotFoundError("cuobjdump not found (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(cuobjdump).parent), os.environ.get("PATH", "")]))
+    sass = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True, check=True, env=env).stdout
+    res = subprocess.run([cuobjdump, "-res-usage", str(cubin)], capture_output=True, text=True, check=True,
+                         env=env).stdout
+    usage = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"Function (\w+):\s*\n\s*REG:(\d+) STACK:(\d+)", res)}
+    rows, current = {}, None
+    for line in sass.splitlines():
+        m = re.match(r"\s*Function : (\w+)", line)
+        if m:
+            current = rows.setdefault(m.group(1), {op: 0 for op in OPCODES})
+            continue
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(?:\.|\s|;)", line)
+        if current is not None and m and m.group(1) in OPCODES:
+            current[m.group(1)] += 1
+    symbols = list(rows)
+    out = []
+    for sym, dem in zip(symbols, demangle(symbols)):
+        name = dem.split("(")[0]
+        name = name[5:] if name.startswith("void ") else name
+        regs, stack = usage.get(sym, (-1, -1))
+        out.append({"kernel": name, "arch": ARCH, **rows[sym], "registers": regs, "stack": stack, "symbol": sym})
+    return out
+
+
+def report(nvcc=None, cuobjdump=None) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        return sass_counts(compile_cubin(Path(tmp), nvcc), cuobjdump)
+
+
+def format_table(rows) -> str:
+    width = max([len(r["kernel"]) for r in rows] + [6])
+    head = (f"{'kernel':<{width}} {'HGMMA':>5} {'UTMALDG':>7} {'SYNCS':>5} {'LDL':>4} {'STL':>4} {'regs':>4} "
+            f"{'stack':>5}")
+    lines = [head, "-" * len(head)]
+    for r in sorted(rows, key=lambda r: r["kernel"]):
+        lines.append(f"{r['kernel']:<{width}} {r['HGMMA']:>5} {r['UTMALDG']:>7} {r['SYNCS']:>5} {r['LDL']:>4} "
+                     f"{r['STL']:>4} {r['registers']:>4} {r['stack']:>5}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="also write the rows to this file")
+    args = ap.parse_args(argv)
+    try:
+        rows = report()
+    except subprocess.CalledProcessError as exc:
+        print(f"{' '.join(exc.cmd)} failed:\n{exc.stdout}\n{exc.stderr}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    gemms = [r for r in rows if "gemm_wgmma" in r["kernel"]]
+    bad = [r for r in gemms if r["HGMMA"] == 0 or r["UTMALDG"] == 0 or r["LDL"] or r["STL"]]
+    print(f"\n{len(gemms)} GEMM builds, {len(bad)} without HGMMA/UTMALDG or with local-memory traffic")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
