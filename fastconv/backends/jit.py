@@ -59,21 +59,56 @@ def status() -> tuple[bool, str]:
     return True, "CuPy + NVRTC compile csrc/ at first use (cached by CuPy)"
 
 
+# The sm_90a kernels (csrc/hopper/: wgmma, setmaxnreg) exist only for the arch-specific target sm_90a,
+# while CuPy compiles for the device's plain sm_90. They are compiled by NVRTC directly (through
+# cuda-bindings, fastconv/nvrtc_check.py) into an sm_90a cubin that CuPy then loads.
+SM90A_KERNEL_PREFIXES = ("fc::gemm_wgmma<",)
+SM90A_HEADER = "hopper/gemm_wgmma.h"
+DEFAULT_SHARED_BYTES = 48 * 1024   # above this a kernel must opt in (cudaFuncAttributeMaxDynamicSharedMemorySize)
+
+
+def compile_sm90a(name: str):
+    """(cubin bytes, mangled name) of one csrc/hopper kernel instantiation, compiled for sm_90a."""
+    from .. import nvrtc_check
+    code = f"// fastconv kernel sources {source_hash()}\n#include \"{SM90A_HEADER}\"\n"
+    result = nvrtc_check.compile_source(code, arch="sm_90a", name_expressions=(name,))
+    return result.binary, result.lowered_names[name]
+
+
+def builds_sm90a() -> bool:
+    """Whether this installation can compile the sm_90a kernels (NVRTC through cuda-bindings)."""
+    from .. import nvrtc_check
+    return nvrtc_check.available()
+
+
 class _CupyExecutor:
     def __init__(self):
         import cupy
         self.cupy = cupy
         self.modules = {}
+        self.shared_optin = {}    # kernel -> dynamic shared memory it has been allowed
+        self.loaded = []
 
     def function(self, name):
         fn = self.modules.get(name)
         if fn is None:
-            module = self.cupy.RawModule(code=kernel_code(), options=NVRTC_OPTIONS, name_expressions=(name,))
-            fn = self.modules[name] = module.get_function(name)
+            if name.startswith(SM90A_KERNEL_PREFIXES):
+                cubin, mangled = compile_sm90a(name)
+                module = self.cupy.cuda.function.Module()
+                module.load(cubin)
+                fn = module.get_function(mangled)
+                self.loaded.append(module)     # a module must outlive its functions
+            else:
+                module = self.cupy.RawModule(code=kernel_code(), options=NVRTC_OPTIONS, name_expressions=(name,))
+                fn = module.get_function(name)
+            self.modules[name] = fn
         return fn
 
     def launch(self, kernel, grid, block, args, shared_bytes=0, keep_alive=None):
         fn = self.function(kernel)
+        if shared_bytes > max(DEFAULT_SHARED_BYTES, self.shared_optin.get(kernel, 0)):
+            fn.max_dynamic_shared_size_bytes = shared_bytes
+            self.shared_optin[kernel] = shared_bytes
         fn(tuple(grid), tuple(block), tuple(args), shared_mem=shared_bytes)
 
 
@@ -84,7 +119,9 @@ def _cupy_ptr(a):
 @functools.lru_cache(maxsize=None)
 def _ops() -> KernelOps:
     ex = _CupyExecutor()
-    return KernelOps(ex.cupy, ex.launch, _cupy_ptr)
+    ops = KernelOps(ex.cupy, ex.launch, _cupy_ptr)
+    ops.builds_sm90a = builds_sm90a()   # HopperPlans selects the wgmma GEMM only then (and on sm_90)
+    return ops
 
 
 def __getattr__(name):   # module-level op functions: jit.conv2d_fprop(...) etc.

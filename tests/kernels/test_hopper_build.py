@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import sass_report_hopper  # noqa: E402
+from fastconv import nvrtc_check  # noqa: E402
 from fastconv.backends.plans.hopper import wgmma_kernel_names  # noqa: E402
 
 
@@ -69,3 +70,13 @@ def test_plan_names_are_registered_in_the_emulator():
     if not emulator.available():
         pytest.skip("fastconv._emu is not built")
     assert set(wgmma_kernel_names()) <= set(emulator.kernels())
+
+
+@pytest.mark.skipif(not nvrtc_check.available(), reason="NVRTC (cuda-bindings) is not installed")
+def test_jit_compiles_every_wgmma_kernel_for_sm90a_and_resolves_its_mangled_name():
+    from fastconv.backends import jit
+    names = wgmma_kernel_names()
+    assert names and all(n.startswith(jit.SM90A_KERNEL_PREFIXES) for n in names)
+    cubin, mangled = jit.compile_sm90a(names[0])
+    assert cubin[:4] == b"\x7fELF" and mangled.startswith("_Z") and "gemm_wgmma" in mangled
+    assert jit.builds_sm90a()

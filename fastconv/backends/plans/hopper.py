@@ -119,9 +119,10 @@ class HopperPlans:
         if target is None:
             return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
         if target == "sm90" and not getattr(self, "builds_sm90a", False):
-            # The executor must compile csrc/hopper for sm_90a (not plain sm_90) and know its kernels:
-            # jit/native set builds_sm90a once wired (NVRTC -arch=sm_90a; the _C registry).
-            return False, "this backend does not build the sm_90a kernels yet"
+            # The executor must compile csrc/hopper for sm_90a (not plain sm_90): jit does, through NVRTC
+            # (jit.compile_sm90a, when cuda-bindings is installed); _C's registry does not hold them yet.
+            return False, ("this backend does not build the sm_90a kernels (native: not in _C's registry; "
+                           "jit: needs NVRTC through cuda-bindings)")
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
         if k % 8:
