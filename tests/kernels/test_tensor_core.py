@@ -90,6 +90,28 @@ def test_kernel_list_matches_plans():
     assert listed == tensor_op_kernel_names()
 
 
+def test_native_registry_holds_every_tensor_core_kernel():
+    """fastconv._C registers the tensor-core kernels (csrc/launch/kernel_list.inc, generated from
+    all_kernel_names()) in shards of their own, each with the alignment of one 16- or 4-byte cp.async;
+    the emulator's generated list leaves them out (it registers csrc/tensor_core/kernel_list.inc)."""
+    from fastconv.backends.jit import all_kernel_names
+    text = (ROOT / "csrc" / "launch" / "kernel_list.inc").read_text()
+    listed = re.findall(r"^FC_KERNEL_SHARD(\d+)\((\d+), (.*)\)$", text, re.M)
+    assert sorted(n for _, _, n in listed) == sorted(all_kernel_names())
+    tensor_op = [(int(shard), int(align), n) for shard, align, n in listed if n in set(tensor_op_kernel_names())]
+    assert [n for _, _, n in tensor_op] == tensor_op_kernel_names()
+    assert {shard for shard, _, _ in tensor_op} == {4, 5}
+    assert all(int(shard) < 4 for shard, _, n in listed if n not in set(tensor_op_kernel_names()))
+    for _, align, n in tensor_op:
+        vec = int(re.search(r"Tile\d+, (\d+)", n).group(1))
+        assert align == vec * (4 if "Tf32" in n else 2), n
+    emu = (ROOT / "csrc" / "launch" / "emu_kernel_list.inc").read_text()
+    assert "tensor_op" not in emu
+    for shard in (4, 5):
+        src = (ROOT / "csrc" / "launch" / f"kernels_shard{shard}.cu").read_text()
+        assert f"#define FC_KERNEL_SHARD{shard}(align, ...) FC_REGISTER(align, __VA_ARGS__)" in src
+
+
 # (M, N, K) one off tile multiples (64 x 64 CTA, BK 16 for tf32 / 32 for 16-bit) in every dimension.
 # "vec": K and N multiples of 16 bytes (16-byte cp.async); "narrow": not (4-byte cp.async).
 GEMM_SHAPES = {"tf32": {"vec": (65, 68, 36), "narrow": (63, 65, 17)},

@@ -56,3 +56,24 @@ def test_nvrtc_builds_tensor_core_kernels(arch):
         pytest.fail(f"NVRTC failed for {arch}:\n{exc}")
     missing = [n for n in names if not result.lowered_names.get(n)]
     assert not missing, f"names not lowered: {missing}"
+
+
+@pytest.mark.parametrize("name, good, bad", [
+    ("fc::conv2d_dgrad_tensor_op<fc::TensorOpF16Tile64, 8, __half>", "<f2", "<u2"),
+    ("fc::conv2d_dgrad_tensor_op<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>", "<u2", "<f2")])
+def test_native_binding_takes_half_as_float16_and_bf16_as_uint16(name, good, bad):
+    """fastconv._C's argument checks for 16-bit operands (no GPU): __half* takes float16 arrays and
+    __nv_bfloat16* uint16 raw bits (csrc/launch/register_kernels.cuh), the other is refused by name."""
+    _C = pytest.importorskip("fastconv._C")
+    if name not in _C.kernel_names():
+        pytest.skip("fastconv._C predates the tensor-core registry: rebuild it (python setup.py build_ext --inplace)")
+    from test_native_binding import FakeDeviceArray
+    pb = b"\0" * 64
+    ok, wrong = FakeDeviceArray((64,), good), FakeDeviceArray((64,), bad)
+    with pytest.raises(ValueError, match=f"needs elements of kind '{good[1]}' and 2 bytes, got typestr {bad}"):
+        _C.launch(name, (1,), (128,), [pb, wrong, ok, ok], 0, 0)
+    with pytest.raises(ValueError, match="16-byte aligned"):
+        _C.launch(name, (1,), (128,), [pb, FakeDeviceArray((64,), good, ptr=(1 << 20) + 4), ok, ok], 0, 0)
+    if _C.device_count() == 0:
+        with pytest.raises(RuntimeError, match="CUDA device|cuda"):
+            _C.launch(name, (1,), (128,), [pb, ok, ok, ok], 0, 0)

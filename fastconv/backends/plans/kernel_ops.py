@@ -19,7 +19,7 @@ from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MA
                      MULTI_TENSOR_WORDS, OPTIMIZER_CHUNK, TILES, argmax_dtype, ceil_div, choose_row_splits,
                      choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs, pool2d_problem, vector_width)
 from .fused import FusedPlans, fused_kernel_names
-from .tensor_op import TensorOpPlans
+from .tensor_op import TensorOpPlans, tensor_op_kernel_names
 
 
 def all_kernel_names() -> list[str]:
@@ -49,7 +49,7 @@ def all_kernel_names() -> list[str]:
             for k in ("softmax_xent_fprop_kernel", "softmax_xent_bprop_kernel", "cross_entropy_fprop_kernel",
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
-    return names
+    return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
 
 
 class KernelOps(FusedPlans, TensorOpPlans):
