@@ -180,29 +180,39 @@ struct RowMajorBGather {
 // kAColumnMajor: A is contiguous along m, not k (wgrad's activation, x^T). Its gather then works like
 // B's (rows k, moving per slice; columns m), its stage is [BK][BM + pad] and the f16/bf16 fragments
 // come from ldmatrix.trans, as B's do; the padding argument of kPadB applies unchanged (BM % 16 == 0).
-template <class Traits, int kVec, bool kAColumnMajor = false, class GatherA, class GatherB, class Epilogue>
+// kBColumnMajor: B is contiguous along k, not n (dgrad's filter, w^T), the mirror image: its gather works
+// like A's (rows n, columns k moving per slice), its stage is [BN][BK + kPadA] and its fragments come from
+// plain ldmatrix (tf32: 32-bit loads), conflict-free by kPadA's argument.
+template <class Traits, int kVec, bool kAColumnMajor = false, bool kBColumnMajor = false, class GatherA, class GatherB,
+          class Epilogue>
 FC_DEVICE void gemm_tensor_op_mainloop(const GatherA& ga, const GatherB& gb, int M, int N, int K, int m0, int n0,
                                        const Epilogue& epi) {
   using T = typename Traits::Element;
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kStages = Traits::kStages;
-  constexpr int kLdA = kAColumnMajor ? BM + Traits::kPadB : Traits::kLdA, kLdB = Traits::kLdB;
+  constexpr int kLdA = kAColumnMajor ? BM + Traits::kPadB : Traits::kLdA;
+  constexpr int kLdB = kBColumnMajor ? BK + Traits::kPadA : Traits::kLdB;
   constexpr int kStageElemsA = kAColumnMajor ? BK * kLdA : Traits::kStageElemsA;
+  constexpr int kStageElemsB = kBColumnMajor ? BN * kLdB : Traits::kStageElemsB;
   constexpr int kMmaM = Traits::kMmaM, kMmaN = Traits::kMmaN;
   static_assert(kVec * sizeof(T) == 4 || kVec * sizeof(T) == 8 || kVec * sizeof(T) == 16, "cp.async copies 4, 8 or 16 bytes");
   static_assert(!kAColumnMajor || (BM % 16 == 0 && (kLdA * sizeof(T)) % 16 == 0), "column-major A: padded rows as B's");
-  static_assert(kStages * (kStageElemsA + Traits::kStageElemsB) * sizeof(T) <= 48 * 1024, "static shared memory: 48 KiB");
+  static_assert(kStages * (kStageElemsA + kStageElemsB) * sizeof(T) <= 48 * 1024, "static shared memory: 48 KiB");
   __shared__ __align__(16) T smem_a[kStages][kStageElemsA];
-  __shared__ __align__(16) T smem_b[kStages][Traits::kStageElemsB];
+  __shared__ __align__(16) T smem_b[kStages][kStageElemsB];
 
   // A: rows m, columns k (or, column-major, rows k and columns m); B: rows k, columns n
   AsyncTileLoader<T, kAColumnMajor ? BK : BM, kAColumnMajor ? BM : BK, kLdA, Traits::kThreads, kVec, GatherA> load_a;
-  AsyncTileLoader<T, BK, BN, kLdB, Traits::kThreads, kVec, GatherB> load_b;
+  AsyncTileLoader<T, kBColumnMajor ? BN : BK, kBColumnMajor ? BK : BN, kLdB, Traits::kThreads, kVec, GatherB> load_b;
   if constexpr (kAColumnMajor) {
     load_a.init(ga, 0, m0);
   } else {
     load_a.init(ga, m0, 0);
   }
-  load_b.init(gb, 0, n0);
+  if constexpr (kBColumnMajor) {
+    load_b.init(gb, n0, 0);
+  } else {
+    load_b.init(gb, 0, n0);
+  }
 
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
   const int wm0 = (warp / Traits::kWarpsN) * Traits::WM, wn0 = (warp % Traits::kWarpsN) * Traits::WN;
@@ -256,8 +266,10 @@ FC_DEVICE void gemm_tensor_op_mainloop(const GatherA& ga, const GatherB& gb, int
 #pragma unroll
         for (int j = 0; j < kMmaN; ++j)
 #pragma unroll
-          for (int r = 0; r < 2; ++r)
-            b[j][r] = float_to_tf32(float(Bs[(kk + t + 4 * r) * kLdB + wn0 + j * 8 + g]));
+          for (int r = 0; r < 2; ++r) {
+            const int bk = kk + t + 4 * r, bn = wn0 + j * 8 + g;
+            b[j][r] = float_to_tf32(float(Bs[kBColumnMajor ? bn * kLdB + bk : bk * kLdB + bn]));
+          }
       } else {
         // A: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15); lane l addresses row l%16, k-half l/16.
         // Column-major A: .trans of the same four matrices, stored k-major; lane l addresses k row
@@ -271,10 +283,16 @@ FC_DEVICE void gemm_tensor_op_mainloop(const GatherA& ga, const GatherB& gb, int
           }
         }
         // B: .trans of (k 0-7 | 8-15) x (n block j | j+1); lane l addresses k row l%16, n block l/16.
+        // Column-major B: the same four matrices stored n-major, plain ldmatrix; lane l addresses n row
+        // l%8 of n block j + l/16, k half (l/8)%2.
 #pragma unroll
         for (int j = 0; j < kMmaN; j += 2) {
           uint32_t r[4];
-          ldmatrix_x4_trans(r, Bs + (kk + (lane & 15)) * kLdB + wn0 + (j + (lane >> 4)) * 8);
+          if constexpr (kBColumnMajor) {
+            ldmatrix_x4(r, Bs + (wn0 + (j + (lane >> 4)) * 8 + (lane & 7)) * kLdB + kk + 8 * ((lane >> 3) & 1));
+          } else {
+            ldmatrix_x4_trans(r, Bs + (kk + (lane & 15)) * kLdB + wn0 + (j + (lane >> 4)) * 8);
+          }
           b[j][0] = r[0];
           b[j][1] = r[1];
           b[j + 1][0] = r[2];

@@ -545,3 +545,33 @@ def test_conv2d_grads_reject_bad_arguments(rng):
         ops.conv2d_wgrad_tensor_op(x, dy.view(np.uint16), *args[1:])
     with pytest.raises(TypeError, match="float32 or the operand type"):
         ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:], out_dtype=np.float64)
+
+
+@pytest.mark.parametrize("alias", list(_traits()))
+def test_column_major_shared_layouts_are_conflict_free(alias):
+    """wgrad's column-major A ([BK][BM + 8], ldmatrix.trans / tf32 loads) and dgrad's column-major B
+    ([BN][BK + kPadA], plain ldmatrix / tf32 loads), as gemm_tensor_op_mainloop addresses them."""
+    size, bm, bn, bk, wm, wn, lda_row, _ = _traits()[alias]
+    lda, ldb = bm + 8, lda_row   # column-major A pads like B; column-major B like row-major A
+    requests = []
+    for wm0 in range(0, bm, wm):
+        for wn0 in range(0, bn, wn):
+            for kk in range(0, bk, 8 if size == 4 else 16):
+                if size == 4:
+                    for i in range(wm // 16):
+                        for r in range(4):
+                            requests.append([(kk + t + 4 * (r // 2)) * lda + wm0 + i * 16 + g + 8 * (r % 2)
+                                             for g in range(8) for t in range(4)])
+                    for j in range(wn // 8):
+                        for r in range(2):
+                            requests.append([(wn0 + j * 8 + g) * ldb + kk + t + 4 * r for g in range(8) for t in range(4)])
+                else:
+                    for i in range(wm // 16):
+                        for j in range(4):   # matrix j: k rows kk + 8(j/2) + r, m offset 8(j%2)
+                            rows = [(kk + (j // 2) * 8 + r) * lda + wm0 + i * 16 + (j % 2) * 8 for r in range(8)]
+                            requests.append([e * size // 4 + w for e in rows for w in range(4)])
+                    for jn in range(0, wn // 8, 2):
+                        for j in range(4):   # matrix j: n rows of block jn + j/2, k offset 8(j%2)
+                            rows = [(wn0 + (jn + j // 2) * 8 + r) * ldb + kk + (j % 2) * 8 for r in range(8)]
+                            requests.append([e * size // 4 + w for e in rows for w in range(4)])
+    assert _conflict_free(requests)

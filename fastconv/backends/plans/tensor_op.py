@@ -249,17 +249,15 @@ class TensorOpPlans:
             note("CUDA-core conv2d_dgrad (fp32) instead of tensor cores: " + "; ".join(reasons))
             dx = self.conv2d_dgrad(_widen(self.xp, dy), _widen(self.xp, w), x_shape, stride, padding, dilation, groups)
             return _narrow(self.xp, dx, out)
-        note("tensor-core implicit GEMM dgrad: groups == 1, C and K multiples of 16 bytes, pointers aligned; "
-             "the filter is transposed once to (R, S, K, C)")
+        note("tensor-core implicit GEMM dgrad: groups == 1, C and K multiples of 16 bytes, pointers aligned")
         dx = self.xp.empty((n, h, wd, c), out)
         if dx.size == 0:
             return dx
         if dy.size == 0 or w.size == 0:
             dx[...] = 0
             return dx
-        w_t = self._c(w.transpose(0, 1, 3, 2))   # B = w^T, contiguous along c
         bm, bn, threads = TENSOR_OP_TILES["Tile64"]
-        self._launch(name, (ceil_div(n * h * wd, bm), ceil_div(c, bn)), (threads,), (pb, dy, w_t, dx))
+        self._launch(name, (ceil_div(n * h * wd, bm), ceil_div(c, bn)), (threads,), (pb, dy, w, dx))
         return dx
 
     def conv2d_wgrad_tensor_op(self, x, dy, w_shape, stride, padding, dilation, groups):
