@@ -20,7 +20,10 @@
 //     make the fragment reads conflict-free (derivation at kPadA/kPadB below).
 //   * fragments: f16/bf16 A by ldmatrix.x4, B by ldmatrix.x4.trans (two n8 blocks at once); tf32 by
 //     32-bit shared loads in the mma layout (ldmatrix moves b16 pairs only), then cvt.rna.
-//   * epilogue: every lane hands its accumulators c0..c3 to the epilogue functor: epi(m, n, value).
+//   * epilogue: every lane hands its accumulators c0..c3 to the epilogue functor: epi(m, n, value);
+//     the kernels here store through csrc/epilogue/bias_residual_act.h (bias, residual, activation, cast).
+//   * either operand may instead be contiguous along k-for-B / m-for-A ("column-major", template flags
+//     of the main loop): conv2d_wgrad_tensor_op's x^T and conv2d_dgrad_tensor_op's filter.
 //
 // Versions: 1. mma.sync + ldmatrix + cp.async multi-stage, padded shared memory (this file).
 //           (next: wgmma + TMA for sm_90a, which needs its own emulation first)
