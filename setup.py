@@ -66,6 +66,10 @@ def cuda_gencode_flags():
     archs = [a.strip() for a in os.environ.get("FASTCONV_CUDA_ARCHS", "sm_80;sm_90a").split(";") if a.strip()]
     flags = []
     for a in archs + ["compute_90"]:
+        # _C registers the tensor-core kernels (mma.sync bf16, cp.async, ldmatrix): sm_80 and newer only
+        digits = a.split("_")[-1].rstrip("a")
+        if a.startswith(("sm_", "compute_")) and digits.isdigit() and int(digits) < 80:
+            raise ValueError(f"FASTCONV_CUDA_ARCHS: {a!r} is older than sm_80, which the tensor-core kernels need")
         if a.startswith("sm_"):
             flags.append(f"-gencode=arch=compute_{a[3:]},code={a}")
         elif a.startswith("compute_") and not a.endswith("a"):

@@ -3,7 +3,7 @@ saving, summary), the reference's operand rounding (backends/reference/rounding.
 values (ties, NaN, Inf, overflow, subnormals) and against an independent float64 model, and the kernels
 in the emulator (KernelOps routed to the tensor-core plans, plans/mixed_precision.py) against the
 reference under tf32 / bf16 / fp16: exact on small integers, toleranced on random floats, with the
-fallbacks (C % 8 != 0, odd GEMM sizes, no tensor-core dgrad/wgrad) named by fastconv.explain."""
+fallbacks (C % 8 != 0, odd GEMM sizes) named by fastconv.explain."""
 from __future__ import annotations
 
 import zlib
@@ -317,13 +317,9 @@ def test_emulated_conv_matches_the_reference(case, prec, rng):
     rep = fc.explain(lambda: ops.conv2d_dgrad(dy, w, x_shape, *args, precision=prec))
     assert_close_sums(rep.result, ref.conv2d_dgrad(dy, w, x_shape, *args, precision=prec),
                       ref.conv2d_dgrad(np.abs(dy), np.abs(w), x_shape, *args), f"{case} {prec} dgrad")
-    if not hasattr(ops, "conv2d_dgrad_tensor_op"):
-        assert "dgrad runs fp32: no tensor-core dgrad" in notes(rep)
     rep = fc.explain(lambda: ops.conv2d_wgrad(x, dy, w_shape, *args, precision=prec))
     assert_close_sums(rep.result, ref.conv2d_wgrad(x, dy, w_shape, *args, precision=prec),
                       ref.conv2d_wgrad(np.abs(x), np.abs(dy), w_shape, *args), f"{case} {prec} wgrad")
-    if not hasattr(ops, "conv2d_wgrad_tensor_op"):
-        assert "wgrad runs fp32: no tensor-core wgrad" in notes(rep)
 
 
 DENSE_CASES = {"even": (5, 24, 10), "odd_n": (4, 12, 7), "odd_k": (3, 9, 6)}   # M, K, N
@@ -392,34 +388,26 @@ def test_cast_kernels_match_the_rounding_oracle_bitwise(prec, rng):
 
 
 @needs_emu
-def test_dgrad_and_wgrad_use_the_tensor_core_plans_when_present(rng):
-    """plans/tensor_op.py gains conv2d_dgrad_tensor_op / conv2d_wgrad_tensor_op (another change): the
-    routing hands them the operands in the compute format and widens a 16-bit result."""
+@pytest.mark.parametrize("prec, tag", [("tf32", "Tf32"), ("bf16", "Bf16"), ("fp16", "F16")])
+def test_dgrad_and_wgrad_launch_the_tensor_core_kernels_and_match_the_reference(prec, tag, rng):
+    """Under a reduced policy, a conv's backward runs the tensor-core dgrad / wgrad kernels
+    (csrc/tensor_core/) on operands cast to the compute format, and matches the rounding oracle."""
     ops = emu_ops()
-    calls = []
-
-    def dgrad_tc(dy, w, x_shape, stride, padding, dilation, groups):
-        calls.append(("dgrad", dy.dtype, w.dtype))
-        return ops.conv2d_dgrad(ops._to_float32(dy), ops._to_float32(w), x_shape, stride, padding, dilation, groups)
-
-    def wgrad_tc(x, dy, w_shape, stride, padding, dilation, groups):
-        calls.append(("wgrad", x.dtype, dy.dtype))
-        dw = ops.conv2d_wgrad(ops._to_float32(x), ops._to_float32(dy), w_shape, stride, padding, dilation, groups)
-        return dw.astype(np.float16)   # a 16-bit result comes back as float32
-
-    ops.conv2d_dgrad_tensor_op, ops.conv2d_wgrad_tensor_op = dgrad_tc, wgrad_tc
     x = rng.standard_normal((1, 5, 5, 8)).astype(np.float32)
     w = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)
     dy = rng.standard_normal((1, 3, 3, 8)).astype(np.float32)
     args = ((1, 1), ((0, 0), (0, 0)), (1, 1), 1)
-    rep = fc.explain(lambda: ops.conv2d_dgrad(dy, w, x.shape, *args, precision="fp16"))
+    rep = fc.explain(lambda: ops.conv2d_dgrad(dy, w, x.shape, *args, precision=prec))
     assert "conv2d_dgrad on the tensor-core plan" in notes(rep)
-    assert_close_sums(rep.result, ref.conv2d_dgrad(dy, w, x.shape, *args, precision="fp16"),
+    assert any(k.startswith(f"fc::conv2d_dgrad_tensor_op<fc::TensorOp{tag}") for k in ops.executor.launched)
+    assert rep.result.dtype == np.float32
+    assert_close_sums(rep.result, ref.conv2d_dgrad(dy, w, x.shape, *args, precision=prec),
                       ref.conv2d_dgrad(np.abs(dy), np.abs(w), x.shape, *args), "dgrad")
-    dw = ops.conv2d_wgrad(x, dy, w.shape, *args, precision="bf16")
+    dw = ops.conv2d_wgrad(x, dy, w.shape, *args, precision=prec)
+    assert any(k.startswith(f"fc::conv2d_wgrad_tensor_op<fc::TensorOp{tag}") for k in ops.executor.launched)
     assert dw.dtype == np.float32
-    np.testing.assert_allclose(dw, ref.conv2d_wgrad(x, dy, w.shape, *args, precision="bf16"), rtol=2e-3, atol=2e-2)
-    assert calls == [("dgrad", np.float16, np.float16), ("wgrad", np.uint16, np.uint16)]
+    assert_close_sums(dw, ref.conv2d_wgrad(x, dy, w.shape, *args, precision=prec),
+                      ref.conv2d_wgrad(np.abs(x), np.abs(dy), w.shape, *args), "wgrad")
 
 
 def test_a_layer_fp32_override_beats_a_reduced_policy(rng):

@@ -4,4 +4,6 @@
 #define FC_KERNEL_SHARD1(align, ...) FC_REGISTER(align, __VA_ARGS__)
 #define FC_KERNEL_SHARD2(align, ...)
 #define FC_KERNEL_SHARD3(align, ...)
+#define FC_KERNEL_SHARD4(align, ...)
+#define FC_KERNEL_SHARD5(align, ...)
 #include "kernel_list.inc"

@@ -25,6 +25,15 @@ ParamInfo param_info() {
     p.cpp = std::is_floating_point<B>::value ? (sizeof(B) == 4 ? "float*" : "double*")
                                              : (std::string(p.pointee_kind == 'i' ? "int" : "uint") +
                                                 std::to_string(8 * sizeof(B)) + "_t*");
+    // The tensor-core operands: __half arrives as NumPy/CuPy float16 ('f', 2 bytes); __nv_bfloat16 as
+    // uint16 raw bits ('u', 2 bytes), since NumPy and CuPy have no bfloat16 (plans/tensor_op.py).
+    if constexpr (std::is_same<B, __half>::value) {
+      p.pointee_kind = 'f';
+      p.cpp = "__half*";
+    } else if constexpr (std::is_same<B, __nv_bfloat16>::value) {
+      p.pointee_kind = 'u';
+      p.cpp = "__nv_bfloat16*";
+    }
     if (p.pointee_const) p.cpp = "const " + p.cpp;
   } else if constexpr (std::is_floating_point<U>::value) {
     p.kind = ParamKind::kFloat;

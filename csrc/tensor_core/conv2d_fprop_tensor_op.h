@@ -8,7 +8,7 @@
 // vector never straddles two filter taps) and K % kVec == 0 (filter rows), 16-byte aligned x and w;
 // otherwise it falls back to the CUDA-core kernel (fastconv/backends/jit.py conv2d_fprop_tensor_op).
 // Padding taps and rows beyond N*P*Q are zero-filled by cp.async (src-size 0).
-// Versions: 1. conv2d_fprop_tensor_op: mma.sync + ldmatrix + cp.async pipeline, fused bias + activation.
+// Versions: 1. conv2d_fprop_tensor_op: mma.sync + ldmatrix + cp.async pipeline, fused bias + residual + activation.
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k conv
 #pragma once
 #include "../common/problem.h"
@@ -51,18 +51,20 @@ struct Conv2dFpropTensorOpActivationGather {
   }
 };
 
-// grid (ceil(N*P*Q / BM), ceil(K / BN)), block Traits::kThreads; bias (float) read only when has_bias.
+// grid (ceil(N*P*Q / BM), ceil(K / BN)), block Traits::kThreads; bias (float) read only when has_bias,
+// residual (Out, shaped as y) only when has_residual.
 template <class Traits, int kVec, class Out>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
 conv2d_fprop_tensor_op(Conv2dProblem pb, const typename Traits::Element* __restrict__ x,
                        const typename Traits::Element* __restrict__ w, Out* __restrict__ y,
-                       const float* __restrict__ bias, int has_bias, int act, float alpha) {
+                       const float* __restrict__ bias, int has_bias, int act, float alpha,
+                       const Out* __restrict__ residual, int has_residual) {
   using T = typename Traits::Element;
   const int M = pb.N * pb.P * pb.Q;
   const int k_total = pb.R * pb.S * pb.C;
   Conv2dFpropTensorOpActivationGather<T> ga{x, pb, M};
   RowMajorBGather<T> gb{w, pb.K, k_total, pb.K};
-  TensorOpStore<Out> out{y, pb.K, BiasActEpilogue<float, Out>{bias, has_bias, act, alpha}};
+  TensorOpStore<Out> out{y, pb.K, BiasResidualActEpilogue<Out>{bias, has_bias, residual, has_residual, act, alpha}};
   gemm_tensor_op_mainloop<Traits, kVec>(ga, gb, M, pb.K, k_total, int(blockIdx.x) * Traits::BM,
                                         int(blockIdx.y) * Traits::BN, out);
 }

@@ -20,7 +20,10 @@
 //     make the fragment reads conflict-free (derivation at kPadA/kPadB below).
 //   * fragments: f16/bf16 A by ldmatrix.x4, B by ldmatrix.x4.trans (two n8 blocks at once); tf32 by
 //     32-bit shared loads in the mma layout (ldmatrix moves b16 pairs only), then cvt.rna.
-//   * epilogue: every lane hands its accumulators c0..c3 to the epilogue functor: epi(m, n, value).
+//   * epilogue: every lane hands its accumulators c0..c3 to the epilogue functor: epi(m, n, value);
+//     the kernels here store through csrc/epilogue/bias_residual_act.h (bias, residual, activation, cast).
+//   * either operand may instead be contiguous along k-for-B / m-for-A ("column-major", template flags
+//     of the main loop): conv2d_wgrad_tensor_op's x^T and conv2d_dgrad_tensor_op's filter.
 //
 // Versions: 1. mma.sync + ldmatrix + cp.async multi-stage, padded shared memory (this file).
 //           (next: wgmma + TMA for sm_90a, which needs its own emulation first)
@@ -30,7 +33,7 @@
 #include "../common/cp_async.h"
 #include "../common/index.h"
 #include "../common/mma.h"
-#include "../epilogue/bias_act.h"
+#include "../epilogue/bias_residual_act.h"
 
 namespace fc {
 
@@ -177,21 +180,42 @@ struct RowMajorBGather {
 
 // The main loop, run by every thread of the CTA; ends by handing each valid C element to `epi` as
 // epi(m, n, value). ga: A (M x K), gb: B (K x N); m0, n0: the CTA's tile origin.
-template <class Traits, int kVec, class GatherA, class GatherB, class Epilogue>
+// kAColumnMajor: A is contiguous along m, not k (wgrad's activation, x^T). Its gather then works like
+// B's (rows k, moving per slice; columns m), its stage is [BK][BM + pad] and the f16/bf16 fragments
+// come from ldmatrix.trans, as B's do; the padding argument of kPadB applies unchanged (BM % 16 == 0).
+// kBColumnMajor: B is contiguous along k, not n (dgrad's filter, w^T), the mirror image: its gather works
+// like A's (rows n, columns k moving per slice), its stage is [BN][BK + kPadA] and its fragments come from
+// plain ldmatrix (tf32: 32-bit loads), conflict-free by kPadA's argument.
+template <class Traits, int kVec, bool kAColumnMajor = false, bool kBColumnMajor = false, class GatherA, class GatherB,
+          class Epilogue>
 FC_DEVICE void gemm_tensor_op_mainloop(const GatherA& ga, const GatherB& gb, int M, int N, int K, int m0, int n0,
                                        const Epilogue& epi) {
   using T = typename Traits::Element;
   constexpr int BM = Traits::BM, BN = Traits::BN, BK = Traits::BK, kStages = Traits::kStages;
-  constexpr int kLdA = Traits::kLdA, kLdB = Traits::kLdB;
+  constexpr int kLdA = kAColumnMajor ? BM + Traits::kPadB : Traits::kLdA;
+  constexpr int kLdB = kBColumnMajor ? BK + Traits::kPadA : Traits::kLdB;
+  constexpr int kStageElemsA = kAColumnMajor ? BK * kLdA : Traits::kStageElemsA;
+  constexpr int kStageElemsB = kBColumnMajor ? BN * kLdB : Traits::kStageElemsB;
   constexpr int kMmaM = Traits::kMmaM, kMmaN = Traits::kMmaN;
   static_assert(kVec * sizeof(T) == 4 || kVec * sizeof(T) == 8 || kVec * sizeof(T) == 16, "cp.async copies 4, 8 or 16 bytes");
-  __shared__ __align__(16) T smem_a[kStages][Traits::kStageElemsA];
-  __shared__ __align__(16) T smem_b[kStages][Traits::kStageElemsB];
+  static_assert(!kAColumnMajor || (BM % 16 == 0 && (kLdA * sizeof(T)) % 16 == 0), "column-major A: padded rows as B's");
+  static_assert(kStages * (kStageElemsA + kStageElemsB) * sizeof(T) <= 48 * 1024, "static shared memory: 48 KiB");
+  __shared__ __align__(16) T smem_a[kStages][kStageElemsA];
+  __shared__ __align__(16) T smem_b[kStages][kStageElemsB];
 
-  AsyncTileLoader<T, BM, BK, kLdA, Traits::kThreads, kVec, GatherA> load_a;   // rows m, columns k
-  AsyncTileLoader<T, BK, BN, kLdB, Traits::kThreads, kVec, GatherB> load_b;   // rows k, columns n
-  load_a.init(ga, m0, 0);
-  load_b.init(gb, 0, n0);
+  // A: rows m, columns k (or, column-major, rows k and columns m); B: rows k, columns n
+  AsyncTileLoader<T, kAColumnMajor ? BK : BM, kAColumnMajor ? BM : BK, kLdA, Traits::kThreads, kVec, GatherA> load_a;
+  AsyncTileLoader<T, kBColumnMajor ? BN : BK, kBColumnMajor ? BK : BN, kLdB, Traits::kThreads, kVec, GatherB> load_b;
+  if constexpr (kAColumnMajor) {
+    load_a.init(ga, 0, m0);
+  } else {
+    load_a.init(ga, m0, 0);
+  }
+  if constexpr (kBColumnMajor) {
+    load_b.init(gb, n0, 0);
+  } else {
+    load_b.init(gb, 0, n0);
+  }
 
   const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
   const int wm0 = (warp / Traits::kWarpsN) * Traits::WM, wn0 = (warp % Traits::kWarpsN) * Traits::WN;
@@ -238,23 +262,40 @@ FC_DEVICE void gemm_tensor_op_mainloop(const GatherA& ga, const GatherB& gb, int
 #pragma unroll
         for (int i = 0; i < kMmaM; ++i)
 #pragma unroll
-          for (int r = 0; r < 4; ++r)
-            a[i][r] = float_to_tf32(float(As[(wm0 + i * 16 + g + 8 * (r % 2)) * kLdA + kk + t + 4 * (r / 2)]));
+          for (int r = 0; r < 4; ++r) {
+            const int am = wm0 + i * 16 + g + 8 * (r % 2), ak = kk + t + 4 * (r / 2);
+            a[i][r] = float_to_tf32(float(As[kAColumnMajor ? ak * kLdA + am : am * kLdA + ak]));
+          }
 #pragma unroll
         for (int j = 0; j < kMmaN; ++j)
 #pragma unroll
-          for (int r = 0; r < 2; ++r)
-            b[j][r] = float_to_tf32(float(Bs[(kk + t + 4 * r) * kLdB + wn0 + j * 8 + g]));
+          for (int r = 0; r < 2; ++r) {
+            const int bk = kk + t + 4 * r, bn = wn0 + j * 8 + g;
+            b[j][r] = float_to_tf32(float(Bs[kBColumnMajor ? bn * kLdB + bk : bk * kLdB + bn]));
+          }
       } else {
         // A: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15); lane l addresses row l%16, k-half l/16.
+        // Column-major A: .trans of the same four matrices, stored k-major; lane l addresses k row
+        // (l%8) + 8(l/16), m half (l/8)%2, so matrix j = l/8 is (m half j%2, k half j/2) as above.
 #pragma unroll
-        for (int i = 0; i < kMmaM; ++i)
-          ldmatrix_x4(a[i], As + (wm0 + i * 16 + (lane & 15)) * kLdA + kk + (lane >> 4) * 8);
+        for (int i = 0; i < kMmaM; ++i) {
+          if constexpr (kAColumnMajor) {
+            ldmatrix_x4_trans(a[i], As + (kk + (lane & 7) + 8 * (lane >> 4)) * kLdA + wm0 + i * 16 + 8 * ((lane >> 3) & 1));
+          } else {
+            ldmatrix_x4(a[i], As + (wm0 + i * 16 + (lane & 15)) * kLdA + kk + (lane >> 4) * 8);
+          }
+        }
         // B: .trans of (k 0-7 | 8-15) x (n block j | j+1); lane l addresses k row l%16, n block l/16.
+        // Column-major B: the same four matrices stored n-major, plain ldmatrix; lane l addresses n row
+        // l%8 of n block j + l/16, k half (l/8)%2.
 #pragma unroll
         for (int j = 0; j < kMmaN; j += 2) {
           uint32_t r[4];
-          ldmatrix_x4_trans(r, Bs + (kk + (lane & 15)) * kLdB + wn0 + (j + (lane >> 4)) * 8);
+          if constexpr (kBColumnMajor) {
+            ldmatrix_x4(r, Bs + (wn0 + (j + (lane >> 4)) * 8 + (lane & 7)) * kLdB + kk + 8 * ((lane >> 3) & 1));
+          } else {
+            ldmatrix_x4_trans(r, Bs + (kk + (lane & 15)) * kLdB + wn0 + (j + (lane >> 4)) * 8);
+          }
           b[j][0] = r[0];
           b[j][1] = r[1];
           b[j + 1][0] = r[2];
@@ -285,26 +326,33 @@ FC_DEVICE void gemm_tensor_op_mainloop(const GatherA& ga, const GatherB& gb, int
 // Kernels declare __launch_bounds__(Traits::kThreads, 1): without the minimum-blocks argument ptxas
 // (CUDA 13.0, sm_90a) capped the 4-byte-copy and 128 x 128 kernels at 128 registers and spilled
 // (scripts/sass_report.py: LDL/STL 1-2 each); with it none spills, on sm_80 or sm_90a.
+// The store after the epilogue stage (csrc/epilogue/bias_residual_act.h): c[m * ldc + n], the residual
+// read at the same offset.
 template <class Out>
 struct TensorOpStore {
   Out* c;
   int ldc;
-  BiasActEpilogue<float, Out> stage;
-  FC_DEVICE void operator()(int m, int n, float acc) const { c[int64_t(m) * ldc + n] = stage(acc, n); }
+  BiasResidualActEpilogue<Out> stage;
+  FC_DEVICE void operator()(int m, int n, float acc) const {
+    const int64_t offset = int64_t(m) * ldc + n;
+    c[offset] = stage(acc, offset, n);
+  }
 };
 
-// C = act(A * B + bias). grid (ceil(M / BM), ceil(N / BN)), block Traits::kThreads.
+// C = act(A * B + bias + residual). grid (ceil(M / BM), ceil(N / BN)), block Traits::kThreads;
+// residual (Out, laid out as C) read only when has_residual.
 // Host checks (fastconv/backends/jit.py KernelOps.gemm_tensor_op): K, N, lda, ldb multiples of kVec,
 // A and B kVec * sizeof(Element)-byte aligned, every offset below 2^31.
 template <class Traits, int kVec, class Out>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
 gemm_tensor_op(int M, int N, int K, const typename Traits::Element* __restrict__ A, int lda,
                const typename Traits::Element* __restrict__ B, int ldb, Out* __restrict__ C, int ldc,
-               const float* __restrict__ bias, int has_bias, int act, float alpha) {
+               const float* __restrict__ bias, int has_bias, int act, float alpha, const Out* __restrict__ residual,
+               int has_residual) {
   using T = typename Traits::Element;
   RowMajorAGather<T> ga{A, lda, M, K};
   RowMajorBGather<T> gb{B, ldb, K, N};
-  TensorOpStore<Out> out{C, ldc, BiasActEpilogue<float, Out>{bias, has_bias, act, alpha}};
+  TensorOpStore<Out> out{C, ldc, BiasResidualActEpilogue<Out>{bias, has_bias, residual, has_residual, act, alpha}};
   gemm_tensor_op_mainloop<Traits, kVec>(ga, gb, M, N, K, int(blockIdx.x) * Traits::BM, int(blockIdx.y) * Traits::BN,
                                         out);
 }

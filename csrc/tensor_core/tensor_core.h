@@ -6,3 +6,5 @@
 #include "../common/platform.h"
 #include "gemm_tensor_op.h"
 #include "conv2d_fprop_tensor_op.h"
+#include "conv2d_dgrad_tensor_op.h"
+#include "conv2d_wgrad_tensor_op.h"

@@ -90,6 +90,28 @@ def test_kernel_list_matches_plans():
     assert listed == tensor_op_kernel_names()
 
 
+def test_native_registry_holds_every_tensor_core_kernel():
+    """fastconv._C registers the tensor-core kernels (csrc/launch/kernel_list.inc, generated from
+    all_kernel_names()) in shards of their own, each with the alignment of one 16- or 4-byte cp.async;
+    the emulator's generated list leaves them out (it registers csrc/tensor_core/kernel_list.inc)."""
+    from fastconv.backends.jit import all_kernel_names
+    text = (ROOT / "csrc" / "launch" / "kernel_list.inc").read_text()
+    listed = re.findall(r"^FC_KERNEL_SHARD(\d+)\((\d+), (.*)\)$", text, re.M)
+    assert sorted(n for _, _, n in listed) == sorted(all_kernel_names())
+    tensor_op = [(int(shard), int(align), n) for shard, align, n in listed if n in set(tensor_op_kernel_names())]
+    assert [n for _, _, n in tensor_op] == tensor_op_kernel_names()
+    assert {shard for shard, _, _ in tensor_op} == {4, 5}
+    assert all(int(shard) < 4 for shard, _, n in listed if n not in set(tensor_op_kernel_names()))
+    for _, align, n in tensor_op:
+        vec = int(re.search(r"Tile\d+, (\d+)", n).group(1))
+        assert align == vec * (4 if "Tf32" in n else 2), n
+    emu = (ROOT / "csrc" / "launch" / "emu_kernel_list.inc").read_text()
+    assert "tensor_op" not in emu
+    for shard in (4, 5):
+        src = (ROOT / "csrc" / "launch" / f"kernels_shard{shard}.cu").read_text()
+        assert f"#define FC_KERNEL_SHARD{shard}(align, ...) FC_REGISTER(align, __VA_ARGS__)" in src
+
+
 # (M, N, K) one off tile multiples (64 x 64 CTA, BK 16 for tf32 / 32 for 16-bit) in every dimension.
 # "vec": K and N multiples of 16 bytes (16-byte cp.async); "narrow": not (4-byte cp.async).
 GEMM_SHAPES = {"tf32": {"vec": (65, 68, 36), "narrow": (63, 65, 17)},
@@ -303,5 +325,253 @@ def test_padded_shared_layout_is_conflict_free(alias):
                     for jn in range(0, wn // 8, 2):
                         for j in range(4):
                             rows = [(kk + (j % 2) * 8 + r) * ldb + wn0 + (jn + j // 2) * 8 for r in range(8)]
+                            requests.append([e * size // 4 + w for e in rows for w in range(4)])
+    assert _conflict_free(requests)
+
+
+# ---- fused residual epilogue (y = act(acc + bias + residual), cast to the output type) -------------
+@pytest.mark.parametrize("prec, out", [("tf32", "float32"), ("f16", "operand"), ("bf16", "operand"),
+                                       ("bf16", "float32")])
+def test_gemm_residual_bias_relu_exact(prec, out, rng):
+    m, n, k = GEMM_SHAPES[prec]["vec"]
+    a = operand(rng.integers(-3, 4, (m, k)), prec)
+    b = operand(rng.integers(-3, 4, (k, n)), prec)
+    bias = rng.integers(-3, 4, (n,)).astype(np.float32)
+    residual = rng.integers(-20, 21, (m, n)).astype(np.float32)   # float32 in, read in the output dtype
+    out_dt = OPERAND[prec] if out == "operand" else None
+    got = tc_ops("reverse", poison=True).gemm_tensor_op(a, b, bias=bias, activation="relu", out_dtype=out_dt,
+                                                        residual=residual)
+    want = np.maximum(operand_value(a, prec) @ operand_value(b, prec) + bias + residual, 0)
+    if out == "operand":
+        want = operand_value(operand(want, prec), prec)
+    assert_same(out_value(got, out), want, exact=True, what=f"gemm_tensor_op {prec} residual -> {out}")
+
+
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_fprop_residual_leaky_relu_random(prec, rng):
+    args = TC_CONV["3x3s2_c16_k8"]
+    x, w = _conv_inputs(rng, "3x3s2_c16_k8", prec, ints=False)
+    y_plain = _conv_ref(x, w, prec, args)
+    bias = rng.standard_normal(y_plain.shape[-1]).astype(np.float32)
+    residual = operand(rng.standard_normal(y_plain.shape), prec)   # the operand dtype, as a skip tensor would be
+    for out in ("float32", "operand"):
+        ops = tc_ops("forward")
+        got = ops.conv2d_fprop_tensor_op(x, w, *args[2:], bias=bias, activation="leaky_relu", alpha=0.25,
+                                         out_dtype=OPERAND[prec] if out == "operand" else None, residual=residual)
+        assert "conv2d_fprop_tensor_op" in ops.launched[0]
+        v = y_plain + bias + operand_value(residual, prec)
+        want = np.where(v > 0, v, 0.25 * v)
+        err = rel_err(out_value(got, out), want)
+        assert err < TOLERANCE[prec], f"conv2d_fprop_tensor_op {prec} residual -> {out}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("prec", ["f16", "bf16"])
+def test_conv2d_fprop_residual_on_the_fallback_path(prec, rng):
+    """groups = 2: the CUDA-core kernel, then the residual and the activation in the fused order."""
+    args = conv_args("groups2_dil2_vec4")
+    x, w = _conv_inputs(rng, "groups2_dil2_vec4", prec, ints=True)
+    y_plain = _conv_ref(x, w, prec, args)
+    residual = rng.integers(-20, 21, y_plain.shape).astype(np.float32)
+    ops = tc_ops()
+    got = ops.conv2d_fprop_tensor_op(x, w, *args[2:], activation="relu", residual=residual)
+    assert all("tensor_op" not in n for n in ops.launched), ops.launched
+    assert_same(got, np.maximum(y_plain + residual, 0).astype(np.float32), exact=True, what=f"fallback residual {prec}")
+
+
+def test_residual_with_the_wrong_shape_is_rejected(rng):
+    a = np.ones((16, 16), np.float16)
+    with pytest.raises(ValueError, match=r"residual has shape \(16, 8\), expected the output's \(16, 16\)"):
+        tc_ops().gemm_tensor_op(a, a, residual=np.zeros((16, 8), np.float32))
+
+
+# ---- conv2d dgrad and wgrad ----------------------------------------------------------------------
+# C and K multiples of 8 (the 16-byte path of every operand type); partial tiles in M (N*H*W or R*S*C),
+# N (C or K, one over 64) and the reduction; strides 1 and 2 (with rows no window reads), asymmetric
+# padding larger than the stride, dilation.
+TC_GRAD = {
+    "k40_s2": conv_args("k40_s2"),
+    "3x3_same_c16_k24": ((2, 9, 7, 16), (3, 3, 16, 24), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+    "1x1s2_c72_k8": ((2, 7, 8, 72), (1, 1, 72, 8), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),
+    "5x5_pad_gt_stride_s1x2": ((1, 7, 6, 8), (5, 5, 8, 16), (1, 2), ((3, 1), (2, 3)), (1, 1), 1),
+    "3x3s2_dil2_c24_k8": ((2, 11, 12, 24), (3, 3, 24, 8), (2, 2), ((2, 2), (1, 2)), (2, 2), 1),
+}
+
+
+def _grad_inputs(rng, problem, prec, ints):
+    x_shape, w_shape, stride, pads, dil, groups = TC_GRAD[problem]
+    draw = (lambda s: rng.integers(-3, 4, s)) if ints else rng.standard_normal
+    y_shape = ref.conv2d_fprop(np.zeros(x_shape), np.zeros(w_shape), stride, pads, dil, groups).shape
+    return operand(draw(x_shape), prec), operand(draw(w_shape), prec), operand(draw(y_shape), prec)
+
+
+def _dgrad_ref(dy, w, prec, args):
+    x_shape, _, stride, pads, dil, groups = args
+    return ref.conv2d_dgrad(operand_value(dy, prec), operand_value(w, prec), x_shape, stride, pads, dil, groups)
+
+
+def _wgrad_ref(x, dy, prec, args):
+    _, w_shape, stride, pads, dil, groups = args
+    return ref.conv2d_wgrad(operand_value(x, prec), operand_value(dy, prec), w_shape, stride, pads, dil, groups)
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("problem", list(TC_GRAD))
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_dgrad_exact_small_integers(prec, problem, order, rng):
+    args = TC_GRAD[problem]
+    _, w, dy = _grad_inputs(rng, problem, prec, ints=True)
+    ops = tc_ops(order, poison=order == "reverse")
+    got = ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:])
+    assert ops.launched == [f"fc::conv2d_dgrad_tensor_op<fc::TensorOp{prec.capitalize()}Tile64, "
+                            f"{16 // np.dtype(OPERAND[prec]).itemsize}, float>"], ops.launched
+    assert got.dtype == np.float32 and got.shape == tuple(args[0])
+    assert_same(got, _dgrad_ref(dy, w, prec, args).astype(np.float32), exact=True,
+                what=f"conv2d_dgrad_tensor_op {prec} {problem} {order}")
+
+
+@pytest.mark.parametrize("prec", ["f16", "bf16"])
+def test_conv2d_dgrad_operand_type_output_exact(prec, rng):
+    args = TC_GRAD["3x3s2_dil2_c24_k8"]
+    _, w, dy = _grad_inputs(rng, "3x3s2_dil2_c24_k8", prec, ints=True)
+    ops = tc_ops("reverse", poison=True)
+    got = ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:], out_dtype=OPERAND[prec])
+    assert got.dtype == OPERAND[prec] and "conv2d_dgrad_tensor_op" in ops.launched[0]
+    want = operand_value(operand(_dgrad_ref(dy, w, prec, args), prec), prec)   # the one output rounding
+    assert_same(out_value(got, "operand"), want, exact=True, what=f"conv2d_dgrad_tensor_op {prec} -> operand")
+
+
+@pytest.mark.parametrize("problem", ["3x3_same_c16_k24", "5x5_pad_gt_stride_s1x2"])
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_dgrad_random_floats(prec, problem, rng):
+    args = TC_GRAD[problem]
+    _, w, dy = _grad_inputs(rng, problem, prec, ints=False)
+    want = _dgrad_ref(dy, w, prec, args)
+    for out in ("float32", "operand"):
+        got = tc_ops("random").conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:],
+                                                       out_dtype=OPERAND[prec] if out == "operand" else None)
+        err = rel_err(out_value(got, out), want)
+        assert err < TOLERANCE[prec], f"conv2d_dgrad_tensor_op {prec} {problem} -> {out}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("problem", list(TC_GRAD))
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_wgrad_exact_small_integers(prec, problem, order, rng):
+    args = TC_GRAD[problem]
+    x, _, dy = _grad_inputs(rng, problem, prec, ints=True)
+    ops = tc_ops(order, poison=order == "reverse")
+    ops.force_splits = 3 if order == "reverse" else None   # split-k (where N*P*Q has 3 slices) and not
+    got = ops.conv2d_wgrad_tensor_op(x, dy, *args[1:])
+    assert ops.launched[0] == (f"fc::conv2d_wgrad_tensor_op<fc::TensorOp{prec.capitalize()}Tile64, "
+                               f"{16 // np.dtype(OPERAND[prec]).itemsize}>"), ops.launched
+    assert got.dtype == np.float32 and got.shape == tuple(args[1])
+    assert_same(got, _wgrad_ref(x, dy, prec, args).astype(np.float32), exact=True,
+                what=f"conv2d_wgrad_tensor_op {prec} {problem} {order}")
+
+
+# N*P*Q = 4 * 16 * 16 = 1024: the default plan splits it (2 splits for 16-bit operands, 4 for tf32);
+# forced: 5 splits of 224 or 208 with a partial last one.
+SPLIT_PROBLEM = ((4, 16, 16, 8), (3, 3, 8, 16), (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+
+
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_wgrad_split_k_exact_and_bitwise_deterministic(prec, rng):
+    x_shape, w_shape, *rest = SPLIT_PROBLEM
+    x = operand(rng.integers(-3, 4, x_shape), prec)
+    dy = operand(rng.integers(-3, 4, (4, 16, 16, 16)), prec)
+    want = ref.conv2d_wgrad(operand_value(x, prec), operand_value(dy, prec), w_shape, *rest).astype(np.float32)
+    for force in (None, 5):
+        ops = tc_ops("forward")
+        ops.force_splits = force
+        got = ops.conv2d_wgrad_tensor_op(x, dy, w_shape, *rest)
+        assert ops.launched[-1] == "fc::split_k_reduce<float>", ops.launched   # more than one split ran
+        assert_same(got, want, exact=True, what=f"conv2d_wgrad_tensor_op {prec} splits={force}")
+    # random floats: every thread order gives the same bits (fixed split boundaries, fixed-order reduction)
+    x = operand(rng.standard_normal(x_shape), prec)
+    dy = operand(rng.standard_normal((4, 16, 16, 16)), prec)
+    runs = []
+    for order in ("forward", "reverse", "random"):
+        ops = tc_ops(order)
+        ops.force_splits = 5
+        runs.append(ops.conv2d_wgrad_tensor_op(x, dy, w_shape, *rest))
+    assert all(np.array_equal(r.view(np.uint32), runs[0].view(np.uint32)) for r in runs[1:])
+    want = ref.conv2d_wgrad(operand_value(x, prec), operand_value(dy, prec), w_shape, *rest)
+    err = rel_err(runs[0].astype(np.float64), want)
+    assert err < TOLERANCE[prec], f"conv2d_wgrad_tensor_op {prec} split-k: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("problem", ["3x3_same_c16_k24", "3x3s2_dil2_c24_k8"])
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_wgrad_random_floats(prec, problem, rng):
+    args = TC_GRAD[problem]
+    x, _, dy = _grad_inputs(rng, problem, prec, ints=False)
+    got = tc_ops("random").conv2d_wgrad_tensor_op(x, dy, *args[1:])
+    err = rel_err(got.astype(np.float64), _wgrad_ref(x, dy, prec, args))
+    assert err < TOLERANCE[prec], f"conv2d_wgrad_tensor_op {prec} {problem}: relative error {err:.3g}"
+
+
+@pytest.mark.parametrize("problem, why", [("groups2_dil2_vec4", "groups=2"), ("m33_k33", "K=33"),
+                                          ("7x7s2_same_c3", "C=3")])
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_conv2d_grads_fall_back_to_cuda_cores_and_say_why(prec, problem, why, rng):
+    import fastconv as fc
+    x_shape, w_shape, stride, pads, dil, groups = conv_args(problem)
+    x, w = _conv_inputs(rng, problem, prec, ints=True)
+    y_shape = _conv_ref(x, w, prec, conv_args(problem)).shape
+    dy = operand(rng.integers(-3, 4, y_shape), prec)
+    ops = tc_ops()
+    report = fc.explain(lambda: (ops.conv2d_dgrad_tensor_op(dy, w, x_shape, stride, pads, dil, groups),
+                                 ops.conv2d_wgrad_tensor_op(x, dy, w_shape, stride, pads, dil, groups)))
+    dx, dw = report.result
+    assert ops.launched and all("tensor_op" not in n for n in ops.launched), ops.launched
+    notes = [e.text for e in report.events if e.kind == "note"]
+    for op in ("conv2d_dgrad", "conv2d_wgrad"):
+        assert any(n.startswith(f"CUDA-core {op} (fp32) instead of tensor cores") and why in n for n in notes), notes
+    assert_same(dx, ref.conv2d_dgrad(operand_value(dy, prec), operand_value(w, prec), x_shape, stride, pads, dil,
+                                     groups).astype(np.float32), exact=True, what=f"dgrad fallback {prec} {problem}")
+    assert_same(dw, _wgrad_ref(x, dy, prec, (x_shape, w_shape, stride, pads, dil, groups)).astype(np.float32),
+                exact=True, what=f"wgrad fallback {prec} {problem}")
+
+
+def test_conv2d_grads_reject_bad_arguments(rng):
+    args = TC_GRAD["3x3_same_c16_k24"]
+    x, w, dy = _grad_inputs(rng, "3x3_same_c16_k24", "f16", ints=True)
+    ops = tc_ops()
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 9, 7, 16\), expected \(2, 9, 7, 24\)"):
+        ops.conv2d_dgrad_tensor_op(dy[..., :16], w, *args[:1], *args[2:])
+    with pytest.raises(TypeError, match="dy is float16 but w is float32"):
+        ops.conv2d_dgrad_tensor_op(dy, w.astype(np.float32), *args[:1], *args[2:])
+    with pytest.raises(TypeError, match="x is float16 but dy is uint16"):
+        ops.conv2d_wgrad_tensor_op(x, dy.view(np.uint16), *args[1:])
+    with pytest.raises(TypeError, match="float32 or the operand type"):
+        ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:], out_dtype=np.float64)
+
+
+@pytest.mark.parametrize("alias", list(_traits()))
+def test_column_major_shared_layouts_are_conflict_free(alias):
+    """wgrad's column-major A ([BK][BM + 8], ldmatrix.trans / tf32 loads) and dgrad's column-major B
+    ([BN][BK + kPadA], plain ldmatrix / tf32 loads), as gemm_tensor_op_mainloop addresses them."""
+    size, bm, bn, bk, wm, wn, lda_row, _ = _traits()[alias]
+    lda, ldb = bm + 8, lda_row   # column-major A pads like B; column-major B like row-major A
+    requests = []
+    for wm0 in range(0, bm, wm):
+        for wn0 in range(0, bn, wn):
+            for kk in range(0, bk, 8 if size == 4 else 16):
+                if size == 4:
+                    for i in range(wm // 16):
+                        for r in range(4):
+                            requests.append([(kk + t + 4 * (r // 2)) * lda + wm0 + i * 16 + g + 8 * (r % 2)
+                                             for g in range(8) for t in range(4)])
+                    for j in range(wn // 8):
+                        for r in range(2):
+                            requests.append([(wn0 + j * 8 + g) * ldb + kk + t + 4 * r for g in range(8) for t in range(4)])
+                else:
+                    for i in range(wm // 16):
+                        for j in range(4):   # matrix j: k rows kk + 8(j/2) + r, m offset 8(j%2)
+                            rows = [(kk + (j // 2) * 8 + r) * lda + wm0 + i * 16 + (j % 2) * 8 for r in range(8)]
+                            requests.append([e * size // 4 + w for e in rows for w in range(4)])
+                    for jn in range(0, wn // 8, 2):
+                        for j in range(4):   # matrix j: n rows of block jn + j/2, k offset 8(j%2)
+                            rows = [(wn0 + (jn + j // 2) * 8 + r) * ldb + kk + (j % 2) * 8 for r in range(8)]
                             requests.append([e * size // 4 + w for e in rows for w in range(4)])
     assert _conflict_free(requests)

@@ -22,7 +22,7 @@ from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MA
 from .fused import FusedPlans, fused_kernel_names
 from .hopper import HopperPlans
 from .mixed_precision import MixedPrecisionPlans, cast_kernel_names
-from .tensor_op import TensorOpPlans
+from .tensor_op import TensorOpPlans, tensor_op_kernel_names
 
 
 def all_kernel_names() -> list[str]:
@@ -53,7 +53,7 @@ def all_kernel_names() -> list[str]:
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
     names += cast_kernel_names()
-    return names
+    return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
 
 
 class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):

@@ -65,22 +65,14 @@ class MixedPrecisionPlans:
         return self._to_float32(y)
 
     def _conv2d_dgrad_reduced(self, dy, w, x_shape, stride, padding, dilation, groups, precision):
+        note(f"precision {precision}: conv2d_dgrad on the tensor-core plan, fp32 accumulation")
         dyc, wc = self._to_compute(dy, precision), self._to_compute(w, precision)
-        if hasattr(self, "conv2d_dgrad_tensor_op"):
-            note(f"precision {precision}: conv2d_dgrad on the tensor-core plan, fp32 accumulation")
-            return self._to_float32(self.conv2d_dgrad_tensor_op(dyc, wc, x_shape, stride, padding, dilation, groups))
-        note(f"dgrad runs fp32: no tensor-core dgrad (the CUDA-core kernel on {precision}-rounded operands)")
-        return self.conv2d_dgrad(self._to_float32(dyc), self._to_float32(wc), x_shape, stride, padding, dilation,
-                                 groups)
+        return self._to_float32(self.conv2d_dgrad_tensor_op(dyc, wc, x_shape, stride, padding, dilation, groups))
 
     def _conv2d_wgrad_reduced(self, x, dy, w_shape, stride, padding, dilation, groups, precision):
+        note(f"precision {precision}: conv2d_wgrad on the tensor-core plan, fp32 accumulation")
         xc, dyc = self._to_compute(x, precision), self._to_compute(dy, precision)
-        if hasattr(self, "conv2d_wgrad_tensor_op"):
-            note(f"precision {precision}: conv2d_wgrad on the tensor-core plan, fp32 accumulation")
-            return self._to_float32(self.conv2d_wgrad_tensor_op(xc, dyc, w_shape, stride, padding, dilation, groups))
-        note(f"wgrad runs fp32: no tensor-core wgrad (the CUDA-core kernel on {precision}-rounded operands)")
-        return self.conv2d_wgrad(self._to_float32(xc), self._to_float32(dyc), w_shape, stride, padding, dilation,
-                                 groups)
+        return self._to_float32(self.conv2d_wgrad_tensor_op(xc, dyc, w_shape, stride, padding, dilation, groups))
 
     # ---- dense -----------------------------------------------------------------------------------
     def _gemm_reduced(self, a, b, precision, bias=None, what="dense"):
