@@ -6,6 +6,7 @@ import fastconv as fc
 import fastconv.functional as F
 from fastconv import data
 from fastconv import layers as L
+from fastconv.tuning import TuningFileError
 
 x4 = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
 w4 = np.random.default_rng(1).random((3, 3, 3, 4), dtype=np.float32)
@@ -67,7 +68,34 @@ CASES = [
     ("set_weights count", lambda: _compiled().set_weights([np.ones(3)]), ValueError, r"set_weights expects 2 arrays, got 1"),
     ("backend override", lambda: _with_env("FASTCONV_BACKEND", "cudnn", lambda: F.relu(x4)), ValueError, r"FASTCONV_BACKEND must be one of \['native', 'jit', 'emulated', 'reference'\], got 'cudnn'"),
     ("device override", lambda: _with_env("FASTCONV_DEVICE", "gpu0", fc.default_device), ValueError, r"FASTCONV_DEVICE must be 'cpu' or 'cuda', got 'gpu0'"),
+    ("set_precision", lambda: fc.set_precision("fp8"), ValueError, r"precision must be one of \['fp32', 'tf32', 'bf16', 'fp16'\], got 'fp8'"),
+    ("precision override", lambda: _with_env("FASTCONV_PRECISION", "fp64", fc.get_precision), ValueError, r"FASTCONV_PRECISION must be one of .* got 'fp64'"),
+    ("Conv2D precision", lambda: L.Conv2D(4, 3, precision="int8"), ValueError, r"Conv2D 'conv2d.*' precision must be one of .* got 'int8'"),
+    ("Dense precision type", lambda: L.Dense(4, precision=16), ValueError, r"Dense 'dense.*' precision must be one of .* got 16"),
+    ("compile precision", lambda: _compiled().compile(optimizer="adam", loss="mse", precision="half"), ValueError, r"compile\(precision=...\) must be one of .* got 'half'"),
+    ("fit graph flag", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], graph="yes", verbose=0), TypeError, r"graph must be True, False or None .* got 'yes'"),
+    ("torch kernel backend", lambda: _torch().set_kernel_backend("cuda"), ValueError, r"set_kernel_backend: name must be one of \['reference', 'emulated'\] .* got 'cuda'"),
+    ("corrupt tuning file", lambda: _corrupt_tuning_file(), TuningFileError, r"tuning file .*bad.json is not valid JSON .* move it aside"),
 ]
+
+
+def _torch():
+    pytest.importorskip("torch")
+    import fastconv.torch as ft
+    return ft
+
+
+def _corrupt_tuning_file():
+    import tempfile
+    from pathlib import Path as P
+
+    from fastconv import tuning
+    path = P(tempfile.mkdtemp()) / "bad.json"
+    path.write_text("{not json")
+    try:
+        return _with_env("FASTCONV_TUNING_FILE", str(path), tuning.current)
+    finally:
+        assert path.read_text() == "{not json"   # a bad file is reported, never overwritten
 
 
 def _with_env(name, value, call):
@@ -88,6 +116,8 @@ def _with_env(name, value, call):
     (["train", "--lr", "-1"], "--lr must be positive"),
     (["train", "--dataset", "imagenet", "--quiet"], "dataset must be one of"),
     (["train", "--device", "tpu", "--quiet"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
+    (["train", "--precision", "fp8", "--quiet"], "invalid choice: 'fp8'"),
+    (["tune", "--suite", "resnet50", "--op", "fft"], "--op 'fft' is not one of ['dgrad', 'fprop', 'gemm', 'wgrad']"),
 ])
 def test_cli_reports_bad_arguments(argv, message, capsys):
     from fastconv.cli import main
