@@ -6,8 +6,8 @@
 #
 # Stages: environment; install in place (pip -e, builds fastconv._emu and, with nvcc, fastconv._C);
 # fastconv._C import (rebuilds in place to show the error if the install did not build it); the GPU
-# tests (pytest -m gpu); compute-sanitizer memcheck and racecheck over a small run of every fastconv
-# GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (convs,
+# tests (pytest -m gpu); compute-sanitizer memcheck, racecheck, synccheck and initcheck over a small
+# run of every fastconv GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (convs,
 # GEMMs and max-pools, the seed model's and ResNet-18's training steps, eager and CUDA graph); a tuning
 # run; a profile with its Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
 # Each stage has a timeout and the whole run a budget (GPU_CHECK_BUDGET seconds, default 450: under
@@ -127,6 +127,8 @@ stage pytest_gpu 90 '"$PY" -m pytest -m gpu -q -p no:cacheprovider tests; '"$PYT
 
 stage memcheck 45 'run_sanitizer memcheck'
 stage racecheck 45 'run_sanitizer racecheck'
+stage synccheck 30 'run_sanitizer synccheck'
+stage initcheck 30 'run_sanitizer initcheck'
 
 stage bench_conv 110 '"$PY" -m fastconv.bench --device gpu --suite resnet50,vgg16,mobilenet_v1 --op conv2d_fprop,conv2d_dgrad,conv2d_wgrad --dtype bf16,fp32 --batch 32 --baseline cudnn --repeats 15 --time-budget $((STAGE_T > 50 ? STAGE_T - 30 : 20)) --json "$WORK/bench-conv.json" --plot "$OUT/bench-conv.png"'
 
@@ -150,7 +152,7 @@ stage results 20 'files=$(ls "$WORK"/bench-conv.json "$WORK"/bench-gemm-pool.jso
 "$PY" -m fastconv.bench.results merge "$OUT" $files'
 
 if [ "$DRY" = 1 ]; then
-  echo "dry run: 13 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s)"
+  echo "dry run: 15 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s)"
   exit 0
 fi
 

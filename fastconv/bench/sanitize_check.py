@@ -1,4 +1,4 @@
-"""A small run of every fastconv GPU op for compute-sanitizer (memcheck, racecheck):
+"""A small run of every fastconv GPU op for compute-sanitizer (memcheck, racecheck, synccheck, initcheck):
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck --error-exitcode 99 \\
         python -m fastconv.bench.sanitize_check
@@ -23,7 +23,7 @@ SKIP = 3
 
 
 def problems(rng):
-    """(name, reference function, args) with NumPy float32 inputs; the GPU call gets CuPy copies."""
+    """(name, op, args, kwargs) with NumPy float32 inputs; the GPU call gets CuPy copies."""
     f = lambda *s: rng.standard_normal(s, dtype=np.float32)
     conv = [  # x shape, w shape, stride, padding, dilation, groups
         ((2, 9, 11, 3), (3, 3, 3, 5), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
@@ -37,17 +37,32 @@ def problems(rng):
         x, w = f(*xs), f(*ws)
         ys = conv2d_output_shape(xs, ws, st, pad, dil)
         dy = f(*ys)
-        out.append((f"conv2d_fprop {xs}x{ws} s{st} g{g}", "conv2d_fprop", (x, w, st, pad, dil, g)))
-        out.append((f"conv2d_dgrad {xs}x{ws} s{st} g{g}", "conv2d_dgrad", (dy, w, xs, st, pad, dil, g)))
-        out.append((f"conv2d_wgrad {xs}x{ws} s{st} g{g}", "conv2d_wgrad", (x, dy, ws, st, pad, dil, g)))
+        out.append((f"conv2d_fprop {xs}x{ws} s{st} g{g}", "conv2d_fprop", (x, w, st, pad, dil, g), {}))
+        out.append((f"conv2d_dgrad {xs}x{ws} s{st} g{g}", "conv2d_dgrad", (dy, w, xs, st, pad, dil, g), {}))
+        out.append((f"conv2d_wgrad {xs}x{ws} s{st} g{g}", "conv2d_wgrad", (x, dy, ws, st, pad, dil, g), {}))
     pools = [((2, 9, 9, 3), (3, 3), (2, 2), ((1, 1), (1, 1))), ((1, 8, 7, 5), (2, 2), (2, 2), ((0, 0), (0, 0)))]
     for xs, pool, st, pad in pools:
-        out.append((f"max_pool2d_fprop {xs} {pool}/{st}", "max_pool2d_fprop", (f(*xs), pool, st, pad)))
+        out.append((f"max_pool2d_fprop {xs} {pool}/{st}", "max_pool2d_fprop", (f(*xs), pool, st, pad), {}))
     for m, k, n in [(3, 37, 5), (17, 64, 33)]:
-        out.append((f"dense_fprop {m}x{k}x{n}", "dense_fprop", (f(m, k), f(k, n))))
-        out.append((f"dense_bprop {m}x{k}x{n}", "dense_bprop", (f(m, n), f(m, k), f(k, n))))
+        out.append((f"dense_fprop {m}x{k}x{n}", "dense_fprop", (f(m, k), f(k, n)), {}))
+        out.append((f"dense_bprop {m}x{k}x{n}", "dense_bprop", (f(m, n), f(m, k), f(k, n)), {}))
     x = f(5, 7, 3)
-    out.append(("relu_fprop", "relu_fprop", (x,)))
+    out.append(("relu_fprop", "relu_fprop", (x,), {}))
+    # the tensor-core kernels (csrc/tensor_core/, the cast kernels, and the sm_90a wgmma GEMM on an H100)
+    # through the precision routing; the reference rounds the operands alike (fp32 accumulation in both)
+    xs, ws, st, pad = (2, 9, 7, 16), (3, 3, 16, 24), (2, 2), ((1, 1), (0, 1))
+    x, w = f(*xs), f(*ws)
+    ys = conv2d_output_shape(xs, ws, st, pad, (1, 1))
+    dy = f(*ys)
+    for prec in ("tf32", "bf16", "fp16"):
+        kw = {"precision": prec}
+        out.append((f"conv2d_fprop {prec} {xs}x{ws}", "conv2d_fprop", (x, w, st, pad, (1, 1), 1), kw))
+        out.append((f"conv2d_dgrad {prec}", "conv2d_dgrad", (dy, w, xs, st, pad, (1, 1), 1), kw))
+        out.append((f"conv2d_wgrad {prec}", "conv2d_wgrad", (x, dy, ws, st, pad, (1, 1), 1), kw))
+        out.append((f"dense_fprop {prec} 33x40x24", "dense_fprop", (f(33, 40), f(40, 24)), kw))
+    # the fused conv + bias + ReLU + 2x2/2 max-pool forward (pooled output and its 1-byte argmax)
+    out.append(("conv2d_bias_relu_maxpool_fprop", "conv2d_bias_relu_maxpool_fprop",
+                (f(2, 10, 9, 4), f(3, 3, 4, 8), f(8), (1, 1), ((1, 1), (1, 1)), (1, 1), 1), {}))
     return out
 
 
@@ -66,28 +81,35 @@ def main(argv=None) -> int:
     except Exception as exc:
         print(f"SKIP: CuPy is not usable ({type(exc).__name__}: {exc})")
         return SKIP
-    from ..backends import backend_for, reference
+    from ..backends import backend_for
     try:
         mod = backend_for("cuda")
     except Exception as exc:
         print(f"SKIP: no fastconv GPU backend to check ({exc})")
         return SKIP
+    return check(mod, cupy.asarray, _host, cupy.cuda.runtime.deviceSynchronize)
+
+
+def check(mod, to_device, to_host, sync=lambda: None) -> int:
+    """Runs every problem on `mod`, compares with the reference, prints a line each; 0 or 1."""
+    from ..backends import reference
     rng = np.random.default_rng(1234)
     bad = 0
-    for name, op, args in problems(rng):
+    for name, op, args, kw in problems(rng):
+        tol = 1e-4 if not kw.get("precision") else 2e-3   # reduced formats: the sums' order differs
         fn = getattr(mod, op, None)
         if fn is None:
             print(f"  -    {name}: the GPU backend has no {op}")
             continue
-        dev_args = tuple(cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in args)
+        dev_args = tuple(to_device(a) if isinstance(a, np.ndarray) else a for a in args)
         try:
-            got = _host(fn(*dev_args))
-            cupy.cuda.runtime.deviceSynchronize()
+            got = to_host(fn(*dev_args, **kw))
+            sync()
         except Exception as exc:
             print(f"  FAIL {name}: {type(exc).__name__}: {exc}")
             bad += 1
             continue
-        want = getattr(reference, op)(*args)
+        want = getattr(reference, op)(*args, **kw)
         got_t, want_t = (got, want) if isinstance(want, tuple) else ((got,), (want,))
         errs = []
         for g, w in zip(got_t, want_t):
@@ -97,12 +119,11 @@ def main(argv=None) -> int:
             denom = np.linalg.norm(w) or 1.0
             errs.append(float("nan") if not np.all(np.isfinite(g)) else float(np.linalg.norm(g - w) / denom))
         worst = max(errs) if errs else 0.0
-        ok = worst == worst and worst < 1e-4
+        ok = worst == worst and worst < tol
         bad += not ok
         print(f"  {'ok  ' if ok else 'FAIL'} {name}: rel err {worst:.1e}")
     print(f"{'all ops matched the reference' if not bad else f'{bad} op(s) failed'}")
     return 1 if bad else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

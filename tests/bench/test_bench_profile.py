@@ -109,17 +109,23 @@ def test_sanitize_check_skips_without_a_gpu_backend():
     if torch_cuda_status()[0]:
         pytest.skip("a GPU is visible")
     assert sanitize_check.main() == sanitize_check.SKIP
-    names = [n for n, _, _ in sanitize_check.problems(np.random.default_rng(0))]
+    names = [n for n, _, _, _ in sanitize_check.problems(np.random.default_rng(0))]
     assert any("depthwise" in n or "g6" in n for n in names) and any("dense_bprop" in n for n in names)
 
 
-def test_sanitize_problems_run_on_the_reference():
-    """The tiny problems are valid: the reference runs each of them."""
-    from fastconv.backends import reference
+def test_sanitize_check_passes_through_the_emulated_kernels(capsys):
+    """The sanitizer run's problem list (tensor-core and fused kernels included) goes through the very
+    check the GPU run uses, on the emulated kernels: every op exists on a kernel backend, every problem
+    is valid, and the kernels match the reference within the check's tolerances."""
+    from fastconv.backends import emulated
     from fastconv.bench import sanitize_check
-    for name, op, args in sanitize_check.problems(np.random.default_rng(0)):
-        out = getattr(reference, op)(*args)
-        assert out is not None, name
+    if not emulated.status()[0]:
+        pytest.skip(emulated.status()[1])
+    assert sanitize_check.check(emulated, lambda a: a, lambda v: v) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "has no" not in out and "FAIL" not in out
+    assert out.count("  ok   ") == len(sanitize_check.problems(np.random.default_rng(0)))
+    assert "conv2d_wgrad bf16" in out and "conv2d_bias_relu_maxpool_fprop" in out
 
 
 def test_env_names_and_modes():
