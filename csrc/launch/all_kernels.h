@@ -17,4 +17,6 @@
 #include "../ops/batchnorm.h"
 #include "../ops/optimizer.h"
 #include "../fused/conv2d_bias_relu_maxpool.h"
+#include "../fused/conv2d_bias_relu_maxpool3x3.h"
+#include "../fused/batchnorm_relu.h"
 #include "../tensor_core/tensor_core.h"
