@@ -1,9 +1,9 @@
 """Fused ops, forward beside backward: conv2d + bias + ReLU + max-pool (2x2/2 'valid' or 3x3/2 any
 padding), and batch norm + ReLU.
 
-Numerically the unfused chain max_pool2d(relu(conv2d(x, w, b)), 2): on the reference backend the very
-same arrays (bitwise), on the kernels the same values up to the conv's summation order (exact on
-small integers). The forward never materializes the conv output; the backward turns the pooled
+Numerically the unfused chains max_pool2d(relu(conv2d(x, w, b)), ...) and relu(batch_norm(...)): on the
+reference backend the very same arrays (bitwise), on the kernels the same values up to summation
+order (the conv + pool exact on small integers). The forward never materializes the conv output; the backward turns the pooled
 gradient into the conv output gradient and the bias gradient in one pass (relu_maxpool_bprop), then
 runs the usual dgrad/wgrad on it.
 """

@@ -368,3 +368,36 @@ def test_batchnorm_relu_bprop_refuses_mismatched_shapes():
     x, c = np.ones((2, 3, 3, 4), np.float32), np.ones(4, np.float32)
     with pytest.raises(ValueError, match="dy \\(2, 3, 3, 3\\) and y \\(2, 3, 3, 4\\) must have x's shape"):
         ops.batchnorm_relu_bprop(x[..., :3], x, x, c, c, c)
+
+
+# ---- the same kernels on a GPU (native and jit builds; skipped without CuPy and a GPU) -------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["native", "jit"])
+@pytest.mark.parametrize("name", ["patches_13x23", "k40_s2", "same_s2_c3", "depthwise_x2"])
+def test_fused3x3_and_batchnorm_relu_on_gpu_match_reference(name, backend):
+    from test_gpu_backends import _OnDevice, _gpu_ops
+    dev = _OnDevice(_gpu_ops(backend), {})
+    rng = np.random.default_rng(5)
+    for ints in (True, False):   # small integers: every sum exact, even with FMA contraction
+        a, (x_shape, w_shape, stride, pads, dil, groups) = inputs(rng, name, ints, np.float32)
+        conv_shape = conv2d_output_shape(x_shape, w_shape, stride, pads, dil)
+        pool = pool3_args(name, conv_shape)
+        want = ref.conv2d_bias_relu_maxpool_fprop(a["x"], a["w"], a["b"], stride, pads, dil, groups, *pool)
+        got = dev.conv2d_bias_relu_maxpool_fprop(a["x"], a["w"], a["b"], stride, pads, dil, groups, *pool)
+        assert_same(got[0], want[0], ints, what=f"{backend} {name} y")
+        if ints:
+            assert_same(got[1], want[1], True, what=f"{backend} {name} argmax")
+        dy = data(rng, want[0].shape, ints, np.float32)
+        for g, w in zip(dev.relu_maxpool_bprop(dy, want[1], want[0], conv_shape, *pool),
+                        ref.relu_maxpool_bprop(dy, want[1], want[0], conv_shape, *pool)):
+            assert_same(g, w, ints, rtol=1e-5, atol=1e-5, what=f"{backend} {name} dz/db")
+    x = rng.standard_normal(conv_shape).astype(np.float32)
+    c = conv_shape[-1]
+    gamma, beta, dy = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32), \
+        rng.standard_normal(conv_shape).astype(np.float32)
+    want = ref.batchnorm_relu_fprop_train(x, gamma, beta, 1e-3)
+    for g, w in zip(dev.batchnorm_relu_fprop_train(x, gamma, beta, 1e-3), want):
+        assert_same(g, w, False, rtol=1e-4, atol=1e-4, what=f"{backend} batchnorm_relu fprop")
+    for g, w in zip(dev.batchnorm_relu_bprop(dy, want[0], x, gamma, want[1], want[2]),
+                    ref.batchnorm_relu_bprop(dy, want[0], x, gamma, want[1], want[2])):
+        assert_same(g, w, False, rtol=1e-4, atol=1e-4, what=f"{backend} batchnorm_relu bprop")

@@ -82,6 +82,12 @@ class FusedPlans:
             note("3x3/2 pool: TileMedium instead of TileLarge (a 128 x 128 conv patch exceeds static shared memory)")
         tp, tq = PATCH_3X3S2[tile]
         blocks = n * ceil_div(pp, tp) * ceil_div(qq, tq)
+        if index == "int" and blocks * bm > 2**31 - 1:   # GEMM rows count the patches' halo and padding too
+            tile, index = "TileMedium", "int64_t"
+            bm, bn, _, threads = TILES[tile]
+            tp, tq = PATCH_3X3S2[tile]
+            blocks = n * ceil_div(pp, tp) * ceil_div(qq, tq)
+            note("64-bit index arithmetic: the 3x3/2 patches' GEMM rows exceed 2^31 - 1")
         note(f"3x3/2 pool fused: each block pools {tp} x {tq} windows from a {2 * tp + 1} x {2 * tq + 1} conv "
              f"patch in shared memory ({bm / (4 * tp * tq):.2f}x the conv FLOPs)")
         self._launch(f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>",
