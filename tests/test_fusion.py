@@ -127,6 +127,18 @@ def test_plan_leaves_alone_what_must_not_fuse():
     assert fusion.plan(f) == []
 
 
+def test_explain_says_why_a_pool_or_batch_norm_was_not_fused():
+    m = fc.Sequential([Conv2D(2, 3, activation="relu", input_shape=(8, 8, 1)), MaxPooling2D(3, strides=1),
+                       BatchNormalization(), Flatten()])
+    inputs = fc.Input((8, 8, 1))
+    n = BatchNormalization()(inputs)
+    f = fc.Model(inputs, Add()([ReLU()(n), n]))
+    x = np.ones((1, 8, 8, 1), np.float32)
+    text = str(fc.explain(lambda: m.predict(x))) + str(fc.explain(lambda: f.predict(x)))
+    assert "the fused kernels take 2x2/2 'valid' or 3x3/2 pools, got pool_size (3, 3) strides (1, 1)" in text
+    assert "not fused: the batch norm output is read elsewhere" in text
+
+
 def test_switches_and_summary_marker():
     m = seed_model()
     text = m.summary(print_fn=None)

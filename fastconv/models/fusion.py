@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..explain import note
 from ..functional.fused import batch_norm_relu, conv2d_bias_relu_maxpool, fusable_pool
 from ..layers.conv import Conv2D
 from ..layers.core import Activation, ReLU
@@ -109,27 +110,38 @@ def _conv_relu_chain(node, readers, output):
     if not _is_relu(layer) or len(node.inputs) != 1:
         return None
     src = node.inputs[0]
-    if type(src.layer) is Conv2D and src.layer.activation is None and _private(src, readers, output):
-        return (src, node)
-    return None
+    if type(src.layer) is not Conv2D or src.layer.activation is not None:
+        return None
+    if not _private(src, readers, output):
+        note(f"{src.layer.name} + {layer.name} not fused: the conv output is read elsewhere")
+        return None
+    return (src, node)
 
 
 def _conv_relu_maxpool(node, readers, output):
     src = _single_input(node, MaxPooling2D)
-    if src is None or src.shape is None or not _private(src, readers, output):
-        return None   # someone else reads the conv output: it must be materialized
-    pool = node.layer
-    if not fusable_pool(pool.pool_size, pool.strides, pool.padding, tuple(src.shape[:2])):
+    chain = None if src is None else _conv_relu_chain(src, readers, output)
+    if chain is None:
         return None
-    chain = _conv_relu_chain(src, readers, output)
-    return None if chain is None else FusedGroup("conv2d_bias_relu_maxpool", (*chain, node))
+    pool = node.layer
+    if not _private(src, readers, output):
+        note(f"{pool.name} not fused with {src.layer.name}: its input is read elsewhere, so it must be materialized")
+        return None
+    if not fusable_pool(pool.pool_size, pool.strides, pool.padding, tuple(src.shape[:2])):
+        note(f"{pool.name} not fused with {src.layer.name}: the fused kernels take 2x2/2 'valid' or 3x3/2 pools, "
+             f"got pool_size {tuple(pool.pool_size)} strides {tuple(pool.strides)} padding {pool.padding!r}")
+        return None
+    return FusedGroup("conv2d_bias_relu_maxpool", (*chain, node))
 
 
 def _batch_norm_relu(node, readers, output):
     if not _is_relu(node.layer) or len(node.inputs) != 1:
         return None
     src = node.inputs[0]
-    if type(src.layer) is not BatchNormalization or not _private(src, readers, output):
+    if type(src.layer) is not BatchNormalization:
+        return None
+    if not _private(src, readers, output):
+        note(f"{src.layer.name} + {node.layer.name} not fused: the batch norm output is read elsewhere")
         return None
     return FusedGroup("batch_norm_relu", (src, node))
 
