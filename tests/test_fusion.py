@@ -236,6 +236,21 @@ def test_fused_3x3_pool_op_equals_unfused_chain(pool_padding, monkeypatch):
             np.testing.assert_array_equal(got, want)
 
 
+def test_fused_op_with_a_pool_the_kernels_do_not_take_runs_unfused_and_says_so(monkeypatch):
+    emulator = pytest.importorskip("fastconv.emulator")
+    if not emulator.available():
+        pytest.skip("fastconv._emu is not built")
+    monkeypatch.setenv("FASTCONV_BACKEND", "emulated")
+    rng = np.random.default_rng(6)
+    xs, ws, bs = (rng.integers(-2, 3, s).astype(np.float32) for s in ((1, 7, 7, 2), (2, 2, 2, 3), (3,)))
+    report = fc.explain(lambda: conv2d_bias_relu_maxpool(Tensor(xs), Tensor(ws), Tensor(bs), pool_size=3, strides=1))
+    assert "conv2d -> relu -> max_pool2d run unfused" in str(report)
+    assert not any("conv2d_bias_relu_maxpool" in k for k in report.kernels)
+    assert any("max_pool2d_fprop" in k for k in report.kernels)
+    want = max_pool2d(relu(conv2d(Tensor(xs), Tensor(ws), Tensor(bs))), 3, 1)
+    np.testing.assert_array_equal(report.result.numpy(), want.numpy())
+
+
 @pytest.mark.parametrize("training", [True, False], ids=["train", "infer"])
 def test_fused_batch_norm_relu_equals_unfused_chain(training, monkeypatch):
     """Values, gradients and running statistics: bitwise on the reference; float32 tolerance in the emulator."""

@@ -10,12 +10,15 @@ runs the usual dgrad/wgrad on it.
 from __future__ import annotations
 
 from .._checks import check_float, pair
+from ..explain import note
 from ..shapes import conv_output_hw, resolve_padding
 from ..tensor import Tensor
 from ..backends.plans.fused import fusable_pool_kind
 from ._util import backend, float_input
 from .batchnorm import _infer_backward
-from .conv2d import check_conv2d_args
+from .activations import relu
+from .conv2d import check_conv2d_args, conv2d
+from .pooling import max_pool2d
 
 
 def fusable_pool(pool_size, strides, padding, conv_hw) -> bool:
@@ -36,6 +39,10 @@ def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilatio
     conv_shape = (n, p, q, k)
     pool_pads = resolve_padding(pool_padding, (p, q), pool, pool_stride)
     conv_output_hw((p, q), pool, pool_stride, pool_pads, what="pool_size")
+    if fusable_pool_kind(pool, pool_stride, pool_pads) is None:
+        note(f"conv2d_bias_relu_maxpool: pool {pool} stride {pool_stride} padding {pool_pads} is not one the fused "
+             f"kernels take (2x2/2 'valid', 3x3/2 padding < 3): conv2d -> relu -> max_pool2d run unfused")
+        return max_pool2d(relu(conv2d(x, w, b, stride, pads, dilation, groups)), pool, pool_stride, pool_pads)
     B = backend(x)
     y, argmax = B.conv2d_bias_relu_maxpool_fprop(x.data, w.data, None if b is None else b.data, stride, pads,
                                                  dilation, groups, pool, pool_stride, pool_pads)
