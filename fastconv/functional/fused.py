@@ -3,9 +3,10 @@ padding), and batch norm + ReLU.
 
 Numerically the unfused chains max_pool2d(relu(conv2d(x, w, b)), ...) and relu(batch_norm(...)): on the
 reference backend the very same arrays (bitwise), on the kernels the same values up to summation
-order (the conv + pool exact on small integers). The forward never materializes the conv output; the backward turns the pooled
-gradient into the conv output gradient and the bias gradient in one pass (relu_maxpool_bprop), then
-runs the usual dgrad/wgrad on it.
+order (the conv + pool exact on small integers). The conv + pool forward never materializes the conv
+output; its backward turns the pooled gradient into the conv output gradient and the bias gradient in
+one pass (relu_maxpool_bprop), then runs the usual dgrad/wgrad on it. A pool the fused kernels do not
+take runs as the unfused chain (fastconv.explain says so).
 """
 from __future__ import annotations
 

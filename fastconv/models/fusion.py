@@ -80,11 +80,10 @@ class FusedGroup:
             return batch_norm_relu(x, bn.params.get("gamma", bn.state.get("gamma")),
                                    bn.params.get("beta", bn.state.get("beta")), bn.state["moving_mean"],
                                    bn.state["moving_variance"], training, bn.momentum, bn.epsilon)
-        conv = layers[0]
-        args = (x, conv.params["kernel"], conv.params.get("bias"), conv.strides, conv.padding, conv.dilation_rate,
-                conv.groups)
-        pool = layers[-1]
-        return conv2d_bias_relu_maxpool(*args, pool.pool_size, pool.strides, pool.padding)
+        conv, pool = layers[0], layers[-1]   # (conv, pool) or (conv, relu layer, pool)
+        return conv2d_bias_relu_maxpool(x, conv.params["kernel"], conv.params.get("bias"), conv.strides,
+                                        conv.padding, conv.dilation_rate, conv.groups, pool.pool_size, pool.strides,
+                                        pool.padding)
 
 
 def _is_relu(layer) -> bool:
