@@ -20,8 +20,7 @@
 // whole invalid windows only (M is a multiple of 4).
 // Versions: 1. conv2d_bias_relu_maxpool2x2_fprop: the shared CUDA-core main loop + a pooling epilogue.
 //           1. relu_maxpool2x2_bprop: one (32-channel x 8-window-row) block per (channel tile, split).
-//           Next: 3x3/2 (overlapping windows: a window no longer fits one thread's rows; needs a
-//           smem-staged epilogue over a (2*TP+1) x (2*TQ+1) conv tile).
+//           3x3/2 (overlapping windows): conv2d_bias_relu_maxpool3x3.h, a smem-staged conv patch.
 // Checked by: python -m pytest tests/kernels/test_fused_kernels.py -q  (emulator vs NumPy reference)
 #pragma once
 #include "../common/problem.h"

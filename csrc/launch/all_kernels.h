@@ -18,4 +18,6 @@
 #include "../ops/optimizer.h"
 #include "../ops/cast.h"
 #include "../fused/conv2d_bias_relu_maxpool.h"
+#include "../fused/conv2d_bias_relu_maxpool3x3.h"
+#include "../fused/batchnorm_relu.h"
 #include "../tensor_core/tensor_core.h"

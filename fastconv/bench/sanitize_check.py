@@ -63,6 +63,11 @@ def problems(rng):
     # the fused conv + bias + ReLU + 2x2/2 max-pool forward (pooled output and its 1-byte argmax)
     out.append(("conv2d_bias_relu_maxpool_fprop", "conv2d_bias_relu_maxpool_fprop",
                 (f(2, 10, 9, 4), f(3, 3, 4, 8), f(8), (1, 1), ((1, 1), (1, 1)), (1, 1), 1), {}))
+    # ... with the ResNet stem's 3x3/2 pool (padding 1): the conv patch pooled in shared memory
+    out.append(("conv2d_bias_relu_maxpool_fprop 3x3/2", "conv2d_bias_relu_maxpool_fprop",
+                (f(2, 11, 10, 4), f(3, 3, 4, 8), f(8), (1, 1), ((1, 1), (1, 1)), (1, 1), 1, (3, 3), (2, 2),
+                 ((1, 1), (1, 1))), {}))
+    out.append(("batchnorm_relu_fprop_train", "batchnorm_relu_fprop_train", (f(37, 5), f(5), f(5), 1e-3), {}))
     return out
 
 

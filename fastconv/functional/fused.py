@@ -1,49 +1,89 @@
-"""Fused conv2d + bias + ReLU + 2x2/2 max-pool, forward beside backward.
+"""Fused ops, forward beside backward: conv2d + bias + ReLU + max-pool (2x2/2 'valid' or 3x3/2 any
+padding), and batch norm + ReLU.
 
-Numerically the unfused chain max_pool2d(relu(conv2d(x, w, b)), 2): on the reference backend the very
-same arrays (bitwise), on the kernels the same values up to the conv's summation order (exact on
-small integers). The forward never materializes the conv output; the backward turns the pooled
-gradient into the conv output gradient and the bias gradient in one pass (relu_maxpool_bprop), then
-runs the usual dgrad/wgrad on it.
+Numerically the unfused chains max_pool2d(relu(conv2d(x, w, b)), ...) and relu(batch_norm(...)): on the
+reference backend the very same arrays (bitwise), on the kernels the same values up to summation
+order (the conv + pool exact on small integers). The conv + pool forward never materializes the conv
+output; its backward turns the pooled gradient into the conv output gradient and the bias gradient in
+one pass (relu_maxpool_bprop), then runs the usual dgrad/wgrad on it. A pool the fused kernels do not
+take runs as the unfused chain (fastconv.explain says so).
 """
 from __future__ import annotations
 
-from .._checks import pair
+from .._checks import check_float, pair
 from ..explain import note
-from ..shapes import conv_output_hw
+from ..shapes import conv_output_hw, resolve_padding
 from ..tensor import Tensor
-from ..backends.reference.fused import VALID
-from ._util import backend
+from ..backends.plans.fused import fusable_pool_kind
+from ._util import backend, float_input
+from .batchnorm import _infer_backward
 from .activations import relu
 from .conv2d import check_conv2d_args, conv2d, precision_kwargs
 from .pooling import max_pool2d
 
-FUSABLE_POOL = ((2, 2), (2, 2))   # (pool_size, strides) the kernels cover; 3x3/2 is next
+
+def fusable_pool(pool_size, strides, padding, conv_hw) -> bool:
+    """Whether csrc/fused/ covers this max-pool over a conv output of conv_hw (P, Q)."""
+    pool = pair(pool_size, "pool_size")
+    stride = pool if strides is None else pair(strides, "strides")
+    return fusable_pool_kind(pool, stride, resolve_padding(padding, conv_hw, pool, stride)) is not None
 
 
 def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilation=1, groups=1, pool_size=2,
-                             strides=None, precision=None) -> Tensor:
+                             strides=None, pool_padding="valid", precision=None) -> Tensor:
     pool = pair(pool_size, "pool_size")
     pool_stride = pool if strides is None else pair(strides, "strides")
     prec = precision_kwargs(precision)
     if prec:   # csrc/fused/ is fp32 only: run the chain it fuses, its conv on the tensor-core plan
         note(f"conv2d_bias_relu_maxpool unfused: precision {prec['precision']} and the fused kernel is fp32 only")
-        return max_pool2d(relu(conv2d(x, w, bias, stride, padding, dilation, groups, **prec)), pool, pool_stride)
+        return max_pool2d(relu(conv2d(x, w, bias, stride, padding, dilation, groups, **prec)), pool, pool_stride,
+                          pool_padding)
     x, w, b, stride, pads, dilation, groups = check_conv2d_args(x, w, bias, stride, padding, dilation, groups)
     n, h, wd, _ = x.shape
     r, s, _, k = w.shape
     p, q = conv_output_hw((h, wd), (r, s), stride, pads, dilation)
     conv_shape = (n, p, q, k)
-    conv_output_hw((p, q), pool, pool_stride, VALID, what="pool_size")
+    pool_pads = resolve_padding(pool_padding, (p, q), pool, pool_stride)
+    conv_output_hw((p, q), pool, pool_stride, pool_pads, what="pool_size")
+    if fusable_pool_kind(pool, pool_stride, pool_pads) is None:
+        note(f"conv2d_bias_relu_maxpool: pool {pool} stride {pool_stride} padding {pool_pads} is not one the fused "
+             f"kernels take (2x2/2 'valid', 3x3/2 padding < 3): conv2d -> relu -> max_pool2d run unfused")
+        return max_pool2d(relu(conv2d(x, w, b, stride, pads, dilation, groups)), pool, pool_stride, pool_pads)
     B = backend(x)
     y, argmax = B.conv2d_bias_relu_maxpool_fprop(x.data, w.data, None if b is None else b.data, stride, pads,
-                                                 dilation, groups, pool, pool_stride)
+                                                 dilation, groups, pool, pool_stride, pool_pads)
 
     def backward(g):
-        dz, db = B.relu_maxpool_bprop(g, argmax, y, conv_shape, pool, pool_stride)
+        dz, db = B.relu_maxpool_bprop(g, argmax, y, conv_shape, pool, pool_stride, pool_pads)
         dx = B.conv2d_dgrad(dz, w.data, x.shape, stride, pads, dilation, groups) if x.requires_grad else None
         dw = B.conv2d_wgrad(x.data, dz, w.shape, stride, pads, dilation, groups) if w.requires_grad else None
         return dx, dw, (db if b is not None and b.requires_grad else None)
 
     parents = (x, w) if b is None else (x, w, b)
     return Tensor.from_op(y, parents, backward)
+
+
+def batch_norm_relu(x, gamma, beta, running_mean, running_var, training: bool, momentum: float = 0.99,
+                    epsilon: float = 1e-3) -> Tensor:
+    """relu(batch_norm(...)) as one op (csrc/fused/batchnorm_relu.h): the normalize pass applies ReLU and
+    the backward folds the ReLU mask into batch norm's; running statistics update as batch_norm's."""
+    x, gamma, beta = float_input(x, "x"), float_input(gamma, "gamma"), float_input(beta, "beta")
+    channels = x.shape[-1]
+    for name, t in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
+        if tuple(t.shape) != (channels,):
+            raise ValueError(f"{name} must have shape ({channels},) to match x's last axis, got {tuple(t.shape)}")
+    epsilon = check_float(epsilon, "epsilon", 0.0, low_open=True)
+    B = backend(x)
+    if not training:
+        y = B.batchnorm_relu_fprop_infer(x.data, gamma.data, beta.data, running_mean.data, running_var.data, epsilon)
+        infer_bn = _infer_backward(x, gamma, running_mean, running_var, epsilon)
+        return Tensor.from_op(y, (x, gamma, beta), lambda g: infer_bn(B.relu_bprop(g, y)))
+    y, mean, invstd = B.batchnorm_relu_fprop_train(x.data, gamma.data, beta.data, epsilon)
+    var = 1.0 / (invstd * invstd) - epsilon
+    running_mean.data[...] = momentum * running_mean.data + (1 - momentum) * mean
+    running_var.data[...] = momentum * running_var.data + (1 - momentum) * var
+
+    def backward(g):
+        return B.batchnorm_relu_bprop(g, y, x.data, gamma.data, mean, invstd)
+
+    return Tensor.from_op(y, (x, gamma, beta), backward)

@@ -140,6 +140,7 @@ class Model(TrainingMixin):
         trainable = sum(t.size for t in self.trainable_weights)
         total = self.count_params()
         out += [g.describe() for g in fusion.plan(self)]   # e.g. "fused: conv2d (Conv2D) + ... -> op"
+        out += fusion.loss_lines(self)                      # softmax + cross-entropy from the logits
         out += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
                 f"Non-trainable params: {total - trainable:,}", line]
         text = "\n".join(out)

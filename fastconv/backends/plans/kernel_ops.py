@@ -586,5 +586,6 @@ REFERENCE_API = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "max_pool2d_fpr
                  "softmax_cross_entropy_bprop", "cross_entropy_fprop", "cross_entropy_bprop", "mse_fprop",
                  "mse_bprop")
 EXTRA_API = ("gemm", "bias_grad", "sgd_update", "adam_update")
-FUSED_API = ("conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop")   # reference/fused.py, csrc/fused/
+FUSED_API = ("conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop", "batchnorm_relu_fprop_train",
+             "batchnorm_relu_fprop_infer", "batchnorm_relu_bprop")   # reference/fused.py, csrc/fused/
 REFERENCE_API += FUSED_API

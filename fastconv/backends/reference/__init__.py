@@ -9,7 +9,8 @@ from .activation import (leaky_relu_bprop, leaky_relu_fprop, relu_bprop, relu_fp
 from .batchnorm import batchnorm_bprop, batchnorm_fprop_infer, batchnorm_fprop_train
 from .conv import conv2d_dgrad, conv2d_fprop, conv2d_wgrad, im2col
 from .dense import dense_bprop, dense_fprop
-from .fused import conv2d_bias_relu_maxpool_fprop, relu_maxpool_bprop
+from .fused import (batchnorm_relu_bprop, batchnorm_relu_fprop_infer, batchnorm_relu_fprop_train,
+                    conv2d_bias_relu_maxpool_fprop, relu_maxpool_bprop)
 from .dropout import dropout_bprop, dropout_fprop, dropout_mask, hash32
 from .loss import (cross_entropy_bprop, cross_entropy_fprop, mse_bprop, mse_fprop,
                    softmax_cross_entropy_bprop, softmax_cross_entropy_fprop)
@@ -26,4 +27,5 @@ __all__ = ["conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "im2col",
            "batchnorm_fprop_train", "batchnorm_fprop_infer", "batchnorm_bprop",
            "softmax_cross_entropy_fprop", "softmax_cross_entropy_bprop", "cross_entropy_fprop",
            "cross_entropy_bprop", "mse_fprop", "mse_bprop",
-           "conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop"]   # ops; round_* are helpers, not ops
+           "conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop", "batchnorm_relu_fprop_train",
+           "batchnorm_relu_fprop_infer", "batchnorm_relu_bprop"]   # ops; round_* are helpers, not ops
