@@ -23,11 +23,11 @@ import datetime
 import functools
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._atomic import atomic_open
 from .explain import active as explain_active, note
 
 ENV = "FASTCONV_TUNING_FILE"
@@ -178,30 +178,9 @@ def parse(text: str, where: str) -> dict:
 
 
 def atomic_write_text(path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder + fsync + rename: a reader (or
-    a crash at any point) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    folder = path.parent.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    """Write `text` to `path`, replacing it whole or not at all (fastconv/_atomic.py)."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
 
 
 # ---- lookup (what the launch plans call) -------------------------------------------------------

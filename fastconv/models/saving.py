@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from .. import layers as L
+from .._atomic import atomic_open
 from ..device import to_device
 from ..losses import LOSSES
 from ..metrics import get_metric
@@ -50,29 +50,9 @@ def model_config(model) -> dict:
 
 
 def atomic_savez(path, arrays: dict) -> None:
-    """np.savez to `path` through a temporary file + fsync + rename."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    """np.savez to `path`, replacing it whole or not at all (fastconv/_atomic.py)."""
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def model_arrays(model) -> dict:
