@@ -10,13 +10,13 @@ take runs as the unfused chain (fastconv.explain says so).
 """
 from __future__ import annotations
 
-from .._checks import check_float, pair
+from .._checks import pair
 from ..explain import note
 from ..shapes import conv_output_hw, resolve_padding
 from ..tensor import Tensor
 from ..backends.plans.fused import fusable_pool_kind
-from ._util import backend, float_input
-from .batchnorm import _infer_backward
+from ._util import backend
+from .batchnorm import _infer_backward, check_batch_norm_args, update_running_stats
 from .activations import relu
 from .conv2d import check_conv2d_args, conv2d, precision_kwargs
 from .pooling import max_pool2d
@@ -67,21 +67,14 @@ def batch_norm_relu(x, gamma, beta, running_mean, running_var, training: bool, m
                     epsilon: float = 1e-3) -> Tensor:
     """relu(batch_norm(...)) as one op (csrc/fused/batchnorm_relu.h): the normalize pass applies ReLU and
     the backward folds the ReLU mask into batch norm's; running statistics update as batch_norm's."""
-    x, gamma, beta = float_input(x, "x"), float_input(gamma, "gamma"), float_input(beta, "beta")
-    channels = x.shape[-1]
-    for name, t in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
-        if tuple(t.shape) != (channels,):
-            raise ValueError(f"{name} must have shape ({channels},) to match x's last axis, got {tuple(t.shape)}")
-    epsilon = check_float(epsilon, "epsilon", 0.0, low_open=True)
+    x, gamma, beta, epsilon = check_batch_norm_args(x, gamma, beta, running_mean, running_var, epsilon)
     B = backend(x)
     if not training:
         y = B.batchnorm_relu_fprop_infer(x.data, gamma.data, beta.data, running_mean.data, running_var.data, epsilon)
         infer_bn = _infer_backward(x, gamma, running_mean, running_var, epsilon)
         return Tensor.from_op(y, (x, gamma, beta), lambda g: infer_bn(B.relu_bprop(g, y)))
     y, mean, invstd = B.batchnorm_relu_fprop_train(x.data, gamma.data, beta.data, epsilon)
-    var = 1.0 / (invstd * invstd) - epsilon
-    running_mean.data[...] = momentum * running_mean.data + (1 - momentum) * mean
-    running_var.data[...] = momentum * running_var.data + (1 - momentum) * var
+    update_running_stats(running_mean, running_var, mean, invstd, epsilon, momentum)
 
     def backward(g):
         return B.batchnorm_relu_bprop(g, y, x.data, gamma.data, mean, invstd)
