@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from cuda_tools import demangle, find_tool
+from cuda_tools import demangle, find_tool, opcode_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
@@ -53,23 +51,7 @@ def compile_cubin(out_dir: Path, nvcc=None, arch=ARCH) -> Path:
 
 def sass_counts(cubin: Path, cuobjdump=None) -> list[dict]:
     """One row per kernel: kernel, HGMMA, UTMALDG, SYNCS, LDL, STL, registers, stack."""
-    cuobjdump = cuobjdump or find_tool("cuobjdump")
-    if cuobjdump is None:
-        raise FileNotFoundError("cuobjdump not found (pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm)")
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(cuobjdump).parent), os.environ.get("PATH", "")]))
-    sass = subprocess.run([cuobjdump, "-sass", str(cubin)], capture_output=True, text=True, check=True, env=env).stdout
-    res = subprocess.run([cuobjdump, "-res-usage", str(cubin)], capture_output=True, text=True, check=True,
-                         env=env).stdout
-    usage = {m[0]: (int(m[1]), int(m[2])) for m in re.findall(r"Function (\w+):\s*\n\s*REG:(\d+) STACK:(\d+)", res)}
-    rows, current = {}, None
-    for line in sass.splitlines():
-        m = re.match(r"\s*Function : (\w+)", line)
-        if m:
-            current = rows.setdefault(m.group(1), {op: 0 for op in OPCODES})
-            continue
-        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)(?:\.|\s|;)", line)
-        if current is not None and m and m.group(1) in OPCODES:
-            current[m.group(1)] += 1
+    rows, usage = opcode_counts(cubin, OPCODES, cuobjdump)
     symbols = list(rows)
     out = []
     for sym, dem in zip(symbols, demangle(symbols)):
