@@ -46,6 +46,18 @@ struct StepScalars {
 };
 static_assert(sizeof(StepScalars) == 3 * sizeof(double), "mirrored in Python as 3 float64 words");
 
+// Writes a step's scalars into the buffer the updates read: one thread, in stream order, so the host
+// sets them before a step or a graph replay with no host-to-device copy (a pageable copy may block
+// the host until the GPU catches up; a launch never does).
+__global__ void set_step_scalars(double* __restrict__ step_scalars, double lr, double adam_step, double adam_decay) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    StepScalars* s = reinterpret_cast<StepScalars*>(step_scalars);
+    s->lr = lr;
+    s->adam_step = adam_step;
+    s->adam_decay = adam_decay;
+  }
+}
+
 template <class T>
 FC_DEVICE int find_tensor(const MultiTensorEntry<T>* table, int num_tensors, int64_t chunk_id) {
   int lo = 0, hi = num_tensors - 1;

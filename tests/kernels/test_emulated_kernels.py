@@ -383,7 +383,8 @@ def test_multi_tensor_update_reads_each_steps_scalars_from_the_buffer(name, rng)
             opt_ref._update(w, g, sl, values)
         for dst, src in zip(live_grads, grads[t - 1]):
             dst[...] = src           # the graph's gradient buffers, rewritten in place by each replay
-        ops.set_step_scalars(buf, values)
+        ops.set_step_scalars(buf, values)   # the one-thread kernel begin_step launches
+        np.testing.assert_array_equal(buf, [values["lr"], values.get("adam_step", 0.0), values.get("adam_decay", 0.0)])
         opt_ref._update_all(ops, table, buf)
     assert len({float(opt_ref.learning_rate(t)) for t in range(3)}) == 3   # the schedule did change lr
     for g, w in zip(got, want):

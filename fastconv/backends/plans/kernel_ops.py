@@ -52,6 +52,7 @@ def all_kernel_names() -> list[str]:
             for k in ("softmax_xent_fprop_kernel", "softmax_xent_bprop_kernel", "cross_entropy_fprop_kernel",
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
+    names.append("fc::set_step_scalars")
     names += cast_kernel_names()
     return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
 
@@ -550,14 +551,10 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         return self.xp.zeros(len(STEP_SCALARS), np.float64)
 
     def set_step_scalars(self, buffer, values: dict):
-        """Copy {name: value} (names from STEP_SCALARS; missing ones 0) into the buffer, in stream order."""
-        self._write(buffer, np.array([float(values.get(k, 0.0)) for k in STEP_SCALARS], np.float64))
-
-    def _write(self, buffer, host):
-        if self.xp is np:
-            buffer[...] = host
-        else:
-            buffer.set(host)   # an async host-to-device copy on the current stream, ordered with the kernels
+        """Write {name: value} (names from STEP_SCALARS; missing ones 0) into the buffer, in stream
+        order, by a one-thread kernel (no host-to-device copy, so the host never waits)."""
+        self._launch("fc::set_step_scalars", (1,), (1,),
+                     (buffer,) + tuple(np.float64(values.get(k, 0.0)) for k in STEP_SCALARS))
 
     def multi_tensor_table(self, groups, table=None, upload=True):
         """The MultiTensorEntry table (csrc/ops/optimizer.h) of groups (param, grad, slot0[, slot1]),
@@ -587,7 +584,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         return table
 
     def upload_table(self, table):
-        self._write(table.device, table.words)
+        table.device[...] = self.xp.asarray(table.words)   # CuPy: staged through pinned memory, in stream order
 
     def _multi_launch(self, kernel, table, scalars, args):
         if table.num_tensors:
