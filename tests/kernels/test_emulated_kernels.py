@@ -391,6 +391,60 @@ def test_multi_tensor_update_reads_each_steps_scalars_from_the_buffer(name, rng)
         np.testing.assert_array_max_ulp(g, w, maxulp=2)
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_optimizer_gpu_path_replays_a_recorded_update(name, monkeypatch, rng):
+    """fastconv.optimizers' GPU branch on the emulator, with launches recorded instead of run while
+    `capturing()` (as a CUDA-graph capture does) and the recorded launch re-run per step after
+    begin_step: one eager step, then four replays with a schedule, against the NumPy reference."""
+    import types
+
+    from fastconv.schedules import CosineDecay, StepDecay
+    ops = emulated_ops()
+    real, recording, recorded = ops._launch, [False], []
+
+    def launch(kernel, grid, block, args, shared_bytes=0, **kw):
+        if recording[0]:
+            recorded.append((kernel, grid, block, args))
+        else:
+            real(kernel, grid, block, args, shared_bytes)
+    ops._launch = launch
+    monkeypatch.setattr(optimizers, "_cuda_backend", lambda: ops)
+    make = {"sgd": lambda: optimizers.SGD(StepDecay(0.1, 2, 0.5), momentum=0.9, nesterov=True, weight_decay=0.01),
+            "adam": lambda: optimizers.Adam(CosineDecay(0.01, 5, alpha=0.1), weight_decay=0.05)}[name]
+    shapes = [(66000,), (4, 3)]
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(5)]
+    dev = [types.SimpleNamespace(data=a.copy(), grad=None, device="cuda") for a in init]
+    cpu = [types.SimpleNamespace(data=a.copy(), grad=None, device="cpu") for a in init]
+    opt, opt_ref = make(), make()
+    for p, g in zip(dev, grads[0]):
+        p.grad = g.copy()
+    opt.step(dev)                                  # the eager warm-up step
+    static = [np.empty_like(a) for a in init]      # the capture's gradient buffers (new addresses)
+    for p, g in zip(dev, static):
+        p.grad = g
+    recording[0] = True
+    with opt.capturing():
+        opt.apply_update(dev)
+        assert opt._defer_upload == [opt._table]   # a new table (new grad addresses), not written yet
+    recording[0] = False
+    np.testing.assert_array_equal(opt._table.device, opt._table.words)   # uploaded after the capture
+    assert [k for k, *_ in recorded] == [f"fc::{name}_update_multi<float>"]
+    for step in grads[1:]:
+        for buf, g in zip(static, step):
+            buf[...] = g
+        opt.begin_step(dev)
+        for kernel, grid, block, args in recorded:
+            real(kernel, grid, block, args)
+    for step in grads:
+        for p, g in zip(cpu, step):
+            p.grad = g
+        opt_ref.step(cpu)
+    assert opt.iterations == opt_ref.iterations == 5
+    for a, b in zip(dev, cpu):
+        np.testing.assert_array_max_ulp(a.data, b.data, maxulp=2)
+
+
 def test_dropout_mask_reads_its_offset_from_device_memory():
     """The mask kernel takes the counter as a 0-d int64 array: the same array, rewritten between
     launches, gives the reference's masks of each offset, bit for bit."""
