@@ -3,6 +3,7 @@ which reason, the CPU path unchanged, the graph runner's bookkeeping (warm-up, c
 of the whole step with the optimizer update and dropout inside, per-step scalars written before each
 replay, eager partial batches, loss read-back) on a NumPy stand-in for CuPy, and graph vs eager on
 a GPU."""
+import re
 import sys
 import types
 import warnings
@@ -371,6 +372,14 @@ def test_dropout_counter_advances_in_place_through_the_reference_masks():
             counter = layer.state["offset"].data
         assert layer.state["offset"].data is counter and int(counter) == (k + 1) * x.size
         np.testing.assert_array_equal(y.data, x * ref.dropout_mask(x.shape, 0.35, 21, k * x.size))
+
+
+@pytest.mark.parametrize("offset, message", [(np.zeros((1,), np.int64), "0-d int64 array, got an array of shape (1,)"),
+                                             (np.zeros((), np.int32), "and dtype int32"), (-1, "offset")])
+def test_dropout_offset_is_checked(offset, message):
+    x = fc.Tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fc.functional.dropout(x, 0.5, 1, offset)
 
 
 def test_a_failed_capture_falls_back_to_eager_with_the_reason(fake_graph, monkeypatch):
