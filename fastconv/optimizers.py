@@ -76,7 +76,8 @@ class Optimizer:
     @contextlib.contextmanager
     def capturing(self, backend=None):
         """Around a CUDA-graph capture of apply_update: a table built inside is allocated there but
-        uploaded when the block ends, after the capture (a host-to-device copy cannot be captured)."""
+        uploaded when the block ends, after the capture (a capture cannot record a copy from pageable
+        host memory)."""
         self._defer_upload = []
         try:
             yield

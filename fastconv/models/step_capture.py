@@ -16,7 +16,7 @@ and replays it for every batch of that shape:
   (the schedule's learning rate for step t, Adam's bias-corrected step size) from a device buffer
   that `optimizer.begin_step` writes, in stream order, before each replay, and its table of
   parameter, gradient and slot addresses is resident (csrc/ops/optimizer.h; fastconv/optimizers.py);
-  the table is written after the capture, since a capture cannot hold a host-to-device copy;
+  the table is written after the capture (a capture cannot record a copy from pageable host memory);
 - Dropout's counter lives on the device: the mask kernel reads it and the graph advances it, so
   each replay draws the next mask of the eager sequence (fastconv/layers/core.py);
 - a weight, layer state or optimizer slot given a new array (e.g. restored slots) is captured again.
