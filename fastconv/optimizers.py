@@ -74,7 +74,7 @@ class Optimizer:
             self._update(p.data, p.grad, slots, self._scalars)
 
     @contextlib.contextmanager
-    def capturing(self, backend=None):
+    def capturing(self):
         """Around a CUDA-graph capture of apply_update: a table built inside is allocated there but
         uploaded when the block ends, after the capture (a capture cannot record a copy from pageable
         host memory)."""
@@ -84,7 +84,7 @@ class Optimizer:
         finally:
             pending, self._defer_upload = self._defer_upload, None
             for table in pending:
-                (backend or _cuda_backend()).upload_table(table)
+                _cuda_backend().upload_table(table)
 
     def step_scalars(self, lr, t) -> dict:
         """The scalars of step t (1-based) with learning rate lr, as the update uses them."""
