@@ -1,9 +1,16 @@
 """SGD (momentum, Nesterov, weight decay) and Adam (decoupled weight decay, as AdamW).
 
-The update arithmetic is elementwise on whole arrays; the GPU path replaces `_update` with one
-multi-tensor kernel launch.
+A step is two halves: `begin_step` advances the step count and computes the scalars that change
+from step to step (the learning rate of a schedule, Adam's bias-corrected step size) on the host,
+in float64, and `apply_update` updates every parameter with them. On the GPU the scalars go into a
+small device buffer (csrc/ops/optimizer.h StepScalars) and the update is one multi-tensor kernel
+launch over a table that stays on the device, so the launch holds no per-step value: a CUDA graph
+captures apply_update once and each replay, preceded by begin_step, uses that step's values
+(fastconv/models/step_capture.py). On the CPU the same split runs the NumPy reference update.
 """
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -21,6 +28,10 @@ class Optimizer:
         self.weight_decay = check_float(weight_decay, "weight_decay", 0.0)
         self.iterations = 0
         self.slots: list[dict[str, np.ndarray]] = []
+        self._scalars = {}            # this step's scalars on the host (step_scalars)
+        self._device_scalars = None   # the GPU's StepScalars buffer, made once, written every step
+        self._table = None            # the GPU's resident multi-tensor table (rebuilt when an address changes)
+        self._defer_upload = None     # while capturing: a table waiting for its upload (capturing())
 
     def current_learning_rate(self) -> float:
         lr = self.learning_rate
@@ -28,35 +39,76 @@ class Optimizer:
 
     def step(self, params) -> None:
         """Apply one update to every parameter that has a gradient."""
+        self.begin_step(params)
+        self.apply_update(params)
+
+    def begin_step(self, params) -> None:
+        """Advance one step: compute its scalars and write them where apply_update reads them (on
+        the GPU a device buffer, written in stream order, so no wait)."""
         if not self.slots:
             self.slots = [self._new_slots(p.data) for p in params]
         if len(self.slots) != len(params):
             raise ValueError(f"optimizer state holds {len(self.slots)} parameters but step() got {len(params)}")
-        lr = self.current_learning_rate()
+        self._scalars = self.step_scalars(self.current_learning_rate(), self.iterations + 1)
         self.iterations += 1
+        if params and params[0].device == "cuda":
+            B = _cuda_backend()
+            if self._device_scalars is None:
+                self._device_scalars = B.step_scalars()
+            B.set_step_scalars(self._device_scalars, self._scalars)
+
+    def apply_update(self, params) -> None:
+        """Update every parameter that has a gradient with the scalars of the last begin_step: on
+        the GPU one kernel launch that reads them from the device (so it may be graph-captured)."""
         live = [(p, slots) for p, slots in zip(params, self.slots) if p.grad is not None]
         if live and live[0][0].device == "cuda":  # every parameter in one multi-tensor kernel launch
-            from .backends import backend_for
-            self._update_all(backend_for("cuda"), [p.data for p, _ in live], [p.grad for p, _ in live],
-                             [slots for _, slots in live], lr)
+            B = _cuda_backend()
+            groups = [(p.data, p.grad) + self._slot_arrays(slots) for p, slots in live]
+            table = B.multi_tensor_table(groups, self._table, upload=self._defer_upload is None)
+            if self._defer_upload is not None and table is not self._table:
+                self._defer_upload.append(table)
+            self._table = table
+            self._update_all(B, table, self._device_scalars)
             return
         for p, slots in live:
-            self._update(p.data, p.grad, slots, lr)
+            self._update(p.data, p.grad, slots, self._scalars)
+
+    @contextlib.contextmanager
+    def capturing(self):
+        """Around a CUDA-graph capture of apply_update: a table built inside is allocated there but
+        uploaded when the block ends, after the capture (a capture cannot record a copy from pageable
+        host memory)."""
+        self._defer_upload = []
+        try:
+            yield
+        finally:
+            pending, self._defer_upload = self._defer_upload, None
+            for table in pending:
+                _cuda_backend().upload_table(table)
+
+    def step_scalars(self, lr, t) -> dict:
+        """The scalars of step t (1-based) with learning rate lr, as the update uses them."""
+        return {"lr": lr}
 
     def _new_slots(self, value) -> dict:
         return {}
 
-    def _update(self, value, grad, slots, lr) -> None:
+    def _slot_arrays(self, slots) -> tuple:
+        """The slot arrays in the kernel's table order (slot0, slot1)."""
+        return tuple(slots.values())
+
+    def _update(self, value, grad, slots, scalars) -> None:
         """The reference update of one parameter, in place (NumPy)."""
         raise NotImplementedError
 
-    def _update_all(self, backend, values, grads, slots, lr) -> None:
-        """The same update for every parameter at once, through the GPU backend's kernel."""
+    def _update_all(self, backend, table, scalars) -> None:
+        """The same update for every parameter of the table at once, through the GPU backend's kernel."""
         raise NotImplementedError
 
     # ---- saving ------------------------------------------------------------------------------
     def get_config(self) -> dict:
-        cfg = {k: v for k, v in vars(self).items() if k not in ("slots", "iterations", "learning_rate")}
+        cfg = {k: v for k, v in vars(self).items()
+               if k not in ("slots", "iterations", "learning_rate") and not k.startswith("_")}
         lr = self.learning_rate
         cfg["learning_rate"] = ({"schedule": type(lr).__name__, "config": lr.get_config()}
                                 if isinstance(lr, LearningRateSchedule) else lr)
@@ -96,11 +148,14 @@ class SGD(Optimizer):
     def _new_slots(self, value):
         return {"velocity": _zeros_like(value)} if self.momentum else {}
 
-    def _update_all(self, backend, values, grads, slots, lr):
-        backend.sgd_update(values, grads, [s.get("velocity") for s in slots], lr, self.momentum, self.nesterov,
-                           self.weight_decay)
+    def _slot_arrays(self, slots):
+        return (slots.get("velocity"),)
 
-    def _update(self, value, grad, slots, lr):
+    def _update_all(self, backend, table, scalars):
+        backend.sgd_update(table, scalars, self.momentum, self.nesterov, self.weight_decay)
+
+    def _update(self, value, grad, slots, scalars):
+        lr = scalars["lr"]
         if self.weight_decay:
             grad = grad + self.weight_decay * value  # L2 penalty folded into the gradient, as torch.optim.SGD
         if not self.momentum:
@@ -122,19 +177,27 @@ class Adam(Optimizer):
     def _new_slots(self, value):
         return {"m": _zeros_like(value), "v": _zeros_like(value)}
 
-    def _update_all(self, backend, values, grads, slots, lr):
-        backend.adam_update(values, grads, [s["m"] for s in slots], [s["v"] for s in slots], lr, self.beta_1,
-                            self.beta_2, self.epsilon, self.weight_decay, self.iterations)
+    def step_scalars(self, lr, t):
+        # adam_step is a float64 NumPy scalar (np.sqrt), so NumPy evaluates step * m / (...) in float64;
+        # the kernel reads it as a double for the same reason
+        return {"lr": lr, "adam_step": lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t),
+                "adam_decay": lr * self.weight_decay}
 
-    def _update(self, value, grad, slots, lr):
-        t = self.iterations
+    def _update_all(self, backend, table, scalars):
+        backend.adam_update(table, scalars, self.beta_1, self.beta_2, self.epsilon)
+
+    def _update(self, value, grad, slots, scalars):
         m, v = slots["m"], slots["v"]
         m += (1 - self.beta_1) * (grad - m)
         v += (1 - self.beta_2) * (grad * grad - v)
-        step = lr * np.sqrt(1 - self.beta_2 ** t) / (1 - self.beta_1 ** t)
         if self.weight_decay:
-            value -= lr * self.weight_decay * value  # decoupled (AdamW): not scaled by the moments
-        value -= step * m / (np.sqrt(v) + self.epsilon)
+            value -= scalars["adam_decay"] * value  # decoupled (AdamW): lr * wd, not scaled by the moments
+        value -= scalars["adam_step"] * m / (np.sqrt(v) + self.epsilon)
+
+
+def _cuda_backend():
+    from .backends import backend_for
+    return backend_for("cuda")
 
 
 def _zeros_like(value):

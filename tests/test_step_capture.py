@@ -1,6 +1,9 @@
 """fit's CUDA-graph step (fastconv/models/step_capture.py): which conditions refuse a graph and with
-which reason, the CPU path unchanged, the graph runner's bookkeeping (warm-up, capture once, replay,
-eager partial batches, loss read-back) on a NumPy stand-in for CuPy, and graph vs eager on a GPU."""
+which reason, the CPU path unchanged, the graph runner's bookkeeping (warm-up, capture once, replay
+of the whole step with the optimizer update and dropout inside, per-step scalars written before each
+replay, eager partial batches, loss read-back) on a NumPy stand-in for CuPy, and graph vs eager on
+a GPU."""
+import re
 import sys
 import types
 import warnings
@@ -13,7 +16,9 @@ from fastconv.device import cuda_available
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastconv.losses import Loss
 from fastconv.models import step_capture
-from fastconv.models.step_capture import CaptureDecision, GraphSteps, capture_decision, device_loss
+from fastconv.models.step_capture import CaptureDecision, GraphSteps, _captured_arrays, capture_decision, device_loss
+from fastconv.optimizers import SGD, Adam
+from fastconv.schedules import CosineDecay, StepDecay
 
 CUDA_OK = lambda: (True, "fake CuPy")  # noqa: E731
 
@@ -47,7 +52,7 @@ def test_cuda_model_with_supported_cupy_uses_a_graph_and_says_what_differs():
     d = capture_decision(_model(metrics=["accuracy"]), graph=None, device="cuda", support=CUDA_OK)
     assert d.use and not d.reasons
     text = str(d)
-    assert "CUDA graph replay" in text and "read back every" in text and "optimizer update runs eagerly" in text
+    assert "CUDA graph replay" in text and "read back every" in text and "optimizer update is in the graph" in text
     assert "metrics read each step's output" in text
 
 
@@ -56,15 +61,16 @@ def test_missing_stream_capture_is_the_reason():
     assert not d.use and d.reasons == ["CuPy 9 has no stream capture"]
 
 
-def test_dropout_refuses_naming_the_layer_and_the_rng_offset():
+def test_dropout_is_captured_and_the_decision_says_how():
     d = capture_decision(_model(dropout=0.3), device="cuda", support=CUDA_OK)
-    assert not d.use
-    assert any("Dropout layer 'drop'" in r and "RNG offset" in r for r in d.reasons), d.reasons
+    assert d.use and not d.reasons
+    assert "Dropout draws its masks from a device-side counter" in str(d)
 
 
-def test_every_reason_is_listed_not_just_the_first():
+def test_every_reason_is_listed_not_just_the_first(monkeypatch):
+    monkeypatch.setenv("FASTCONV_SYNC", "1")
     d = capture_decision(_model(dropout=0.3), graph=False, device="cuda", support=CUDA_OK)
-    assert len(d.reasons) == 2 and "graph=False" in d.reasons[0] and "Dropout" in d.reasons[1]
+    assert len(d.reasons) == 2 and "graph=False" in d.reasons[0] and "FASTCONV_SYNC" in d.reasons[1]
 
 
 def test_fastconv_sync_refuses(monkeypatch):
@@ -149,15 +155,15 @@ def test_device_loss_matches_the_models_loss_and_gradient(loss):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name,kwargs", [("seed", {}), ("lenet5", {}), ("vgg_small", {"dropout": 0.0}),
+@pytest.mark.parametrize("name,kwargs", [("seed", {}), ("lenet5", {}), ("vgg_small", {"dropout": 0.3}),
                                          ("resnet18", {"width": 4})])
 def test_the_captured_region_never_reads_back_to_the_host(name, kwargs, monkeypatch):
     """A host read inside the capture would break it on a GPU; here Tensor.numpy / item raise while
-    the graph's forward, loss and backward run (on the CPU) for the zoo models a graph can take."""
+    the graph's forward, loss, backward and optimizer update run (on the CPU) for the zoo models."""
     shape = (28, 28, 1) if name in ("seed", "lenet5") else (32, 32, 3)
     fc.set_seed(0)
     model = fc.models.ZOO[name](shape, 10, **kwargs)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=Adam(CosineDecay(0.01, 5)), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     assert capture_decision(model, device="cuda", support=CUDA_OK).use
     rng = np.random.default_rng(0)
     x, y = rng.random((2,) + shape, dtype=np.float32), rng.integers(0, 10, 2)
@@ -165,16 +171,24 @@ def test_the_captured_region_never_reads_back_to_the_host(name, kwargs, monkeypa
 
     def host_read(self, *a):
         raise AssertionError("a host read inside the captured step")
+    model.optimizer.begin_step(model.trainable_weights)   # outside the graph, before each replay
+    before = [w.copy() for w in model.get_weights()]
     monkeypatch.setattr(fc.Tensor, "numpy", host_read)
     monkeypatch.setattr(fc.Tensor, "item", host_read)
-    out, loss = GraphSteps._forward_backward(types.SimpleNamespace(model=model, x=x, y=y))
-    assert np.isfinite(loss.data) and all(p.grad is not None for p in model.trainable_weights)
+    runner = types.SimpleNamespace(model=model, x=x, y=y, cp=np, device_sum=np.zeros((), np.float64))
+    runner._forward_backward = lambda: GraphSteps._forward_backward(runner)
+    GraphSteps._captured_step(runner)
+    monkeypatch.undo()
+    assert np.isfinite(runner.device_sum) and all(p.grad is not None for p in model.trainable_weights)
+    changed = [not np.array_equal(a, b) for a, b in zip(model.get_weights(), before)]
+    assert sum(changed) > len(model.trainable_weights) // 2   # the update ran inside the region
 
 
 # ---- the graph runner on a NumPy stand-in for CuPy -------------------------------------------------
 class _FakeGraph:
-    """Replays what the capture recorded: forward/backward on the static buffers, grads and output
-    written into the captured arrays, the loss added to the device sum."""
+    """Replays what the capture recorded (GraphSteps._captured_step): forward/backward on the static
+    buffers, the loss added to the device sum, the optimizer update with the scalars the last
+    begin_step wrote, dropout counters advanced; grads and output written into the captured arrays."""
 
     def __init__(self, runner):
         self.runner, self.launches = runner, 0
@@ -184,11 +198,10 @@ class _FakeGraph:
         params = r.model.trainable_weights
         for p in params:      # a real replay writes the captured arrays; NumPy's autograd would add to them
             p.grad = None
-        out, loss = r._forward_backward()
+        out = r._captured_step()
         for saved, p in zip(r.grads, params):
             np.copyto(saved, p.grad)
         np.copyto(r.out.data, out.data)
-        r.device_sum += loss.data.astype(np.float64) * len(r.y)
         self.launches += 1
 
 
@@ -209,13 +222,15 @@ def _fake_cupy(runners):
         def __exit__(self, *exc):
             return False
 
-        def begin_capture(self):   # NumPy runs the ops now; a real capture runs nothing: undo its sum
-            self.saved_sum = runners[-1].device_sum.copy()
-            runners[-1].x[...] = 0     # and the static input is not loaded yet
+        def begin_capture(self):   # NumPy runs the ops now; a real capture runs nothing: undo its sum,
+            r = runners[-1]        # its update of weights and slots and its advance of dropout counters
+            self.saved = [(a, a.copy()) for a in [r.device_sum] + _captured_arrays(r.model)]
+            r.x[...] = 0           # and the static input is not loaded yet
             self.captures += 1
 
         def end_capture(self):
-            runners[-1].device_sum[...] = self.saved_sum
+            for a, saved in self.saved:
+                a[...] = saved
             return _FakeGraph(runners[-1])
 
     class MemoryPool:
@@ -249,13 +264,26 @@ def fake_graph(monkeypatch):
     return runners
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_graph_runner_matches_eager_steps(fake_graph, optimizer):
-    """40 samples, batch 16: per epoch a warm-up or replayed full batch, then an eager 8-sample batch."""
+OPTIMIZERS = {
+    "sgd": lambda: "sgd",
+    "adam": lambda: "adam",
+    "sgd-momentum-wd-step-decay": lambda: SGD(StepDecay(0.1, step_size=2, gamma=0.5), momentum=0.9, weight_decay=0.01),
+    "sgd-nesterov-cosine": lambda: SGD(CosineDecay(0.05, 9, alpha=0.1), momentum=0.8, nesterov=True),
+    "adam-cosine": lambda: Adam(CosineDecay(0.01, 9)),
+    "adamw-step-decay": lambda: Adam(StepDecay(0.01, step_size=3, gamma=0.3), weight_decay=0.05),
+}
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_graph_runner_matches_eager_steps(fake_graph, optimizer, dropout):
+    """40 samples, batch 16: per epoch a warm-up or replayed full batch, then an eager 8-sample batch.
+    The update and dropout run inside the replay; schedules change lr every step or two, so a replay
+    that used a stale learning rate or an old mask would not match bitwise."""
     x, y = _data()
-    eager = _model(metrics=["accuracy"], optimizer=optimizer)
+    eager = _model(metrics=["accuracy"], optimizer=OPTIMIZERS[optimizer](), dropout=dropout)
     h_eager = eager.fit(x, y, epochs=3, batch_size=16, seed=5, verbose=0, graph=False)
-    graphed = _model(metrics=["accuracy"], optimizer=optimizer)
+    graphed = _model(metrics=["accuracy"], optimizer=OPTIMIZERS[optimizer](), dropout=dropout)
     report = fc.explain(lambda: graphed.fit(x, y, epochs=3, batch_size=16, seed=5, verbose=0))
     h_graph = report.result
     notes = [e.text for e in report.events if e.kind == "note"]
@@ -308,6 +336,50 @@ def test_a_replaced_weight_array_is_captured_again(fake_graph):
     assert runner.stream.captures == 2
     for a, b in zip(model.get_weights(), eager.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_replaced_optimizer_slots_are_captured_again(fake_graph):
+    """Restoring optimizer state gives the slots new arrays; the captured update would keep writing
+    the old ones, so the runner captures again (and the result stays eager's, bitwise)."""
+    x, y = _data(16 * 4)
+
+    class Restore(fc.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                opt = self.model.optimizer
+                opt.load_state_arrays(opt.state_arrays(), self.model.trainable_weights)
+    eager = _model(optimizer="adam")
+    eager.fit(x, y, epochs=1, batch_size=16, seed=5, verbose=0, graph=False)
+    model = _model(optimizer="adam")
+    report = fc.explain(lambda: model.fit(x, y, epochs=1, batch_size=16, seed=5, verbose=0, callbacks=[Restore()]))
+    (runner,) = fake_graph
+    assert runner.stream.captures == 2
+    assert any("optimizer slot array was replaced" in e.text for e in report.events if e.kind == "note")
+    for a, b in zip(model.get_weights(), eager.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_counter_advances_in_place_through_the_reference_masks():
+    """What a replay relies on: the layer reads and advances one counter array (never replaced, never
+    read on the host), and step k's mask is the reference mask at offset k * size."""
+    from fastconv.backends import reference as ref
+    layer = Dropout(0.35, seed=21)
+    x = np.random.default_rng(0).random((6, 10)).astype(np.float32) + 0.5
+    counter = None
+    for k in range(3):
+        y = layer(fc.Tensor(x), training=True)
+        if counter is None:
+            counter = layer.state["offset"].data
+        assert layer.state["offset"].data is counter and int(counter) == (k + 1) * x.size
+        np.testing.assert_array_equal(y.data, x * ref.dropout_mask(x.shape, 0.35, 21, k * x.size))
+
+
+@pytest.mark.parametrize("offset, message", [(np.zeros((1,), np.int64), "0-d int64 array, got an array of shape (1,)"),
+                                             (np.zeros((), np.int32), "and dtype int32"), (-1, "offset")])
+def test_dropout_offset_is_checked(offset, message):
+    x = fc.Tensor(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fc.functional.dropout(x, 0.5, 1, offset)
 
 
 def test_a_failed_capture_falls_back_to_eager_with_the_reason(fake_graph, monkeypatch):
@@ -372,12 +444,20 @@ def test_gpu_lr_schedule_under_graph_replay_matches_eager():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not cuda_available(), reason="needs an NVIDIA GPU")
-def test_gpu_dropout_is_refused_and_matches_eager():
-    eager, _ = _gpu_fit(False, dropout=0.3)
-    graphed, _ = _gpu_fit(None, dropout=0.3)
-    assert not graphed.step_capture.use and "RNG offset" in graphed.step_capture.reasons[0]
+def test_gpu_whole_step_with_dropout_adam_and_cosine_matches_eager_over_10_steps():
+    """Dropout, Adam and a cosine schedule all inside the replayed graph: each replay must draw the
+    next mask of the eager sequence and use step t's learning rate and bias correction."""
+    runs = [_gpu_fit(graph, optimizer=Adam(CosineDecay(0.01, 10, alpha=0.1)), dropout=0.3) for graph in (False, True)]
+    (eager, h_eager), (graphed, h_graph) = runs
+    assert graphed.step_capture.use, graphed.step_capture.reasons
+    assert graphed.optimizer.iterations == eager.optimizer.iterations == 10
+    (i,) = [i for i, layer in enumerate(graphed.layers) if isinstance(layer, Dropout)]
+    counters = [int(m.layers[i].state["offset"].numpy()) for m in (eager, graphed)]
+    assert counters == [10 * 32 * 36] * 2     # advanced by batch x 36 features per step, graph as eager
     for a, b in zip(graphed.get_weights(), eager.get_weights()):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h_graph.history["loss"], h_eager.history["loss"], rtol=1e-5)
+    assert h_graph.history["accuracy"] == h_eager.history["accuracy"]
 
 
 @pytest.mark.gpu

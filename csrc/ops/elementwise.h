@@ -2,9 +2,11 @@
 // (grid-stride loop, 64-bit indices).
 //   activation_fprop_kernel: y = act(x)              (act: epilogue/activation.h, the rules written once)
 //   activation_bprop_kernel: dx = act'(dy, saved)    (saved = x for relu/leaky_relu, y for sigmoid/tanh)
-//   dropout_mask_kernel:     mask[i] = hash32(seed, offset + i) >= threshold ? scale : 0, where
+//   dropout_mask_kernel:     mask[i] = hash32(seed, *offset + i) >= threshold ? scale : 0, where
 //        hash32(seed, c) = upper 32 bits of splitmix64(splitmix64(seed) ^ c) — bit-identical to
 //        fastconv/backends/reference/dropout.py (threshold and scale are computed by the host as there).
+//        The offset is read from device memory (the Dropout layer's counter, advanced on the device
+//        after each draw), so a CUDA graph replay draws the next mask, not the captured one.
 //   multiply_kernel:         out = a * b (dropout forward and backward).
 // Versions: 1. scalar grid-stride loops (memory-bound; the loads are coalesced).
 // Checked by: python -m pytest tests/kernels -q -k "activation or dropout"
@@ -38,9 +40,10 @@ FC_HOST_DEVICE uint32_t dropout_hash32(uint64_t key, uint64_t counter) {
 }
 
 template <class T>
-__global__ void dropout_mask_kernel(T* __restrict__ mask, int64_t n, uint64_t seed, uint64_t offset, uint32_t threshold,
-                                    T scale) {
+__global__ void dropout_mask_kernel(T* __restrict__ mask, int64_t n, uint64_t seed, const int64_t* __restrict__ offset_ptr,
+                                    uint32_t threshold, T scale) {
   const uint64_t key = splitmix64(seed);
+  const uint64_t offset = static_cast<uint64_t>(*offset_ptr);
   for (int64_t i = global_thread_index(); i < n; i += global_thread_count())
     mask[i] = dropout_hash32(key, offset + static_cast<uint64_t>(i)) >= threshold ? scale : T(0);
 }

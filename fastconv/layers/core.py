@@ -56,7 +56,9 @@ class Flatten(Layer):
 
 class Dropout(Layer):
     """Inverted dropout. Each training call advances a counter, so masks differ from step to step
-    but the whole sequence is fixed by `seed` (and is saved with the model)."""
+    but the whole sequence is fixed by `seed` (and is saved with the model). The counter stays on
+    the layer's device: the mask kernel reads it and an in-place add advances it, with no host
+    read, so a CUDA-graph replay of the step draws the next mask of the eager sequence."""
 
     def __init__(self, rate, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -67,9 +69,10 @@ class Dropout(Layer):
     def call(self, x, training=False):
         if not training or self.rate == 0.0:
             return x
-        offset = int(self.state["offset"].data)
-        self.state["offset"].data[...] = offset + x.size
-        return F.dropout(x, self.rate, self.seed, offset, training=True)
+        counter = self.state["offset"].data
+        y = F.dropout(x, self.rate, self.seed, counter, training=True)   # draws from the counter's value now
+        counter += x.size                                                 # then advances it, in stream order
+        return y
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate, "seed": self.seed, "input_shape": self.input_shape}

@@ -3,17 +3,23 @@
 On the GPU a training step is many small launches (~3 us each from Python, ~1 us in a graph;
 FACTS.md): the seed model's step calls 10 backend ops, ResNet-18's 139 (fastconv.explain, on the
 CPU), plus CuPy's elementwise kernels. After one eager warm-up step (lazy allocations, NVRTC
-compiles, optimizer slots), fit captures forward, loss and backward of a full batch on a
-non-default CuPy stream into a CUDA graph and replays it for every batch of that shape:
+compiles, optimizer slots and its step-scalar buffer), fit captures the whole step of a full batch
+(forward, loss, backward and the optimizer update) on a non-default CuPy stream into a CUDA graph
+and replays it for every batch of that shape:
 
 - inputs and labels are copied into static device buffers the graph reads;
 - every array allocated during the capture comes from a private memory pool that lives as long as
   the graph, so no other allocation can reuse memory a replay writes (PyTorch's graph pools);
 - the loss is added into a float64 device accumulator inside the graph and read back once per
   `LOG_EVERY` steps, at checkpoints and at the epoch end, never per step;
-- the optimizer update stays one eager multi-tensor launch after each replay: its learning rate
-  (schedules) and Adam's bias-corrected step size are kernel arguments passed by value
-  (csrc/ops/optimizer.h), so a captured update would replay the first step's values.
+- the optimizer update is one multi-tensor launch inside the graph: it reads the step's scalars
+  (the schedule's learning rate for step t, Adam's bias-corrected step size) from a device buffer
+  that `optimizer.begin_step` writes, in stream order, before each replay, and its table of
+  parameter, gradient and slot addresses is resident (csrc/ops/optimizer.h; fastconv/optimizers.py);
+  the table is written after the capture (a capture cannot record a copy from pageable host memory);
+- Dropout's counter lives on the device: the mask kernel reads it and the graph advances it, so
+  each replay draws the next mask of the eager sequence (fastconv/layers/core.py);
+- a weight, layer state or optimizer slot given a new array (e.g. restored slots) is captured again.
 
 `capture_decision` says whether a graph is used and, when not, names every reason; fit logs it and
 `fastconv.explain` records it. Batches of another shape (the last, partial one) run eagerly.
@@ -77,10 +83,6 @@ def capture_decision(model, graph=None, device=None, support=graph_support) -> C
     if os.environ.get("FASTCONV_SYNC", "").startswith("1"):
         reasons.append("FASTCONV_SYNC=1 synchronizes after every native launch (csrc/launch/registry.cu), "
                        "which a capture cannot contain")
-    for layer in getattr(model, "layers", []):
-        if isinstance(layer, Dropout) and layer.rate > 0:
-            reasons.append(f"Dropout layer '{layer.name}' passes its RNG offset to the mask kernel by value "
-                           "(fastconv/layers/core.py), so a replay would draw the same mask every step")
     if effective(getattr(model, "precision", None)) == "fp16":
         reasons.append("fp16 training's dynamic loss scaling reads the gradients' finiteness on the host every "
                        "step to decide whether to skip it (fastconv/loss_scaling.py)")
@@ -89,7 +91,10 @@ def capture_decision(model, graph=None, device=None, support=graph_support) -> C
                        "MSE are captured)")
     notes = [f"the loss is read back every {LOG_EVERY} steps and at epoch end (a non-finite loss is caught "
              "there, not before that step's update)",
-             "the optimizer update runs eagerly after each replay (its scalars are kernel arguments)"]
+             "the optimizer update is in the graph (its per-step scalars are written to the device before "
+             "each replay)"]
+    if any(isinstance(layer, Dropout) and layer.rate > 0 for layer in getattr(model, "layers", [])):
+        notes.append("Dropout draws its masks from a device-side counter the graph advances")
     if model.metrics:
         notes.append("metrics read each step's output to the host after the replay")
     return CaptureDecision(not reasons, reasons, notes if not reasons else [])
@@ -174,9 +179,9 @@ class GraphSteps(EagerSteps):
             self.warm.add(shape)
             return super().step(xb, yb)
         _check_labels(self.model, yb, xb)
-        if self.graph is not None and _addresses(self.model.weights) != self.addresses:
-            # a weight was given a new array (the graph would keep using the old one): capture again
-            note("a weight array was replaced since the capture; capturing the step again")
+        if self.graph is not None and _addresses(_captured_arrays(self.model)) != self.addresses:
+            # a weight, state or slot was given a new array (the graph would keep using the old one)
+            note("a weight, state or optimizer slot array was replaced since the capture; capturing the step again")
             self.graph = self.pool = None
         if self.graph is None:
             self._capture(xb, yb)
@@ -185,11 +190,11 @@ class GraphSteps(EagerSteps):
         cp = self.cp
         cp.copyto(self.x, xb if isinstance(xb, cp.ndarray) else cp.asarray(xb), casting="unsafe")
         cp.copyto(self.y, yb_device if yb_device is not None else cp.asarray(yb), casting="unsafe")
-        self.graph.launch(stream=self.stream)
         params = self.model.trainable_weights
+        self.model.optimizer.begin_step(params)   # this step's lr etc. into the buffer the graph's update reads
+        self.graph.launch(stream=self.stream)
         for p, g in zip(params, self.grads):
             p.grad = g
-        self.model.optimizer.step(params)
         self.device_seen += len(yb)
         self.pending += 1
         if self.model.metrics:
@@ -212,11 +217,11 @@ class GraphSteps(EagerSteps):
         self.device_sum += cp.zeros((), np.float32).astype(cp.float64) * len(yb)
         pool = cp.cuda.MemoryPool()
         graph = error = None
-        with cp.cuda.using_allocator(pool.malloc):
+        # the update's table (it holds the captured gradients' addresses) is written when this block ends
+        with model.optimizer.capturing(), cp.cuda.using_allocator(pool.malloc):
             self.stream.begin_capture()
             try:
-                out, loss = self._forward_backward()
-                self.device_sum += loss.data.astype(cp.float64) * len(yb)
+                out = self._captured_step()
             except Exception as exc:       # e.g. an op that reads a value back to the host
                 error = exc
             try:
@@ -230,8 +235,17 @@ class GraphSteps(EagerSteps):
             return
         self.graph, self.pool, self.out, self.shape = graph, pool, out, (tuple(xb.shape), tuple(yb.shape))
         self.grads = [p.grad for p in params]   # live in the graph's pool; every replay rewrites them
-        self.addresses = _addresses(model.weights)
+        self.table = model.optimizer._table      # the captured update's table: keep it alive with the graph
+        self.addresses = _addresses(_captured_arrays(model))
         note(f"captured the training step of batch shape {tuple(xb.shape)} into a CUDA graph")
+
+    def _captured_step(self):
+        """What the graph holds: forward, loss, backward, the loss into the device sum, the update
+        (with the scalars the last begin_step wrote)."""
+        out, loss = self._forward_backward()
+        self.device_sum += loss.data.astype(self.cp.float64) * len(self.y)
+        self.model.optimizer.apply_update(self.model.trainable_weights)
+        return out
 
     def _forward_backward(self):
         model = self.model
@@ -263,9 +277,15 @@ class GraphSteps(EagerSteps):
         return self.loss_sum, self.seen
 
 
-def _addresses(tensors):
-    """Where each tensor's array lives (CuPy: device pointer; NumPy: host address)."""
-    arrays = [t.data for t in tensors]
+def _captured_arrays(model):
+    """The persistent arrays a captured step reads or writes by address: weights, layer state
+    (Dropout's counter, batch-norm statistics) and the optimizer's slots."""
+    slots = [a for s in model.optimizer.slots for a in s.values()]
+    return [t.data for t in model.weights] + slots
+
+
+def _addresses(arrays):
+    """Where each array lives (CuPy: device pointer; NumPy: host address)."""
     return [a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0] for a in arrays]
 
 

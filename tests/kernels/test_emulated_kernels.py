@@ -294,6 +294,14 @@ def test_kernel_matches_reference(case, ints, order, rng):
 
 
 # ---- optimizers: the multi-tensor update against fastconv.optimizers on NumPy ------------------
+def _scalars(ops, opt, lr, t):
+    """The StepScalars buffer of step t, as Optimizer.begin_step writes it, and the host values."""
+    values = opt.step_scalars(lr, t)
+    buf = ops.step_scalars()
+    ops.set_step_scalars(buf, values)
+    return buf, values
+
+
 @pytest.mark.parametrize("config", [dict(momentum=0.0), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
                                     dict(momentum=0.5, weight_decay=0.01), dict(weight_decay=0.1)])
 def test_sgd_multi_tensor_update(config, rng):
@@ -305,13 +313,15 @@ def test_sgd_multi_tensor_update(config, rng):
     want = [p.copy() for p in params]
     slots = [opt._new_slots(p) for p in want]
     vel = [rng.standard_normal(s).astype(np.float32) for s in shapes] if config.get("momentum") else [None] * 4
+    buf, values = _scalars(ops, opt, 0.05, 1)
     for w, g, sl, v in zip(want, grads, slots, vel):
         if v is not None:
             sl["velocity"][...] = v
-        opt._update(w, g, sl, 0.05)
+        opt._update(w, g, sl, values)
     got_v = [None if v is None else v.copy() for v in vel]
     got = [p.copy() for p in params]
-    ops.sgd_update(got, grads, got_v, 0.05, config.get("momentum", 0.0), config.get("nesterov", False),
+    table = ops.multi_tensor_table([(p, g, v) for p, g, v in zip(got, grads, got_v)])
+    ops.sgd_update(table, buf, config.get("momentum", 0.0), config.get("nesterov", False),
                    config.get("weight_decay", 0.0))
     for g, w in zip(got, want):
         np.testing.assert_array_max_ulp(g, w, maxulp=1)
@@ -327,21 +337,124 @@ def test_adam_multi_tensor_update(weight_decay, rng):
     params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     opt = optimizers.Adam(learning_rate=0.01, weight_decay=weight_decay)
-    opt.iterations = 3
     want = [p.copy() for p in params]
     slots = [opt._new_slots(p) for p in want]
     for sl in slots:
         sl["m"][...] = rng.standard_normal(sl["m"].shape)
         sl["v"][...] = np.abs(rng.standard_normal(sl["v"].shape))
     ms, vs = [sl["m"].copy() for sl in slots], [sl["v"].copy() for sl in slots]
+    buf, values = _scalars(ops, opt, 0.01, 3)
     for w, g, sl in zip(want, grads, slots):
-        opt._update(w, g, sl, 0.01)
+        opt._update(w, g, sl, values)
     got = [p.copy() for p in params]
-    ops.adam_update(got, grads, ms, vs, 0.01, opt.beta_1, opt.beta_2, opt.epsilon, weight_decay, 3)
+    ops.adam_update(ops.multi_tensor_table(list(zip(got, grads, ms, vs))), buf, opt.beta_1, opt.beta_2, opt.epsilon)
     for g, w in zip(got, want):
         np.testing.assert_array_max_ulp(g, w, maxulp=2)
     for m, sl in zip(ms, slots):
         np.testing.assert_array_max_ulp(m, sl["m"], maxulp=1)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_multi_tensor_update_reads_each_steps_scalars_from_the_buffer(name, rng):
+    """One table, one launch recipe, three steps of a cosine schedule: rewriting only the buffer
+    between launches gives the reference's three updates (what a CUDA graph replay relies on)."""
+    from fastconv.schedules import CosineDecay
+    ops = emulated_ops()
+    shapes = [(5, 3), (9,)]
+    make = {"sgd": lambda: optimizers.SGD(CosineDecay(0.1, 3), momentum=0.9, nesterov=True, weight_decay=0.01),
+            "adam": lambda: optimizers.Adam(CosineDecay(0.01, 3, alpha=0.1), weight_decay=0.05)}[name]
+    opt_ref = make()
+    params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(3)]
+    want = [p.copy() for p in params]
+    ref_slots = [opt_ref._new_slots(p) for p in want]
+    got = [p.copy() for p in params]
+    got_slots = [opt_ref._new_slots(p) for p in got]
+    live_grads = [g.copy() for g in grads[0]]
+    buf = ops.step_scalars()
+    table = ops.multi_tensor_table([(p, g) + opt_ref._slot_arrays(s) for p, g, s in zip(got, live_grads, got_slots)],
+                                   upload=False)
+    ops.upload_table(table)          # deferred upload, as after a capture
+    assert ops.multi_tensor_table([(p, g) + opt_ref._slot_arrays(s)
+                                   for p, g, s in zip(got, live_grads, got_slots)], table) is table   # resident
+    for t in range(1, 4):
+        values = opt_ref.step_scalars(float(opt_ref.learning_rate(t - 1)), t)
+        for w, g, sl in zip(want, grads[t - 1], ref_slots):
+            opt_ref._update(w, g, sl, values)
+        for dst, src in zip(live_grads, grads[t - 1]):
+            dst[...] = src           # the graph's gradient buffers, rewritten in place by each replay
+        ops.set_step_scalars(buf, values)   # the one-thread kernel begin_step launches
+        np.testing.assert_array_equal(buf, [values["lr"], values.get("adam_step", 0.0), values.get("adam_decay", 0.0)])
+        opt_ref._update_all(ops, table, buf)
+    assert len({float(opt_ref.learning_rate(t)) for t in range(3)}) == 3   # the schedule did change lr
+    for g, w in zip(got, want):
+        np.testing.assert_array_max_ulp(g, w, maxulp=2)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_optimizer_gpu_path_replays_a_recorded_update(name, monkeypatch, rng):
+    """fastconv.optimizers' GPU branch on the emulator, with launches recorded instead of run while
+    `capturing()` (as a CUDA-graph capture does) and the recorded launch re-run per step after
+    begin_step: one eager step, then four replays with a schedule, against the NumPy reference."""
+    import types
+
+    from fastconv.schedules import CosineDecay, StepDecay
+    ops = emulated_ops()
+    real, recording, recorded = ops._launch, [False], []
+
+    def launch(kernel, grid, block, args, shared_bytes=0, **kw):
+        if recording[0]:
+            recorded.append((kernel, grid, block, args))
+        else:
+            real(kernel, grid, block, args, shared_bytes)
+    ops._launch = launch
+    monkeypatch.setattr(optimizers, "_cuda_backend", lambda: ops)
+    make = {"sgd": lambda: optimizers.SGD(StepDecay(0.1, 2, 0.5), momentum=0.9, nesterov=True, weight_decay=0.01),
+            "adam": lambda: optimizers.Adam(CosineDecay(0.01, 5, alpha=0.1), weight_decay=0.05)}[name]
+    shapes = [(66000,), (4, 3)]
+    init = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(5)]
+    dev = [types.SimpleNamespace(data=a.copy(), grad=None, device="cuda") for a in init]
+    cpu = [types.SimpleNamespace(data=a.copy(), grad=None, device="cpu") for a in init]
+    opt, opt_ref = make(), make()
+    for p, g in zip(dev, grads[0]):
+        p.grad = g.copy()
+    opt.step(dev)                                  # the eager warm-up step
+    static = [np.empty_like(a) for a in init]      # the capture's gradient buffers (new addresses)
+    for p, g in zip(dev, static):
+        p.grad = g
+    recording[0] = True
+    with opt.capturing():
+        opt.apply_update(dev)
+        assert opt._defer_upload == [opt._table]   # a new table (new grad addresses), not written yet
+    recording[0] = False
+    np.testing.assert_array_equal(opt._table.device, opt._table.words)   # uploaded after the capture
+    assert [k for k, *_ in recorded] == [f"fc::{name}_update_multi<float>"]
+    for step in grads[1:]:
+        for buf, g in zip(static, step):
+            buf[...] = g
+        opt.begin_step(dev)
+        for kernel, grid, block, args in recorded:
+            real(kernel, grid, block, args)
+    for step in grads:
+        for p, g in zip(cpu, step):
+            p.grad = g
+        opt_ref.step(cpu)
+    assert opt.iterations == opt_ref.iterations == 5
+    for a, b in zip(dev, cpu):
+        np.testing.assert_array_max_ulp(a.data, b.data, maxulp=2)
+
+
+def test_dropout_mask_reads_its_offset_from_device_memory():
+    """The mask kernel takes the counter as a 0-d int64 array: the same array, rewritten between
+    launches, gives the reference's masks of each offset, bit for bit."""
+    ops = emulated_ops()
+    counter = np.zeros((), np.int64)
+    for offset in (0, 7, 2**33 + 5):
+        counter[...] = offset
+        np.testing.assert_array_equal(ops.dropout_mask((3, 5, 7), 0.3, 11, counter),
+                                      ref.dropout_mask((3, 5, 7), 0.3, 11, offset))
+    np.testing.assert_array_equal(ops.dropout_mask((4, 9), 0.6, 2, 2**64 - 3), ref.dropout_mask((4, 9), 0.6, 2, 2**64 - 3))
 
 
 def test_plans_launch_only_registered_kernels():

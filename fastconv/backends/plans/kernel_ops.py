@@ -52,6 +52,7 @@ def all_kernel_names() -> list[str]:
             for k in ("softmax_xent_fprop_kernel", "softmax_xent_bprop_kernel", "cross_entropy_fprop_kernel",
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
+    names.append("fc::set_step_scalars")
     names += cast_kernel_names()
     return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
 
@@ -424,14 +425,18 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
 
     # ---- dropout -------------------------------------------------------------------------------
     def dropout_mask(self, shape, rate, seed, offset=0, dtype=np.float32):
+        """offset: an int, or a 0-d int64 array on this device that the kernel reads when it runs (the
+        Dropout layer's counter: a CUDA graph replay then draws from the counter's current value)."""
         shape = tuple(int(s) for s in shape)
         mask = self.xp.empty(shape, dtype)
         threshold = min(round(rate * 2**32), 2**32 - 1)
         scale = np.dtype(dtype).type(1.0 / (1.0 - rate))
+        if isinstance(offset, (int, np.integer)):
+            offset = self.xp.asarray(np.array(int(offset) & (2**64 - 1), np.uint64).view(np.int64))
         if mask.size:
             self._run1d(f"fc::dropout_mask_kernel<{ctype(dtype)}>", mask.size,
-                        (mask, np.int64(mask.size), np.uint64(int(seed) & (2**64 - 1)),
-                         np.uint64(int(offset) & (2**64 - 1)), np.uint32(threshold), scale))
+                        (mask, np.int64(mask.size), np.uint64(int(seed) & (2**64 - 1)), offset,
+                         np.uint32(threshold), scale))
         return mask
 
     def _multiply(self, a, b):
@@ -538,43 +543,76 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         return out
 
     # ---- optimizers (one multi-tensor launch; used by fastconv.optimizers on the GPU) ------------
-    def _table(self, tensors):
-        """int64 words of the MultiTensorEntry table (csrc/ops/optimizer.h) and the chunk count."""
+    # Both read this step's scalars from a StepScalars buffer (STEP_SCALARS float64 words, on this
+    # device; step_scalars() makes one) and take a resident table (multi_tensor_table()), so the
+    # launch holds no per-step value and can be captured in a CUDA graph.
+    def step_scalars(self):
+        """A zeroed StepScalars buffer on this device; write it with set_step_scalars before a step."""
+        return self.xp.zeros(len(STEP_SCALARS), np.float64)
+
+    def set_step_scalars(self, buffer, values: dict):
+        """Write {name: value} (names from STEP_SCALARS; missing ones 0) into the buffer, in stream
+        order, by a one-thread kernel (no host-to-device copy, so the host never waits)."""
+        self._launch("fc::set_step_scalars", (1,), (1,),
+                     (buffer,) + tuple(np.float64(values.get(k, 0.0)) for k in STEP_SCALARS))
+
+    def multi_tensor_table(self, groups, table=None, upload=True):
+        """The MultiTensorEntry table (csrc/ops/optimizer.h) of groups (param, grad, slot0[, slot1]),
+        resident on the device: `table` (a previous result) is returned as it is when no address or
+        size changed, else a new one is uploaded. Empty tensors are left out. The table holds addresses
+        only: the caller keeps the arrays alive while launches that use it may run. upload=False
+        allocates the device words but leaves them unwritten until upload_table (inside a CUDA-graph
+        capture, which can record a launch that reads them but not the copy that writes them)."""
+        groups = [g for g in groups if g[0].size]
+        for g in groups:
+            for a in g:
+                if a is not None and not a.flags.c_contiguous:
+                    raise ValueError("multi-tensor updates need contiguous parameters, gradients and slots")
         words, chunks = [], 0
-        for group in tensors:
+        for group in groups:
             size = int(group[0].size)
             ptrs = [self._ptr(a) if a is not None else 0 for a in group] + [0] * (4 - len(group))
             words += ptrs + [size, chunks]
             chunks += ceil_div(size, OPTIMIZER_CHUNK)
-        return np.array(words, np.int64), chunks
+        words = np.array(words, np.int64)
+        if table is not None and np.array_equal(table.words, words):
+            return table
+        dtype = groups[0][0].dtype.type if groups else np.float32
+        table = MultiTensorTable(words, self.xp.empty(len(words), np.int64), len(groups), chunks, dtype)
+        if upload:
+            self.upload_table(table)
+        return table
 
-    def _multi_launch(self, kernel, tensors, scalars):
-        tensors = [g for g in tensors if g[0].size]
-        if not tensors:
-            return
-        for g in tensors:
-            for a in g:
-                if a is not None and not a.flags.c_contiguous:
-                    raise ValueError("multi-tensor updates need contiguous parameters, gradients and slots")
-        words, chunks = self._table(tensors)
-        table = self.xp.asarray(words)
-        self._launch(kernel, (chunks,), (256,), (table, np.int32(len(tensors)), np.int64(OPTIMIZER_CHUNK)) + scalars,
-                     keep_alive=tensors)
+    def upload_table(self, table):
+        table.device[...] = self.xp.asarray(table.words)   # CuPy: staged through pinned memory, in stream order
 
-    def sgd_update(self, params, grads, velocities, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        """In place, for every (param, grad, velocity); velocity may be None when momentum == 0."""
-        dt = params[0].dtype.type if params else np.float32
-        groups = [(p, g, v) for p, g, v in zip(params, grads, velocities)]
-        self._multi_launch(f"fc::sgd_update_multi<{ctype(dt)}>", groups,
-                           (dt(lr), dt(momentum), np.int32(bool(nesterov)), dt(weight_decay)))
+    def _multi_launch(self, kernel, table, scalars, args):
+        if table.num_tensors:
+            self._launch(kernel, (table.chunks,), (256,),
+                         (table.device, np.int32(table.num_tensors), np.int64(OPTIMIZER_CHUNK), scalars) + args)
 
-    def adam_update(self, params, grads, ms, vs, lr, beta_1, beta_2, epsilon, weight_decay, t):
-        """In place; t is the 1-based step count (already incremented, as in fastconv.optimizers.Adam)."""
-        dt = params[0].dtype.type if params else np.float32
-        step = lr * math.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-        groups = [(p, g, m, v) for p, g, m, v in zip(params, grads, ms, vs)]
-        self._multi_launch(f"fc::adam_update_multi<{ctype(dt)}>", groups,
-                           (dt(1 - beta_1), dt(1 - beta_2), np.float64(step), dt(lr * weight_decay), dt(epsilon)))
+    def sgd_update(self, table, scalars, momentum=0.0, nesterov=False, weight_decay=0.0):
+        """In place, for every (param, grad, velocity) of the table (velocity 0 when momentum == 0)."""
+        dt = table.dtype
+        self._multi_launch(f"fc::sgd_update_multi<{ctype(dt)}>", table, scalars,
+                           (dt(momentum), np.int32(bool(nesterov)), dt(weight_decay)))
+
+    def adam_update(self, table, scalars, beta_1, beta_2, epsilon):
+        """In place, for every (param, grad, m, v) of the table; scalars holds lr, adam_step, adam_decay."""
+        dt = table.dtype
+        self._multi_launch(f"fc::adam_update_multi<{ctype(dt)}>", table, scalars,
+                           (dt(1 - beta_1), dt(1 - beta_2), dt(epsilon)))
+
+
+class MultiTensorTable:
+    """A multi-tensor update's table, resident on the device (KernelOps.multi_tensor_table)."""
+
+    def __init__(self, words, device, num_tensors, chunks, dtype):
+        self.words, self.device, self.num_tensors, self.chunks, self.dtype = words, device, num_tensors, chunks, dtype
+
+
+# csrc/ops/optimizer.h StepScalars, in order (float64 words)
+STEP_SCALARS = ("lr", "adam_step", "adam_decay")
 
 
 REFERENCE_API = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "max_pool2d_fprop", "max_pool2d_bprop",
