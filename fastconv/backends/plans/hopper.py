@@ -113,16 +113,22 @@ class HopperPlans:
         except Exception:   # pragma: no cover - no device
             return None
 
+    def _builds_sm90a(self) -> bool:
+        """The executor's `builds_sm90a`: a bool (jit), or a callable asked per use (native: per device)."""
+        flag = getattr(self, "builds_sm90a", False)
+        return bool(flag() if callable(flag) else flag)
+
     def wgmma_applies(self, m, n, k, dtype):
         """(True, why) when gemm_wgmma would run the sm_90a kernel for this problem, else (False, why not)."""
         target = self._sm90_target()
         if target is None:
             return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
-        if target == "sm90" and not getattr(self, "builds_sm90a", False):
-            # The executor must compile csrc/hopper for sm_90a (not plain sm_90): jit does, through NVRTC
-            # (jit.compile_sm90a, when cuda-bindings is installed); _C's registry does not hold them yet.
-            return False, ("this backend does not build the sm_90a kernels (native: not in _C's registry; "
-                           "jit: needs NVRTC through cuda-bindings)")
+        if target == "sm90" and not self._builds_sm90a():
+            # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
+            # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
+            # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh).
+            return False, ("this backend has no sm_90a code for the device (native: fastconv._C was built "
+                           "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
         if k % 8:

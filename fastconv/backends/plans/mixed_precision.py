@@ -1,5 +1,5 @@
 """Routing of conv2d and dense under a tf32 / bf16 / fp16 precision policy (fastconv/precision.py) to the
-tensor-core plans (tensor_op.py). A mixin of KernelOps (kernel_ops.py), whose conv2d_* / dense_* take
+tensor-core plans (tensor_op.py; for bf16 / fp16 dense, the sm_90a wgmma GEMM of hopper.py where it applies). A mixin of KernelOps (kernel_ops.py), whose conv2d_* / dense_* take
 `precision=` and come here when it is a reduced format and the operands are float32.
 
 Operands are cast to the compute format at each use (weights stay float32 masters), products are
@@ -86,6 +86,8 @@ class MixedPrecisionPlans:
             note(f"{what}: K == 0, no products: the CUDA-core GEMM writes the zeros")
             return self.gemm(self._to_float32(a), self._to_float32(b), bias=bias)
         note(f"{what}: tensor-core GEMM in {precision}, fp32 accumulation, fp32 output")
+        if a.dtype.itemsize == 2:   # bf16 / fp16: the sm_90a wgmma GEMM, which falls back to mma.sync (and says why)
+            return self.gemm_wgmma(a, b, bias=bias)
         return self.gemm_tensor_op(a, b, bias=bias)
 
     def _dense_fprop_reduced(self, x, w, b, precision):
