@@ -27,7 +27,13 @@ def status() -> tuple[bool, str]:
         return False, reason
     if _C.device_count() == 0:
         return False, "fastconv._C sees no CUDA device"
-    return True, f"fastconv._C (CUDA runtime {_C.cuda_runtime_version()}, {len(_C.kernel_names())} kernels)"
+    sm90a = ""
+    if hasattr(_C, "sm90a_code"):
+        try:
+            sm90a = "; sm_90a wgmma code for this device: " + ("yes" if _C.sm90a_code() else "no")
+        except RuntimeError as exc:   # pragma: no cover - a device that fails the query
+            sm90a = f"; sm_90a code unknown ({exc})"
+    return True, f"fastconv._C (CUDA runtime {_C.cuda_runtime_version()}, {len(_C.kernel_names())} kernels{sm90a})"
 
 
 class _NativeExecutor:

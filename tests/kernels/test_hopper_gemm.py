@@ -128,6 +128,21 @@ def test_gemm_wgmma_falls_back_and_says_why():
     assert any("wgmma GEMM" in str(e.text) and "emulator" in str(e.text) for e in ex.events)
 
 
+@pytest.mark.parametrize("m,n,k", [(130, 120, 72), (64, 48, 20)])   # wgmma; K = 20: the mma.sync fallback
+def test_gemm_wgmma_takes_b_as_n_by_k(m, n, k):
+    """b_layout='nk': B given as Bt (N, K) row-major, the layout the kernel reads (no transposing copy)."""
+    rng = np.random.default_rng(m + k)
+    a, b, a64, b64 = operands("bf16", m, n, k, rng)
+    ops = emu_ops(order="random", poison=True)
+    c = ops.gemm_wgmma(a, np.ascontiguousarray(b.T), b_layout="nk")
+    np.testing.assert_array_equal(c, (a64 @ b64).astype(np.float32))
+    assert ("gemm_wgmma" in ops.launched[-1][0]) == (k % 8 == 0)
+    with pytest.raises(ValueError, match=r"expected \(M, K\) and \(N, K\) \(b_layout='nk'\)"):
+        ops.gemm_wgmma(a, b, b_layout="nk")
+    with pytest.raises(ValueError, match="b_layout must be 'kn'"):
+        ops.gemm_wgmma(a, b, b_layout="t")
+
+
 def test_gemm_wgmma_bad_input_errors():
     ops = emu_ops()
     a = np.ones((4, 8), np.float16)
