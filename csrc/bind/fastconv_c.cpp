@@ -160,9 +160,10 @@ void launch(const std::string& name, const py::object& grid, const py::object& b
   unsigned g[3], b[3];
   dims3(grid, g, "grid", name);
   dims3(block, b, "block", name);
-  // One slot per argument, big and aligned enough for a CUtensorMap (128 bytes, 64-byte aligned); the
-  // runtime copies each into the kernel's parameter buffer at the offset the kernel's layout gives it.
-  struct alignas(64) Slot {
+  // One slot per argument, big and aligned enough for a CUtensorMap (128 bytes; alignas(128) in CUDA 13's
+  // cuda.h, 64 before, and 64 is what TMA needs). cudaLaunchKernel copies each slot into the kernel's
+  // parameter buffer at the offset the kernel's own signature gives it (fc::sm90::TensorMap: 64-aligned).
+  struct alignas(128) Slot {
     unsigned char bytes[128];
   };
   std::vector<Slot> slots(k->params.size());

@@ -141,6 +141,14 @@ def test_gemm_wgmma_takes_b_as_n_by_k(m, n, k):
         ops.gemm_wgmma(a, b, b_layout="nk")
     with pytest.raises(ValueError, match="b_layout must be 'kn'"):
         ops.gemm_wgmma(a, b, b_layout="t")
+    if k % 8 == 0:   # an unaligned (N, K) B: the fallback runs, and explain says why
+        buf = np.zeros(n * k + 8, np.uint16)
+        start = (-buf.ctypes.data // 2) % 8 + 2                 # 4 bytes past a 16-byte boundary
+        bt = buf[start:start + n * k].reshape(n, k)
+        bt[:] = b.T
+        ex = explain(ops.gemm_wgmma, a, bt, b_layout="nk")
+        assert any("B (given as (N, K)) is not 16-byte aligned" in str(e.text) for e in ex.events)
+        np.testing.assert_array_equal(ex.result, (a64 @ b64).astype(np.float32))
 
 
 def test_gemm_wgmma_bad_input_errors():

@@ -169,6 +169,8 @@ class HopperPlans:
         ok, why = self.wgmma_applies(m, n, kdim, a.dtype)
         if ok and self._ptr(a) % 16:
             ok, why = False, "A is not 16-byte aligned (a TMA global address must be)"
+        elif ok and b_layout == "nk" and self._ptr(b) % 16:   # a (K, N) B is copied into fresh, aligned memory
+            ok, why = False, "B (given as (N, K)) is not 16-byte aligned (a TMA global address must be)"
         if not ok:
             note("gemm_tensor_op (mma.sync) instead of the sm_90a wgmma GEMM: " + why)
             return self.gemm_tensor_op(a, b if b_layout == "kn" else self._c(b.T), bias, activation, alpha, out_dtype)
