@@ -96,6 +96,66 @@ def test_sm90a_shard_registers_the_planned_kernels_with_tensor_map_parameters(ob
         assert answer == "0"
 
 
+def _per_kernel(text, arch):
+    """{mangled kernel: text of its section} for one arch of `cuobjdump --dump-resource-usage` / `-sass`."""
+    import re
+    out, current, keep = {}, None, False
+    for line in text.splitlines():
+        m = re.search(r"arch = (sm_\w+)", line)
+        if m:
+            keep = m.group(1) == arch
+        m = re.search(r"Function (\S+?):?$", line.strip()) or re.search(r"Function : (\S+)", line)
+        if m:
+            current = m.group(1).rstrip(":") if keep else None
+            if current:
+                out.setdefault(current, "")
+        elif current:
+            out[current] += line + "\n"
+    return out
+
+
+@pytest.mark.slow
+def test_native_sm90a_shard_machine_code(tmp_path, monkeypatch):
+    """kernels_sm90a.cu built as setup.py builds _C (sm_80 + sm_90a machine code, compute_90 PTX; ~2 min
+    on 2 cores): in the sm_90a binary every wgmma GEMM holds HGMMA and TMA loads (UTMALDG) and the probe its
+    4 KiB shared marker; in the sm_80 binary the GEMMs are traps and the probe has no marker, so
+    sm90a_code_on_current_device can tell the two apart."""
+    nvcc, cuobjdump = sass_report.find_tool("nvcc"), sass_report.find_tool("cuobjdump")
+    if nvcc is None or cuobjdump is None:
+        pytest.skip("nvcc / cuobjdump not found")
+    import ast   # setup.py runs setup() when imported: take its gencode function (the default archs) alone
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "cuda_gencode_flags")
+    namespace = {}
+    exec(compile(ast.Module([fn], type_ignores=[]), "setup.py", "exec"), namespace)
+    monkeypatch.delenv("FASTCONV_CUDA_ARCHS", raising=False)
+    flags = namespace["cuda_gencode_flags"]()
+    assert "-gencode=arch=compute_90a,code=sm_90a" in flags and "-gencode=arch=compute_80,code=sm_80" in flags
+    obj = tmp_path / "sm90a.o"
+    proc = subprocess.run([nvcc, "-std=c++17", "-O3", "--ftz=true", "-Xcompiler", "-fPIC", f"-I{ROOT / 'csrc'}",
+                           *flags, "-c", str(LAUNCH / "kernels_sm90a.cu"), "-o", str(obj)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    usage = subprocess.run([cuobjdump, "--dump-resource-usage", str(obj)], capture_output=True, text=True,
+                           check=True).stdout
+    sass = {arch: _per_kernel(subprocess.run([cuobjdump, "-sass", "-arch", arch, str(obj)], capture_output=True,
+                                             text=True, check=True).stdout, arch) for arch in ("sm_80", "sm_90a")}
+    import re
+    for arch in ("sm_80", "sm_90a"):
+        res = _per_kernel(usage, arch)
+        probe = [v for k, v in res.items() if "sm90a_probe" in k]
+        assert len(probe) == 1, res.keys()
+        shared = int(re.search(r"SHARED:(\d+)", probe[0]).group(1))
+        assert (shared >= 4096) == (arch == "sm_90a"), (arch, shared)
+        gemms = {k: v for k, v in sass[arch].items() if "gemm_wgmma" in k}
+        assert len(gemms) == len(wgmma_kernel_names()), sass[arch].keys()
+        for name, code in gemms.items():
+            if arch == "sm_90a":
+                assert "HGMMA" in code and "UTMALDG" in code and not re.search(r"\b(LDL|STL)\b", code), name
+            else:
+                assert "HGMMA" not in code and "TRAP" in code, name
+
+
 @pytest.fixture(scope="module")
 def c_module(objects):
     """A throwaway _C: the real binding file linked with the sm_90a shard and the registry."""
