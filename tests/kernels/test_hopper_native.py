@@ -292,3 +292,27 @@ def test_native_dense_under_16bit_precision_runs_wgmma(prec):
     want = ref.dense_fprop(x, w, b, precision=prec)
     got = cupy.asnumpy(ex.result)
     assert np.abs(got - want).max() / (np.abs(x) @ np.abs(w) + np.abs(b)).max() < 1e-5
+
+
+@pytest.mark.gpu
+def test_native_c_refuses_wgmma_on_other_gpus():
+    """On a GPU that is not compute capability 9.0 the registered wgmma kernels are trapping stand-ins:
+    _C says so, the plan falls back (explain), and a direct launch is refused by name, never run."""
+    from fastconv.backends import native
+    ok, why = native.status()
+    if not ok:
+        pytest.skip(why)
+    cupy = pytest.importorskip("cupy")
+    if str(cupy.cuda.Device().compute_capability) == "90":
+        pytest.skip("a Hopper GPU runs the sm_90a code")
+    from fastconv import _C
+    if not hasattr(_C, "sm90a_code"):
+        pytest.skip("fastconv._C predates the sm_90a registry: rebuild it")
+    from fastconv.explain import explain
+    assert not _C.sm90a_code() and not _C.has_device_code(NAME)
+    a = cupy.ones((512, 256), cupy.uint16)
+    ex = explain(native.gemm_wgmma, a, cupy.ones((256, 512), cupy.uint16))
+    assert not any("gemm_wgmma" in name for name in ex.kernels)
+    assert any("instead of the sm_90a wgmma GEMM" in e.text for e in ex.events if e.kind == "note")
+    with pytest.raises(ValueError, match="machine code only for sm_90a"):
+        _C.launch(NAME, (2, 4), (384,), _args(_driver_like_map(1), _driver_like_map(2)), wgmma_shared_bytes(128), 0)
