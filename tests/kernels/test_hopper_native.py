@@ -28,6 +28,21 @@ LAUNCH = ROOT / "csrc" / "launch"
 NVCC_FLAGS = ["-std=c++17", "-Xcompiler", "-fPIC", f"-I{ROOT / 'csrc'}", "-gencode=arch=compute_80,code=compute_80"]
 
 
+def test_generated_list_puts_the_wgmma_kernels_in_the_sm90a_shard_only():
+    """kernel_list.inc (scripts/gen_kernel_list.py): one FC_KERNEL_SM90A line per plan kernel, 16-byte operand
+    alignment; only kernels_sm90a.cu registers them (with the probe), every other shard defines them away."""
+    import re
+    text = (LAUNCH / "kernel_list.inc").read_text()
+    listed = re.findall(r"^FC_KERNEL_SM90A\((\d+), (.*)\)$", text, re.M)
+    assert [n for _, n in listed] == wgmma_kernel_names() and {a for a, _ in listed} == {"16"}
+    shard = (LAUNCH / "kernels_sm90a.cu").read_text()
+    assert "#define FC_KERNEL_SM90A(align, ...) FC_REGISTER_SM90A(align, __VA_ARGS__)" in shard
+    assert '#include "sm90a_probe.cuh"' in shard and '#include "../hopper/gemm_wgmma.h"' in shard
+    assert not re.search(r"#define FC_KERNEL_SHARD\d\(align, \.\.\.\) FC_REGISTER", shard)
+    for other in sorted(LAUNCH.glob("kernels_shard*.cu")):
+        assert "#define FC_KERNEL_SM90A(align, ...)\n" in other.read_text(), other.name
+
+
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory):
     """kernels_sm90a.cu and registry.cu compiled by nvcc (PTX for compute_80: the wgmma bodies compile away,
