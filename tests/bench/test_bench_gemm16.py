@@ -89,3 +89,19 @@ def test_gpu_bench_square_8192_runs_the_wgmma_kernel_against_cublas(dtype, tmp_p
     assert r["status"] == "ok" and r["check"]["ok"], r
     assert r["fastconv"]["kernel"].startswith("fc::gemm_wgmma<"), r["fastconv"]
     assert r["baseline"]["name"] == "cublas" and r["ratio"] > 0
+
+
+@pytest.mark.gpu
+def test_gpu_bench_skinny_bf16_gemm_runs_and_says_which_kernel(tmp_path, capsys):
+    """A dense layer's GEMM (N = 10): too few tiles for wgmma, so the mma.sync fallback runs (fp32 output
+    where it has no 16-bit-output instantiation, recorded in 'out_dtype'), checked against cuBLAS."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    out = tmp_path / "r.json"
+    rc = main(["bench", "--device", "gpu", "--suite", "seed", "--op", "gemm", "--shape", "dense_10816x10",
+               "--dtype", "bf16", "--batch", "128", "--repeats", "3", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    (r,) = json.loads(out.read_text())["runs"][0]["results"]
+    assert r["status"] == "ok" and r["check"]["ok"], r
+    assert r["fastconv"]["kernel"].startswith("fc::gemm_tensor_op<"), r["fastconv"]
