@@ -6,8 +6,12 @@
 //       name: a kernel's C++ template-id (_C.kernel_names()); grid/block: 1 to 3 ints;
 //       args: one per kernel parameter — an object with __cuda_array_interface__ (CuPy array, torch
 //       tensor, ...) or None (nullptr) for a pointer; an int or float for a scalar; bytes of exactly
-//       sizeof(T) for a struct; stream: a cudaStream_t as an int (CuPy: stream.ptr).
+//       sizeof(T) for a struct, or the 128 bytes of an encoded CUtensorMap for an fc::sm90::TensorMap;
+//       stream: a cudaStream_t as an int (CuPy: stream.ptr).
 //   _C.kernel_names(), _C.cuda_runtime_version(), _C.device_count()
+//   _C.kernel_requires(name): '' or 'sm_90a' (machine code only for that target; csrc/launch/registry.h)
+//   _C.has_device_code(name): whether the current device runs real code of it (not a trapping stand-in)
+//   _C.sm90a_code(): whether the current device runs this build's sm_90a code (the wgmma kernels)
 // Every mismatch (unknown kernel, wrong argument count, dtype, read-only output, non-contiguous
 // array, misaligned pointer, out-of-range scalar, bad grid) raises ValueError/TypeError naming the
 // kernel, the argument and what was expected; every CUDA error raises RuntimeError.
@@ -120,6 +124,22 @@ void scalar_arg(const py::handle& obj, const ParamInfo& p, const std::string& wh
       }
       break;
     }
+    case ParamKind::kTensorMap: {   // the 128 bytes of a CUtensorMap (cuTensorMapEncodeTiled)
+      py::object b = py::reinterpret_borrow<py::object>(obj);
+      if (!py::isinstance<py::bytes>(b) && py::hasattr(b, "tobytes")) b = b.attr("tobytes")();
+      FC_CHECK(py::isinstance<py::bytes>(b), where, " must be the ", fc::launch::kTensorMapBytes,
+               " bytes of an encoded CUtensorMap (cuTensorMapEncodeTiled)");
+      const std::string s = b.cast<std::string>();
+      FC_CHECK(int(s.size()) == fc::launch::kTensorMapBytes, where, " must be exactly ", fc::launch::kTensorMapBytes,
+               " bytes (a CUtensorMap), got ", s.size());
+      FC_CHECK(s.find_first_not_of('\0') != std::string::npos, where, " is all zeros: not an encoded tensor map");
+      uint32_t head = 0;
+      std::memcpy(&head, s.data(), 4);
+      FC_CHECK(head != 0x4d544346u, where, " holds an emulator tensor map (EmuTensorMap, \"FCTM\"); a GPU needs ",
+               "the driver's (fastconv/backends/plans/hopper.py encode_tensor_map_cuda)");
+      std::memcpy(slot, s.data(), s.size());
+      break;
+    }
     default: {   // struct: bytes (or anything with tobytes(), e.g. a structured NumPy scalar)
       py::object b = py::reinterpret_borrow<py::object>(obj);
       if (!py::isinstance<py::bytes>(b) && py::hasattr(b, "tobytes")) b = b.attr("tobytes")();
@@ -140,23 +160,35 @@ void launch(const std::string& name, const py::object& grid, const py::object& b
   unsigned g[3], b[3];
   dims3(grid, g, "grid", name);
   dims3(block, b, "block", name);
-  std::vector<std::array<unsigned char, 64>> slots(k->params.size());
+  // One slot per argument, big and aligned enough for a CUtensorMap (128 bytes; alignas(128) in CUDA 13's
+  // cuda.h, 64 before, and 64 is what TMA needs). cudaLaunchKernel copies each slot into the kernel's
+  // parameter buffer at the offset the kernel's own signature gives it (fc::sm90::TensorMap: 64-aligned).
+  struct alignas(128) Slot {
+    unsigned char bytes[128];
+  };
+  std::vector<Slot> slots(k->params.size());
   std::vector<void*> pointers(k->params.size());
   int arrays_seen = 0;
   for (size_t i = 0; i < k->params.size(); ++i) {
     const ParamInfo& p = k->params[i];
-    FC_CHECK(p.size <= 64, name, ": parameter ", i, " is larger than 64 bytes");
+    FC_CHECK(p.size <= int(sizeof(Slot)), name, ": parameter ", i, " is larger than ", sizeof(Slot), " bytes");
     if (p.kind == ParamKind::kPointer) {
       const int align = arrays_seen < 2 ? k->operand_align : 0;
-      pointer_arg(args[i], p, i, *k, align, slots[i].data());
+      pointer_arg(args[i], p, i, *k, align, slots[i].bytes);
       ++arrays_seen;
     } else {
-      scalar_arg(args[i], p, fc::cat(name, ": argument ", i, " (", p.cpp, ")"), slots[i].data());
+      scalar_arg(args[i], p, fc::cat(name, ": argument ", i, " (", p.cpp, ")"), slots[i].bytes);
     }
-    pointers[i] = slots[i].data();
+    pointers[i] = slots[i].bytes;
   }
   py::gil_scoped_release release;
   fc::launch::launch_kernel(*k, g, b, pointers.data(), shared_bytes, stream);
+}
+
+const KernelInfo& known_kernel(const std::string& name) {
+  const KernelInfo* k = fc::launch::find_kernel(name);
+  FC_CHECK(k != nullptr, "fastconv._C has no kernel named '", name, "'");
+  return *k;
 }
 
 }  // namespace
@@ -168,4 +200,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("kernel_names", &fc::launch::kernel_names);
   m.def("cuda_runtime_version", &fc::launch::cuda_runtime_version);
   m.def("device_count", &fc::launch::device_count);
+  m.def("kernel_requires", [](const std::string& name) { return std::string(known_kernel(name).needs_sm90a ? "sm_90a" : ""); });
+  m.def("has_device_code", [](const std::string& name) { return fc::launch::has_device_code(known_kernel(name)); });
+  m.def("sm90a_code", &fc::launch::sm90a_code_on_current_device);
 }

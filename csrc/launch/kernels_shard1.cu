@@ -6,4 +6,5 @@
 #define FC_KERNEL_SHARD3(align, ...)
 #define FC_KERNEL_SHARD4(align, ...)
 #define FC_KERNEL_SHARD5(align, ...)
+#define FC_KERNEL_SM90A(align, ...)
 #include "kernel_list.inc"

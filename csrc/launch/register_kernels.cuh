@@ -1,10 +1,12 @@
 // register_kernels.cuh — deduces a kernel's parameter list from its type and registers it.
 // Included by the kernels_shard*.cu files, each of which registers one shard of kernel_list.inc
 // (sharded so a parallel build compiles them at once; ptxas dominates the build time).
+// FC_REGISTER_SM90A registers a kernel whose machine code exists only for sm_90a (kernels_sm90a.cu).
 #pragma once
 #include <type_traits>
 
 #include "all_kernels.h"
+#include "../hopper/sm90_primitives.h"
 #include "registry.h"
 
 namespace fc {
@@ -41,6 +43,10 @@ ParamInfo param_info() {
   } else if constexpr (std::is_integral<U>::value) {
     p.kind = std::is_signed<U>::value ? ParamKind::kSigned : ParamKind::kUnsigned;
     p.cpp = std::string(std::is_signed<U>::value ? "int" : "uint") + std::to_string(8 * sizeof(U)) + "_t";
+  } else if constexpr (std::is_same<U, sm90::TensorMap>::value) {
+    static_assert(sizeof(U) == kTensorMapBytes && alignof(U) == 64, "fc::sm90::TensorMap must match CUtensorMap");
+    p.kind = ParamKind::kTensorMap;
+    p.cpp = "fc::sm90::TensorMap (CUtensorMap)";
   } else {
     static_assert(std::is_trivially_copyable<U>::value, "struct kernel parameters must be trivially copyable");
     p.kind = ParamKind::kStruct;
@@ -50,8 +56,9 @@ ParamInfo param_info() {
 }
 
 template <class... Args>
-bool register_entry(const char* name, int operand_align, void (*fn)(Args...)) {
-  register_kernel(KernelInfo{name, {param_info<Args>()...}, reinterpret_cast<const void*>(fn), operand_align});
+bool register_entry(const char* name, int operand_align, bool needs_sm90a, void (*fn)(Args...)) {
+  register_kernel(KernelInfo{name, {param_info<Args>()...}, reinterpret_cast<const void*>(fn), operand_align,
+                             needs_sm90a});
   return true;
 }
 
@@ -62,4 +69,7 @@ bool register_entry(const char* name, int operand_align, void (*fn)(Args...)) {
 #define FC_REGISTER_CONCAT(a, b) FC_REGISTER_CONCAT_(a, b)
 #define FC_REGISTER(align, ...)                                                           \
   static const bool FC_REGISTER_CONCAT(fc_registered_, __COUNTER__) =                     \
-      ::fc::launch::register_entry(#__VA_ARGS__, align, &__VA_ARGS__);
+      ::fc::launch::register_entry(#__VA_ARGS__, align, false, &__VA_ARGS__);
+#define FC_REGISTER_SM90A(align, ...)                                                     \
+  static const bool FC_REGISTER_CONCAT(fc_registered_, __COUNTER__) =                     \
+      ::fc::launch::register_entry(#__VA_ARGS__, align, true, &__VA_ARGS__);

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "../common/checks.h"
 #include "registry.h"
@@ -29,6 +30,53 @@ std::vector<std::string> kernel_names() {
   return out;
 }
 
+namespace {
+struct Sm90aProbe {
+  const void* fn = nullptr;
+  int marker_bytes = 0;
+  std::mutex mutex;
+  std::map<int, bool> by_device;   // device ordinal -> runs the sm_90a binary
+};
+Sm90aProbe& probe() {
+  static Sm90aProbe p;
+  return p;
+}
+}  // namespace
+
+void register_sm90a_probe(const void* fn, int marker_bytes) {
+  probe().fn = fn;
+  probe().marker_bytes = marker_bytes;
+}
+
+bool sm90a_code_on_current_device() {
+  Sm90aProbe& p = probe();
+  if (p.fn == nullptr) return false;   // this build has no sm_90a shard
+  int device = 0;
+  FC_CUDA_CHECK(cudaGetDevice(&device), "looking for sm_90a code: no current CUDA device");
+  std::lock_guard<std::mutex> lock(p.mutex);
+  auto it = p.by_device.find(device);
+  if (it != p.by_device.end()) return it->second;
+  int major = 0, minor = 0;
+  FC_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "compute capability");
+  FC_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), "compute capability");
+  bool yes = false;
+  if (major == 9 && minor == 0) {   // sm_90a machine code runs on compute capability 9.0 only
+    cudaFuncAttributes attr{};
+    // Loads the probe's module for this device: the runtime picks the sm_90a binary when the build has one,
+    // else JIT-compiles the compute_90 PTX (no wgmma there) or fails (no usable image).
+    const cudaError_t err = cudaFuncGetAttributes(&attr, p.fn);
+    if (err == cudaSuccess) {
+      yes = attr.sharedSizeBytes >= size_t(p.marker_bytes);
+    } else {
+      cudaGetLastError();   // no image for this device: no sm_90a code; do not leave the error behind
+    }
+  }
+  p.by_device[device] = yes;
+  return yes;
+}
+
+bool has_device_code(const KernelInfo& k) { return !k.needs_sm90a || sm90a_code_on_current_device(); }
+
 void launch_kernel(const KernelInfo& k, const unsigned grid[3], const unsigned block[3], void** args,
                    size_t shared_bytes, uintptr_t stream) {
   int device = 0;
@@ -49,7 +97,20 @@ void launch_kernel(const KernelInfo& k, const unsigned grid[3], const unsigned b
            max_grid_y, ", ", max_grid_z, ")");
   FC_CHECK(shared_bytes <= size_t(max_smem), k.name, ": ", shared_bytes,
            " bytes of dynamic shared memory requested; the device allows ", max_smem);
+  if (k.needs_sm90a && !sm90a_code_on_current_device()) {
+    int major = 0, minor = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    FC_CHECK(false, k.name, ": this kernel (wgmma/TMA) has machine code only for sm_90a, and fastconv._C holds "
+             "none for device ", device, " (compute capability ", major, ".", minor, "); its stand-in would trap. "
+             "Build with FASTCONV_CUDA_ARCHS including sm_90a and run on a compute capability 9.0 GPU, or let "
+             "the plan fall back (gemm_wgmma does)");
+  }
   if (shared_bytes > 48 * 1024) {   // above 48 KB a block must opt in
+    cudaFuncAttributes attr{};
+    FC_CUDA_CHECK(cudaFuncGetAttributes(&attr, k.fn), k.name, ": reading its attributes");
+    FC_CHECK(attr.sharedSizeBytes + shared_bytes <= size_t(max_smem), k.name, ": ", shared_bytes,
+             " bytes of dynamic shared memory plus ", attr.sharedSizeBytes, " static exceed the device's ", max_smem);
     FC_CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes)), k.name,
                   ": raising the dynamic shared-memory limit");
   }

@@ -4,7 +4,8 @@ Same API and semantics as the NumPy reference. The launch plans (which instantia
 arguments) are fastconv/backends/jit.py's KernelOps — the same plans the emulator checks in CI —
 executed through fastconv._C.launch, which checks every argument against the kernel's C++
 parameter types and every CUDA call (csrc/bind/fastconv_c.cpp, csrc/launch/registry.cu).
-Kernels run on CuPy's current stream.
+Kernels run on CuPy's current stream. The sm_90a wgmma GEMM is chosen only where _C says the current
+device runs its sm_90a machine code (_C.sm90a_code(), asked per device; see csrc/launch/registry.h).
 """
 from __future__ import annotations
 
@@ -26,7 +27,13 @@ def status() -> tuple[bool, str]:
         return False, reason
     if _C.device_count() == 0:
         return False, "fastconv._C sees no CUDA device"
-    return True, f"fastconv._C (CUDA runtime {_C.cuda_runtime_version()}, {len(_C.kernel_names())} kernels)"
+    sm90a = ""
+    if hasattr(_C, "sm90a_code"):
+        try:
+            sm90a = "; sm_90a wgmma code for this device: " + ("yes" if _C.sm90a_code() else "no")
+        except RuntimeError as exc:   # pragma: no cover - a device that fails the query
+            sm90a = f"; sm_90a code unknown ({exc})"
+    return True, f"fastconv._C (CUDA runtime {_C.cuda_runtime_version()}, {len(_C.kernel_names())} kernels{sm90a})"
 
 
 class _NativeExecutor:
@@ -45,7 +52,16 @@ class _NativeExecutor:
 @functools.lru_cache(maxsize=None)
 def _ops() -> KernelOps:
     ex = _NativeExecutor()
-    return KernelOps(ex.cupy, ex.launch, lambda a: int(a.data.ptr))
+    ops = KernelOps(ex.cupy, ex.launch, lambda a: int(a.data.ptr))
+    ops.builds_sm90a = _sm90a_code_fn(ex._C)   # HopperPlans selects the wgmma GEMM only then (and on sm_90)
+    return ops
+
+
+def _sm90a_code_fn(c_module):
+    """_C.sm90a_code: whether the current device runs the sm_90a binary of _C's wgmma kernels. A _C built
+    before the sm_90a registry has no such function (and no such kernels): never."""
+    probe = getattr(c_module, "sm90a_code", None)
+    return probe if probe is not None else (lambda: False)
 
 
 def __getattr__(name):   # module-level op functions: native.conv2d_fprop(...) etc.

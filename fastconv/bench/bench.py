@@ -189,7 +189,7 @@ def measure_case(case, fc_runner, base_runner, mode: str, ceilings: Ceilings, sh
     base_t = {k.split("|", 1)[1]: t for k, t in timings.items() if k.startswith("baseline|")}
     if fc_t:
         label, t = min(fc_t.items(), key=lambda kv: kv[1].median_s)
-        r["fastconv"].update(_side(t, case, ceilings, sheet), label=label)
+        r["fastconv"].update(_side(t, case, ceilings, sheet), label=label, **prepared_info.get(("fastconv", label), {}))
     if base_t:
         variants = {k: dict(_side(t, case, ceilings, sheet), **prepared_info.get(("baseline", k), {}))
                     for k, t in base_t.items()}
@@ -271,6 +271,8 @@ def run_bench(args) -> int:
             print(f"\n== {title} | baseline {base_name} ==")
             print(report.table_header(mode, base_name))
         print(report.table_row(r, mode), flush=True)
+        if (r.get("fastconv") or {}).get("kernel"):
+            print(f"    fastconv kernel: {r['fastconv']['kernel']}")
         if r["status"] != "ok":
             print(f"    {r['status']}: {r.get('reason')}")
     if out_of_time:

@@ -180,6 +180,10 @@ class FastconvRunner:
             return False, f"the fastconv {kind} backend has no {OP_FUNCS[case.op]}"
         if self.device == "cpu" and case.dtype != "fp32":
             return False, "the reference backend computes in float32/float64 only"
+        if self.device == "gpu" and case.op == "gemm" and case.dtype in GEMM16:
+            if not hasattr(mod, "gemm_wgmma"):
+                return False, f"the fastconv {kind} backend has no gemm_wgmma"
+            return True, kind
         if self.device == "gpu" and case.dtype == "tf32":
             return False, ("the generic adapter cannot ask the backend for TF32 math; "
                            "register a tf32 runner with fastconv.bench.runners.register_runner")
@@ -195,14 +199,66 @@ class FastconvRunner:
             return [Prepared("reference", lambda i: call(sets[i]), as_canonical, {"backend": "reference"})]
         import cupy
         import torch
-        csets = [{k: cupy.from_dlpack(v) for k, v in s.items()} for s in sets]   # zero-copy views
+        canonical, view, info = as_canonical, cupy.from_dlpack, {}
+        if case.op == "gemm" and case.dtype in GEMM16:
+            (call, canonical), view = _gemm16_call(mod, case.dtype), _cupy_view
+            # B held K-major (N, K), as nn.Linear keeps a weight and the wgmma kernel reads it: transposed once
+            # here, outside the timing (cuBLAS reads either layout at the same speed)
+            sets = [dict(s, b=s["b"].t().contiguous()) for s in sets]
+            info["b_layout"] = "nk (B stored (N, K) row-major, transposed once at setup)"
+        csets = [{k: view(v) for k, v in s.items()} for s in sets]   # zero-copy views
         handle = torch.cuda.current_stream().cuda_stream
         stream = cupy.cuda.ExternalStream(handle) if handle else cupy.cuda.Stream.null
 
         def fn(i):
             with stream:   # launch on torch's current stream, which the CUDA events are recorded on
                 return call(csets[i])
-        return [Prepared(kind, fn, as_canonical, {"backend": getattr(mod, "__name__", kind)})]
+        try:
+            kernels = _kernels_of(fn)
+        except ValueError as exc:
+            if not (case.op == "gemm" and case.dtype in GEMM16):
+                raise
+            # the mma.sync fallback lacks some 16-bit-output instantiations (narrow copies): fp32 out, said so
+            call, canonical = _gemm16_call(mod, case.dtype, out16=False)
+            info["out_dtype"] = f"float32 (16-bit output refused: {exc})"
+            kernels = _kernels_of(fn)
+        info.update(backend=getattr(mod, "__name__", kind), kernel=kernels)
+        return [Prepared(kind, fn, canonical, info)]
+
+
+# GEMMs in 16-bit formats run the plans' gemm_wgmma (the sm_90a wgmma kernel where it applies, else the
+# mma.sync one): same operands and output dtype as torch.matmul, so the cuBLAS comparison is like for like.
+GEMM16 = ("bf16", "fp16")
+
+
+def _cupy_view(t):
+    """A zero-copy CuPy view of a torch CUDA tensor; bfloat16 (which CuPy lacks) as its uint16 bits."""
+    import cupy
+    import torch
+    if t.dtype == torch.bfloat16:
+        return cupy.from_dlpack(t.view(torch.int16)).view(cupy.uint16)
+    return cupy.from_dlpack(t)
+
+
+def _gemm16_call(mod, dtype, out16=True):
+    """fn(set) -> C and canonical(C) -> torch for a bf16 / fp16 GEMM through mod.gemm_wgmma, B given (N, K);
+    C in the operand format like torch.matmul's (out16), else float32."""
+    import cupy
+    import torch
+    out = (np.uint16 if dtype == "bf16" else np.float16) if out16 else np.float32
+
+    def canonical(c):
+        if dtype == "bf16" and out16:
+            return torch.from_dlpack(c.view(cupy.int16)).view(torch.bfloat16)
+        return torch.from_dlpack(c)
+    return (lambda s: mod.gemm_wgmma(s["a"], s["b"], out_dtype=out, b_layout="nk")), canonical
+
+
+def _kernels_of(fn) -> str:
+    """The kernels one call of fn(0) launches, in order (fastconv.explain): the report's 'kernel' field,
+    so a result says which kernel the plans picked (e.g. the wgmma GEMM or its mma.sync fallback)."""
+    from ..explain import explain
+    return ", ".join(dict.fromkeys(explain(fn, 0).kernels))
 
 
 # ---- PyTorch baselines (cuDNN / cuBLAS on the GPU, PyTorch CPU kernels on the CPU) ---------------

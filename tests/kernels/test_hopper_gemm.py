@@ -128,6 +128,29 @@ def test_gemm_wgmma_falls_back_and_says_why():
     assert any("wgmma GEMM" in str(e.text) and "emulator" in str(e.text) for e in ex.events)
 
 
+@pytest.mark.parametrize("m,n,k", [(130, 120, 72), (64, 48, 20)])   # wgmma; K = 20: the mma.sync fallback
+def test_gemm_wgmma_takes_b_as_n_by_k(m, n, k):
+    """b_layout='nk': B given as Bt (N, K) row-major, the layout the kernel reads (no transposing copy)."""
+    rng = np.random.default_rng(m + k)
+    a, b, a64, b64 = operands("bf16", m, n, k, rng)
+    ops = emu_ops(order="random", poison=True)
+    c = ops.gemm_wgmma(a, np.ascontiguousarray(b.T), b_layout="nk")
+    np.testing.assert_array_equal(c, (a64 @ b64).astype(np.float32))
+    assert ("gemm_wgmma" in ops.launched[-1][0]) == (k % 8 == 0)
+    with pytest.raises(ValueError, match=r"expected \(M, K\) and \(N, K\) \(b_layout='nk'\)"):
+        ops.gemm_wgmma(a, b, b_layout="nk")
+    with pytest.raises(ValueError, match="b_layout must be 'kn'"):
+        ops.gemm_wgmma(a, b, b_layout="t")
+    if k % 8 == 0:   # an unaligned (N, K) B: the fallback runs, and explain says why
+        buf = np.zeros(n * k + 8, np.uint16)
+        start = (-buf.ctypes.data // 2) % 8 + 2                 # 4 bytes past a 16-byte boundary
+        bt = buf[start:start + n * k].reshape(n, k)
+        bt[:] = b.T
+        ex = explain(ops.gemm_wgmma, a, bt, b_layout="nk")
+        assert any("B (given as (N, K)) is not 16-byte aligned" in str(e.text) for e in ex.events)
+        np.testing.assert_array_equal(ex.result, (a64 @ b64).astype(np.float32))
+
+
 def test_gemm_wgmma_bad_input_errors():
     ops = emu_ops()
     a = np.ones((4, 8), np.float16)
@@ -143,12 +166,73 @@ def test_gemm_wgmma_bad_input_errors():
         ops.gemm_wgmma(a, np.ones((8, 4), np.float16), activation="gelu")
 
 
+def _emulated_backend_ops():
+    from fastconv.backends import backend_status
+    if not backend_status()["emulated"][0]:
+        pytest.skip("fastconv._emu is not built")
+    from fastconv.backends import emulated
+    return emulated.ops()
+
+
+def _notes(report):
+    return " | ".join(e.text for e in report.events if e.kind == "note")
+
+
+# (M, K, N), M (wgrad's K) a multiple of 8: one partial tile, dgrad (K = N = 10) on mma.sync; two partial
+# tiles in N, 2 k-tiles (one partial) in fprop and 3 in dgrad (K = N = 136).
+DENSE_WGMMA = [(8, 40, 10), (16, 72, 136)]
+
+
+@pytest.mark.parametrize("prec", ["bf16", "fp16"])
+@pytest.mark.parametrize("m,k,n", DENSE_WGMMA)
+def test_emulated_dense_under_16bit_precision_runs_wgmma(prec, m, k, n):
+    """Dense fprop / dgrad / wgrad under a bf16 / fp16 policy go through gemm_wgmma (the emulator runs it
+    for any K % 8 == 0): exact against the reference's rounding oracle on small integers, and within the
+    fp32-summation-order tolerance on random floats; explain names the kernel and why."""
+    from fastconv.backends import reference as ref
+    ops = _emulated_backend_ops()
+    rng = np.random.default_rng(m * k + n)
+    xi, wi = rng.integers(-3, 4, (m, k)).astype(np.float32), rng.integers(-3, 4, (k, n)).astype(np.float32)
+    bi = rng.integers(-3, 4, n).astype(np.float32)
+    report = explain(lambda: ops.dense_fprop(xi, wi, bi, precision=prec))
+    assert report.kernels[-1].startswith("fc::gemm_wgmma<"), report.kernels
+    assert "sm_90a wgmma GEMM" in _notes(report) and "in the emulator" in _notes(report)
+    np.testing.assert_array_equal(report.result, ref.dense_fprop(xi, wi, bi, precision=prec))
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((k, n)).astype(np.float32)
+    dy = rng.standard_normal((m, n)).astype(np.float32)
+    rep = explain(lambda: ops.dense_bprop(dy, x, w, precision=prec))
+    dx, dw, db = rep.result
+    want = ref.dense_bprop(dy, x, w, precision=prec)
+    dgrad, wgrad = [kern for kern in rep.kernels if kern.startswith("fc::gemm_")]
+    assert wgrad.startswith("fc::gemm_wgmma<"), rep.kernels                 # dw = x^T dy: K = M
+    assert dgrad.startswith("fc::gemm_wgmma<" if n % 8 == 0 else "fc::gemm_tensor_op<"), rep.kernels   # K = N
+    for got, oracle, scale in ((dx, want[0], np.abs(dy) @ np.abs(w).T), (dw, want[1], np.abs(x).T @ np.abs(dy))):
+        err = np.abs(got - oracle).max() / max(scale.max(), 1e-30)
+        assert err < 1e-5, err
+    np.testing.assert_allclose(db, want[2], rtol=1e-5, atol=1e-5)
+
+
+def test_emulated_dense_falls_back_to_mma_sync_when_k_is_not_a_multiple_of_8():
+    from fastconv.backends import reference as ref
+    ops = _emulated_backend_ops()
+    rng = np.random.default_rng(4)
+    x, w = rng.integers(-3, 4, (5, 12)).astype(np.float32), rng.integers(-3, 4, (12, 6)).astype(np.float32)
+    report = explain(lambda: ops.dense_fprop(x, w, None, precision="bf16"))
+    assert report.kernels[-1].startswith("fc::gemm_tensor_op<"), report.kernels
+    assert "instead of the sm_90a wgmma GEMM: K=12 is not a multiple of 8" in _notes(report)
+    np.testing.assert_array_equal(report.result, ref.dense_fprop(x, w, None, precision="bf16"))
+
+
 class _FakeGpuOps:
     """wgmma_applies as a GPU backend sees it, with the device kind and wiring chosen by the test."""
 
     def __init__(self, target, builds):
         from fastconv.backends.plans.hopper import HopperPlans
         self.plans, self.target, self.builds_sm90a = HopperPlans, target, builds
+
+    def _builds_sm90a(self):
+        return self.plans._builds_sm90a(self)
 
     def applies(self, *args):
         return self.plans.wgmma_applies(self, *args)
@@ -163,7 +247,11 @@ def test_wgmma_selection_on_gpus():
     ok, why = _FakeGpuOps(None, True).applies(*big)
     assert not ok and "not sm_90" in why
     ok, why = _FakeGpuOps("sm90", False).applies(*big)
-    assert not ok and "does not build the sm_90a kernels" in why
+    assert not ok and "no sm_90a code for the device" in why
+    # native: builds_sm90a is _C.sm90a_code, asked per use (the current device)
+    assert _FakeGpuOps("sm90", lambda: True).applies(*big)[0]
+    ok, why = _FakeGpuOps("sm90", lambda: False).applies(*big)
+    assert not ok and "built without the sm_90a gencode" in why
     ok, why = _FakeGpuOps("sm90", True).applies(256, 256, 4096, np.float16)
     assert not ok and "too few to fill the GPU" in why
     ok, why = _FakeGpuOps("sm90", True).applies(4096, 4096, 4096, np.float32)

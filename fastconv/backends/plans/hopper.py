@@ -113,16 +113,22 @@ class HopperPlans:
         except Exception:   # pragma: no cover - no device
             return None
 
+    def _builds_sm90a(self) -> bool:
+        """The executor's `builds_sm90a`: a bool (jit), or a callable asked per use (native: per device)."""
+        flag = getattr(self, "builds_sm90a", False)
+        return bool(flag() if callable(flag) else flag)
+
     def wgmma_applies(self, m, n, k, dtype):
         """(True, why) when gemm_wgmma would run the sm_90a kernel for this problem, else (False, why not)."""
         target = self._sm90_target()
         if target is None:
             return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
-        if target == "sm90" and not getattr(self, "builds_sm90a", False):
-            # The executor must compile csrc/hopper for sm_90a (not plain sm_90): jit does, through NVRTC
-            # (jit.compile_sm90a, when cuda-bindings is installed); _C's registry does not hold them yet.
-            return False, ("this backend does not build the sm_90a kernels (native: not in _C's registry; "
-                           "jit: needs NVRTC through cuda-bindings)")
+        if target == "sm90" and not self._builds_sm90a():
+            # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
+            # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
+            # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh).
+            return False, ("this backend has no sm_90a code for the device (native: fastconv._C was built "
+                           "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
         if k % 8:
@@ -137,20 +143,25 @@ class HopperPlans:
         return True, ("sm_90a wgmma GEMM (TMA, 4 stages, warp-specialized)" +
                       (" in the emulator" if target == "emulator" else ""))
 
-    def gemm_wgmma(self, a, b, bias=None, activation=None, out_dtype=None, alpha=0.0):
+    def gemm_wgmma(self, a, b, bias=None, activation=None, out_dtype=None, alpha=0.0, b_layout="kn"):
         """C = act(A @ B + bias) with the sm_90a wgmma kernel when it applies (wgmma_applies), otherwise
-        gemm_tensor_op (explain says why). A (M, K), B (K, N) row-major, float16 or uint16 (bfloat16 bits);
-        bias float32 (N,); C float32 (default) or the operand dtype. Tile 128 x 256 when N >= 256, else
-        128 x 128 (knob: force_wgmma_bn)."""
+        gemm_tensor_op (explain says why). A (M, K) row-major, float16 or uint16 (bfloat16 bits); B (K, N)
+        row-major (b_layout 'kn'), or given as Bt (N, K) row-major ('nk': K-major, the layout the kernel reads
+        and nn.Linear keeps its weight in, so no transposing copy); bias float32 (N,); C float32 (default) or
+        the operand dtype. Tile 128 x 256 when N >= 256, else 128 x 128 (knob: force_wgmma_bn)."""
         a, b = self._c(a), self._c(b)
-        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-            raise ValueError(f"gemm_wgmma: A is {a.shape}, B is {b.shape}; expected (M, K) and (K, N)")
+        if b_layout not in ("kn", "nk"):
+            raise ValueError(f"gemm_wgmma: b_layout must be 'kn' (B is (K, N)) or 'nk' (B given as (N, K)), got {b_layout!r}")
+        kb = b.shape[0] if b_layout == "kn" else (b.shape[1] if b.ndim == 2 else None)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != kb:
+            want = "(K, N)" if b_layout == "kn" else "(N, K) (b_layout='nk')"
+            raise ValueError(f"gemm_wgmma: A is {a.shape}, B is {b.shape}; expected (M, K) and {want}")
         if b.dtype != a.dtype:
             raise TypeError(f"gemm_wgmma: A is {a.dtype} but B is {b.dtype}")
         out = np.dtype(np.float32 if out_dtype is None else out_dtype)
         if out not in (np.dtype(np.float32), a.dtype):
             raise TypeError(f"gemm_wgmma: output must be float32 or the operand type {a.dtype}, got {out}")
-        (m, kdim), n = a.shape, b.shape[1]
+        (m, kdim), n = a.shape, (b.shape[1] if b_layout == "kn" else b.shape[0])
         if bias is not None and tuple(bias.shape) != (n,):
             raise ValueError(f"gemm_wgmma: bias has shape {tuple(bias.shape)}; expected ({n},), one per output column")
         if activation not in ACTIVATIONS:
@@ -158,16 +169,18 @@ class HopperPlans:
         ok, why = self.wgmma_applies(m, n, kdim, a.dtype)
         if ok and self._ptr(a) % 16:
             ok, why = False, "A is not 16-byte aligned (a TMA global address must be)"
+        elif ok and b_layout == "nk" and self._ptr(b) % 16:   # a (K, N) B is copied into fresh, aligned memory
+            ok, why = False, "B (given as (N, K)) is not 16-byte aligned (a TMA global address must be)"
         if not ok:
             note("gemm_tensor_op (mma.sync) instead of the sm_90a wgmma GEMM: " + why)
-            return self.gemm_tensor_op(a, b, bias, activation, alpha, out_dtype)
+            return self.gemm_tensor_op(a, b if b_layout == "kn" else self._c(b.T), bias, activation, alpha, out_dtype)
         note(why)
         c = self.xp.empty((m, n), out)
         if c.size == 0:
             return c
         # Bt (N, K): both operands K-major, which wgmma reads for every input type. One transposing
-        # copy of B; a weight can be kept in this layout to skip it.
-        bt = self._c(b.T)
+        # copy of a (K, N) B; a weight kept in this layout (b_layout='nk') skips it.
+        bt = self._c(b.T) if b_layout == "kn" else b
         ct = WGMMA_TYPES[a.dtype]
         bn = getattr(self, "force_wgmma_bn", None) or (256 if n >= 256 else 128)
         if bn not in WGMMA_BNS:

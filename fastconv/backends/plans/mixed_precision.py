@@ -1,5 +1,5 @@
 """Routing of conv2d and dense under a tf32 / bf16 / fp16 precision policy (fastconv/precision.py) to the
-tensor-core plans (tensor_op.py). A mixin of KernelOps (kernel_ops.py), whose conv2d_* / dense_* take
+tensor-core plans (tensor_op.py; for bf16 / fp16 dense, the sm_90a wgmma GEMM of hopper.py where it applies). A mixin of KernelOps (kernel_ops.py), whose conv2d_* / dense_* take
 `precision=` and come here when it is a reduced format and the operands are float32.
 
 Operands are cast to the compute format at each use (weights stay float32 masters), products are
@@ -75,9 +75,12 @@ class MixedPrecisionPlans:
         return self._to_float32(self.conv2d_wgrad_tensor_op(xc, dyc, w_shape, stride, padding, dilation, groups))
 
     # ---- dense -----------------------------------------------------------------------------------
-    def _gemm_reduced(self, a, b, precision, bias=None, what="dense"):
-        """a @ b (+ bias) for compute operands a (M, K), b (K, N), row-major; float32 out."""
-        k, n = b.shape
+    def _gemm_reduced(self, a, b, precision, bias=None, what="dense", b_layout="kn"):
+        """a @ b (+ bias) for compute operands a (M, K), b (K, N), row-major; float32 out. b_layout='nk': b is
+        given as (N, K) row-major (what the wgmma GEMM reads; the other paths transpose it)."""
+        k, n = b.shape if b_layout == "kn" else b.shape[::-1]
+        if b_layout == "nk" and not (a.dtype.itemsize == 2 and k > 0 and k % 8 == 0 and n % 2 == 0):
+            b, b_layout = self._c(b.T), "kn"   # only gemm_wgmma (reached below only then) reads (N, K) directly
         if a.dtype.itemsize == 2 and (k % 2 or n % 2):
             note(f"{what}: CUDA-core GEMM (fp32) on {precision}-rounded operands: the 16-bit tensor-core GEMM "
                  f"needs even K and N (K={k}, N={n})")
@@ -86,6 +89,8 @@ class MixedPrecisionPlans:
             note(f"{what}: K == 0, no products: the CUDA-core GEMM writes the zeros")
             return self.gemm(self._to_float32(a), self._to_float32(b), bias=bias)
         note(f"{what}: tensor-core GEMM in {precision}, fp32 accumulation, fp32 output")
+        if a.dtype.itemsize == 2:   # bf16 / fp16: the sm_90a wgmma GEMM, which falls back to mma.sync (and says why)
+            return self.gemm_wgmma(a, b, bias=bias, b_layout=b_layout)
         return self.gemm_tensor_op(a, b, bias=bias)
 
     def _dense_fprop_reduced(self, x, w, b, precision):
@@ -95,7 +100,7 @@ class MixedPrecisionPlans:
     def _dense_bprop_reduced(self, dy, x, w, need_dx, precision):
         dyc = self._to_compute(dy, precision)
         dx = None
-        if need_dx:   # dx = dy @ w^T; the tensor-core GEMM takes row-major operands: transpose the cast copy
-            dx = self._gemm_reduced(dyc, self._c(self._to_compute(w, precision).T), precision, what="dense dgrad")
+        if need_dx:   # dx = dy @ w^T: w (K_in, units) is w^T in the (N, K) layout the wgmma GEMM reads
+            dx = self._gemm_reduced(dyc, self._to_compute(w, precision), precision, what="dense dgrad", b_layout="nk")
         dw = self._gemm_reduced(self._c(self._to_compute(x, precision).T), dyc, precision, what="dense wgrad")
         return dx, dw, self.bias_grad(dy)
