@@ -422,7 +422,8 @@ def test_conv2d_dgrad_exact_small_integers(prec, problem, order, rng):
     _, w, dy = _grad_inputs(rng, problem, prec, ints=True)
     ops = tc_ops(order, poison=order == "reverse")
     got = ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:])
-    assert ops.launched == [f"fc::conv2d_dgrad_tensor_op<fc::TensorOp{prec.capitalize()}Tile64, "
+    kernel = "conv2d_dgrad_strided_tensor_op" if tuple(args[2]) != (1, 1) else "conv2d_dgrad_tensor_op"
+    assert ops.launched == [f"fc::{kernel}<fc::TensorOp{prec.capitalize()}Tile64, "
                             f"{16 // np.dtype(OPERAND[prec]).itemsize}, float>"], ops.launched
     assert got.dtype == np.float32 and got.shape == tuple(args[0])
     assert_same(got, _dgrad_ref(dy, w, prec, args).astype(np.float32), exact=True,
@@ -435,7 +436,7 @@ def test_conv2d_dgrad_operand_type_output_exact(prec, rng):
     _, w, dy = _grad_inputs(rng, "3x3s2_dil2_c24_k8", prec, ints=True)
     ops = tc_ops("reverse", poison=True)
     got = ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:], out_dtype=OPERAND[prec])
-    assert got.dtype == OPERAND[prec] and "conv2d_dgrad_tensor_op" in ops.launched[0]
+    assert got.dtype == OPERAND[prec] and "conv2d_dgrad_strided_tensor_op" in ops.launched[0]
     want = operand_value(operand(_dgrad_ref(dy, w, prec, args), prec), prec)   # the one output rounding
     assert_same(out_value(got, "operand"), want, exact=True, what=f"conv2d_dgrad_tensor_op {prec} -> operand")
 
