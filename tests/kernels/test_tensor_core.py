@@ -684,3 +684,22 @@ def test_strided_dgrad_is_chosen_for_stride_above_one_and_explained(rng):
     ops.launched.clear()
     ops.conv2d_dgrad_tensor_op(dy1, w1, s1[0], *s1[2:])
     assert ops.launched == ["fc::conv2d_dgrad_tensor_op<fc::TensorOpF16Tile64, 8, float>"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["native", "jit"])
+@pytest.mark.parametrize("problem", list(TC_STRIDED_DGRAD))
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_gpu_strided_dgrad_exact_small_integers(prec, problem, backend):
+    """The stride-phase dgrad through fastconv._C and NVRTC on an sm_80+ GPU (skipped without one)."""
+    from test_gpu_backends import _gpu_ops, _OnDevice
+    ops = _gpu_ops(backend)
+    import cupy
+    if int(cupy.cuda.Device().compute_capability) < 80:
+        pytest.skip("the tensor-core kernels need sm_80 or newer")
+    dev = _OnDevice(ops, {})
+    args = TC_STRIDED_DGRAD[problem]
+    w, dy = _strided_inputs(np.random.default_rng(0), problem, prec, ints=True)
+    dx = dev.conv2d_dgrad_tensor_op(dy, w, args[0], *args[2:])
+    assert_same(dx, _dgrad_ref(dy, w, prec, args).astype(np.float32), exact=True,
+                what=f"{backend} strided dgrad {prec} {problem}")
