@@ -242,7 +242,8 @@ class TensorOpPlans:
         """conv2d_dgrad (dx = dy * w^T, NHWC, filter (R, S, C, K)) on tensor cores with fp32 accumulation
         when groups == 1, C and K multiples of 16 bytes of the operand type, dy and w 16-byte aligned;
         otherwise the CUDA-core fp32 dgrad on operands widened to float32 (same values). dy and w: float32
-        (tf32), float16 or uint16 (bfloat16 bits); dx float32 (default) or the operand dtype."""
+        (tf32), float16 or uint16 (bfloat16 bits); dx float32 (default) or the operand dtype. Stride > 1 runs
+        conv2d_dgrad_strided_tensor_op: the sh*sw stride phases in one launch, each over only its own taps."""
         dy, w = self._c(dy), self._c(w)
         dt, out = _tensor_op_types(dy.dtype, out_dtype)
         if w.dtype != dt:
