@@ -6,8 +6,12 @@
 // Versions: 1. conv2d_dgrad_implicit_gemm ("analytic": every tap is visited and the ones that miss
 //              the stride grid read zero; wasteful by sh*sw for strided convs, exact for all),
 //              kVec = 4 along j when K, Kg are multiples of 4 (16-byte dy and w loads).
+//           2. conv2d_dgrad_strided_implicit_gemm, for stride > 1: one launch over the sh*sw stride phases
+//              (grid.z = groups * phases; conv2d_dgrad_phase.h), each a dense GEMM over its own taps,
+//              so no K slice is spent on taps that miss the stride grid.
 // Checked by: python -m pytest tests/kernels -q -k dgrad
 #pragma once
+#include "conv2d_dgrad_phase.h"
 #include "conv2d_fprop.h"
 
 namespace fc {
@@ -98,6 +102,123 @@ conv2d_dgrad_implicit_gemm(Conv2dProblem pb, const T* __restrict__ dy, const T* 
   const Index k_total = Index(pb.R) * pb.S * Kg;
   gemm_mainloop<Tile, kVec, T, Index, true, true>(ga, gb, M, Index(Cg), Index(0), k_total,
                                                   Index(blockIdx.x) * Tile::BM, Index(blockIdx.y) * Tile::BN, out);
+}
+
+// ---- version 2: one stride phase (and group) per grid.z -----------------------------------------------
+// A[m, kk] = dy[n, p, q, g*Kg + j] with m = (n, i, j) over the phase's dx pixels and kk = (tr, ts, j) over
+// its taps: p = i + base_h - tr*pstep_h, q = j + base_w - ts*pstep_w (conv2d_dgrad_phase.h).
+template <class T, class Index>
+struct Conv2dDgradStridedOutputGradGather {
+  const T* dy;
+  Conv2dProblem pb;
+  Conv2dDgradPhase ph;
+  Index M;
+  int group;
+
+  struct Row {
+    Index base;   // offset of dy[n, 0, 0, g*Kg]
+    int p0, q0;   // dy coordinates of the row's first tap
+    bool valid;
+  };
+
+  FC_DEVICE Row row(Index m) const {
+    Row r;
+    r.valid = m < M;
+    if (!r.valid) m = 0;
+    const int j = int(m % ph.w.size);
+    const Index t = m / ph.w.size;
+    const int i = int(t % ph.h.size);
+    const Index n = t / ph.h.size;
+    r.p0 = i + ph.h.base;
+    r.q0 = j + ph.w.base;
+    r.base = ((n * Index(pb.P)) * Index(pb.Q)) * Index(pb.K) + Index(group) * pb.Kg();
+    return r;
+  }
+
+  template <int V>
+  FC_DEVICE void load(const Row& r, Index kk, T (&out)[V]) const {
+    const int kg = pb.Kg();
+    const int j = int(kk % kg);
+    const int rs = int(kk / kg);
+    const int tr = rs / ph.w.taps, ts = rs - tr * ph.w.taps;
+    const int p = r.p0 - tr * ph.h.pstep, q = r.q0 - ts * ph.w.pstep;
+    if (r.valid && p >= 0 && q >= 0 && p < pb.P && q < pb.Q) {
+      load_vec<V>(dy + r.base + (Index(p) * pb.Q + q) * Index(pb.K) + j, out);
+    } else {
+#pragma unroll
+      for (int i = 0; i < V; ++i) out[i] = T(0);
+    }
+  }
+};
+
+// B[kk, c] = w[t0_h + tr*tstep_h, t0_w + ts*tstep_w, c, g*Kg + j] over the phase's taps.
+template <class T, class Index>
+struct Conv2dDgradStridedFilterGather {
+  const T* w;
+  Conv2dProblem pb;
+  Conv2dDgradPhase ph;
+  int group;
+
+  struct Row {
+    int c;
+    bool valid;
+  };
+
+  FC_DEVICE Row row(Index c) const { return Row{int(c), c < pb.Cg()}; }
+
+  template <int V>
+  FC_DEVICE void load(const Row& r, Index kk, T (&out)[V]) const {
+    if (r.valid) {
+      const int kg = pb.Kg();
+      const int j = int(kk % kg);
+      const int rs = int(kk / kg);
+      const int tr = rs / ph.w.taps, ts = rs - tr * ph.w.taps;
+      const int rr = ph.h.t0 + tr * ph.h.tstep, ss = ph.w.t0 + ts * ph.w.tstep;
+      load_vec<V>(w + ((Index(rr) * pb.S + ss) * pb.Cg() + r.c) * Index(pb.K) + Index(group) * kg + j, out);
+    } else {
+#pragma unroll
+      for (int i = 0; i < V; ++i) out[i] = T(0);
+    }
+  }
+};
+
+// The phase's row m -> dx[n, ph + sh*i, pw + sw*j, g*Cg + c].
+template <class T, class Index>
+struct Conv2dDgradStridedStore {
+  T* dx;
+  Conv2dProblem pb;
+  Conv2dDgradPhase ph;
+  int group;
+
+  FC_DEVICE void operator()(Index m, Index c, T acc) const {
+    const int j = int(m % ph.w.size);
+    const Index t = m / ph.w.size;
+    const int i = int(t % ph.h.size);
+    const Index n = t / ph.h.size;
+    const Index pixel = (n * pb.H + ph.h.x0 + pb.stride_h * i) * Index(pb.W) + ph.w.x0 + pb.stride_w * j;
+    dx[pixel * pb.C + group * pb.Cg() + int(c)] = acc;
+  }
+};
+
+// grid (ceil(N * ceil(H/sh) * ceil(W/sw) / BM), ceil(Cg / BN), groups * sh*sw), block Tile::kThreads.
+// Phase 0 is the largest; CTAs past a smaller phase's rows leave at once (uniformly, before any
+// barrier). A phase with no tap runs an empty K range and so writes zeros.
+template <class Tile, int kVec, class Index, class T>
+__global__ void __launch_bounds__(Tile::kThreads, 1)
+conv2d_dgrad_strided_implicit_gemm(Conv2dProblem pb, const T* __restrict__ dy, const T* __restrict__ w,
+                                   T* __restrict__ dx) {
+  const int phases = pb.stride_h * pb.stride_w;
+  const int group = int(blockIdx.z) / phases;
+  const Conv2dDgradPhase ph = Conv2dDgradPhase::make(pb, int(blockIdx.z) % phases);
+  const Index M = Index(pb.N) * ph.h.size * ph.w.size;
+  const Index m0 = Index(blockIdx.x) * Tile::BM;
+  if (m0 >= M) return;
+  Conv2dDgradStridedOutputGradGather<T, Index> ga{dy, pb, ph, M, group};
+  Conv2dDgradStridedFilterGather<T, Index> gb{w, pb, ph, group};
+  Conv2dDgradStridedStore<T, Index> out{dx, pb, ph, group};
+  const Index k_total = Index(ph.taps()) * pb.Kg();
+  gemm_mainloop<Tile, kVec, T, Index, true, true>(ga, gb, M, Index(pb.Cg()), Index(0), k_total, m0,
+                                                  Index(blockIdx.y) * Tile::BN, out);
 }
 
 }  // namespace fc

@@ -89,6 +89,46 @@ for _act in ("relu", "leaky_relu", "sigmoid", "tanh"):
 conv_case("depthwise_x2", "fprop", suffix="-bias-relu", bias_act="relu")
 
 
+# The stride-phase dgrad (csrc/conv/conv2d_dgrad_phase.h) on shapes aimed at the decomposition: stride 2,
+# 3 and (2, 3); asymmetric and 'same' padding; dilation 2 and 3 (3 with stride 2 starts a phase below dy
+# row 0); phases with no tap (1x1 s2, dil2 s2, R < stride) and with no dx pixel (H, W < stride); several
+# M tiles in phase 0 and fewer in the rest; groups with a stride; Cg past one N tile.
+def _resolved(x_shape, w_shape, stride, pad, dil, groups):
+    from fastconv.shapes import resolve_padding
+    return x_shape, w_shape, stride, tuple(resolve_padding(pad, x_shape[1:3], w_shape[:2], stride, dil)), dil, groups
+
+
+STRIDED_DGRAD = {
+    "s2_dil2_three_empty": _resolved((1, 9, 8, 4), (3, 3, 4, 8), (2, 2), ((2, 2), (1, 1)), (2, 2), 1),
+    "s2_dil3_neg_base": _resolved((1, 10, 11, 4), (3, 3, 4, 5), (2, 2), ((3, 1), (0, 2)), (3, 3), 1),
+    "s2_1x1_c72": _resolved((2, 7, 9, 72), (1, 1, 72, 12), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),
+    "s3_2x2_some_empty": _resolved((1, 10, 9, 4), (2, 2, 4, 8), (3, 3), ((1, 0), (0, 1)), (1, 1), 1),
+    "s2x3_tiny": _resolved((3, 1, 2, 4), (3, 3, 4, 4), (2, 3), ((1, 1), (1, 1)), (1, 1), 1),
+    "s2_5x5_same_m_tiles": _resolved((2, 17, 15, 8), (5, 5, 8, 4), (2, 2), "same", (1, 1), 1),
+    "s2_groups2_dil2_same": _resolved((1, 12, 10, 8), (3, 3, 4, 8), (2, 2), "same", (2, 2), 2),
+}
+
+
+def strided_dgrad_case(problem, knobs=None, suffix="", dtypes=(np.float32,)):
+    x_shape, w_shape, stride, pads, dil, groups = STRIDED_DGRAD[problem]
+
+    def make(rng, ints, dtype):
+        from fastconv.shapes import conv2d_output_shape
+        y_shape = conv2d_output_shape(x_shape, w_shape, stride, pads, dil)
+        return {"w": data(rng, w_shape, ints, dtype), "dy": data(rng, y_shape, ints, dtype)}
+
+    def run(B, a):
+        return B.conv2d_dgrad(a["dy"], a["w"], x_shape, stride, pads, dil, groups)
+
+    CASES.append(Case(f"conv2d_dgrad_strided[{problem}]{suffix}", make, run, knobs or {}, dtypes=dtypes))
+
+
+for _p in STRIDED_DGRAD:
+    strided_dgrad_case(_p)
+    strided_dgrad_case(_p, {"force_vec": 1, "force_index64": True}, "-scalar-index64")
+    strided_dgrad_case(_p, {"force_tile": "TileLarge"}, "-large")
+strided_dgrad_case("s2_dil3_neg_base", suffix="-double", dtypes=(np.float64,))
+
 # ---- pooling -----------------------------------------------------------------------------------
 def pool_cases(problem):
     x_shape, pool, stride, pads = POOL[problem]
@@ -469,3 +509,28 @@ def test_plans_launch_only_registered_kernels():
         missing = set(ops_case.executor.launched) - names
         assert not missing, f"{case.name} launched unregistered kernels {missing}"
     assert ops is not None
+
+
+# ---- the stride-phase dgrad: chosen for stride > 1, explained, bitwise the same in any thread order ----
+def test_strided_dgrad_is_chosen_explained_and_deterministic(rng):
+    import fastconv as fc
+    x_shape, w_shape, stride, pads, dil, groups = STRIDED_DGRAD["s2_5x5_same_m_tiles"]
+    w = data(rng, w_shape, False, np.float32)
+    dy = data(rng, (x_shape[0], 9, 8, w_shape[3]), False, np.float32)
+    runs = []
+    for order in ("forward", "reverse", "random"):
+        ops = emulated_ops(order)
+        report = fc.explain(lambda: ops.conv2d_dgrad(dy, w, x_shape, stride, pads, dil, groups))
+        assert [n for n in ops.executor.launched if "dgrad" in n] == \
+            ["fc::conv2d_dgrad_strided_implicit_gemm<fc::TileSmall, 4, int, float>"], ops.executor.launched
+        assert any("stride-phase decomposition: 2x2 = 4 phases" in e.text for e in report.events if e.kind == "note")
+        runs.append(report.result)
+    for other in runs[1:]:
+        assert np.array_equal(runs[0].view(np.uint32), other.view(np.uint32))
+    assert_same(runs[0], ref.conv2d_dgrad(dy, w, x_shape, stride, pads, dil, groups).astype(np.float32),
+                exact=False, rtol=1e-4, atol=1e-4, what="strided dgrad, random floats")
+    # stride 1 keeps the one-GEMM kernel
+    ops = emulated_ops()
+    x1, w1, s1, p1, d1, g1 = conv_args("1x1_vec4")
+    ops.conv2d_dgrad(data(rng, (2, 5, 5, 12), True, np.float32), data(rng, w1, True, np.float32), x1, s1, p1, d1, g1)
+    assert any(n.startswith("fc::conv2d_dgrad_implicit_gemm<") for n in ops.executor.launched), ops.executor.launched

@@ -422,7 +422,8 @@ def test_conv2d_dgrad_exact_small_integers(prec, problem, order, rng):
     _, w, dy = _grad_inputs(rng, problem, prec, ints=True)
     ops = tc_ops(order, poison=order == "reverse")
     got = ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:])
-    assert ops.launched == [f"fc::conv2d_dgrad_tensor_op<fc::TensorOp{prec.capitalize()}Tile64, "
+    kernel = "conv2d_dgrad_strided_tensor_op" if tuple(args[2]) != (1, 1) else "conv2d_dgrad_tensor_op"
+    assert ops.launched == [f"fc::{kernel}<fc::TensorOp{prec.capitalize()}Tile64, "
                             f"{16 // np.dtype(OPERAND[prec]).itemsize}, float>"], ops.launched
     assert got.dtype == np.float32 and got.shape == tuple(args[0])
     assert_same(got, _dgrad_ref(dy, w, prec, args).astype(np.float32), exact=True,
@@ -435,7 +436,7 @@ def test_conv2d_dgrad_operand_type_output_exact(prec, rng):
     _, w, dy = _grad_inputs(rng, "3x3s2_dil2_c24_k8", prec, ints=True)
     ops = tc_ops("reverse", poison=True)
     got = ops.conv2d_dgrad_tensor_op(dy, w, *args[:1], *args[2:], out_dtype=OPERAND[prec])
-    assert got.dtype == OPERAND[prec] and "conv2d_dgrad_tensor_op" in ops.launched[0]
+    assert got.dtype == OPERAND[prec] and "conv2d_dgrad_strided_tensor_op" in ops.launched[0]
     want = operand_value(operand(_dgrad_ref(dy, w, prec, args), prec), prec)   # the one output rounding
     assert_same(out_value(got, "operand"), want, exact=True, what=f"conv2d_dgrad_tensor_op {prec} -> operand")
 
@@ -575,3 +576,130 @@ def test_column_major_shared_layouts_are_conflict_free(alias):
                             rows = [(wn0 + (jn + j // 2) * 8 + r) * ldb + kk + (j % 2) * 8 for r in range(8)]
                             requests.append([e * size // 4 + w for e in rows for w in range(4)])
     assert _conflict_free(requests)
+
+
+# ---- strided dgrad: the stride-phase decomposition (csrc/conv/conv2d_dgrad_phase.h) -------------------
+# Strides 2, 3 and (2, 3); padding symmetric, asymmetric and 'same'; dilation 1, 2 and 3 (3 with stride 2
+# puts a phase's first dy row below 0); phases with no tap (1x1 s2, dil2 s2, R < stride), phases with no
+# dx pixel (H or W < stride); several M tiles in the largest phase and fewer in the others; C over one N
+# tile (72) and K with a partial reduction slice (136, 24).
+def _same(x_shape, w_shape, stride, dil):
+    return tuple(resolve_padding("same", x_shape[1:3], w_shape[:2], stride, dil))
+
+
+TC_STRIDED_DGRAD = {
+    "s2_3x3_pad1_odd": ((2, 9, 10, 8), (3, 3, 8, 8), (2, 2), ((1, 1), (1, 1)), (1, 1), 1),
+    "s2_3x3_m_tiles": ((2, 17, 15, 16), (3, 3, 16, 8), (2, 2), ((1, 1), (1, 1)), (1, 1), 1),
+    "s3_3x3_asym_k24": ((1, 11, 13, 16), (3, 3, 16, 24), (3, 3), ((2, 0), (1, 2)), (1, 1), 1),
+    "s2_5x5_same": ((2, 8, 9, 8), (5, 5, 8, 16), (2, 2), _same((2, 8, 9, 8), (5, 5, 8, 16), (2, 2), (1, 1)),
+                    (1, 1), 1),
+    "s2_dil2_three_empty": ((1, 9, 8, 8), (3, 3, 8, 8), (2, 2), ((2, 2), (1, 1)), (2, 2), 1),
+    "s2_dil3_neg_base": ((1, 10, 11, 8), (3, 3, 8, 16), (2, 2), ((3, 1), (0, 2)), (3, 3), 1),
+    "s2_1x1_c72_k136": ((2, 7, 9, 72), (1, 1, 72, 136), (2, 2), ((0, 0), (0, 0)), (1, 1), 1),
+    "s3_2x2_some_empty": ((1, 10, 9, 8), (2, 2, 8, 16), (3, 3), ((1, 0), (0, 1)), (1, 1), 1),
+    "s2x3_tiny": ((3, 1, 2, 8), (3, 3, 8, 8), (2, 3), ((1, 1), (1, 1)), (1, 1), 1),
+    "s2_dil2_same": ((1, 12, 10, 16), (3, 3, 16, 8), (2, 2), _same((1, 12, 10, 16), (3, 3, 16, 8), (2, 2), (2, 2)),
+                     (2, 2), 1),
+}
+
+
+def _strided_inputs(rng, problem, prec, ints):
+    x_shape, w_shape, stride, pads, dil, groups = TC_STRIDED_DGRAD[problem]
+    draw = (lambda s: rng.integers(-3, 4, s)) if ints else rng.standard_normal
+    y_shape = ref.conv2d_fprop(np.zeros(x_shape), np.zeros(w_shape), stride, pads, dil, groups).shape
+    return operand(draw(w_shape), prec), operand(draw(y_shape), prec)
+
+
+def _strided_kernel(prec, out="float"):
+    return f"fc::conv2d_dgrad_strided_tensor_op<fc::TensorOp{prec.capitalize()}Tile64, " \
+           f"{16 // np.dtype(OPERAND[prec]).itemsize}, {out}>"
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("problem", list(TC_STRIDED_DGRAD))
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_strided_dgrad_exact_small_integers(prec, problem, order, rng):
+    args = TC_STRIDED_DGRAD[problem]
+    w, dy = _strided_inputs(rng, problem, prec, ints=True)
+    ops = tc_ops(order, poison=order == "reverse")   # poisoned masked copies: a read of a masked tap shows
+    got = ops.conv2d_dgrad_tensor_op(dy, w, args[0], *args[2:])
+    assert ops.launched == [_strided_kernel(prec)], ops.launched
+    assert got.dtype == np.float32 and got.shape == tuple(args[0])
+    assert_same(got, _dgrad_ref(dy, w, prec, args).astype(np.float32), exact=True,
+                what=f"conv2d_dgrad_strided_tensor_op {prec} {problem} {order}")
+
+
+def test_strided_dgrad_writes_every_pixel_of_phases_without_taps(rng, monkeypatch):
+    """1x1 stride 2: three of the four phases get no tap and must come out 0, not left as they were."""
+    args = TC_STRIDED_DGRAD["s2_1x1_c72_k136"]
+    w, dy = _strided_inputs(rng, "s2_1x1_c72_k136", "f16", ints=True)
+    ops = tc_ops()
+    xp_empty = ops.xp.empty
+    monkeypatch.setattr(ops.xp, "empty", lambda shape, dtype=float: np.full(shape, np.nan, dtype))
+    try:
+        got = ops.conv2d_dgrad_tensor_op(dy, w, args[0], *args[2:])
+    finally:
+        monkeypatch.setattr(ops.xp, "empty", xp_empty)
+    assert not np.isnan(got).any()
+    assert (got[:, 1::2] == 0).all() and (got[:, :, 1::2] == 0).all() and np.abs(got[:, ::2, ::2]).sum() > 0
+    assert_same(got, _dgrad_ref(dy, w, "f16", args).astype(np.float32), exact=True, what="s2 1x1 phases")
+
+
+@pytest.mark.parametrize("prec", ["f16", "bf16"])
+def test_strided_dgrad_operand_type_output_exact(prec, rng):
+    args = TC_STRIDED_DGRAD["s3_3x3_asym_k24"]
+    w, dy = _strided_inputs(rng, "s3_3x3_asym_k24", prec, ints=True)
+    ops = tc_ops("reverse", poison=True)
+    got = ops.conv2d_dgrad_tensor_op(dy, w, args[0], *args[2:], out_dtype=OPERAND[prec])
+    assert ops.launched == [_strided_kernel(prec, {"f16": "__half", "bf16": "__nv_bfloat16"}[prec])]
+    want = operand_value(operand(_dgrad_ref(dy, w, prec, args), prec), prec)   # the one output rounding
+    assert_same(out_value(got, "operand"), want, exact=True, what=f"strided dgrad {prec} -> operand")
+
+
+@pytest.mark.parametrize("problem", ["s2_3x3_m_tiles", "s2_dil3_neg_base", "s2_5x5_same"])
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_strided_dgrad_random_floats_bitwise_deterministic(prec, problem, rng):
+    """Each dx element is one fixed-order K loop, so any thread interleaving gives the same bits."""
+    args = TC_STRIDED_DGRAD[problem]
+    w, dy = _strided_inputs(rng, problem, prec, ints=False)
+    runs = [tc_ops(order).conv2d_dgrad_tensor_op(dy, w, args[0], *args[2:]) for order in ("forward", "reverse",
+                                                                                          "random")]
+    for other in runs[1:]:
+        assert np.array_equal(runs[0].view(np.uint32), other.view(np.uint32))
+    err = rel_err(runs[0].astype(np.float64), _dgrad_ref(dy, w, prec, args))
+    assert err < TOLERANCE[prec], f"strided dgrad {prec} {problem}: relative error {err:.3g}"
+
+
+def test_strided_dgrad_is_chosen_for_stride_above_one_and_explained(rng):
+    import fastconv as fc
+    args = TC_STRIDED_DGRAD["s2_3x3_pad1_odd"]
+    w, dy = _strided_inputs(rng, "s2_3x3_pad1_odd", "f16", ints=True)
+    ops = tc_ops()
+    report = fc.explain(lambda: ops.conv2d_dgrad_tensor_op(dy, w, args[0], *args[2:]))
+    notes = [e.text for e in report.events if e.kind == "note"]
+    assert any("stride-phase decomposition: 2x2 = 4 phases" in n for n in notes), notes
+    # stride 1 keeps the one-GEMM kernel
+    s1 = TC_GRAD["3x3_same_c16_k24"]
+    _, w1, dy1 = _grad_inputs(rng, "3x3_same_c16_k24", "f16", ints=True)
+    ops.launched.clear()
+    ops.conv2d_dgrad_tensor_op(dy1, w1, s1[0], *s1[2:])
+    assert ops.launched == ["fc::conv2d_dgrad_tensor_op<fc::TensorOpF16Tile64, 8, float>"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["native", "jit"])
+@pytest.mark.parametrize("problem", list(TC_STRIDED_DGRAD))
+@pytest.mark.parametrize("prec", ["tf32", "f16", "bf16"])
+def test_gpu_strided_dgrad_exact_small_integers(prec, problem, backend):
+    """The stride-phase dgrad through fastconv._C and NVRTC on an sm_80+ GPU (skipped without one)."""
+    from test_gpu_backends import _gpu_ops, _OnDevice
+    ops = _gpu_ops(backend)
+    import cupy
+    if int(cupy.cuda.Device().compute_capability) < 80:
+        pytest.skip("the tensor-core kernels need sm_80 or newer")
+    dev = _OnDevice(ops, {})
+    args = TC_STRIDED_DGRAD[problem]
+    w, dy = _strided_inputs(np.random.default_rng(0), problem, prec, ints=True)
+    dx = dev.conv2d_dgrad_tensor_op(dy, w, args[0], *args[2:])
+    assert_same(dx, _dgrad_ref(dy, w, prec, args).astype(np.float32), exact=True,
+                what=f"{backend} strided dgrad {prec} {problem}")

@@ -30,7 +30,7 @@ def all_kernel_names() -> list[str]:
     (csrc/launch/kernel_list.inc, written by scripts/gen_kernel_list.py) holds exactly these."""
     names = []
     for tile, vec, index, t in gemm_configs():
-        for op in ("fprop", "dgrad", "wgrad"):
+        for op in ("fprop", "dgrad", "wgrad", "dgrad_strided"):
             names.append(f"fc::conv2d_{op}_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>")
         for ta in ("false", "true"):
             for tb in ("false", "true"):
@@ -175,6 +175,17 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         tile, vec, index = self._gemm_config(dy.dtype, m, cg, (k, kg), (self._ptr(dy), self._ptr(w)),
                                              (x_shape, w.shape, y_shape), groups, tuned)
         bm, bn, _, threads = TILES[tile]
+        sh, sw = (int(v) for v in stride)
+        if sh * sw > 1 and groups * sh * sw > 65535:
+            note(f"conv2d_dgrad visits every tap (masked by the stride): groups * phases = {groups * sh * sw} "
+                 "exceeds grid.z's 65535")
+        elif sh * sw > 1:   # csrc/conv/conv2d_dgrad_phase.h: each stride phase a dense GEMM over its own taps
+            note(f"conv2d_dgrad stride-phase decomposition: {sh}x{sw} = {sh * sw} phases in one launch, each over "
+                 "only the taps that reach it (no taps masked by the stride)")
+            rows = n * ceil_div(h, sh) * ceil_div(wd, sw)   # phase (0, 0), the largest
+            self._launch(f"fc::conv2d_dgrad_strided_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+                         (ceil_div(rows, bm), ceil_div(cg, bn), groups * sh * sw), (threads,), (pb, dy, w, dx))
+            return dx
         self._launch(f"fc::conv2d_dgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
                      (ceil_div(m, bm), ceil_div(cg, bn), groups), (threads,), (pb, dy, w, dx))
         return dx

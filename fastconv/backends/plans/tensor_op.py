@@ -42,13 +42,17 @@ def tensor_op_kernel_names() -> list[str]:
 
 
 def conv2d_grad_tensor_op_kernel_names() -> list[str]:
-    """dgrad (float or operand-type dx) and wgrad (fp32 dw), in kernel_list.inc's order."""
-    d = "fc::conv2d_dgrad_tensor_op"
+    """dgrad (float or operand-type dx), wgrad (fp32 dw) and the stride-phase dgrad, in kernel_list.inc's
+    order."""
     w = "fc::conv2d_wgrad_tensor_op"
-    return [f"{d}<fc::TensorOpTf32Tile64, 4, float>",
-            f"{d}<fc::TensorOpF16Tile64, 8, float>", f"{d}<fc::TensorOpF16Tile64, 8, __half>",
-            f"{d}<fc::TensorOpBf16Tile64, 8, float>", f"{d}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>",
-            f"{w}<fc::TensorOpTf32Tile64, 4>", f"{w}<fc::TensorOpF16Tile64, 8>", f"{w}<fc::TensorOpBf16Tile64, 8>"]
+
+    def dgrad(d):
+        return [f"{d}<fc::TensorOpTf32Tile64, 4, float>",
+                f"{d}<fc::TensorOpF16Tile64, 8, float>", f"{d}<fc::TensorOpF16Tile64, 8, __half>",
+                f"{d}<fc::TensorOpBf16Tile64, 8, float>", f"{d}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>"]
+    return [*dgrad("fc::conv2d_dgrad_tensor_op"),
+            f"{w}<fc::TensorOpTf32Tile64, 4>", f"{w}<fc::TensorOpF16Tile64, 8>", f"{w}<fc::TensorOpBf16Tile64, 8>",
+            *dgrad("fc::conv2d_dgrad_strided_tensor_op")]
 
 
 def tensor_op_splits(rows, cols, kdim, tile="Tile64", bk=32, force=None):
@@ -238,7 +242,8 @@ class TensorOpPlans:
         """conv2d_dgrad (dx = dy * w^T, NHWC, filter (R, S, C, K)) on tensor cores with fp32 accumulation
         when groups == 1, C and K multiples of 16 bytes of the operand type, dy and w 16-byte aligned;
         otherwise the CUDA-core fp32 dgrad on operands widened to float32 (same values). dy and w: float32
-        (tf32), float16 or uint16 (bfloat16 bits); dx float32 (default) or the operand dtype."""
+        (tf32), float16 or uint16 (bfloat16 bits); dx float32 (default) or the operand dtype. Stride > 1 runs
+        conv2d_dgrad_strided_tensor_op: the sh*sw stride phases in one launch, each over only its own taps."""
         dy, w = self._c(dy), self._c(w)
         dt, out = _tensor_op_types(dy.dtype, out_dtype)
         if w.dtype != dt:
@@ -259,7 +264,14 @@ class TensorOpPlans:
             note("CUDA-core conv2d_dgrad (fp32) instead of tensor cores: " + "; ".join(reasons))
             dx = self.conv2d_dgrad(_widen(self.xp, dy), _widen(self.xp, w), x_shape, stride, padding, dilation, groups)
             return _narrow(self.xp, dx, out)
-        note("tensor-core implicit GEMM dgrad: groups == 1, C and K multiples of 16 bytes, pointers aligned")
+        sh, sw = (int(v) for v in stride)
+        phases = sh * sw
+        if phases > 1:   # csrc/conv/conv2d_dgrad_phase.h: each stride phase a dense GEMM over its own taps
+            name = self._tensor_op_name("conv2d_dgrad_strided_tensor_op", prefix, "Tile64", vec, out_ct)
+            note(f"tensor-core implicit GEMM dgrad, stride-phase decomposition: {sh}x{sw} = {phases} phases in one "
+                 "launch, each over only the taps that reach it (no taps masked by the stride)")
+        else:
+            note("tensor-core implicit GEMM dgrad: groups == 1, C and K multiples of 16 bytes, pointers aligned")
         dx = self.xp.empty((n, h, wd, c), out)
         if dx.size == 0:
             return dx
@@ -267,7 +279,8 @@ class TensorOpPlans:
             dx[...] = 0
             return dx
         bm, bn, threads = TENSOR_OP_TILES["Tile64"]
-        self._launch(name, (ceil_div(n * h * wd, bm), ceil_div(c, bn)), (threads,), (pb, dy, w, dx))
+        rows = n * ceil_div(h, sh) * ceil_div(wd, sw)   # phase (0, 0), the largest
+        self._launch(name, (ceil_div(rows, bm), ceil_div(c, bn), phases), (threads,), (pb, dy, w, dx))
         return dx
 
     def conv2d_wgrad_tensor_op(self, x, dy, w_shape, stride, padding, dilation, groups):
