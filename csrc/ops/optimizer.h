@@ -49,7 +49,10 @@ static_assert(sizeof(StepScalars) == 3 * sizeof(double), "mirrored in Python as 
 // Writes a step's scalars into the buffer the updates read: one thread, in stream order, so the host
 // sets them before a step or a graph replay with no host-to-device copy (a pageable copy may block
 // the host until the GPU catches up; a launch never does).
-__global__ void set_step_scalars(double* __restrict__ step_scalars, double lr, double adam_step, double adam_decay) {
+// A template (instantiated for double only) like every other kernel, so that each launch shard that
+// includes this header holds a weak instantiation rather than a second strong definition.
+template <class W>
+__global__ void set_step_scalars(W* __restrict__ step_scalars, W lr, W adam_step, W adam_decay) {
   if (blockIdx.x == 0 && threadIdx.x == 0) {
     StepScalars* s = reinterpret_cast<StepScalars*>(step_scalars);
     s->lr = lr;

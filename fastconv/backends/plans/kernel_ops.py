@@ -52,7 +52,7 @@ def all_kernel_names() -> list[str]:
             for k in ("softmax_xent_fprop_kernel", "softmax_xent_bprop_kernel", "cross_entropy_fprop_kernel",
                       "cross_entropy_bprop_kernel"):
                 names.append(f"fc::{k}<{t}, {lt}>")
-    names.append("fc::set_step_scalars")
+    names.append("fc::set_step_scalars<double>")
     names += cast_kernel_names()
     return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
 
@@ -564,7 +564,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
     def set_step_scalars(self, buffer, values: dict):
         """Write {name: value} (names from STEP_SCALARS; missing ones 0) into the buffer, in stream
         order, by a one-thread kernel (no host-to-device copy, so the host never waits)."""
-        self._launch("fc::set_step_scalars", (1,), (1,),
+        self._launch("fc::set_step_scalars<double>", (1,), (1,),
                      (buffer,) + tuple(np.float64(values.get(k, 0.0)) for k in STEP_SCALARS))
 
     def multi_tensor_table(self, groups, table=None, upload=True):
