@@ -1,14 +1,13 @@
 """Build script: extensions compiled from csrc/.
 
-The emulator extension (CPU SIMT emulator running csrc/ kernels) is added by the emulator work;
-the native CUDA extension fastconv._C is built only when nvcc is found (optional).
+Two extensions: the emulator (always) and the native CUDA extension (optional, only where it can run).
 
 - fastconv._emu (always built): g++ compiles the device sources in csrc/ against the CPU SIMT
   emulator (csrc/emu/); fastconv.emulator launches the kernels registered in
   csrc/emu/kernel_table.inc on NumPy buffers. Needs only a C++17 compiler and pybind11.
-- fastconv._C (optional, nvcc): append its Extension in native_extensions() below; build it with
-  optional=True so that an install without nvcc still succeeds. Do not import torch here (pip's
-  isolated build has no torch).
+- fastconv._C (optional, nvcc): built where it can run (nvcc found and a CUDA driver loads), or when
+  FASTCONV_BUILD_CUDA=1 asks for it (CI); FASTCONV_BUILD_CUDA=0 skips it. optional=True, so a failed
+  CUDA build leaves the install working. Do not import torch here (pip's isolated build has no torch).
 
 Development build: python setup.py build_ext --inplace
 """
@@ -37,11 +36,30 @@ def emulator_extension():
     )
 
 
+def cuda_build_wanted():
+    """(build _C?, why): FASTCONV_BUILD_CUDA=1 asks for it (CI sets it, to compile-check and link _C where
+    no GPU is), =0 (or the older FASTCONV_SKIP_CUDA_BUILD=1) refuses it; otherwise _C is built only where
+    it can run: a CUDA driver (libcuda) loads. Without one, nvcc would spend minutes on an extension no
+    kernel of which can launch on that machine."""
+    import ctypes
+    import os
+    wanted = os.environ.get("FASTCONV_BUILD_CUDA", "").strip().lower()
+    if wanted not in ("", "auto", "0", "1"):
+        raise ValueError(f"FASTCONV_BUILD_CUDA must be 1 (build fastconv._C), 0 (skip it) or auto, got {wanted!r}")
+    if wanted == "0" or os.environ.get("FASTCONV_SKIP_CUDA_BUILD") == "1":
+        return False, "FASTCONV_BUILD_CUDA=0"
+    if wanted == "1":
+        return True, "FASTCONV_BUILD_CUDA=1"
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False, "no CUDA driver (libcuda.so.1) here; FASTCONV_BUILD_CUDA=1 builds it anyway"
+    return True, "a CUDA driver is present"
+
+
 def find_nvcc():
     import os
     import shutil
-    if os.environ.get("FASTCONV_SKIP_CUDA_BUILD") == "1":
-        return None
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
     nvcc = os.path.join(home, "bin", "nvcc") if home else shutil.which("nvcc")
     return os.path.realpath(nvcc) if nvcc and os.path.exists(nvcc) else None
@@ -83,11 +101,16 @@ def cuda_gencode_flags():
 
 def native_extensions():
     """fastconv._C: the nvcc-built kernel table (csrc/launch/*.cu) and its pybind11 binding
-    (csrc/bind/fastconv_c.cpp). Built only when nvcc is found; optional, so a failed CUDA build
+    (csrc/bind/fastconv_c.cpp). Built when cuda_build_wanted() says so and nvcc is found; optional, so a failed CUDA build
     leaves the rest of the install working (the jit and reference backends)."""
     import os
+    build, why = cuda_build_wanted()
+    if not build:
+        print(f"fastconv._C: not built ({why})")
+        return []
     nvcc = find_nvcc()
     if nvcc is None:
+        print("fastconv._C: not built (nvcc not found; set CUDA_HOME or put nvcc on PATH)")
         return []
     cuda_home = find_cuda_home(nvcc)
     if cuda_home is None:

@@ -37,11 +37,13 @@ fi
 
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export PY="${PYTHON:-python3}"
 export OUT
 export PYTHONUNBUFFERED=1
 export FASTCONV_CUDA_ARCHS="${FASTCONV_CUDA_ARCHS:-sm_90a}"   # H100/H200 only: half the nvcc time
 export FASTCONV_BUILD_JOBS="${FASTCONV_BUILD_JOBS:-$(nproc 2>/dev/null || echo 8)}"
+export FASTCONV_BUILD_CUDA="${FASTCONV_BUILD_CUDA:-1}"   # build _C even if libcuda is not where setup.py looks
 BUDGET="${GPU_CHECK_BUDGET:-450}"
 START=$SECONDS
 
@@ -116,7 +118,9 @@ export -f run_sanitizer
 
 stage env 30 'nvidia-smi || true; "$PY" -c "import torch, sys; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"cudnn\", torch.backends.cudnn.version(), \"gpu\", torch.cuda.is_available() and torch.cuda.get_device_name(0)); sys.exit(0 if torch.cuda.is_available() else 1)"; rc=$?; "$PY" -c "import cupy; print(\"cupy\", cupy.__version__)" || true; command -v nvcc && nvcc --version | tail -n2; exit $rc'
 
-stage install 240 '"$PY" -m pip install --no-build-isolation --no-deps -e . && "$PY" -m fastconv info'
+# No package registry on the GPU machine: build against what is installed there (no isolation, no deps);
+# if pip cannot (an old setuptools, say), build the extensions in place; the checkout is on PYTHONPATH.
+stage install 240 '{ "$PY" -m pip install --no-build-isolation --no-deps -e . || { echo "pip install failed: building in place"; "$PY" setup.py build_ext --inplace; }; } && "$PY" -m fastconv info'
 
 stage build_C 150 'if ! ls csrc/launch/*.cu >/dev/null 2>&1; then echo "SKIP: no CUDA sources (csrc/launch/*.cu)"; exit 3; fi
 if "$PY" -c "import fastconv._C as c; print(\"fastconv._C:\", len(c.kernel_names()), \"kernels\")"; then exit 0; fi

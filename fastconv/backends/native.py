@@ -21,7 +21,8 @@ def status() -> tuple[bool, str]:
     try:
         from .. import _C
     except ImportError as exc:
-        return False, f"fastconv._C is not built ({exc}); install with nvcc on PATH, or use the jit backend"
+        return False, (f"fastconv._C is not built ({exc}); pip builds it where nvcc is on PATH and a CUDA driver "
+                       "is present, or when asked: FASTCONV_BUILD_CUDA=1 pip install -e . (else the jit backend runs)")
     ok, reason = cuda_status()
     if not ok:
         return False, reason
