@@ -114,7 +114,8 @@ class HopperPlans:
             return None
 
     def _builds_sm90a(self) -> bool:
-        """The executor's `builds_sm90a`: a bool (jit), or a callable asked per use (native: per device)."""
+        """The executor's `builds_sm90a`: a bool, or a callable asked per use (per device: native's _C.sm90a_code,
+        jit's compile-and-load probe)."""
         flag = getattr(self, "builds_sm90a", False)
         return bool(flag() if callable(flag) else flag)
 
