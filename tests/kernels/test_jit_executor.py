@@ -9,7 +9,7 @@ from fastconv.backends.plans.hopper import wgmma_kernel_names
 from fastconv.explain import explain
 
 cupy = pytest.importorskip("cupy")
-from fastconv.backends import jit  # noqa: E402  (imports cupy lazily; skipped above without it)
+from fastconv.backends import jit  # noqa: E402  (after the skip: the executor needs CuPy)
 
 WGMMA = wgmma_kernel_names()[0]   # bf16 in, float32 out: the one the probe loads
 PLAIN = "fc::max_pool2d_fprop<float, uint8_t>"
