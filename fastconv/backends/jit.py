@@ -10,6 +10,8 @@ import functools
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 from .._sources import csrc_dir
 from .plans import *  # noqa: F401,F403  (historical import site: jit.KernelOps, jit.TILES, ...)
 from .plans import KernelOps
@@ -56,7 +58,23 @@ def status() -> tuple[bool, str]:
         return False, reason
     if not (CSRC / KERNEL_HEADER).exists():
         return False, f"the kernel sources are not installed ({CSRC / KERNEL_HEADER} is missing)"
-    return True, "CuPy + NVRTC compile csrc/ at first use (cached by CuPy)"
+    return True, "CuPy + NVRTC compile csrc/ at first use (cached on disk by CuPy)" + _sm90a_status()
+
+
+def _sm90a_status() -> str:
+    """On an sm_90 device: whether the sm_90a kernels can be compiled here (loading them is tried per device
+    at the first GEMM that would use them: _CupyExecutor.sm90a_support)."""
+    import cupy
+    try:
+        if str(cupy.cuda.Device().compute_capability) != "90":
+            return ""
+    except Exception:   # pragma: no cover - a device that fails the query
+        return ""
+    ok, why = sm90a_compiler_status()
+    if not ok:
+        return f"; sm_90a wgmma kernels: no ({why}), large bf16/fp16 GEMMs run gemm_tensor_op"
+    return (f"; sm_90a wgmma kernels: compiled at first use ({why}, not cached) and loaded per device, "
+            "else gemm_tensor_op (fastconv.explain says why)")
 
 
 # The sm_90a kernels (csrc/hopper/: wgmma, setmaxnreg) exist only for the arch-specific target sm_90a,
@@ -75,41 +93,127 @@ def compile_sm90a(name: str):
     return result.binary, result.lowered_names[name]
 
 
-def builds_sm90a() -> bool:
-    """Whether this installation can compile the sm_90a kernels (NVRTC through cuda-bindings)."""
+def sm90a_compiler_status() -> tuple[bool, str]:
+    """(True, what) when this installation can compile the sm_90a kernels (NVRTC through cuda-bindings and
+    the CUDA headers), else (False, why not). Whether a device's driver loads the result is the executor's
+    per-device probe (_CupyExecutor.sm90a_support)."""
     from .. import nvrtc_check
-    return nvrtc_check.available()
+    if not nvrtc_check.available():
+        return False, "NVRTC through cuda-bindings is not installed (pip install cuda-bindings nvidia-cuda-nvrtc)"
+    try:
+        includes = nvrtc_check.cuda_include_dirs()
+    except FileNotFoundError as exc:
+        return False, f"NVRTC has no CUDA headers ({exc})"
+    major, minor = nvrtc_check.version()
+    return True, f"NVRTC {major}.{minor}, CUDA headers in {includes[0]}"
+
+
+def builds_sm90a() -> bool:
+    """Whether this installation can compile the sm_90a kernels (NVRTC through cuda-bindings, CUDA headers)."""
+    return sm90a_compiler_status()[0]
+
+
+# The kernel the per-device probe compiles and loads: the most used instantiation (bf16 in, float32 out).
+SM90A_PROBE_KERNEL = "fc::gemm_wgmma<fc::WgmmaTile<128, 4>, __nv_bfloat16, float>"
+
+
+def _sm90a_failure(stage: str, exc: BaseException) -> str:
+    """Why the sm_90a kernels cannot run here, for the explain note of the fallback."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if stage == "load":
+        from .. import nvrtc_check
+        try:
+            nvrtc = "NVRTC {}.{}".format(*nvrtc_check.version())
+        except Exception:   # the version is only for the message
+            nvrtc = "NVRTC"
+        return (f"jit: the driver could not load the sm_90a cubin built by {nvrtc} ({what}); "
+                "it needs a driver at least as new as NVRTC")
+    if isinstance(exc, ImportError):
+        return f"jit: NVRTC through cuda-bindings is not installed ({what})"
+    if isinstance(exc, FileNotFoundError):
+        return f"jit: NVRTC has no CUDA headers to compile the sm_90a kernels ({what})"
+    return f"jit: NVRTC could not compile the sm_90a kernels ({what})"
+
+
+def kernel_args(args) -> tuple:
+    """The launch arguments as CuPy takes them. A struct passed by value (np.void: Conv2dProblem, Pool2dProblem,
+    a 128-byte TensorMap) becomes a one-element array, which CuPy (13 and 14, function.pyx _pointer) passes as a
+    pointer to its bytes; CuPy 13 rejects np.void itself and CuPy 14.0 asserts on one of 64 bytes or more."""
+    return tuple(np.array(a) if isinstance(a, np.void) else a for a in args)
 
 
 class _CupyExecutor:
+    """Compiles (NVRTC), loads and launches the kernels. Everything loaded is per device: a CuPy Function
+    belongs to the context it was loaded in, and so does its shared-memory limit."""
+
     def __init__(self):
         import cupy
         self.cupy = cupy
-        self.modules = {}
-        self.shared_optin = {}    # kernel -> dynamic shared memory it has been allowed
-        self.loaded = []
+        self.functions = {}       # (device, kernel) -> cupy.cuda.function.Function
+        self.shared_optin = {}    # (device, kernel) -> dynamic shared memory it has been allowed
+        self.sm90a = {}           # device -> (the sm_90a kernels run there, why not)
+        self._raw_modules = {}    # kernel -> RawModule (CuPy compiles once, loads once per device)
+        self._cubins = {}         # sm_90a kernel -> (cubin, mangled name): device independent
 
-    def function(self, name):
-        fn = self.modules.get(name)
+    def device(self) -> int:
+        return int(self.cupy.cuda.runtime.getDevice())
+
+    def function(self, name, device=None):
+        """The kernel `name` loaded on `device` (default: the current device)."""
+        key = (self.device() if device is None else device, name)
+        fn = self.functions.get(key)
         if fn is None:
             if name.startswith(SM90A_KERNEL_PREFIXES):
-                cubin, mangled = compile_sm90a(name)
+                if name not in self._cubins:
+                    self._cubins[name] = compile_sm90a(name)
+                cubin, mangled = self._cubins[name]
                 module = self.cupy.cuda.function.Module()
-                module.load(cubin)
-                fn = module.get_function(mangled)
-                self.loaded.append(module)     # a module must outlive its functions
+                module.load(cubin)                 # into the current device's context
+                fn = module.get_function(mangled)  # a Function holds its Module
             else:
-                module = self.cupy.RawModule(code=kernel_code(), options=NVRTC_OPTIONS, name_expressions=(name,))
-                fn = module.get_function(name)
-            self.modules[name] = fn
+                module = self._raw_modules.get(name)
+                if module is None:
+                    module = self._raw_modules[name] = self.cupy.RawModule(
+                        code=kernel_code(), options=NVRTC_OPTIONS, name_expressions=(name,))
+                fn = module.get_function(name).kernel   # the RawKernel's Function on the current device
+            self.functions[key] = fn
         return fn
 
+    def sm90a_support(self) -> tuple[bool, str]:
+        """(True, '') when the current device can run the sm_90a kernels, else (False, why not). Asked once per
+        device by compiling (once per process) and loading one wgmma kernel, so that missing headers, an NVRTC
+        too new for the driver or a failed load all become a fallback to the mma.sync GEMM, not a launch error."""
+        device = self.device()
+        if device not in self.sm90a:
+            stage = "compile"
+            try:
+                if SM90A_PROBE_KERNEL not in self._cubins:
+                    self._cubins[SM90A_PROBE_KERNEL] = compile_sm90a(SM90A_PROBE_KERNEL)
+                stage = "load"
+                self.function(SM90A_PROBE_KERNEL, device)
+                self.sm90a[device] = (True, "")
+            except Exception as exc:   # any failure means: not here; the fallback is always correct
+                self.sm90a[device] = (False, _sm90a_failure(stage, exc))
+        return self.sm90a[device]
+
     def launch(self, kernel, grid, block, args, shared_bytes=0, keep_alive=None):
-        fn = self.function(kernel)
-        if shared_bytes > max(DEFAULT_SHARED_BYTES, self.shared_optin.get(kernel, 0)):
-            fn.max_dynamic_shared_size_bytes = shared_bytes
-            self.shared_optin[kernel] = shared_bytes
-        fn(tuple(grid), tuple(block), tuple(args), shared_mem=shared_bytes)
+        device = self.device()
+        fn = self.function(kernel, device)
+        if shared_bytes > max(DEFAULT_SHARED_BYTES, self.shared_optin.get((device, kernel), 0)):
+            # through the driver on the Function's handle: a Function (unlike a RawKernel) has no
+            # max_dynamic_shared_size_bytes property
+            driver = self.cupy.cuda.driver
+            driver.funcSetAttribute(fn.ptr, driver.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, int(shared_bytes))
+            self.shared_optin[(device, kernel)] = shared_bytes
+        fn(tuple(grid), tuple(block), kernel_args(args), shared_mem=shared_bytes)
+
+    def loaded(self) -> dict:
+        """{kernel name: Function} loaded on the current device."""
+        if not self.functions:
+            return {}
+        device = self.device()
+        return {name: fn for (d, name), fn in self.functions.items() if d == device}
 
 
 def _cupy_ptr(a):
@@ -119,9 +223,23 @@ def _cupy_ptr(a):
 @functools.lru_cache(maxsize=None)
 def _ops() -> KernelOps:
     ex = _CupyExecutor()
-    ops = KernelOps(ex.cupy, ex.launch, _cupy_ptr)
-    ops.builds_sm90a = builds_sm90a()   # HopperPlans selects the wgmma GEMM only then (and on sm_90)
+    return attach_sm90a_probe(KernelOps(ex.cupy, ex.launch, _cupy_ptr), ex)
+
+
+def attach_sm90a_probe(ops: KernelOps, ex: _CupyExecutor) -> KernelOps:
+    """HopperPlans selects the wgmma GEMM only where `ex`'s probe loaded it (and on sm_90), else says why not."""
+    ops.executor = ex
+    ops.builds_sm90a = lambda: ex.sm90a_support()[0]
+    ops.sm90a_reason = lambda: ex.sm90a_support()[1]
     return ops
+
+
+def loaded_kernels() -> dict:
+    """{kernel name: CuPy Function} of the kernels the jit backend has loaded on the current device (none, and
+    no CuPy or device query, when it has launched nothing in this process)."""
+    if _ops.cache_info().currsize == 0:
+        return {}
+    return _ops().executor.loaded()
 
 
 def __getattr__(name):   # module-level op functions: jit.conv2d_fprop(...) etc.

@@ -114,7 +114,8 @@ class HopperPlans:
             return None
 
     def _builds_sm90a(self) -> bool:
-        """The executor's `builds_sm90a`: a bool (jit), or a callable asked per use (native: per device)."""
+        """The executor's `builds_sm90a`: a bool, or a callable asked per use (per device: native's _C.sm90a_code,
+        jit's compile-and-load probe)."""
         flag = getattr(self, "builds_sm90a", False)
         return bool(flag() if callable(flag) else flag)
 
@@ -126,8 +127,11 @@ class HopperPlans:
         if target == "sm90" and not self._builds_sm90a():
             # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
             # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
-            # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh).
-            return False, ("this backend has no sm_90a code for the device (native: fastconv._C was built "
+            # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
+            # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
+            reason = getattr(self, "sm90a_reason", None)
+            return False, ((reason() if callable(reason) else None) or
+                           "this backend has no sm_90a code for the device (native: fastconv._C was built "
                            "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
