@@ -25,14 +25,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args, world=2, deadline_s=90.0, wait_for=None) -> list[Rank]:
-    """Run dist_worker.py with `args` on `world` ranks. Waits up to deadline_s for the ranks in
-    wait_for (default: all), then kills every rank still running."""
+def launch(args, world=2, deadline_s=90.0, wait_for=None, command=None) -> list[Rank]:
+    """Run dist_worker.py with `args` (or `command`, a list) on `world` ranks. Waits up to
+    deadline_s for the ranks in wait_for (default: all), then kills every rank still running."""
     port = free_port()
     base = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(world)}
     start = time.monotonic()
-    procs = [subprocess.Popen([sys.executable, WORKER, *map(str, args), "--world", str(world)],
+    command = command or [sys.executable, WORKER, *map(str, args), "--world", str(world)]
+    procs = [subprocess.Popen(command,
                               env={**base, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
     ended = {}
