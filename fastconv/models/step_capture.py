@@ -65,10 +65,9 @@ def graph_support() -> tuple[bool, str]:
     return True, f"CuPy {cupy.__version__}"
 
 
-def capture_decision(model, graph=None, device=None, support=graph_support, data_parallel=False) -> CaptureDecision:
+def capture_decision(model, graph=None, device=None, support=graph_support) -> CaptureDecision:
     """Whether fit replays the step from a CUDA graph. graph: fit's argument (None = default: on
-    when the model is on 'cuda'). `support` is swappable so tests can stand in for CuPy.
-    data_parallel: fit trains on several processes (fastconv/parallel/data_parallel.py)."""
+    when the model is on 'cuda'). `support` is swappable so tests can stand in for CuPy."""
     device = model.device if device is None else device
     if graph is not None and not isinstance(graph, bool):
         raise TypeError(f"graph must be True, False or None (default: on for 'cuda'), got {graph!r}")
@@ -84,9 +83,6 @@ def capture_decision(model, graph=None, device=None, support=graph_support, data
     if os.environ.get("FASTCONV_SYNC", "").startswith("1"):
         reasons.append("FASTCONV_SYNC=1 synchronizes after every native launch (csrc/launch/registry.cu), "
                        "which a capture cannot contain")
-    if data_parallel:
-        from ..parallel.data_parallel import GRAPH_REASON
-        reasons.append(GRAPH_REASON)
     if effective(getattr(model, "precision", None)) == "fp16":
         reasons.append("fp16 training's dynamic loss scaling reads the gradients' finiteness on the host every "
                        "step to decide whether to skip it (fastconv/loss_scaling.py)")
@@ -303,7 +299,10 @@ def _check_labels(model, yb, xb):
 def make_steps(model, graph, verbose=0, data_parallel=None):
     """The step runner fit uses, after deciding (and saying) whether a CUDA graph is used.
     data_parallel: fit's DataParallel (fastconv/parallel/), whose steps all-reduce the gradients."""
-    decision = capture_decision(model, graph, data_parallel=data_parallel is not None)
+    decision = capture_decision(model, graph)
+    if data_parallel is not None:
+        from ..parallel.data_parallel import GRAPH_REASON
+        decision = CaptureDecision(False, [*decision.reasons, GRAPH_REASON])
     model.step_capture = decision
     note(str(decision))
     if verbose and (graph or model.device == "cuda"):
