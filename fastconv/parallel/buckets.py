@@ -2,14 +2,14 @@
 
 Parameters are packed, last layer first (backward finishes them first), into flat fp32 buffers of
 about `bucket_bytes`. When backward completes a parameter's gradient (the autograd hook
-fastconv.tensor.leaf_grad_hook), it is copied into its place in its bucket, multiplied by this
-rank's sample count; when every gradient of a bucket is in, and every bucket before it has been
-launched, the bucket's asynchronous all-reduce (sum) starts, so the exchange overlaps the rest of
-backward. Buckets are launched strictly in index order, the same on every rank, which collectives
-require. finish() launches what is left (a parameter backward did not reach contributes zeros),
-waits, divides by the global sample count and points each parameter's .grad at its slice of the
-bucket (a view: no copy back). Weighting by sample counts makes the result the gradient of the mean
-loss over the whole global batch even when the last batch splits unevenly over ranks.
+fastconv.tensor.leaf_grad_hook), it is copied into its place in its bucket; when every gradient of
+a bucket is in, and every bucket before it has been launched, the bucket's asynchronous all-reduce
+(sum) starts, so the exchange overlaps the rest of backward. Buckets are launched strictly in index
+order, the same on every rank, which collectives require. finish() launches what is left (a
+parameter backward did not reach contributes zeros), waits, divides by the ranks' summed weight
+and points each parameter's .grad at its slice of the bucket (a view: no copy back). The caller
+seeds each rank's backward with its weight (steps.py: its share of a full batch), so the result is
+the gradient of the mean loss over the whole global batch even when the last batch splits unevenly.
 
 The buffers are fp32 whatever the gradients' dtype, so bf16/fp16 gradients are summed in fp32. On
 the GPU they are CuPy arrays handed to NCCL through DLPack, without a copy.
@@ -55,11 +55,10 @@ class GradientBuckets:
         self.buckets = [_Bucket(g, self.params, xp, group) for g in groups]
         self.where = {id(self.params[i]): (b, k) for b, bucket in enumerate(self.buckets)
                       for k, i in enumerate(bucket.indices)}
-        self.begin(0)
+        self.begin()
 
-    def begin(self, samples: int) -> None:
-        """A new step, in which this rank's gradients are means over `samples` samples."""
-        self.weight = np.float32(samples)
+    def begin(self) -> None:
+        """A new step."""
         self.missing = [len(b.indices) for b in self.buckets]
         self.arrived = [[False] * len(b.indices) for b in self.buckets]
         self.launched = 0
@@ -74,8 +73,7 @@ class GradientBuckets:
         if self.arrived[b][k]:
             raise RuntimeError("a parameter's gradient arrived twice in one data-parallel step "
                                "(backward ran twice before the update)")
-        xp = array_module(leaf.device)
-        xp.multiply(leaf.grad.reshape(-1), self.weight, out=bucket.flat[bucket.slices[k]])
+        bucket.flat[bucket.slices[k]] = leaf.grad.reshape(-1)
         self.arrived[b][k] = True
         self.missing[b] -= 1
         while self.launched < len(self.buckets) and self.missing[self.launched] == 0:
@@ -88,15 +86,16 @@ class GradientBuckets:
             bucket.work = dist.all_reduce(bucket.tensor, op=dist.ReduceOp.SUM, async_op=True)
         self.launched += 1
 
-    def finish(self, total_samples) -> None:
-        """Launch the rest, wait for all, set every parameter's .grad to the global mean gradient."""
+    def finish(self, total_weight) -> None:
+        """Launch the rest, wait for all, divide by the ranks' summed weight (world_size for full
+        batches) and set every parameter's .grad to its slice."""
         for b in range(self.launched, len(self.buckets)):
             bucket = self.buckets[b]
             for k, done in enumerate(self.arrived[b]):
                 if not done:        # not reached by this backward (or no samples on this rank)
                     bucket.flat[bucket.slices[k]] = 0
             self._launch(b)
-        inv = np.float32(1.0 / float(total_samples))
+        inv = np.float32(1.0 / float(total_weight))
         for b, bucket in enumerate(self.buckets):
             with self.group.guard(f"the all-reduce of gradient bucket {b}"), self.group.stream_scope():
                 bucket.work.wait()

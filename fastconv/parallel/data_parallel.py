@@ -78,9 +78,11 @@ class DataParallel:
     def check_resume(self, state: dict) -> None:
         check_resume_world(state, self.world_size)
 
-    def start(self, model, x, y, **settings) -> None:
+    def start(self, model, x, y, batch_size: int, **settings) -> None:
         """Check that all ranks agree, then start every rank from rank 0's weights and optimizer state."""
-        check_agreement(self.group, fingerprint(model, x, y, world_size=self.world_size, **settings))
+        self.batch_size = batch_size
+        check_agreement(self.group, fingerprint(model, x, y, world_size=self.world_size, batch_size=batch_size,
+                                                **settings))
         self.sync_state(model, trainable=True)
 
     def sync_state(self, model, trainable: bool = False) -> None:

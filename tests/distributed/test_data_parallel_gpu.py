@@ -40,7 +40,7 @@ def test_one_nccl_rank_equals_the_eager_one_process_path(nccl_world_of_one):
             model = build()
             model.fit(x, y, epochs=2, batch_size=8, seed=SEED, verbose=0, graph=False, distributed=distributed)
         runs.append(model.get_weights())
-    for a, b in zip(*runs):     # x n then x 1/n with n a power of two: exact
+    for a, b in zip(*runs):     # backward seeded with n/8, then divided by it: powers of two, exact
         np.testing.assert_array_equal(a, b)
 
 
