@@ -81,6 +81,7 @@ class DataParallel:
     def start(self, model, x, y, batch_size: int, **settings) -> None:
         """Check that all ranks agree, then start every rank from rank 0's weights and optimizer state."""
         self.batch_size = batch_size
+        _check_sync_batchnorm_shares(model, len(x), batch_size, self.world_size)
         check_agreement(self.group, fingerprint(model, x, y, world_size=self.world_size, batch_size=batch_size,
                                                 **settings))
         self.sync_state(model, trainable=True)
@@ -101,6 +102,16 @@ class DataParallel:
 
     def reduce_metrics(self, metrics) -> None:
         reduce_metrics(metrics, self.group)
+
+
+def _check_sync_batchnorm_shares(model, num_samples, batch_size, world_size):
+    """SyncBatchNormalization's collectives run inside forward, so every rank must run one each step."""
+    from ..layers.normalization import SyncBatchNormalization
+    tail = num_samples % (batch_size * world_size)
+    if 0 < tail < world_size and any(isinstance(layer, SyncBatchNormalization) for layer in model.layers):
+        raise ValueError(f"with SyncBatchNormalization every rank needs a sample in every step, but the last global "
+                         f"batch of each epoch has {tail} sample(s) for {world_size} ranks; use a batch_size or a "
+                         f"number of samples (now {num_samples}) that leaves none or at least {world_size}")
 
 
 def _state_weights(model):

@@ -10,7 +10,7 @@ import numpy as np
 
 import fastconv as fc
 from fastconv import parallel
-from fastconv.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from fastconv.layers import BatchNormalization, Conv2D, Dense, Flatten, MaxPooling2D, SyncBatchNormalization
 
 SAMPLES = 49        # with 2 ranks x batch 4: six global batches of 8, then one sample (rank 0 gets none)
 VAL_SAMPLES = 23    # evaluate splits 11 / 12
@@ -19,16 +19,19 @@ SEED = 5
 BUCKET_BYTES = 256  # several buckets even for this small model
 
 
-def data(extra=0):
+def data(extra=0, samples=SAMPLES):
     rng = np.random.default_rng(1)
-    x = rng.random((SAMPLES + VAL_SAMPLES + extra, 8, 8, 2), dtype=np.float32)
+    x = rng.random((samples + VAL_SAMPLES + extra, 8, 8, 2), dtype=np.float32)
     y = rng.integers(0, CLASSES, len(x))
     return (x[VAL_SAMPLES:], y[VAL_SAMPLES:]), (x[:VAL_SAMPLES], y[:VAL_SAMPLES])
 
 
-def build():
+def build(bn=None):
+    """bn: None, 'plain' (BatchNormalization) or 'sync' (SyncBatchNormalization) after the first conv
+    (not before a ReLU, so one-process runs do not fuse it and both compute the same ops)."""
     fc.set_seed(0)
-    model = fc.Sequential([Conv2D(6, 3, activation="relu", input_shape=(8, 8, 2)), MaxPooling2D(2),
+    norm = {None: [], "plain": [BatchNormalization(momentum=0.9)], "sync": [SyncBatchNormalization(momentum=0.9)]}[bn]
+    model = fc.Sequential([Conv2D(6, 3, activation="relu", input_shape=(8, 8, 2)), *norm, MaxPooling2D(2),
                            Conv2D(8, 2, activation="relu"), Flatten(), Dense(CLASSES, activation="softmax")])
     model.compile(optimizer=fc.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy", "precision", "f1"])
@@ -63,13 +66,15 @@ def main():
     ap.add_argument("--fault-at", type=int, default=10)
     ap.add_argument("--extra-on-rank1", type=int, default=0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bn", choices=["plain", "sync"], default=None)
+    ap.add_argument("--samples", type=int, default=SAMPLES)
     args = ap.parse_args()
     rank = int(os.environ.get("RANK", 0))
     if args.world > 1:
         parallel.init(timeout_s=args.timeout, device=args.device)
-    (x, y), (xv, yv) = data(args.extra_on_rank1 if rank == 1 else 0)
+    (x, y), (xv, yv) = data(args.extra_on_rank1 if rank == 1 else 0, args.samples)
     with fc.using_device(args.device):
-        model = build()
+        model = build(args.bn)
         model._ensure_built(x.shape[1:])
     callbacks = [Fault(args.fault, args.fault_at)] if args.fault and rank == args.fault_rank else []
     dp = parallel.DataParallel(bucket_bytes=BUCKET_BYTES) if args.world > 1 else False

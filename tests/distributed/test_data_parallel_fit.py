@@ -150,3 +150,26 @@ def test_ranks_with_different_data_are_stopped_at_start(tmp_path):
     for rank in ranks:
         assert rank.returncode not in (0, None)
         assert "disagree" in rank.stderr and "samples: rank 0 49, rank 1 50" in rank.stderr, rank.stderr[-3000:]
+
+
+def test_sync_batchnorm_on_two_ranks_matches_batchnorm_on_one_process_of_the_double_batch(tmp_path):
+    samples = 48                                    # every rank has a share in every step (SyncBN needs it)
+    out = tmp_path / "run"
+    _ok(launch([out, "--epochs", 2, "--batch", BATCH, "--bn", "sync", "--samples", samples]))
+    (w0, _), (w1, _) = _result(out, 0), _result(out, 1)
+    for a, b in zip(w0, w1):
+        np.testing.assert_array_equal(a, b)         # moving statistics included
+    (x, y), _ = data(samples=samples)
+    runs = []
+    for reverse in (False, True):                   # the tolerance as in the test above
+        model = build("plain")
+        for epoch in range(2):
+            order = np.random.default_rng([SEED, epoch]).permutation(len(x))
+            for s in range(0, len(x), BATCH * WORLD):
+                idx = order[s:s + BATCH * WORLD]
+                model.train_on_batch(x[idx[::-1] if reverse else idx], y[idx[::-1] if reverse else idx])
+        runs.append(model.get_weights())
+    noise = max(float(np.abs(a - b).max()) for a, b in zip(*runs))
+    atol = max(4 * noise, 4 * np.finfo(np.float32).eps * max(float(np.abs(w).max()) for w in w0))
+    for got, want in zip(w0, runs[0]):
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol)
