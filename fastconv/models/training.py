@@ -238,7 +238,8 @@ class TrainingMixin:
                 dp.sync_state(self)
             logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
             if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True,
+                                    distributed=dp.group if dp else False)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)

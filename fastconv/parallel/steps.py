@@ -15,9 +15,10 @@ import math
 
 import numpy as np
 
+from ..models.step_capture import EagerSteps
+from ..models.training import _check_xy, _class_ids
 from ..tensor import leaf_grad_hook
 from .buckets import GradientBuckets
-from ..models.step_capture import EagerSteps
 
 
 class DataParallelSteps(EagerSteps):
@@ -36,7 +37,6 @@ class DataParallelSteps(EagerSteps):
         super().begin_epoch(loss_sum, seen * self.group.world_size)
 
     def step(self, xb, yb, yb_device=None):
-        from ..models.training import _class_ids, _check_xy
         model = self.model
         params = model.trainable_weights
         for p in params:
