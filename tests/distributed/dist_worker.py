@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--fault-rank", type=int, default=1)
     ap.add_argument("--fault-at", type=int, default=10)
     ap.add_argument("--extra-on-rank1", type=int, default=0)
+    ap.add_argument("--bn-on-rank1", action="store_true", help="rank 1 builds another model")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bn", choices=["plain", "sync"], default=None)
     ap.add_argument("--samples", type=int, default=SAMPLES)
@@ -74,7 +75,7 @@ def main():
         parallel.init(timeout_s=args.timeout, device=args.device)
     (x, y), (xv, yv) = data(args.extra_on_rank1 if rank == 1 else 0, args.samples)
     with fc.using_device(args.device):
-        model = build(args.bn)
+        model = build("plain" if args.bn_on_rank1 and rank == 1 else args.bn)
         model._ensure_built(x.shape[1:])
     callbacks = [Fault(args.fault, args.fault_at)] if args.fault and rank == args.fault_rank else []
     dp = parallel.DataParallel(bucket_bytes=BUCKET_BYTES) if args.world > 1 else False

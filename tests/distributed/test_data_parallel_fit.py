@@ -145,11 +145,12 @@ def test_resume_with_another_world_size_is_refused(killed):
     assert "written by a run of 2 process(es) but this run has 1" in alone.stderr, alone.stderr[-3000:]
 
 
-def test_ranks_with_different_data_are_stopped_at_start(tmp_path):
-    ranks = launch([tmp_path / "run", "--extra-on-rank1", 1, "--timeout", 20], deadline_s=60)
+def test_ranks_with_different_models_or_data_are_stopped_at_start(tmp_path):
+    ranks = launch([tmp_path / "run", "--extra-on-rank1", 1, "--bn-on-rank1", "--timeout", 20], deadline_s=60)
     for rank in ranks:
         assert rank.returncode not in (0, None)
         assert "disagree" in rank.stderr and "samples: rank 0 49, rank 1 50" in rank.stderr, rank.stderr[-3000:]
+        assert "  model: rank 0 " in rank.stderr and "  data: rank 0 " in rank.stderr
 
 
 def test_sync_batchnorm_on_two_ranks_matches_batchnorm_on_one_process_of_the_double_batch(tmp_path):
