@@ -24,12 +24,12 @@ def _digest(*parts) -> str:
 
 
 def fingerprint(model, x, y, **settings) -> dict:
-    layers = [(type(layer).__name__, [(k, list(t.shape), str(t.dtype)) for k, t in {**layer.params, **layer.state}.items()])
-              for layer in model.layers]
+    layers = [(type(layer).__name__, [(k, list(t.shape), str(t.dtype))
+                                      for k, t in {**layer.params, **layer.state}.items()]) for layer in model.layers]
     optimizer = model.optimizer
+    config = json.dumps(optimizer.get_config(), sort_keys=True, default=str)
     stride = max(1, len(x) // SAMPLED_ROWS)
-    return {"model": _digest(layers),
-            "optimizer": f"{type(optimizer).__name__} {json.dumps(optimizer.get_config(), sort_keys=True, default=str)}",
+    return {"model": _digest(layers), "optimizer": f"{type(optimizer).__name__} {config}",
             "optimizer state": f"{optimizer.iterations} steps, {len(optimizer.slots)} slot sets",
             "loss": model.loss.name, "metrics": [m.name for m in model.metrics],
             "samples": len(x), "sample shape": list(x.shape[1:]), "label shape": list(y.shape[1:]),
