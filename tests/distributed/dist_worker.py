@@ -39,7 +39,7 @@ def build(bn=None):
 
 
 class Fault(fc.callbacks.Callback):
-    """On one rank, after `at` training steps: SIGKILL itself, or hang."""
+    """On one rank, after `at` training steps: SIGKILL itself, hang, or poison its weights with NaN."""
 
     def __init__(self, what, at):
         self.what, self.at, self.steps = what, at, 0
@@ -49,6 +49,9 @@ class Fault(fc.callbacks.Callback):
         if self.steps == self.at:
             if self.what == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self.what == "nan":
+                self.model.trainable_weights[0].data[...] = np.nan
+                return
             time.sleep(3600)
 
 
@@ -61,7 +64,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--fault", choices=["kill", "hang"], default=None)
+    ap.add_argument("--fault", choices=["kill", "hang", "nan"], default=None)
     ap.add_argument("--fault-rank", type=int, default=1)
     ap.add_argument("--fault-at", type=int, default=10)
     ap.add_argument("--extra-on-rank1", type=int, default=0)

@@ -123,6 +123,14 @@ def test_a_hung_rank_ends_the_other_within_the_timeout(tmp_path):
     assert "DistributedError" in rank0.stderr and "timeout 5 s" in rank0.stderr, rank0.stderr[-3000:]
 
 
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    ranks = launch([tmp_path / "run", "--fault", "nan", "--fault-at", 3, "--timeout", 20], deadline_s=60)
+    for rank in ranks:       # rank 1's weights turn NaN after step 3: step 4's summed loss is NaN everywhere
+        assert rank.returncode not in (0, None)
+        assert "FloatingPointError: epoch 1, step 4: the training loss summed over all ranks became nan" \
+            in rank.stderr, rank.stderr[-3000:]
+
+
 def test_resume_after_a_killed_rank_ends_where_the_uninterrupted_run_ends(killed, two_ranks):
     folder, _ = killed
     out = folder / "resumed"
