@@ -9,7 +9,6 @@ import pytest
 
 pytest.importorskip("torch")
 
-import fastconv as fc  # noqa: E402
 from dist_launch import launch  # noqa: E402
 from dist_worker import SEED, build, data  # noqa: E402
 
