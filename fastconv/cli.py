@@ -20,7 +20,12 @@ def _train(args) -> int:
     from .precision import get_precision
     from .plotting import plot_confusion_matrix, plot_history
 
-    device = check_device(args.device, "--device")
+    group = None
+    if args.distributed:   # before the model: on 'cuda' its weights must land on this rank's GPU
+        from .parallel import init
+        group = init(device=args.device)
+    device = group.device if group else check_device(args.device, "--device")
+    writes = group is None or group.rank == 0   # rank 0 alone prints and writes the outputs
     backend = backend_name(device)
     if backend == "unavailable":
         backend_for(device)  # raises with the reason native and jit are unavailable
@@ -33,13 +38,17 @@ def _train(args) -> int:
     model.compile(optimizer=Adam(args.lr), loss="categorical_crossentropy", metrics=["accuracy"],
                   precision=args.precision)
     compute = model.precision or get_precision()
-    print(f"fastconv train: {info['name']} ({len(x_train)} train / {len(x_test)} test images of "
-          f"{'x'.join(map(str, x_train.shape[1:]))}), model {args.model}, device {device}, backend {backend}, "
-          f"precision {compute}")
+    if writes:
+        print(f"fastconv train: {info['name']} ({len(x_train)} train / {len(x_test)} test images of "
+              f"{'x'.join(map(str, x_train.shape[1:]))}), model {args.model}, device {device}, backend {backend}, "
+              f"precision {compute}" + (f", {group.world_size} processes" if group else ""))
     start = time.perf_counter()
     history = model.fit(x_train, data.to_categorical(y_train, num_classes), epochs=args.epochs,
-                        batch_size=args.batch_size, verbose=0 if args.quiet else 1, seed=args.seed)
+                        batch_size=args.batch_size, verbose=0 if args.quiet else 1, seed=args.seed,
+                        distributed=group or False)
     train_seconds = time.perf_counter() - start
+    if not writes:
+        return 0
     if "loss_scale" in history.history:   # fp16: dynamic loss scaling (fastconv/loss_scaling.py)
         print(f"fp16 loss scaling: final scale {history.history['loss_scale'][-1]:g}, "
               f"{history.history['skipped_steps'][-1]} step(s) skipped on overflow")
@@ -54,6 +63,7 @@ def _train(args) -> int:
         "device": device, "backend": backend, "dataset": info["name"], "model": args.model,
         "compute_precision": compute, "epochs": len(history.epoch), "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "train_samples": int(len(x_train)), "test_samples": int(len(x_test)),
+        "processes": group.world_size if group else 1,   # batch_size is per process
     }
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
@@ -102,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--precision", default=None, choices=["fp32", "tf32", "bf16", "fp16"],
                        help="conv/dense compute format (default: $FASTCONV_PRECISION or fp32); fp16 uses loss scaling")
+    train.add_argument("--distributed", action="store_true",
+                       help="data-parallel over the processes torchrun launched (NCCL on cuda, gloo on cpu); "
+                            "--batch-size is per process (docs/distributed.md)")
     train.set_defaults(func=_train)
     info = sub.add_parser("info", help="version, devices and which compute paths are available")
     info.add_argument("--json", action="store_true")

@@ -33,6 +33,20 @@ def no_grad():
         _state.grad_enabled = previous
 
 
+@contextlib.contextmanager
+def leaf_grad_hook(fn):
+    """Inside this block backward() calls fn(leaf) as soon as a leaf's gradient of that pass is
+    complete (every use of the leaf has been differentiated), before the rest of the graph is done:
+    data-parallel training starts reducing a bucket of gradients while backward goes on
+    (fastconv/parallel/buckets.py)."""
+    previous = getattr(_state, "leaf_grad_hook", None)
+    _state.leaf_grad_hook = fn
+    try:
+        yield
+    finally:
+        _state.leaf_grad_hook = previous
+
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -84,12 +98,15 @@ class Tensor:
 
         order = postorder(self, lambda node: [p for p in node._parents if p.requires_grad])
         grads = {id(self): grad}
+        hook = getattr(_state, "leaf_grad_hook", None)
         for node in reversed(order):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
             if node._backward is None:  # a leaf: accumulate like PyTorch / micrograd
                 node.grad = g.copy() if node.grad is None else node.grad + g
+                if hook is not None:   # reversed postorder: every consumer of this leaf came before it
+                    hook(node)
                 continue
             for parent, pg in zip(node._parents, node._backward(g)):
                 if pg is None or not parent.requires_grad:

@@ -32,3 +32,20 @@ class BatchNormalization(Layer):
     def get_config(self):
         return {"name": self.name, "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale, "input_shape": self.input_shape}
+
+
+class SyncBatchNormalization(BatchNormalization):
+    """BatchNormalization whose training statistics span every rank's batch while a data-parallel
+    process group is active (fastconv/parallel/sync_batchnorm.py); otherwise BatchNormalization.
+    Not fused with a following ReLU."""
+
+    def call(self, x, training=False):
+        from ..parallel.group import current
+        group = current()
+        if not training or group is None or group.world_size == 1:
+            return super().call(x, training=training)
+        from ..parallel.sync_batchnorm import sync_batch_norm
+        gamma = self.params.get("gamma", self.state.get("gamma"))
+        beta = self.params.get("beta", self.state.get("beta"))
+        return sync_batch_norm(x, gamma, beta, self.state["moving_mean"], self.state["moving_variance"], group,
+                               momentum=self.momentum, epsilon=self.epsilon)

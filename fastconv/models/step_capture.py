@@ -296,15 +296,22 @@ def _check_labels(model, yb, xb):
         check_labels(np.asarray(yb), len(xb), int(model.output_shape[-1]))
 
 
-def make_steps(model, graph, verbose=0):
-    """The step runner fit uses, after deciding (and saying) whether a CUDA graph is used."""
+def make_steps(model, graph, verbose=0, data_parallel=None):
+    """The step runner fit uses, after deciding (and saying) whether a CUDA graph is used.
+    data_parallel: fit's DataParallel (fastconv/parallel/), whose steps all-reduce the gradients."""
     decision = capture_decision(model, graph)
+    if data_parallel is not None:
+        from ..parallel.data_parallel import GRAPH_REASON
+        decision = CaptureDecision(False, [*decision.reasons, GRAPH_REASON])
     model.step_capture = decision
     note(str(decision))
     if verbose and (graph or model.device == "cuda"):
         print(f"fit: {decision}")
     if graph is True and not decision.use:   # asked for by name: say so even when fit is quiet
         warnings.warn(f"fit(graph=True): {decision}", RuntimeWarning, stacklevel=3)
+    if data_parallel is not None:
+        from ..parallel.steps import DataParallelSteps
+        return DataParallelSteps(model, decision, data_parallel)
     if decision.use:
         return GraphSteps(model, decision)
     return EagerSteps(model, decision)

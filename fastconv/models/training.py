@@ -130,14 +130,16 @@ class TrainingMixin:
     # ---- loops -----------------------------------------------------------------------------
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
             shuffle=True, callbacks=None, verbose="auto", initial_epoch=0, seed=None,
-            checkpoint_dir=None, checkpoint_every=None, resume=False, graph=None) -> History:
+            checkpoint_dir=None, checkpoint_every=None, resume=False, graph=None, distributed=None) -> History:
         """Keras' fit. The data order of epoch e is a permutation drawn from (seed, e), so a run is
         fixed by its seed. With checkpoint_dir, the whole training state (weights, optimizer, data
         position, history) is written atomically every `checkpoint_every` steps and at each epoch
         end; resume=True continues from the last checkpoint and ends bitwise where an uninterrupted
         run ends. On 'cuda' the step is replayed from a CUDA graph (graph=None or True; graph=False:
         eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
-        fastconv/data/prefetch.py); model.step_capture says which path ran and why."""
+        fastconv/data/prefetch.py); model.step_capture says which path ran and why. Under torchrun
+        (or distributed=True) each process trains on its share of every global batch of
+        batch_size × world size and the gradients are all-reduced (fastconv/parallel/, docs/distributed.md)."""
         self._require_compiled("fit")
         x, y = _check_xy(x, y)
         if not 0.0 <= validation_split < 1.0:
@@ -154,9 +156,13 @@ class TrainingMixin:
         if len(x) == 0:
             raise ValueError("x holds no training samples")
         self._ensure_built(x.shape[1:])
+        from ..parallel.data_parallel import check_resume_world, data_parallel
+        dp = data_parallel(self, distributed)   # None: this process trains alone
         verbose = 1 if verbose == "auto" else int(verbose)
+        verbose = dp.verbose(verbose) if dp else verbose
         history = History()
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        seed = dp.agree_seed(seed) if dp else seed
         position = {"epoch": initial_epoch, "step": 0, "loss_sum": 0.0, "seen": 0}
         ckpt = None
         if checkpoint_dir is not None:
@@ -164,6 +170,7 @@ class TrainingMixin:
             ckpt = Checkpoint(checkpoint_dir)
             if resume and ckpt.exists():
                 state = ckpt.restore(self)
+                check_resume_world(state, dp.world_size if dp else 1)
                 seed, position, history.history, history.epoch = (state["seed"], state["position"],
                                                                    state["history"], state["epochs_done"])
                 if state.get("loss_scaler") is not None:
@@ -171,17 +178,22 @@ class TrainingMixin:
                     self.loss_scaler.load_state(state["loss_scaler"])
         from ..data.prefetch import prefetch
         from .step_capture import make_steps
-        runner = make_steps(self, graph, verbose)
+        if dp:
+            dp.start(self, x, y, batch_size=batch_size, epochs=epochs, shuffle=bool(shuffle), seed=seed,
+                     position=position)
+        runner = make_steps(self, graph, verbose, data_parallel=dp)
         cbs: list[Callback] = [*(callbacks or []), history]  # History last, as Keras: it sees what others log
         for cb in cbs:
             cb.set_model(self)
             cb.on_train_begin()
         self.stop_training = False
-        steps = math.ceil(len(x) / batch_size)
+        steps = dp.steps(len(x), batch_size) if dp else math.ceil(len(x) / batch_size)
 
         def save_checkpoint():
+            if dp and not dp.writes:
+                return
             ckpt.save(self, {"seed": seed, "position": position, "history": history.history,
-                             "epochs_done": history.epoch,
+                             "epochs_done": history.epoch, "world_size": dp.world_size if dp else 1,
                              "loss_scaler": None if self.loss_scaler is None else self.loss_scaler.state()})
 
         for epoch in range(position["epoch"], epochs):
@@ -196,7 +208,8 @@ class TrainingMixin:
             if first == 0:
                 seen, loss_sum = 0, 0.0
             runner.begin_epoch(loss_sum, seen)
-            slices = (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
+            slices = dp.shard(order, batch_size, first) if dp else \
+                (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
             batches = prefetch(((x[idx], y[idx]) for idx in slices), self.device, stream=runner.stream)
             for step, ((xb, yb_device), (_, yb)) in enumerate(batches, first):
                 try:
@@ -220,9 +233,13 @@ class TrainingMixin:
                 if checkpoint_now:
                     save_checkpoint()
             loss_sum, seen = runner.totals()
+            if dp:   # summed over ranks: every rank logs (and its callbacks decide on) the same numbers
+                dp.reduce_metrics(self.metrics)
+                dp.sync_state(self)
             logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
             if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True,
+                                    distributed=dp.group if dp else False)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
@@ -238,10 +255,17 @@ class TrainingMixin:
             cb.on_train_end()
         return history
 
-    def evaluate(self, x, y=None, batch_size=32, verbose=0, return_dict=False):
+    def evaluate(self, x, y=None, batch_size=32, verbose=0, return_dict=False, distributed=None):
+        """distributed: None sums over the ranks of the group fit or fastconv.parallel.init() made, if any
+        (each rank evaluates its share); False evaluates all of x on this process alone."""
         self._require_compiled("evaluate")
         x, y = _check_xy(x, y)
         self._ensure_built(x.shape[1:])
+        from ..parallel.data_parallel import evaluation_group
+        group = evaluation_group(distributed)
+        if group:
+            from ..parallel.metrics import evaluation_share
+            x, y = evaluation_share(x, y, group)
         for m in self.metrics:
             m.reset()
         loss_sum = 0.0
@@ -252,8 +276,13 @@ class TrainingMixin:
                 loss_sum += float(loss.item()) * len(xb)
                 for m in self.metrics:
                     m.update(_class_ids(yb), out.numpy())
-        result = {"loss": loss_sum / max(len(x), 1), **{m.name: m.result() for m in self.metrics}}
-        if verbose:
+        count = len(x)
+        if group:
+            from ..parallel.metrics import reduce_loss, reduce_metrics
+            loss_sum, count = reduce_loss(loss_sum, count, group)
+            reduce_metrics(self.metrics, group)
+        result = {"loss": loss_sum / max(count, 1), **{m.name: m.result() for m in self.metrics}}
+        if verbose and (not group or group.rank == 0):
             print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
         return result if return_dict else (list(result.values()) if self.metrics else result["loss"])
 
