@@ -12,26 +12,30 @@
 // Labels (Label template): int64_t class ids (N,) or one-hot / probability rows (N, C) of type T.
 // dloss is read from device memory (a 0-d array) and scaled in double, as the reference does.
 // NaN and Inf as in the NumPy reference: the max propagates NaN (max_nan), so a NaN makes its row NaN;
-// a +inf makes its row NaN (inf - inf), and so does a row of -inf.
+// a +inf makes its row NaN (inf - inf), and so does a row of -inf. One exception, kept from version 1:
+// softmax_xent_fprop skips zero label weights, so a masked (-inf) logit adds nothing where the
+// reference's 0 * -inf gives NaN (class ids and one-hot rows then agree).
 //
 // Versions:
 //   1. one thread per row (to 2026-12): a warp's load touched 32 rows, 32 cache lines for 128 useful
 //      bytes, on each of three passes (issue 13, item 7).
 //   2. the *_rows kernels (now): blockDim.x = tpr threads per row, blockDim.y rows per block. tpr is a
-//      power of two chosen on the host from D alone (KernelOps._launch_rows): part of a warp for rows
+//      power of two chosen on the host from D and V (KernelOps._launch_rows): part of a warp for rows
 //      of at most 32 loads, a warp up to 8 loads per lane, several warps (up to a block) for longer
 //      rows. Thread t reads vectors t, t + tpr, ... of V elements, so a warp's load is consecutive
 //      16-byte (V = 4) or 4-byte (V = 1) pieces; V = 4 needs D % 4 == 0 and 16-byte aligned arrays
 //      (checked on the host). Max and sums: each thread over its vectors in order, a butterfly of
 //      __shfl_xor_sync in the warp, then the row's warps in warp order through shared memory. So the
 //      order depends on (D, V, tpr) only, never on scheduling, and every thread of a row ends with the
-//      same bits (a + b == b + a). The passes re-read the row from L1/L2 (a warp's row of 1000 floats
+//      same bits (a + b == b + a; the max may differ in a zero's sign or a NaN's payload, which
+//      changes no result). The passes re-read the row from L1/L2 (a warp's row of 1000 floats
 //      is 4 KB): device memory sees each input read once (benchmarks/NOTES.md, a prediction).
 //   softmax_*_strided: the softmax axis is not the last (inner > 1): one thread per (outer, inner)
 //      line; consecutive threads hold consecutive inner positions, so their loads are coalesced.
 //   cross_entropy_bprop and mse_bprop are elementwise (no row reduction): grid-stride loops, which
 //      are coalesced as they are.
-// Checked by: python -m pytest tests/kernels -q -k "softmax or entropy or mse"
+// Checked by: python -m pytest tests/kernels/test_softmax_rows.py tests/kernels/test_softmax_rows_build.py
+//             python -m pytest tests/kernels/test_emulated_kernels.py -q -k "softmax or entropy or mse"
 #pragma once
 #include "../common/index.h"
 #include "../common/math.h"
