@@ -226,7 +226,7 @@ __global__ void softmax_xent_fprop_rows(const T* __restrict__ logits, const Labe
       store_vec<V>(probs + row * C + i, v);
     }
     loss = row_reduce(loss, RowSum(), scratch);
-    if (end && threadIdx.x == 0) nll[row] = loss;
+    if (row < N && threadIdx.x == 0) nll[row] = loss;
   }
 }
 
@@ -267,7 +267,7 @@ __global__ void cross_entropy_fprop_rows(const T* __restrict__ probs, const Labe
       }
     }
     loss = row_reduce(loss, RowSum(), scratch);
-    if (end && threadIdx.x == 0) nll[row] = -loss;
+    if (row < N && threadIdx.x == 0) nll[row] = -loss;
   }
 }
 

@@ -205,6 +205,16 @@ def test_zero_weight_beside_a_minus_inf_logit_adds_nothing(rng):
     assert np.isfinite(by_id) and by_id == by_row and np.array_equal(probs_id, probs_row)
 
 
+def test_rows_of_no_classes_still_write_their_loss():
+    """C = 0: no thread has an element, yet every row's loss is written (poisoned buffers would leave
+    NaN): the empty sum, as in the reference."""
+    probs = np.zeros((5, 0), np.float32)
+    for labels in (probs, np.zeros(5, np.int64)):
+        for order, seed in ORDERS:
+            got = poisoned_ops(order, seed).cross_entropy_fprop(probs, labels)
+            assert got == ref.cross_entropy_fprop(probs, probs) == 0
+
+
 def _launches(ops):
     seen = []
     launch = ops._launch
