@@ -37,6 +37,8 @@ def operand_align(name: str) -> int:
     m = re.match(r"fc::(conv2d_\w+_implicit_gemm|gemm_bias_act)<fc::\w+, (\d+),", name)
     if m:
         return 16 if m.group(2) == "4" else 0
+    if re.match(r"fc::\w+_rows<.*, 4>$", name):
+        return 16   # V = 4: csrc/ops/softmax.h reads its arrays as 16-byte vectors
     if name.startswith("fc::gemm_wgmma<"):
         return 16   # a TMA tensor's global address must be 16-byte aligned
     m = re.match(r"fc::\w+_tensor_op<fc::TensorOp(Tf32|F16|Bf16)\w+, (\d+)[,>]", name)

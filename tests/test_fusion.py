@@ -303,8 +303,8 @@ def test_softmax_categorical_crossentropy_trains_from_logits_with_the_fused_kern
     y = np.eye(4, dtype=np.float32)[labels]
     report = fc.explain(lambda: m.train_on_batch(x, y))
     names = [k.split("<")[0] for k in report.kernels]
-    assert "fc::softmax_xent_fprop_kernel" in names and "fc::softmax_xent_bprop_kernel" in names
-    assert "fc::softmax_fprop_kernel" not in names and "fc::cross_entropy_fprop_kernel" not in names
+    assert "fc::softmax_xent_fprop_rows" in names and "fc::softmax_xent_bprop_rows" in names
+    assert "fc::softmax_fprop_rows" not in names and "fc::cross_entropy_fprop_rows" not in names
 
 
 # ---- models: 10 training steps, fused vs unfused ----------------------------------------------------------

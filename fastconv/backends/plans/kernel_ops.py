@@ -43,15 +43,17 @@ def all_kernel_names() -> list[str]:
             names += [f"fc::max_pool2d_fprop<{t}, {a}>", f"fc::max_pool2d_bprop<{t}, {a}>"]
         for k in ("split_k_reduce", "avg_pool2d_fprop", "avg_pool2d_bprop", "global_avg_pool_fprop",
                   "global_avg_pool_bprop", "column_reduce_partial", "column_finalize", "reduce_to_scalar",
-                  "activation_fprop_kernel", "activation_bprop_kernel", "softmax_fprop_kernel",
-                  "softmax_bprop_kernel", "dropout_mask_kernel", "multiply_kernel", "batchnorm_apply_kernel",
+                  "activation_fprop_kernel", "activation_bprop_kernel", "softmax_fprop_strided",
+                  "softmax_bprop_strided", "dropout_mask_kernel", "multiply_kernel", "batchnorm_apply_kernel",
                   "batchnorm_infer_kernel", "batchnorm_dx_kernel", "mse_bprop_kernel", "sgd_update_multi",
                   "adam_update_multi"):
             names.append(f"fc::{k}<{t}>")
+        vecs = (1, 4) if t == "float" else (1,)   # KernelOps._launch_rows: vector_width() is 4 for float32 only
+        names += [f"fc::softmax_{op}_rows<{t}, {v}>" for op in ("fprop", "bprop") for v in vecs]
         for lt in ("int64_t", t):
-            for k in ("softmax_xent_fprop_kernel", "softmax_xent_bprop_kernel", "cross_entropy_fprop_kernel",
-                      "cross_entropy_bprop_kernel"):
-                names.append(f"fc::{k}<{t}, {lt}>")
+            for k in ("softmax_xent_fprop_rows", "softmax_xent_bprop_rows", "cross_entropy_fprop_rows"):
+                names += [f"fc::{k}<{t}, {lt}, {v}>" for v in vecs]
+            names.append(f"fc::cross_entropy_bprop_kernel<{t}, {lt}>")
     names.append("fc::set_step_scalars<double>")
     names += cast_kernel_names()
     return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
@@ -416,12 +418,44 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         outer = math.prod(shape[:axis])
         return outer, shape[axis], math.prod(shape[axis + 1:])
 
+    @staticmethod
+    def _row_threads(vectors):
+        """Threads per row (a power of two) of the *_rows kernels (csrc/ops/softmax.h) for a row of
+        `vectors` loads: one load each up to a warp, a warp up to 8 loads per lane, then enough
+        warps for about 8 loads each, at most 1024 (a block per row)."""
+        if vectors <= 32:
+            return 1 << max(0, vectors - 1).bit_length()
+        if vectors <= 256:
+            return 32
+        return min(1024, 1 << (ceil_div(vectors, 8) - 1).bit_length())
+
+    def _launch_rows(self, kernel, targs, rows, d, arrays, args):
+        """Launches fc::<kernel><targs, V> over `rows` rows of `d` elements: V = 4 (16-byte loads) for
+        float32 when d % 4 == 0 and every array is 16-byte aligned, else 1. The threads per row depend
+        on (d, V) only, so a shape always reduces in the same order."""
+        vec = vector_width(arrays[0].dtype, (d,), [self._ptr(a) for a in arrays])
+        if self.force_vec is not None:
+            vec = min(vec, self.force_vec)
+        tpr = self._row_threads(d // vec)
+        rows_per_block = max(1, ELEMENTWISE_THREADS // tpr)
+        if explain_active():
+            note(f"{kernel}: {tpr} thread(s) per row of {d}, {rows_per_block} row(s) per block, "
+                 + ("16-byte loads" if vec == 4 else "scalar loads (row length not a multiple of 4, a pointer not "
+                    "16-byte aligned, float64, or force_vec)"))
+        grid = (max(1, min(ceil_div(rows, rows_per_block), MAX_ELEMENTWISE_BLOCKS)),)
+        self._launch(f"fc::{kernel}<{targs}, {vec}>", grid, (tpr, rows_per_block), args)
+
     def softmax_fprop(self, x, axis=-1):
         x = self._c(x)
         y = self.xp.empty_like(x)
         outer, d, inner = self._axis_split(x.shape, axis)
-        if x.size:
-            self._run1d(f"fc::softmax_fprop_kernel<{ctype(x.dtype)}>", outer * inner,
+        if not x.size:
+            return y
+        if inner == 1:
+            self._launch_rows("softmax_fprop_rows", ctype(x.dtype), outer, d, (x, y),
+                              (x, y, np.int64(outer), np.int64(d)))
+        else:   # one thread per line: neighbouring threads read neighbouring inner positions
+            self._run1d(f"fc::softmax_fprop_strided<{ctype(x.dtype)}>", outer * inner,
                         (x, y, np.int64(outer), np.int64(d), np.int64(inner)))
         return y
 
@@ -429,8 +463,13 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         dy, y = self._c(dy), self._c(y)
         dx = self.xp.empty_like(dy)
         outer, d, inner = self._axis_split(dy.shape, axis)
-        if dy.size:
-            self._run1d(f"fc::softmax_bprop_kernel<{ctype(dy.dtype)}>", outer * inner,
+        if not dy.size:
+            return dx
+        if inner == 1:
+            self._launch_rows("softmax_bprop_rows", ctype(dy.dtype), outer, d, (dy, y, dx),
+                              (dy, y, dx, np.int64(outer), np.int64(d)))
+        else:
+            self._run1d(f"fc::softmax_bprop_strided<{ctype(dy.dtype)}>", outer * inner,
                         (dy, y, dx, np.int64(outer), np.int64(d), np.int64(inner)))
         return dx
 
@@ -509,8 +548,8 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         lab, lt = self._labels(labels, logits)
         probs = self.xp.empty_like(logits)
         nll = self.xp.empty((n,), logits.dtype)
-        t = ctype(logits.dtype)
-        self._run1d(f"fc::softmax_xent_fprop_kernel<{t}, {lt}>", n, (logits, lab, np.int64(n), np.int32(c), probs, nll))
+        self._launch_rows("softmax_xent_fprop_rows", f"{ctype(logits.dtype)}, {lt}", n, c, (logits, lab, probs),
+                          (logits, lab, np.int64(n), np.int64(c), probs, nll))
         return self._to_scalar(0, nll, nll, n, float(n)), probs
 
     def softmax_cross_entropy_bprop(self, probs, labels, dloss=1.0):
@@ -518,8 +557,8 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         n, c = probs.shape
         lab, lt = self._labels(labels, probs)
         out = self.xp.empty_like(probs)
-        self._run1d(f"fc::softmax_xent_bprop_kernel<{ctype(probs.dtype)}, {lt}>", probs.size,
-                    (probs, lab, self._dloss(dloss, probs.dtype), np.int64(n), np.int32(c), out))
+        self._launch_rows("softmax_xent_bprop_rows", f"{ctype(probs.dtype)}, {lt}", n, c, (probs, lab, out),
+                          (probs, lab, self._dloss(dloss, probs.dtype), np.int64(n), np.int64(c), out))
         return out
 
     def cross_entropy_fprop(self, probs, labels, eps=1e-7):
@@ -528,8 +567,8 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         lab, lt = self._labels(labels, probs)
         nll = self.xp.empty((n,), probs.dtype)
         dt = probs.dtype.type
-        self._run1d(f"fc::cross_entropy_fprop_kernel<{ctype(probs.dtype)}, {lt}>", n,
-                    (probs, lab, np.int64(n), np.int32(c), dt(eps), dt(1 - eps), nll))
+        self._launch_rows("cross_entropy_fprop_rows", f"{ctype(probs.dtype)}, {lt}", n, c, (probs, lab),
+                          (probs, lab, np.int64(n), np.int64(c), dt(eps), dt(1 - eps), nll))
         return self._to_scalar(0, nll, nll, n, float(n))
 
     def cross_entropy_bprop(self, probs, labels, dloss=1.0, eps=1e-7):
