@@ -225,7 +225,7 @@ class HopperPlans:
             map_a = encode_tensor_map_cuda(self._ptr(a), a.dtype, (kdim, m), row, (WGMMA_BK, WGMMA_BM), TMA_SWIZZLE_128B)
             map_b = encode_tensor_map_cuda(self._ptr(bt), a.dtype, (kdim, n), row, (WGMMA_BK, bn), TMA_SWIZZLE_128B)
         bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
-        self._launch(name, (ceil_div(n, bn), ceil_div(m, WGMMA_BM)), (WGMMA_THREADS,),
+        self._launch(name, self._tile_grid(ceil_div(n, bn), ceil_div(m, WGMMA_BM)), (WGMMA_THREADS,),
                      (a, bt, _as_struct(map_a), _as_struct(map_b), c, np.int32(m), np.int32(n), np.int32(kdim),
                       bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)),
                      shared_bytes=wgmma_shared_bytes(bn))
