@@ -74,8 +74,9 @@ __global__ void conv2d_dgrad_depthwise(Conv2dProblem pb, const T* __restrict__ d
   }
 }
 
-// grid (ceil(K / 32), R*S, splits) or those tiles on grid.x (fc::block_tile), block (32, 8). Writes out[split][r*S + s][k] (the workspace, or
-// dw itself when splits == 1); rows_per_split: how many of the N*P*Q rows each split reduces.
+// grid (ceil(K / 32), R*S, splits) or those tiles on grid.x (fc::block_tile), block (32, 8). Writes
+// out[split][r*S + s][k] (the workspace, or dw itself when splits == 1); rows_per_split: how many of the
+// N*P*Q rows each split reduces.
 template <class T>
 __global__ void __launch_bounds__(256)
 conv2d_wgrad_depthwise(Conv2dProblem pb, const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ out,

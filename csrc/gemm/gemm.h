@@ -20,7 +20,8 @@ struct MatrixStore {
   FC_DEVICE void operator()(Index m, Index n, T acc) const { c[m * ldc + n] = stage(acc, n); }
 };
 
-// grid (ceil(M / BM), ceil(N / BN)) or those tiles on grid.x (fc::block_tile), block Tile::kThreads. bias is read only when has_bias.
+// grid (ceil(M / BM), ceil(N / BN)) or those tiles on grid.x (fc::block_tile), block Tile::kThreads.
+// bias is read only when has_bias.
 template <class Tile, int kVec, class Index, class T, bool kTransA, bool kTransB>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 gemm_bias_act(Index M, Index N, Index K, const T* __restrict__ A, Index lda, const T* __restrict__ B, Index ldb,

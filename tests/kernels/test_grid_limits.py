@@ -141,8 +141,8 @@ def folded(report):
 
 def run_folded(fn, kernel):
     report = explain(fn)
-    assert any(k.startswith(kernel) for k in folded(report)), \
-        f"{kernel} did not run on a folded grid: {[(e.text, e.detail['grid']) for e in report.events if e.kind == 'kernel']}"
+    grids = [(e.text, e.detail["grid"]) for e in report.events if e.kind == "kernel"]
+    assert any(k.startswith(kernel) for k in folded(report)), f"{kernel} did not run on a folded grid: {grids}"
     return report.result
 
 

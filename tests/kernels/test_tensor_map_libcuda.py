@@ -58,7 +58,8 @@ def test_libcuda_enum_values_match_cuda_bindings():
     assert tensor_map_libcuda.DATA_TYPES == {np.dtype(np.float16): int(t.CU_TENSOR_MAP_DATA_TYPE_FLOAT16),
                                             np.dtype(np.uint16): int(t.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16)}
     assert tensor_map_libcuda.INTERLEAVE_NONE == int(driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE)
-    assert tensor_map_libcuda.L2_PROMOTION_L2_256B == int(driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B)
+    assert tensor_map_libcuda.L2_PROMOTION_L2_256B == int(
+        driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B)
     assert tensor_map_libcuda.FLOAT_OOB_FILL_NONE == int(
         driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
     assert TMA_SWIZZLE_128B == int(driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B)
