@@ -64,7 +64,9 @@ def tile_grid(tiles_x, tiles_y, tiles_z=None, max_yz=MAX_GRID_YZ):
 
 def check_grid(kernel, grid):
     """A clear error for a grid outside CUDA's limits, before the driver (or the emulator) refuses it."""
-    dims = tuple(int(d) for d in grid) + (1,) * (3 - len(grid))
+    dims = (tuple(int(d) for d in grid) + (1, 1))[:3]
+    if 1 <= dims[0] <= MAX_GRID_X and 1 <= dims[1] <= MAX_GRID_YZ and 1 <= dims[2] <= MAX_GRID_YZ:
+        return   # every launch passes here: the common case first
     for axis, d, limit in zip("xyz", dims, (MAX_GRID_X, MAX_GRID_YZ, MAX_GRID_YZ)):
         if not 1 <= d <= limit:
             raise ValueError(f"{kernel}: grid {dims} has {axis} = {d}, outside CUDA's limit [1, {limit}] "
