@@ -69,8 +69,8 @@ def check_grid(kernel, grid):
         return   # every launch passes here: the common case first
     for axis, d, limit in zip("xyz", dims, (MAX_GRID_X, MAX_GRID_YZ, MAX_GRID_YZ)):
         if not 1 <= d <= limit:
-            raise ValueError(f"{kernel}: grid {dims} has {axis} = {d}, outside CUDA's limit [1, {limit}] "
-                             "(the problem is too large for this kernel's launch plan)")
+            why = " (the problem is too large for this kernel's launch plan)" if d > limit else ""
+            raise ValueError(f"{kernel}: grid {dims} has {axis} = {d}, outside CUDA's limit [1, {limit}]{why}")
 
 
 def conv2d_problem(x_shape, w_shape, stride, padding, dilation, groups):
