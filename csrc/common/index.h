@@ -53,4 +53,16 @@ FC_DEVICE int64_t global_thread_count() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
+// The tile of this block in a (tiles_x, tiles_y, tiles_z) grid of tiles. The plans launch that grid as it
+// is, or, when tiles_y or tiles_z exceeds grid.y / grid.z's 65535, every tile on grid.x, x fastest (the
+// same order); both decode here (fastconv/backends/plans/common.py tile_grid). One division per block.
+struct BlockTile {
+  int64_t x, y, z;
+};
+FC_DEVICE BlockTile block_tile(int64_t tiles_x, int64_t tiles_y) {
+  if (int64_t(gridDim.x) == tiles_x) return {int64_t(blockIdx.x), int64_t(blockIdx.y), int64_t(blockIdx.z)};
+  const int64_t linear = blockIdx.x;
+  return {linear % tiles_x, linear / tiles_x % tiles_y, linear / tiles_x / tiles_y};
+}
+
 }  // namespace fc

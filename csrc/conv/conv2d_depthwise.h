@@ -74,18 +74,20 @@ __global__ void conv2d_dgrad_depthwise(Conv2dProblem pb, const T* __restrict__ d
   }
 }
 
-// grid (ceil(K / 32), R*S, splits), block (32, 8). Writes out[split][r*S + s][k] (the workspace, or
-// dw itself when splits == 1); rows_per_split: how many of the N*P*Q rows each split reduces.
+// grid (ceil(K / 32), R*S, splits) or those tiles on grid.x (fc::block_tile), block (32, 8). Writes
+// out[split][r*S + s][k] (the workspace, or dw itself when splits == 1); rows_per_split: how many of the
+// N*P*Q rows each split reduces.
 template <class T>
 __global__ void __launch_bounds__(256)
 conv2d_wgrad_depthwise(Conv2dProblem pb, const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ out,
                        int64_t rows_per_split) {
   __shared__ T partial[8][33];
-  const int k = int(blockIdx.x) * 32 + int(threadIdx.x);
-  const int rs = int(blockIdx.y);
+  const BlockTile tile = block_tile(ceil_div(pb.K, 32), int64_t(pb.R) * pb.S);
+  const int k = int(tile.x) * 32 + int(threadIdx.x);
+  const int rs = int(tile.y);
   const int r = rs / pb.S, s = rs % pb.S;
   const int64_t rows = int64_t(pb.N) * pb.P * pb.Q;
-  const int64_t begin = int64_t(blockIdx.z) * rows_per_split;
+  const int64_t begin = tile.z * rows_per_split;
   const int64_t end = begin + rows_per_split < rows ? begin + rows_per_split : rows;
   T acc = T(0);
   if (k < pb.K) {
@@ -106,7 +108,7 @@ conv2d_wgrad_depthwise(Conv2dProblem pb, const T* __restrict__ x, const T* __res
   if (threadIdx.y == 0 && k < pb.K) {
     T sum = partial[0][threadIdx.x];
     for (int y = 1; y < 8; ++y) sum += partial[y][threadIdx.x];
-    out[(int64_t(blockIdx.z) * pb.R * pb.S + rs) * pb.K + k] = sum;
+    out[(tile.z * pb.R * pb.S + rs) * pb.K + k] = sum;
   }
 }
 

@@ -89,19 +89,20 @@ struct Conv2dDgradFilterGather {
   }
 };
 
-// grid (ceil(N*H*W / BM), ceil(Cg / BN), groups), block Tile::kThreads.
+// grid (ceil(N*H*W / BM), ceil(Cg / BN), groups) or those tiles on grid.x (fc::block_tile), block Tile::kThreads.
 template <class Tile, int kVec, class Index, class T>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 conv2d_dgrad_implicit_gemm(Conv2dProblem pb, const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx) {
-  const int group = int(blockIdx.z);
   const Index M = Index(pb.N) * pb.H * pb.W;
   const int Cg = pb.Cg(), Kg = pb.Kg();
+  const BlockTile tile = block_tile(ceil_div<int64_t>(M, Tile::BM), ceil_div<int64_t>(Cg, Tile::BN));
+  const int group = int(tile.z);
   Conv2dDgradOutputGradGather<T, Index> ga{dy, pb, M, group};
   Conv2dDgradFilterGather<T, Index> gb{w, pb.K, Kg, Cg, group};
   Conv2dOutputStore<T, Index> out{dx, pb.C, Cg, group, BiasActEpilogue<T>{nullptr, 0, kActIdentity, T(0)}};
   const Index k_total = Index(pb.R) * pb.S * Kg;
   gemm_mainloop<Tile, kVec, T, Index, true, true>(ga, gb, M, Index(Cg), Index(0), k_total,
-                                                  Index(blockIdx.x) * Tile::BM, Index(blockIdx.y) * Tile::BN, out);
+                                                  Index(tile.x) * Tile::BM, Index(tile.y) * Tile::BN, out);
 }
 
 // ---- version 2: one stride phase (and group) per grid.z -----------------------------------------------
@@ -200,7 +201,8 @@ struct Conv2dDgradStridedStore {
   }
 };
 
-// grid (ceil(N * ceil(H/sh) * ceil(W/sw) / BM), ceil(Cg / BN), groups * sh*sw), block Tile::kThreads.
+// grid (ceil(N * ceil(H/sh) * ceil(W/sw) / BM), ceil(Cg / BN), groups * sh*sw) or those tiles on grid.x
+// (fc::block_tile), block Tile::kThreads.
 // Phase 0 is the largest; CTAs past a smaller phase's rows leave at once (uniformly, before any
 // barrier). A phase with no tap runs an empty K range and so writes zeros.
 template <class Tile, int kVec, class Index, class T>
@@ -208,17 +210,19 @@ __global__ void __launch_bounds__(Tile::kThreads, 1)
 conv2d_dgrad_strided_implicit_gemm(Conv2dProblem pb, const T* __restrict__ dy, const T* __restrict__ w,
                                    T* __restrict__ dx) {
   const int phases = pb.stride_h * pb.stride_w;
-  const int group = int(blockIdx.z) / phases;
-  const Conv2dDgradPhase ph = Conv2dDgradPhase::make(pb, int(blockIdx.z) % phases);
+  const int64_t rows0 = int64_t(pb.N) * ceil_div(pb.H, pb.stride_h) * ceil_div(pb.W, pb.stride_w);   // phase 0
+  const BlockTile tile = block_tile(ceil_div<int64_t>(rows0, Tile::BM), ceil_div<int64_t>(pb.Cg(), Tile::BN));
+  const int group = int(tile.z) / phases;
+  const Conv2dDgradPhase ph = Conv2dDgradPhase::make(pb, int(tile.z) % phases);
   const Index M = Index(pb.N) * ph.h.size * ph.w.size;
-  const Index m0 = Index(blockIdx.x) * Tile::BM;
+  const Index m0 = Index(tile.x) * Tile::BM;
   if (m0 >= M) return;
   Conv2dDgradStridedOutputGradGather<T, Index> ga{dy, pb, ph, M, group};
   Conv2dDgradStridedFilterGather<T, Index> gb{w, pb, ph, group};
   Conv2dDgradStridedStore<T, Index> out{dx, pb, ph, group};
   const Index k_total = Index(ph.taps()) * pb.Kg();
   gemm_mainloop<Tile, kVec, T, Index, true, true>(ga, gb, M, Index(pb.Cg()), Index(0), k_total, m0,
-                                                  Index(blockIdx.y) * Tile::BN, out);
+                                                  Index(tile.y) * Tile::BN, out);
 }
 
 }  // namespace fc

@@ -72,21 +72,22 @@ struct Conv2dOutputStore {   // y[m, g*Kg + j] = epilogue(acc), also used by dgr
   }
 };
 
-// grid (ceil(N*P*Q / BM), ceil(Kg / BN), groups), block Tile::kThreads.
+// grid (ceil(N*P*Q / BM), ceil(Kg / BN), groups) or those tiles on grid.x (fc::block_tile), block Tile::kThreads.
 template <class Tile, int kVec, class Index, class T>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 conv2d_fprop_implicit_gemm(Conv2dProblem pb, const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                            const T* __restrict__ bias, int has_bias, int act, T alpha) {
-  const int group = int(blockIdx.z);
   const Index M = Index(pb.N) * pb.P * pb.Q;
   const int Kg = pb.Kg();
+  const BlockTile tile = block_tile(ceil_div<int64_t>(M, Tile::BM), ceil_div<int64_t>(Kg, Tile::BN));
+  const int group = int(tile.z);
   Conv2dFpropActivationGather<T, Index> ga{x, pb, M, group};
   // B[kk, j] = w[r, s, c, g*Kg + j] = w[kk * K + g*Kg + j]: group g's columns of a (R*S*Cg) x K matrix
   MatrixGather<T, Index, false> gb{w + Index(group) * Kg, Index(pb.K), Index(Kg)};
   Conv2dOutputStore<T, Index> out{y, pb.K, Kg, group, BiasActEpilogue<T>{bias, has_bias, act, alpha}};
   const Index k_total = Index(pb.R) * pb.S * pb.Cg();
   gemm_mainloop<Tile, kVec, T, Index, true, false>(ga, gb, M, Index(Kg), Index(0), k_total,
-                                                   Index(blockIdx.x) * Tile::BM, Index(blockIdx.y) * Tile::BN, out);
+                                                   Index(tile.x) * Tile::BM, Index(tile.y) * Tile::BN, out);
 }
 
 }  // namespace fc

@@ -69,16 +69,18 @@ struct Conv2dWgradStore {   // out[split][(r, s, c)][g*Kg + j]
   }
 };
 
-// grid (ceil(R*S*Cg / BM), ceil(Kg / BN), groups * splits), block Tile::kThreads.
+// grid (ceil(R*S*Cg / BM), ceil(Kg / BN), groups * splits) or those tiles on grid.x (fc::block_tile),
+// block Tile::kThreads.
 // k_per_split: a multiple of Tile::BK; out: dw (splits == 1) or the workspace (splits, R*S*Cg, K).
 template <class Tile, int kVec, class Index, class T>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 conv2d_wgrad_implicit_gemm(Conv2dProblem pb, const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ out,
                            int splits, Index k_per_split) {
-  const int group = int(blockIdx.z) / splits;
-  const int split = int(blockIdx.z) % splits;
   const int Kg = pb.Kg();
   const Index rows = Index(pb.R) * pb.S * pb.Cg();
+  const BlockTile tile = block_tile(ceil_div<int64_t>(rows, Tile::BM), ceil_div<int64_t>(Kg, Tile::BN));
+  const int group = int(tile.z) / splits;
+  const int split = int(tile.z) % splits;
   const Index k_total = Index(pb.N) * pb.P * pb.Q;
   const Index k_begin = Index(split) * k_per_split;
   const Index k_end = k_begin + k_per_split < k_total ? k_begin + k_per_split : k_total;
@@ -87,7 +89,7 @@ conv2d_wgrad_implicit_gemm(Conv2dProblem pb, const T* __restrict__ x, const T* _
   MatrixGather<T, Index, false> gb{dy + Index(group) * Kg, Index(pb.K), Index(Kg)};
   Conv2dWgradStore<T, Index> store{out, pb.K, Kg, group, Index(split) * rows * Index(pb.K)};
   gemm_mainloop<Tile, kVec, T, Index, false, false>(ga, gb, rows, Index(Kg), k_begin, k_end,
-                                                    Index(blockIdx.x) * Tile::BM, Index(blockIdx.y) * Tile::BN, store);
+                                                    Index(tile.x) * Tile::BM, Index(tile.y) * Tile::BN, store);
 }
 
 }  // namespace fc

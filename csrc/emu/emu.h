@@ -136,6 +136,15 @@ void async_push(const void* op, size_t n);
 void async_commit();
 size_t async_pop_groups(unsigned keep, void* out, size_t capacity, size_t op_bytes);
 
+// Proxies (PTX ISA "Memory Consistency Model: Proxies"): wgmma and TMA access shared memory through the
+// async proxy, which sees a generic-proxy store only after a fence.proxy.async. The runtime keeps the
+// dynamic shared memory as the async proxy last saw it: a fence (by any thread: coarser than the GPU's
+// per-thread rule) and async-proxy writes (TMA) update it; an async-proxy read of bytes that differ from
+// it read a generic store that no fence made visible, and fails.
+void async_proxy_fence();
+void async_proxy_wrote(uint32_t offset, size_t n);
+void async_proxy_check(uint32_t offset, size_t n, const char* what, Site site);
+
 // Shared-window addresses: offset of p in the block's dynamic shared memory (what the GPU's
 // __cvta_generic_to_shared gives, up to a constant), and back. The wgmma descriptors and the TMA
 // swizzle are computed on these offsets; operands must lie in dynamic shared memory.

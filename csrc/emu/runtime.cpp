@@ -260,6 +260,7 @@ struct LaunchState {
   bool failed = false;
   std::string error;
   std::unique_ptr<GuardedBuffer> dyn_smem;
+  std::vector<char> async_view;   // dyn_smem as the async proxy last saw it (async_proxy_fence)
   char* tls_lo = nullptr;  // the worker thread's TLS block of this module: static __shared__ arrays
   size_t tls_len = 0;
   std::mt19937_64 rng;
@@ -660,6 +661,7 @@ void run_block(LaunchState& L) {
   L.deferred.clear();
   if (L.tls_lo) poison_fill(L.tls_lo, L.tls_len);
   L.dyn_smem->repoison_data();
+  L.async_view.assign(L.dyn_smem->data(), L.dyn_smem->data() + L.dyn_smem->size());
   for (;;) {
     make_order(L, L.order, L.nthreads);
     for (unsigned i : L.order) {
@@ -906,6 +908,25 @@ size_t async_pop_groups(unsigned keep, void* out, size_t capacity, size_t op_byt
     f.a_committed.pop_front();
   }
   return n;
+}
+
+void async_proxy_fence() {
+  LaunchState& L = *g_L;
+  std::memcpy(L.async_view.data(), L.dyn_smem->data(), L.async_view.size());
+}
+
+void async_proxy_wrote(uint32_t offset, size_t n) {
+  LaunchState& L = *g_L;
+  std::memcpy(L.async_view.data() + offset, L.dyn_smem->data() + offset, n);
+}
+
+void async_proxy_check(uint32_t offset, size_t n, const char* what, Site site) {
+  LaunchState& L = *g_L;
+  if (offset + n > L.async_view.size()) return;   // shared_pointer reports it
+  if (std::memcmp(L.async_view.data() + offset, L.dyn_smem->data() + offset, n) != 0)
+    fail("%s at %s reads shared-memory bytes [%u, %zu) that a generic-proxy store changed after the last "
+         "fence.proxy.async.shared::cta: fence generic writes before the async proxy (wgmma, TMA) reads them",
+         what, site_str(site).c_str(), offset, offset + n);
 }
 
 uint32_t shared_offset(const void* p, const char* what, Site site) {

@@ -95,23 +95,24 @@ struct MaxPool2x2Epilogue {
   }
 };
 
-// grid (ceil(N*PP*QQ*4 / BM), ceil(Kg / BN), groups), block Tile::kThreads.
+// grid (ceil(N*PP*QQ*4 / BM), ceil(Kg / BN), groups) or those tiles on grid.x (fc::block_tile), block Tile::kThreads.
 // y, argmax: (N, P/2, Q/2, K). bias is read only when has_bias.
 template <class Tile, int kVec, class Index, class T>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 conv2d_bias_relu_maxpool2x2_fprop(Conv2dProblem pb, const T* __restrict__ x, const T* __restrict__ w,
                                   const T* __restrict__ bias, int has_bias, T* __restrict__ y,
                                   uint8_t* __restrict__ argmax) {
-  const int group = int(blockIdx.z);
   const int PP = pb.P / 2, QQ = pb.Q / 2;
   const Index M = Index(pb.N) * PP * QQ * 4;
   const int Kg = pb.Kg();
+  const BlockTile tile = block_tile(ceil_div<int64_t>(M, Tile::BM), ceil_div<int64_t>(Kg, Tile::BN));
+  const int group = int(tile.z);
   Conv2dPoolWindowGather<T, Index> ga{Conv2dFpropActivationGather<T, Index>{x, pb, M, group}, PP, QQ};
   MatrixGather<T, Index, false> gb{w + Index(group) * Kg, Index(pb.K), Index(Kg)};   // as conv2d_fprop
   MaxPool2x2Epilogue<Tile, T, Index> out{y, argmax, bias, has_bias, pb.K, Kg, group};
   const Index k_total = Index(pb.R) * pb.S * pb.Cg();
   gemm_mainloop<Tile, kVec, T, Index, true, false>(ga, gb, M, Index(Kg), Index(0), k_total,
-                                                   Index(blockIdx.x) * Tile::BM, Index(blockIdx.y) * Tile::BN, out);
+                                                   Index(tile.x) * Tile::BM, Index(tile.y) * Tile::BN, out);
 }
 
 // grid (ceil(K / 32), splits), block (32, 8). dy, argmax, y: (N, P/2, Q/2, K); dz: (N, P, Q, K).

@@ -93,7 +93,8 @@ struct BiasReluToSmem {
   }
 };
 
-// grid (N * ceil(PP / TP) * ceil(QQ / TQ), ceil(Kg / BN), groups), block Tile::kThreads.
+// grid (N * ceil(PP / TP) * ceil(QQ / TQ), ceil(Kg / BN), groups) or those tiles on grid.x (fc::block_tile),
+// block Tile::kThreads.
 // pool: the 3x3/2 pool over the conv output (H = P, W = Q, C = K, P/Q pooled, pad_h/pad_w top/left).
 // y, argmax: (N, PP, QQ, K). bias is read only when has_bias.
 template <class Tile, int kVec, class Index, class T>
@@ -103,12 +104,14 @@ conv2d_bias_relu_maxpool3x3s2_fprop(Conv2dProblem pb, Pool2dProblem pool, const 
                                     T* __restrict__ y, uint8_t* __restrict__ argmax) {
   using Traits = MaxPool3x3s2Traits<Tile>;
   __shared__ T patch[Tile::BM][Tile::BN + 1];   // +1: the pooling reads walk rows at a fixed column
-  const int group = int(blockIdx.z);
   const int Kg = pb.Kg();
   const int tiles_p = (pool.P + Traits::TP - 1) / Traits::TP;
   const int tiles_q = (pool.Q + Traits::TQ - 1) / Traits::TQ;
-  const Index M = Index(gridDim.x) * Tile::BM;
-  const Index m0 = Index(blockIdx.x) * Tile::BM, n0 = Index(blockIdx.y) * Tile::BN;
+  const int64_t patches = int64_t(pb.N) * tiles_p * tiles_q;
+  const BlockTile tile = block_tile(patches, ceil_div<int64_t>(Kg, Tile::BN));
+  const int group = int(tile.z);
+  const Index M = Index(patches) * Tile::BM;
+  const Index m0 = Index(tile.x) * Tile::BM, n0 = Index(tile.y) * Tile::BN;
   Conv2dPoolPatchGather<Tile, T, Index> ga{Conv2dFpropActivationGather<T, Index>{x, pb, M, group}, pool,
                                            tiles_p, tiles_q};
   MatrixGather<T, Index, false> gb{w + Index(group) * Kg, Index(pb.K), Index(Kg)};   // as conv2d_fprop
@@ -118,9 +121,9 @@ conv2d_bias_relu_maxpool3x3s2_fprop(Conv2dProblem pb, Pool2dProblem pool, const 
   __syncthreads();
 
   // Pool the patch: thread e handles (window, column) pairs, column fastest (coalesced stores).
-  const int tq = int(blockIdx.x % unsigned(tiles_q));
-  const int tp = int((blockIdx.x / unsigned(tiles_q)) % unsigned(tiles_p));
-  const Index n = Index(blockIdx.x / unsigned(tiles_q)) / tiles_p;
+  const int tq = int(tile.x % tiles_q);
+  const int tp = int(tile.x / tiles_q % tiles_p);
+  const Index n = Index(tile.x / tiles_q / tiles_p);
   for (int e = int(threadIdx.x); e < Traits::TP * Traits::TQ * Tile::BN; e += Tile::kThreads) {
     const int j = e % Tile::BN, win = e / Tile::BN;
     const int wp = win / Traits::TQ, wq = win % Traits::TQ;

@@ -20,7 +20,8 @@ struct MatrixStore {
   FC_DEVICE void operator()(Index m, Index n, T acc) const { c[m * ldc + n] = stage(acc, n); }
 };
 
-// grid (ceil(M / BM), ceil(N / BN)), block Tile::kThreads. bias is read only when has_bias.
+// grid (ceil(M / BM), ceil(N / BN)) or those tiles on grid.x (fc::block_tile), block Tile::kThreads.
+// bias is read only when has_bias.
 template <class Tile, int kVec, class Index, class T, bool kTransA, bool kTransB>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 gemm_bias_act(Index M, Index N, Index K, const T* __restrict__ A, Index lda, const T* __restrict__ B, Index ldb,
@@ -28,8 +29,9 @@ gemm_bias_act(Index M, Index N, Index K, const T* __restrict__ A, Index lda, con
   MatrixGather<T, Index, !kTransA> ga{A, lda, M};
   MatrixGather<T, Index, kTransB> gb{B, ldb, N};
   MatrixStore<T, Index> out{C, ldc, BiasActEpilogue<T>{bias, has_bias, act, alpha}};
-  gemm_mainloop<Tile, kVec, T, Index, !kTransA, kTransB>(ga, gb, M, N, Index(0), K, Index(blockIdx.x) * Tile::BM,
-                                                         Index(blockIdx.y) * Tile::BN, out);
+  const BlockTile tile = block_tile(ceil_div<int64_t>(M, Tile::BM), ceil_div<int64_t>(N, Tile::BN));
+  gemm_mainloop<Tile, kVec, T, Index, !kTransA, kTransB>(ga, gb, M, N, Index(0), K, Index(tile.x) * Tile::BM,
+                                                         Index(tile.y) * Tile::BN, out);
 }
 
 }  // namespace fc

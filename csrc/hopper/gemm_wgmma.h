@@ -21,6 +21,7 @@
 #pragma once
 
 #include "../common/platform.h"
+#include "../common/index.h"
 #include "../epilogue/bias_act.h"
 #include "sm90_primitives.h"
 
@@ -62,7 +63,9 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
   const uint32_t smem_addr = sm90::shared_address(smem);
 
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
-  const int m0 = static_cast<int>(blockIdx.y) * BM, n0 = static_cast<int>(blockIdx.x) * BN;
+  // grid (ceil(N / BN), ceil(M / BM)) or those tiles on grid.x (fc::block_tile)
+  const BlockTile tile = block_tile(ceil_div(N, BN), ceil_div(M, BM));
+  const int m0 = static_cast<int>(tile.y) * BM, n0 = static_cast<int>(tile.x) * BN;
   const int k_tiles = (K + BK - 1) / BK;
 
   if (tid == 0) {

@@ -125,6 +125,7 @@ inline void tma_run(const void* c) {
         std::memset(d, 0, m.elem_bytes);           // out of bounds: zero fill (OOB fill NONE)
       else
         std::memcpy(d, j.src + gy * m.row_stride + gx * m.elem_bytes, m.elem_bytes);
+      ::fc_emu::async_proxy_wrote(static_cast<uint32_t>(d - j.dst) + j.dst_offset, m.elem_bytes);
     }
   ::fc_emu::MBarrierState* s = ::fc_emu::mbarrier_lookup(j.bar);
   if (!s) ::fc_emu::fail("the mbarrier it completes on is no longer initialised");
@@ -163,6 +164,7 @@ inline double wg_load(uint64_t desc, int row, int k, int input, ::fc_emu::Site s
   const uint32_t a = desc_address(desc, row, k, 2);
   uint16_t bits;
   std::memcpy(&bits, ::fc_emu::shared_pointer(a, 2, "wgmma.mma_async operand", site), 2);
+  ::fc_emu::async_proxy_check(a, 2, "wgmma.mma_async operand", site);
   return input == kWgF16 ? ::fc_emu::f16_bits_to_float(bits) : ::fc_emu::bf16_bits_to_float(bits);
 }
 
@@ -253,9 +255,12 @@ FC_DEVICE void fence_mbarrier_init() {
 }
 
 // Orders this thread's generic-proxy shared-memory writes before later async-proxy (TMA, wgmma)
-// accesses. The emulator has one proxy: nothing to order.
+// accesses. The emulator makes every generic store so far visible to its async-proxy view, whose reads
+// (wgmma operands) fail on bytes no fence covered.
 FC_DEVICE void fence_proxy_async_shared() {
-#if defined(FC_SM90_AVAILABLE) && !defined(FC_TARGET_EMULATOR)
+#if defined(FC_TARGET_EMULATOR)
+  ::fc_emu::async_proxy_fence();
+#elif defined(FC_SM90_AVAILABLE)
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }

@@ -37,13 +37,13 @@ __global__ void wgmma_from_image(const uint8_t* image, int image_bytes, int a_of
 #endif
 }
 
-// Misuse: lane `odd_lane` passes another A descriptor than the rest of its warp (the emulator reports
-// it; undefined on the GPU). odd_lane < 0: every lane agrees, the product of zeros is zero.
-__global__ void wgmma_lane_mismatch(int odd_lane, float* out) {
+// Zeroes 8 KB of shared memory with generic stores, fenced for the async proxy when `fence`, then every
+// warpgroup runs one wgmma m64n64k16 on the zeros (A at +0, or +1024 in lane odd_lane; B at +4096).
+FC_DEVICE void wgmma_on_zeros(uint8_t* smem, int odd_lane, bool fence, float* out) {
 #if defined(FC_SM90A_AVAILABLE)
-  FC_DYNAMIC_SHARED(uint8_t, smem);
   const uint32_t base = fc::sm90::shared_address(smem);
   for (int i = threadIdx.x; i < 8192; i += blockDim.x) smem[i] = 0;
+  if (fence) fc::sm90::fence_proxy_async_shared();   // generic-proxy writes that wgmma (async proxy) reads
   __syncthreads();
   float acc[32] = {};
   const int lane = threadIdx.x % 32;
@@ -55,6 +55,20 @@ __global__ void wgmma_lane_mismatch(int odd_lane, float* out) {
   fc::sm90::wgmma_wait<0>();
   out[threadIdx.x] = acc[0];
 #endif
+}
+
+// Misuse: lane `odd_lane` passes another A descriptor than the rest of its warp (the emulator reports
+// it; undefined on the GPU). odd_lane < 0: every lane agrees, the product of zeros is zero.
+__global__ void wgmma_lane_mismatch(int odd_lane, float* out) {
+  FC_DYNAMIC_SHARED(uint8_t, smem);
+  wgmma_on_zeros(smem, odd_lane, true, out);
+}
+
+// Misuse, for the emulator only (never launched on a GPU, where wgmma may read stale bytes): no
+// fence.proxy.async between the generic stores and the wgmma that reads them. The emulator reports it.
+__global__ void wgmma_without_proxy_fence(float* out) {
+  FC_DYNAMIC_SHARED(uint8_t, smem);
+  wgmma_on_zeros(smem, -1, false, out);
 }
 
 // Two phases of one mbarrier (count 1) with 4 threads; events go to log[1 + ticket] in the order they
@@ -98,8 +112,10 @@ __global__ void mbarrier_phases(int* log, int second_bytes) {
 }
 
 // Thread 0 copies one box at (c0, c1) of the tensor that `map` describes (kernel parameter 0) into
-// 1024-aligned shared memory with TMA; every thread waits on the mbarrier (unless wait == 0) and the
-// block writes the box's shared-memory bytes to out.
+// 1024-aligned shared memory with TMA; every thread waits on the mbarrier and the block writes the box's
+// shared-memory bytes to out. wait == 0 (misuse) reads the bytes before the wait (what the copy has not
+// written yet) but still waits before the block ends: a CTA must not exit with a bulk copy into its
+// shared memory in flight.
 __global__ void tma_box(const uint16_t* tensor, const __grid_constant__ fc::sm90::TensorMap map, int c0, int c1,
                         int box_bytes, int wait, uint8_t* out) {
 #if defined(FC_SM90_AVAILABLE)
@@ -118,6 +134,7 @@ __global__ void tma_box(const uint16_t* tensor, const __grid_constant__ fc::sm90
   }
   if (wait) fc::sm90::mbarrier_wait_parity(&bar, 0);
   for (int i = threadIdx.x; i < box_bytes; i += blockDim.x) out[i] = smem[i];
+  if (!wait) fc::sm90::mbarrier_wait_parity(&bar, 0);
   (void)tensor;
 #endif
 }

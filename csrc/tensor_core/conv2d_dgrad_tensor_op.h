@@ -80,7 +80,7 @@ struct Conv2dDgradTensorOpFilterGather {
   }
 };
 
-// grid (ceil(N*H*W / BM), ceil(C / BN)), block Traits::kThreads.
+// grid (ceil(N*H*W / BM), ceil(C / BN)) or those tiles on grid.x (fc::block_tile), block Traits::kThreads.
 template <class Traits, int kVec, class Out>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
 conv2d_dgrad_tensor_op(Conv2dProblem pb, const typename Traits::Element* __restrict__ dy,
@@ -91,8 +91,9 @@ conv2d_dgrad_tensor_op(Conv2dProblem pb, const typename Traits::Element* __restr
   Conv2dDgradTensorOpOutputGradGather<T> ga{dy, pb, M};
   Conv2dDgradTensorOpFilterGather<T> gb{w, pb};
   TensorOpStore<Out> out{dx, pb.C, BiasResidualActEpilogue<Out>{nullptr, 0, nullptr, 0, kActIdentity, 0.f}};
-  gemm_tensor_op_mainloop<Traits, kVec, false, true>(ga, gb, M, pb.C, k_total, int(blockIdx.x) * Traits::BM,
-                                                     int(blockIdx.y) * Traits::BN, out);
+  const BlockTile tile = block_tile(ceil_div(M, Traits::BM), ceil_div(pb.C, Traits::BN));
+  gemm_tensor_op_mainloop<Traits, kVec, false, true>(ga, gb, M, pb.C, k_total, int(tile.x) * Traits::BM,
+                                                     int(tile.y) * Traits::BN, out);
 }
 
 // ---- version 2: one stride phase per grid.z ----------------------------------------------------------
@@ -173,7 +174,8 @@ struct Conv2dDgradStridedTensorOpStore {
   }
 };
 
-// grid (ceil(N * ceil(H/sh) * ceil(W/sw) / BM), ceil(C / BN), sh*sw), block Traits::kThreads. Phase 0
+// grid (ceil(N * ceil(H/sh) * ceil(W/sw) / BM), ceil(C / BN), sh*sw) or those tiles on grid.x (fc::block_tile),
+// block Traits::kThreads. Phase 0
 // is the largest; the CTAs past a smaller phase's rows leave at once. A phase with no tap runs a
 // zero-length K loop and so writes zeros.
 template <class Traits, int kVec, class Out>
@@ -181,16 +183,18 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
 conv2d_dgrad_strided_tensor_op(Conv2dProblem pb, const typename Traits::Element* __restrict__ dy,
                                const typename Traits::Element* __restrict__ w, Out* __restrict__ dx) {
   using T = typename Traits::Element;
-  const Conv2dDgradPhase ph = Conv2dDgradPhase::make(pb, int(blockIdx.z));
+  const int rows0 = pb.N * ceil_div(pb.H, pb.stride_h) * ceil_div(pb.W, pb.stride_w);   // phase 0
+  const BlockTile tile = block_tile(ceil_div(rows0, Traits::BM), ceil_div(pb.C, Traits::BN));
+  const Conv2dDgradPhase ph = Conv2dDgradPhase::make(pb, int(tile.z));
   const int M = pb.N * ph.h.size * ph.w.size;
-  const int m0 = int(blockIdx.x) * Traits::BM;
+  const int m0 = int(tile.x) * Traits::BM;
   if (m0 >= M) return;   // uniform over the CTA: before any barrier
   Conv2dDgradStridedTensorOpOutputGradGather<T> ga{dy, pb, ph, M};
   Conv2dDgradStridedTensorOpFilterGather<T> gb{w, pb, ph};
   Conv2dDgradStridedTensorOpStore<Out> out{dx, pb, ph,
                                            BiasResidualActEpilogue<Out>{nullptr, 0, nullptr, 0, kActIdentity, 0.f}};
   gemm_tensor_op_mainloop<Traits, kVec, false, true>(ga, gb, M, pb.C, ph.taps() * pb.K, m0,
-                                                     int(blockIdx.y) * Traits::BN, out);
+                                                     int(tile.y) * Traits::BN, out);
 }
 
 }  // namespace fc

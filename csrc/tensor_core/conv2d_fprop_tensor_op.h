@@ -65,8 +65,9 @@ conv2d_fprop_tensor_op(Conv2dProblem pb, const typename Traits::Element* __restr
   Conv2dFpropTensorOpActivationGather<T> ga{x, pb, M};
   RowMajorBGather<T> gb{w, pb.K, k_total, pb.K};
   TensorOpStore<Out> out{y, pb.K, BiasResidualActEpilogue<Out>{bias, has_bias, residual, has_residual, act, alpha}};
-  gemm_tensor_op_mainloop<Traits, kVec>(ga, gb, M, pb.K, k_total, int(blockIdx.x) * Traits::BM,
-                                        int(blockIdx.y) * Traits::BN, out);
+  const BlockTile tile = block_tile(ceil_div(M, Traits::BM), ceil_div(pb.K, Traits::BN));
+  gemm_tensor_op_mainloop<Traits, kVec>(ga, gb, M, pb.K, k_total, int(tile.x) * Traits::BM, int(tile.y) * Traits::BN,
+                                        out);
 }
 
 }  // namespace fc

@@ -44,7 +44,8 @@ struct Conv2dWgradTensorOpActivationGather {
   }
 };
 
-// grid (ceil(R*S*C / BM), ceil(K / BN), splits), block Traits::kThreads. k_per_split: a multiple of
+// grid (ceil(R*S*C / BM), ceil(K / BN), splits) or those tiles on grid.x (fc::block_tile), block
+// Traits::kThreads. k_per_split: a multiple of
 // Traits::BK; out: dw (splits == 1) or the fp32 workspace (splits, R*S*C, K).
 template <class Traits, int kVec>
 __global__ void __launch_bounds__(Traits::kThreads, 1)
@@ -53,7 +54,8 @@ conv2d_wgrad_tensor_op(Conv2dProblem pb, const typename Traits::Element* __restr
   using T = typename Traits::Element;
   const int rows = pb.R * pb.S * pb.C;
   const int k_total = pb.N * pb.P * pb.Q;
-  const int split = int(blockIdx.z);
+  const BlockTile tile = block_tile(ceil_div(rows, Traits::BM), ceil_div(pb.K, Traits::BN));
+  const int split = int(tile.z);
   const int k_begin = split * k_per_split;
   const int k_end = k_total - k_begin < k_per_split ? k_total : k_begin + k_per_split;
   Conv2dWgradTensorOpActivationGather<T> ga{x, pb, k_begin, k_end};
@@ -61,8 +63,8 @@ conv2d_wgrad_tensor_op(Conv2dProblem pb, const typename Traits::Element* __restr
   RowMajorBGather<T> gb{dy + int64_t(k_begin) * pb.K, pb.K, k_end - k_begin, pb.K};
   TensorOpStore<float> store{out + int64_t(split) * rows * pb.K, pb.K,
                              BiasResidualActEpilogue<float>{nullptr, 0, nullptr, 0, kActIdentity, 0.f}};
-  gemm_tensor_op_mainloop<Traits, kVec, true>(ga, gb, rows, pb.K, k_end - k_begin, int(blockIdx.x) * Traits::BM,
-                                              int(blockIdx.y) * Traits::BN, store);
+  gemm_tensor_op_mainloop<Traits, kVec, true>(ga, gb, rows, pb.K, k_end - k_begin, int(tile.x) * Traits::BM,
+                                              int(tile.y) * Traits::BN, store);
 }
 
 }  // namespace fc

@@ -339,7 +339,8 @@ struct TensorOpStore {
   }
 };
 
-// C = act(A * B + bias + residual). grid (ceil(M / BM), ceil(N / BN)), block Traits::kThreads;
+// C = act(A * B + bias + residual). grid (ceil(M / BM), ceil(N / BN)) or those tiles on grid.x (fc::block_tile),
+// block Traits::kThreads;
 // residual (Out, laid out as C) read only when has_residual.
 // Host checks (fastconv/backends/jit.py KernelOps.gemm_tensor_op): K, N, lda, ldb multiples of kVec,
 // A and B kVec * sizeof(Element)-byte aligned, every offset below 2^31.
@@ -353,8 +354,8 @@ gemm_tensor_op(int M, int N, int K, const typename Traits::Element* __restrict__
   RowMajorAGather<T> ga{A, lda, M, K};
   RowMajorBGather<T> gb{B, ldb, K, N};
   TensorOpStore<Out> out{C, ldc, BiasResidualActEpilogue<Out>{bias, has_bias, residual, has_residual, act, alpha}};
-  gemm_tensor_op_mainloop<Traits, kVec>(ga, gb, M, N, K, int(blockIdx.x) * Traits::BM, int(blockIdx.y) * Traits::BN,
-                                        out);
+  const BlockTile tile = block_tile(ceil_div(M, Traits::BM), ceil_div(N, Traits::BN));
+  gemm_tensor_op_mainloop<Traits, kVec>(ga, gb, M, N, K, int(tile.x) * Traits::BM, int(tile.y) * Traits::BN, out);
 }
 
 }  // namespace fc

@@ -125,6 +125,16 @@ def test_wgmma_lanes_must_agree_on_descriptors():
         emulator.launch("hopper.wgmma_lane_mismatch", grid=1, block=128, args=(5, out), shared_bytes=8192)
 
 
+@pytest.mark.parametrize("order", ORDERS)
+def test_wgmma_reading_generic_stores_without_a_proxy_fence_is_reported(order):
+    """Generic-proxy stores to shared memory reach wgmma (the async proxy) only through fence.proxy.async
+    (PTX ISA, memory consistency model: proxies); wgmma_lane_mismatch fences its zeros, this one does not."""
+    out = np.zeros(128, np.float32)
+    with pytest.raises(emulator.EmulatorError, match=r"wgmma.mma_async operand.*fence.proxy.async.shared::cta"):
+        emulator.launch("hopper.wgmma_without_proxy_fence", grid=1, block=128, args=(out,), shared_bytes=8192,
+                        order=order, seed=2)
+
+
 def run_phases(order, seed, second_bytes=32):
     log = np.zeros(32, np.int32)
     emulator.launch("hopper.mbarrier_phases", grid=1, block=4, args=(log, second_bytes), order=order, seed=seed)
@@ -185,10 +195,18 @@ def test_tma_box_out_of_bounds_zero_fill_and_swizzle(c0, c1, swizzle, box):
     np.testing.assert_array_equal(out, tma_expect(tensor, c0, c1, box, 128 if swizzle == TMA_SWIZZLE_128B else 0))
 
 
-def test_tma_read_without_wait_is_reported():
+# The emulator's poison pattern (csrc/emu/README.md): shared memory no store has reached yet reads as it.
+POISON_WORD = 0x7FF7FFA5
+
+
+@pytest.mark.parametrize("poison", [False, True])
+def test_tma_read_before_the_wait_sees_old_bytes_and_the_block_still_waits(poison):
+    """wait=0 reads the box before waiting on the mbarrier: the copy has not landed (the emulator runs it as
+    late as a GPU could), yet the block waits before it ends, so no copy is in flight at exit (which the
+    emulator reports, and which on a GPU would land in a finished CTA's shared memory)."""
     tensor = np.arange(50 * 72, dtype=np.uint16).reshape(50, 72)
-    with pytest.raises(emulator.EmulatorError, match="still in flight"):
-        run_tma(tensor, 0, 0, (64, 16), TMA_SWIZZLE_128B, wait=0, poison=True)
+    out = run_tma(tensor, 0, 0, (64, 16), TMA_SWIZZLE_128B, wait=0, poison=poison)
+    assert (out.view("<u4") == POISON_WORD).all()
 
 
 def test_tma_wrong_expect_tx_is_a_reported_deadlock():

@@ -48,6 +48,31 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
+# CUDA's grid limits (every GPU since sm_30): x up to 2^31 - 1, y and z up to 65535.
+MAX_GRID_X, MAX_GRID_YZ = 2**31 - 1, 65535
+
+
+def tile_grid(tiles_x, tiles_y, tiles_z=None, max_yz=MAX_GRID_YZ):
+    """The grid of a kernel that finds its tile with fc::block_tile (csrc/common/index.h): the tiles as they
+    are when tiles_y and tiles_z fit grid.y / grid.z (<= max_yz), else every tile on grid.x, x fastest
+    (the same block order). A 2-D grid without tiles_z. max_yz: KernelOps.max_grid_yz, a test knob."""
+    tiles = (tiles_x, tiles_y) if tiles_z is None else (tiles_x, tiles_y, tiles_z)
+    if all(t <= max_yz for t in tiles[1:]):
+        return tiles
+    return (tiles_x * tiles_y * (tiles_z or 1),) + (1,) * (len(tiles) - 1)
+
+
+def check_grid(kernel, grid):
+    """A clear error for a grid outside CUDA's limits, before the driver (or the emulator) refuses it."""
+    dims = (tuple(int(d) for d in grid) + (1, 1))[:3]
+    if 1 <= dims[0] <= MAX_GRID_X and 1 <= dims[1] <= MAX_GRID_YZ and 1 <= dims[2] <= MAX_GRID_YZ:
+        return   # every launch passes here: the common case first
+    for axis, d, limit in zip("xyz", dims, (MAX_GRID_X, MAX_GRID_YZ, MAX_GRID_YZ)):
+        if not 1 <= d <= limit:
+            why = " (the problem is too large for this kernel's launch plan)" if d > limit else ""
+            raise ValueError(f"{kernel}: grid {dims} has {axis} = {d}, outside CUDA's limit [1, {limit}]{why}")
+
+
 def conv2d_problem(x_shape, w_shape, stride, padding, dilation, groups):
     n, h, w, c = (int(v) for v in x_shape)
     r, s, cg, k = (int(v) for v in w_shape)

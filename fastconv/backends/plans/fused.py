@@ -73,7 +73,7 @@ class FusedPlans:
         bm, bn, _, threads = TILES[tile]
         if kind == "2x2":
             self._launch(f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>",
-                         (ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
+                         self._tile_grid(ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
                          (pb, x, w, bias, np.int32(b is not None), y, argmax))
             return y, argmax
         if tile == "TileLarge":
@@ -91,7 +91,7 @@ class FusedPlans:
         note(f"3x3/2 pool fused: each block pools {tp} x {tq} windows from a {2 * tp + 1} x {2 * tq + 1} conv "
              f"patch in shared memory ({bm / (4 * tp * tq):.2f}x the conv FLOPs)")
         self._launch(f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>",
-                     (blocks, ceil_div(kg, bn), groups), (threads,),
+                     self._tile_grid(blocks, ceil_div(kg, bn), groups), (threads,),
                      (pb, ppb, x, w, bias, np.int32(b is not None), y, argmax))
         return y, argmax
 

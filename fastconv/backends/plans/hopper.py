@@ -2,15 +2,20 @@
 and the host side of its TMA tensor maps. A mixin of KernelOps (plans/kernel_ops.py).
 
 The kernel takes each operand twice: as a pointer (what the emulator maps; the GPU does not read it) and as
-a 128-byte tensor map. On a GPU the map comes from the driver's cuTensorMapEncodeTiled (cuda-bindings); in
-the emulator from encode_tensor_map_emulated, which writes the fields csrc/hopper/sm90_primitives.h
-(EmuTensorMap) reads, naming the global tensor by the kernel parameter that carries it.
+a 128-byte tensor map. On a GPU the map comes from the driver's cuTensorMapEncodeTiled, through cuda-bindings
+where it is installed, else straight from libcuda (tensor_map_libcuda.py); with neither the plan falls back
+to mma.sync. In the emulator it comes from encode_tensor_map_emulated, which writes the fields
+csrc/hopper/sm90_primitives.h (EmuTensorMap) reads, naming the global tensor by the kernel parameter that
+carries it.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from ...explain import note
+from . import tensor_map_libcuda
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
 
 # Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
@@ -75,14 +80,36 @@ def encode_tensor_map_emulated(param_index, elem_bytes, dims, row_stride, box, s
     return m.tobytes()
 
 
-def encode_tensor_map_cuda(address, dtype, dims, row_stride, box, swizzle):
-    """cuTensorMapEncodeTiled through cuda-bindings (the driver must be present): the 128 map bytes."""
+@functools.lru_cache(maxsize=None)
+def tensor_map_encoder():
+    """(encode, where) with encode(address, dtype, dims, row_stride, box, swizzle) -> the 128 map bytes of
+    the driver's cuTensorMapEncodeTiled: cuda-bindings' where installed, else libcuda's through ctypes; or
+    (None, why not). Asked once per process."""
     try:
-        from cuda.bindings import driver
-    except ImportError as e:   # pragma: no cover - GPU machines only
-        raise RuntimeError("the sm_90a GEMM needs cuda-bindings (pip install cuda-bindings) for its TMA maps") from e
-    elem_bytes = np.dtype(dtype).itemsize
-    _check_map(dims, row_stride, box, elem_bytes, swizzle)
+        from cuda.bindings import driver  # noqa: F401
+        return _encode_cuda_bindings, "cuda-bindings"
+    except ImportError:
+        pass
+    try:
+        fn = tensor_map_libcuda.load()
+    except (OSError, AttributeError) as e:
+        return None, ("no TMA tensor-map encoder: cuda-bindings is not installed and the driver library has no "
+                      f"cuTensorMapEncodeTiled ({e})")
+    return functools.partial(tensor_map_libcuda.encode_tiled, fn), "libcuda"
+
+
+def encode_tensor_map_cuda(address, dtype, dims, row_stride, box, swizzle):
+    """cuTensorMapEncodeTiled (the driver must be present; tensor_map_encoder says through what): the 128
+    map bytes of a 2-D tiled map, dims and box innermost first (elements), row_stride in bytes."""
+    _check_map(dims, row_stride, box, np.dtype(dtype).itemsize, swizzle)
+    encode, why = tensor_map_encoder()
+    if encode is None:
+        raise RuntimeError(why)
+    return encode(address, dtype, dims, row_stride, box, swizzle)
+
+
+def _encode_cuda_bindings(address, dtype, dims, row_stride, box, swizzle):
+    from cuda.bindings import driver
     dt = {np.dtype(np.float16): driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
           np.dtype(np.uint16): driver.CUtensorMapDataType.CU_TENSOR_MAP_DATA_TYPE_BFLOAT16}[np.dtype(dtype)]
     u64, u32 = driver.cuuint64_t, driver.cuuint32_t
@@ -133,6 +160,10 @@ class HopperPlans:
             return False, ((reason() if callable(reason) else None) or
                            "this backend has no sm_90a code for the device (native: fastconv._C was built "
                            "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
+        if target == "sm90":
+            encode, why = tensor_map_encoder()
+            if encode is None:
+                return False, why
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
         if k % 8:
@@ -198,7 +229,7 @@ class HopperPlans:
             map_a = encode_tensor_map_cuda(self._ptr(a), a.dtype, (kdim, m), row, (WGMMA_BK, WGMMA_BM), TMA_SWIZZLE_128B)
             map_b = encode_tensor_map_cuda(self._ptr(bt), a.dtype, (kdim, n), row, (WGMMA_BK, bn), TMA_SWIZZLE_128B)
         bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
-        self._launch(name, (ceil_div(n, bn), ceil_div(m, WGMMA_BM)), (WGMMA_THREADS,),
+        self._launch(name, self._tile_grid(ceil_div(n, bn), ceil_div(m, WGMMA_BM)), (WGMMA_THREADS,),
                      (a, bt, _as_struct(map_a), _as_struct(map_b), c, np.int32(m), np.int32(n), np.int32(kdim),
                       bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)),
                      shared_bytes=wgmma_shared_bytes(bn))

@@ -17,8 +17,9 @@ from ...explain import active as explain_active, note, traced_launch
 from ...shapes import needs_64bit_index
 from .common import *  # noqa: F401,F403  (the constants and choices the plans below use)
 from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MAX_ELEMENTWISE_BLOCKS,
-                     MULTI_TENSOR_WORDS, OPTIMIZER_CHUNK, TILES, argmax_dtype, ceil_div, choose_row_splits,
-                     choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs, pool2d_problem, vector_width)
+                     MAX_GRID_YZ, MULTI_TENSOR_WORDS, OPTIMIZER_CHUNK, TILES, argmax_dtype, ceil_div, check_grid,
+                     choose_row_splits, choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs,
+                     pool2d_problem, tile_grid, vector_width)
 from .fused import FusedPlans, fused_kernel_names
 from .hopper import HopperPlans
 from .mixed_precision import MixedPrecisionPlans, cast_kernel_names
@@ -64,15 +65,22 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
 
     xp: the array module (cupy or numpy); launch(kernel, grid, block, args, shared_bytes=0);
     ptr(a): the address of an array's data (for alignment checks). Test knobs: force_tile,
-    force_vec (1 disables 16-byte loads), force_index64, force_splits. conv2d_* and dense_* take
+    force_vec (1 disables 16-byte loads), force_index64, force_splits, max_grid_yz (below 65535: the
+    GEMM-shaped kernels' tiles go on grid.x sooner, common.tile_grid). conv2d_* and dense_* take
     precision= ('tf32' / 'bf16' / 'fp16' route to the tensor-core plans: mixed_precision.py).
     tuning_device: the device name tuning-file entries are looked up under (None: the current
     device, fastconv/tuning.py device_id).
     """
 
     def __init__(self, xp, launch, ptr):
-        self.xp, self._launch, self._ptr = xp, traced_launch(launch), ptr
+        traced = traced_launch(launch)
+
+        def checked(kernel, grid, block, *args, **kwargs):
+            check_grid(kernel, grid)
+            return traced(kernel, grid, block, *args, **kwargs)
+        self.xp, self._launch, self._ptr = xp, checked, ptr
         self.force_tile = self.force_vec = self.force_index64 = self.force_splits = None
+        self.max_grid_yz = MAX_GRID_YZ
         self.tuning_device = None
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -81,6 +89,10 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
 
     def _scalar(self, dtype, v):
         return np.dtype(dtype).type(v)
+
+    def _tile_grid(self, tiles_x, tiles_y, tiles_z=None):
+        """The grid of a kernel that reads its tile through fc::block_tile (common.tile_grid)."""
+        return tile_grid(tiles_x, tiles_y, tiles_z, self.max_grid_yz)
 
     def _elementwise_grid(self, n):
         return (max(1, min(ceil_div(n, ELEMENTWISE_THREADS), MAX_ELEMENTWISE_BLOCKS)),)
@@ -150,7 +162,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
                                              (x.shape, w.shape, y_shape), groups, tuned)
         bm, bn, _, threads = TILES[tile]
         self._launch(f"fc::conv2d_fprop_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
-                     (ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
+                     self._tile_grid(ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
                      (pb, x, w, y, b, np.int32(bias is not None), np.int32(act), self._scalar(x.dtype, alpha)))
         return y
 
@@ -178,18 +190,16 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
                                              (x_shape, w.shape, y_shape), groups, tuned)
         bm, bn, _, threads = TILES[tile]
         sh, sw = (int(v) for v in stride)
-        if sh * sw > 1 and groups * sh * sw > 65535:
-            note(f"conv2d_dgrad visits every tap (masked by the stride): groups * phases = {groups * sh * sw} "
-                 "exceeds grid.z's 65535")
-        elif sh * sw > 1:   # csrc/conv/conv2d_dgrad_phase.h: each stride phase a dense GEMM over its own taps
+        if sh * sw > 1:   # csrc/conv/conv2d_dgrad_phase.h: each stride phase a dense GEMM over its own taps
             note(f"conv2d_dgrad stride-phase decomposition: {sh}x{sw} = {sh * sw} phases in one launch, each over "
                  "only the taps that reach it (no taps masked by the stride)")
             rows = n * ceil_div(h, sh) * ceil_div(wd, sw)   # phase (0, 0), the largest
             self._launch(f"fc::conv2d_dgrad_strided_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
-                         (ceil_div(rows, bm), ceil_div(cg, bn), groups * sh * sw), (threads,), (pb, dy, w, dx))
+                         self._tile_grid(ceil_div(rows, bm), ceil_div(cg, bn), groups * sh * sw), (threads,),
+                         (pb, dy, w, dx))
             return dx
         self._launch(f"fc::conv2d_dgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
-                     (ceil_div(m, bm), ceil_div(cg, bn), groups), (threads,), (pb, dy, w, dx))
+                     self._tile_grid(ceil_div(m, bm), ceil_div(cg, bn), groups), (threads,), (pb, dy, w, dx))
         return dx
 
     def conv2d_wgrad(self, x, dy, w_shape, stride, padding, dilation, groups, precision=None):
@@ -212,7 +222,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
             rows_per_split = ceil_div(kdim, splits)
             splits = ceil_div(kdim, rows_per_split)
             out = dw if splits == 1 else self.xp.empty((splits, r * s, k), x.dtype)
-            self._launch(f"fc::conv2d_wgrad_depthwise<{t}>", (ceil_div(k, 32), r * s, splits), (32, 8),
+            self._launch(f"fc::conv2d_wgrad_depthwise<{t}>", self._tile_grid(ceil_div(k, 32), r * s, splits), (32, 8),
                          (pb, x, dy, out, np.int64(rows_per_split)))
         else:
             kg = k // groups
@@ -233,7 +243,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
             out = dw if splits == 1 else self.xp.empty((splits, rows, k), x.dtype)
             bm, bn, _, threads = TILES[tile]
             self._launch(f"fc::conv2d_wgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
-                         (ceil_div(rows, bm), ceil_div(kg, bn), groups * splits), (threads,),
+                         self._tile_grid(ceil_div(rows, bm), ceil_div(kg, bn), groups * splits), (threads,),
                          (pb, x, dy, out, np.int32(splits),
                           np.int64(k_per_split) if index == "int64_t" else np.int32(k_per_split)))
         if splits > 1:
@@ -323,7 +333,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         bm, bn, _, threads = TILES[tile]
         ta, tb = ("true" if trans_a else "false"), ("true" if trans_b else "false")
         self._launch(f"fc::gemm_bias_act<fc::{tile}, {vec}, {index}, {t}, {ta}, {tb}>",
-                     (ceil_div(m, bm), ceil_div(n, bn)), (threads,),
+                     self._tile_grid(ceil_div(m, bm), ceil_div(n, bn)), (threads,),
                      (it(m), it(n), it(k), a, it(lda), b, it(ldb), c, it(n),
                       b if bias is None else self._c(bias), np.int32(bias is not None), np.int32(ACTIVATIONS[activation]),
                       self._scalar(a.dtype, alpha)))

@@ -164,7 +164,7 @@ class TensorOpPlans:
         bm, bn, threads = TENSOR_OP_TILES[tile]
         bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
         res, has_res = self._tensor_op_residual(residual, (m, n), dt, out)
-        self._launch(name, (ceil_div(m, bm), ceil_div(n, bn)), (threads,),
+        self._launch(name, self._tile_grid(ceil_div(m, bm), ceil_div(n, bn)), (threads,),
                      (np.int32(m), np.int32(n), np.int32(kdim), a, np.int32(kdim), b, np.int32(n), c, np.int32(n),
                       bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha),
                       res, np.int32(has_res)))
@@ -218,7 +218,7 @@ class TensorOpPlans:
         n, p, q, _ = y_shape
         bm, bn, threads = TENSOR_OP_TILES["Tile64"]
         bias_arr = self._c(bias).astype(np.float32, copy=False) if bias is not None else self.xp.zeros((1,), np.float32)
-        self._launch(name, (ceil_div(n * p * q, bm), ceil_div(k, bn)), (threads,),
+        self._launch(name, self._tile_grid(ceil_div(n * p * q, bm), ceil_div(k, bn)), (threads,),
                      (pb, x, w, y, bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]),
                       np.float32(alpha), res, np.int32(has_res)))
         return y
@@ -280,7 +280,7 @@ class TensorOpPlans:
             return dx
         bm, bn, threads = TENSOR_OP_TILES["Tile64"]
         rows = n * ceil_div(h, sh) * ceil_div(wd, sw)   # phase (0, 0), the largest
-        self._launch(name, (ceil_div(rows, bm), ceil_div(c, bn), phases), (threads,), (pb, dy, w, dx))
+        self._launch(name, self._tile_grid(ceil_div(rows, bm), ceil_div(c, bn), phases), (threads,), (pb, dy, w, dx))
         return dx
 
     def conv2d_wgrad_tensor_op(self, x, dy, w_shape, stride, padding, dilation, groups):
@@ -322,7 +322,7 @@ class TensorOpPlans:
              "summed in a fixed order")
         out = dw if splits == 1 else self.xp.empty((splits, rows, k), np.float32)
         bm, bn, threads = TENSOR_OP_TILES["Tile64"]
-        self._launch(name, (ceil_div(rows, bm), ceil_div(k, bn), splits), (threads,),
+        self._launch(name, self._tile_grid(ceil_div(rows, bm), ceil_div(k, bn), splits), (threads,),
                      (pb, x, dy, out, np.int32(k_per_split)))
         if splits > 1:
             self._run1d("fc::split_k_reduce<float>", dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
