@@ -42,7 +42,7 @@ def open_image(data: bytes, name: str = "<bytes>"):
     except UnidentifiedImageError:
         raise DecodeError(f"{name}: not an image file (no format Pillow reads matches its header)") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DecodeError(f"{name}: corrupt image header ({exc})") from None
+        raise DecodeError(f"{name}: corrupt or truncated image header ({exc})") from None
 
 
 def load_rgb(image, name: str, request: tuple[int, int] | None = None):
