@@ -36,6 +36,26 @@ def _check_xy(x, y, loss=None):
     return x, y
 
 
+def _image_loader(x):
+    """x when it is a fastconv.data.images.ImageLoader (uint8 batches, normalised here), else None."""
+    from ..data.images.loader import ImageLoader
+    return x if isinstance(x, ImageLoader) else None
+
+
+def _loader_batches(model, loader, epoch=0, start=0):
+    """A loader's (uint8 images, labels) as (normalised float32 images on the model's device, labels)."""
+    for xb, yb in loader.batches(epoch, start):
+        yield _normalized(model, xb, loader), yb
+
+
+def _normalized(model, xb, loader):
+    from ..data.images.normalize import normalize
+    if model.device == "cuda" and isinstance(xb, np.ndarray):
+        import cupy
+        xb = cupy.asarray(xb)   # uint8 crosses to the device: a quarter of float32's bytes
+    return normalize(xb, loader.mean, loader.std)
+
+
 def _class_ids(y):
     return y if y.ndim == 1 else y.argmax(axis=-1)
 
@@ -137,9 +157,19 @@ class TrainingMixin:
         end; resume=True continues from the last checkpoint and ends bitwise where an uninterrupted
         run ends. On 'cuda' the step is replayed from a CUDA graph (graph=None or True; graph=False:
         eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
-        fastconv/data/prefetch.py); model.step_capture says which path ran and why."""
+        fastconv/data/prefetch.py); model.step_capture says which path ran and why.
+        x may be a fastconv.data.images.ImageLoader (y=None): its uint8 batches cross to the device
+        as uint8 and are normalised there; its seed fixes the order, and a resume replays the batches."""
         self._require_compiled("fit")
-        x, y = _check_xy(x, y)
+        loader = _image_loader(x)
+        if loader is not None:
+            if y is not None or validation_split:
+                raise ValueError("fit(x=ImageLoader) takes its labels from the loader: y must be None and "
+                                 "validation_split 0 (pass validation_data=ImageLoader(...) instead)")
+            self.data_info = {"class_names": loader.class_names, "input": "uint8 RGB",
+                              "image_shape": list(loader.image_shape), "mean": list(loader.mean), "std": list(loader.std)}
+        else:
+            x, y = _check_xy(x, y)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -151,9 +181,9 @@ class TrainingMixin:
         if validation_split and validation_data is None:
             cut = int(len(x) * (1 - validation_split))  # the last samples, before shuffling, as Keras
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
-        if len(x) == 0:
+        if loader is None and len(x) == 0:
             raise ValueError("x holds no training samples")
-        self._ensure_built(x.shape[1:])
+        self._ensure_built(loader.image_shape if loader is not None else x.shape[1:])
         verbose = 1 if verbose == "auto" else int(verbose)
         history = History()
         seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
@@ -166,6 +196,8 @@ class TrainingMixin:
                 state = ckpt.restore(self)
                 seed, position, history.history, history.epoch = (state["seed"], state["position"],
                                                                    state["history"], state["epochs_done"])
+                if loader is not None and state.get("loader_seed") is not None:
+                    loader.seed = state["loader_seed"]   # the batches after a resume are the interrupted run's
                 if state.get("loss_scaler") is not None:
                     self.loss_scaler = DynamicLossScaler()
                     self.loss_scaler.load_state(state["loss_scaler"])
@@ -177,11 +209,11 @@ class TrainingMixin:
             cb.set_model(self)
             cb.on_train_begin()
         self.stop_training = False
-        steps = math.ceil(len(x) / batch_size)
+        steps = math.ceil(len(x) / batch_size) if loader is None else len(loader)
 
         def save_checkpoint():
             ckpt.save(self, {"seed": seed, "position": position, "history": history.history,
-                             "epochs_done": history.epoch,
+                             "epochs_done": history.epoch, "loader_seed": None if loader is None else loader.seed,
                              "loss_scaler": None if self.loss_scaler is None else self.loss_scaler.state()})
 
         for epoch in range(position["epoch"], epochs):
@@ -189,16 +221,23 @@ class TrainingMixin:
                 cb.on_epoch_begin(epoch)
             for m in self.metrics:
                 m.reset()
-            order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
+            if loader is None:
+                order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
             first = position["step"] if position["epoch"] == epoch else 0
             bar = _progress(steps, f"Epoch {epoch + 1}/{epochs}", verbose, first)
             seen, loss_sum, start = position["seen"], position["loss_sum"], time.perf_counter()
             if first == 0:
                 seen, loss_sum = 0, 0.0
             runner.begin_epoch(loss_sum, seen)
-            slices = (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
-            batches = prefetch(((x[idx], y[idx]) for idx in slices), self.device, stream=runner.stream)
+            if loader is None:
+                slices = (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
+                source = ((x[idx], y[idx]) for idx in slices)
+            else:
+                source = loader.batches(epoch, first)
+            batches = prefetch(source, self.device, stream=runner.stream)
             for step, ((xb, yb_device), (_, yb)) in enumerate(batches, first):
+                if loader is not None:
+                    xb = _normalized(self, xb, loader)
                 try:
                     runner.step(xb, yb, yb_device)
                 except FloatingPointError as exc:
@@ -222,7 +261,8 @@ class TrainingMixin:
             loss_sum, seen = runner.totals()
             logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
             if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True)
+                val_args = (validation_data,) if _image_loader(validation_data) is not None else validation_data
+                val = self.evaluate(*val_args, batch_size=batch_size, verbose=0, return_dict=True)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
@@ -240,19 +280,25 @@ class TrainingMixin:
 
     def evaluate(self, x, y=None, batch_size=32, verbose=0, return_dict=False):
         self._require_compiled("evaluate")
-        x, y = _check_xy(x, y)
-        self._ensure_built(x.shape[1:])
+        loader = _image_loader(x)
+        if loader is None:
+            x, y = _check_xy(x, y)
+            self._ensure_built(x.shape[1:])
+            batches = ((x[s:s + batch_size], y[s:s + batch_size]) for s in range(0, len(x), batch_size))
+        else:   # the loader's own batch size and order (shuffle=False for a fixed validation set)
+            self._ensure_built(loader.image_shape)
+            batches = _loader_batches(self, loader)
         for m in self.metrics:
             m.reset()
-        loss_sum = 0.0
+        loss_sum, count = 0.0, 0
         with no_grad():
-            for start in range(0, len(x), batch_size):
-                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            for xb, yb in batches:
+                count += len(xb)
                 loss, out = self._loss_and_output(xb, yb, training=False)
                 loss_sum += float(loss.item()) * len(xb)
                 for m in self.metrics:
                     m.update(_class_ids(yb), out.numpy())
-        result = {"loss": loss_sum / max(len(x), 1), **{m.name: m.result() for m in self.metrics}}
+        result = {"loss": loss_sum / max(count, 1), **{m.name: m.result() for m in self.metrics}}
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in result.items()))
         return result if return_dict else (list(result.values()) if self.metrics else result["loss"])
