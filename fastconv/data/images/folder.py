@@ -6,6 +6,7 @@ folder, following symlinks), so index i names the same file in both.
 """
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -62,6 +63,19 @@ class ImageFolder:
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def subset(self, indices) -> "ImageFolder":
+        """The samples `indices` (kept in folder order) with the same classes: a validation split."""
+        view = copy.copy(self)
+        indices = np.sort(np.asarray(indices, np.int64))
+        view.paths, view.labels = [self.paths[i] for i in indices], self.labels[indices]
+        return view
+
+    def split(self, fraction: float, seed: int = 0):
+        """(train, validation) subsets, stratified by class: `fraction` of each class's images validate."""
+        from ..split import train_test_split
+        (train, _), (val, _) = train_test_split(np.arange(len(self)), self.labels, test_size=fraction, seed=seed)
+        return self.subset(train), self.subset(val)
 
     def items(self, order):
         """(payload, label, name) for the sample indices in `order`: the payload is the path, which a
