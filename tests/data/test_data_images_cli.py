@@ -20,7 +20,7 @@ def test_train_on_a_folder_writes_the_model_and_its_class_mapping(tmp_path, caps
     root = make_folder(tmp_path / "d", classes=("zz", "aa"), per_class=6, size=(20, 24))
     assert _train("--dataset", f"folder:{root}", "--val-split", "0.5", out=tmp_path / "run") == 0
     printed = capsys.readouterr().out
-    assert "(6 train / 6 validation images, 2 classes, 12x12 crops)" in printed and "decoder Pillow" in printed
+    assert "(6 train / 6 validation images, 2 classes, 12x12 crops)" in printed and "Pillow" in printed.split("decoder ", 1)[1]
     assert json.loads((tmp_path / "run" / "classes.json").read_text()) == {"aa": 0, "zz": 1}
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val_samples"] == 6 and 0.0 <= metrics["val_accuracy"] <= 1.0 and metrics["skipped_images"] == 0
@@ -52,4 +52,5 @@ def test_train_argument_errors(tmp_path, capsys):
 
 def test_info_names_the_image_decoder(capsys):
     assert main(["info"]) == 0
-    assert "image decoder: Pillow" in capsys.readouterr().out
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("image decoder: "))
+    assert "Pillow" in line

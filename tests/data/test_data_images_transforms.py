@@ -1,5 +1,6 @@
 """fastconv.data.images transforms against torchvision's (same inputs, same crop parameters), the
-reduced-scale JPEG decode against the full decode, and the decoder's outcome for every image mode."""
+reduced-scale JPEG decode against the full decode, and the decoder's outcome for every image mode;
+each with Pillow decoding JPEGs and with simplejpeg (when installed)."""
 import io
 
 import numpy as np
@@ -8,7 +9,15 @@ from image_sets import encode, smooth_image
 from PIL import Image
 
 from fastconv.data.images import CenterCrop, DecodeError, RandomResizedCrop, decode
-from fastconv.data.images.decode import load_rgb, open_image
+from fastconv.data.images.decode import EncodedImage
+
+
+@pytest.fixture(autouse=True, params=["pillow", "simplejpeg"])
+def jpeg_decoder(request, monkeypatch):
+    if request.param == "simplejpeg":
+        pytest.importorskip("simplejpeg")
+    monkeypatch.setenv("FASTCONV_JPEG_DECODER", "pillow" if request.param == "pillow" else "auto")
+    return request.param
 
 
 def _tv():
@@ -106,13 +115,13 @@ def test_reduced_decode_adds_less_error_than_jpeg_itself():
 
 def test_reduced_decode_decodes_fewer_pixels(monkeypatch):
     data = encode(smooth_image(np.random.default_rng(6), 400, 480), "JPEG")
-    sizes = []
+    sizes, decode_original = [], EncodedImage.decode
 
-    def spy(image, name, request=None):
-        out = load_rgb(image, name, request)
+    def spy(self, request=None):
+        out = decode_original(self, request)
         sizes.append(out.size)
         return out
-    monkeypatch.setattr("fastconv.data.images.transforms.load_rgb", spy)
+    monkeypatch.setattr(EncodedImage, "decode", spy)
     CenterCrop(48, resize=56)(data)
     RandomResizedCrop(32, scale=(0.9, 1.0))(data, np.random.default_rng(0))
     CenterCrop(48, resize=56, reduced_decode=False)(data)
@@ -125,7 +134,7 @@ def _decoded(pixels_or_image, fmt, **kw):
     buf = io.BytesIO()
     image = pixels_or_image if isinstance(pixels_or_image, Image.Image) else Image.fromarray(pixels_or_image)
     image.save(buf, fmt, **kw)
-    return np.asarray(load_rgb(open_image(buf.getvalue(), "x"), "x"))
+    return np.asarray(EncodedImage(buf.getvalue(), "x").decode())
 
 
 def test_every_mode_has_a_defined_outcome():
@@ -177,5 +186,22 @@ def test_center_crop_refuses_a_resize_below_the_crop():
     assert CenterCrop(224).resize == 256
 
 
-def test_decoder_name_names_pillow():
-    assert decode.decoder_name().startswith("Pillow ")
+def test_decoder_name_names_the_jpeg_decoder(jpeg_decoder):
+    name = decode.decoder_name()
+    assert "Pillow " in name and name.startswith("simplejpeg " if jpeg_decoder == "simplejpeg" else "Pillow ")
+
+
+@pytest.mark.parametrize("request_size", [None, (100, 80), (40, 30), (10, 10)])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_simplejpeg_and_pillow_decode_the_same_pixels(monkeypatch, request_size, mode):
+    pytest.importorskip("simplejpeg")
+    pixels = smooth_image(np.random.default_rng(9), 250, 333)
+    data = encode(pixels if mode == "RGB" else pixels[..., 0], "JPEG")
+    out = {}
+    for decoder in ("pillow", "auto"):
+        monkeypatch.setenv("FASTCONV_JPEG_DECODER", decoder)
+        image = EncodedImage(data, "x")
+        assert (image._fast is None) == (decoder == "pillow")
+        out[decoder] = np.asarray(image.decode(request_size))
+    assert out["pillow"].shape == out["auto"].shape
+    assert _max_diff(out["pillow"], out["auto"]) <= 1

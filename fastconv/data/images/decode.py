@@ -1,8 +1,12 @@
 """Image files to 8-bit RGB PIL images, decoding JPEGs at a reduced scale when that still covers the need.
 
-Pillow does the decoding (libjpeg-turbo in its wheels). `Image.draft()` asks libjpeg-turbo for its DCT
-scaling (1/2, 1/4, 1/8): the IDCT then produces the smaller image directly, which is where most of the
-decode time goes for a 224-pixel crop of a 500x375 photo. Every other format is decoded at full size.
+JPEGs are decoded by simplejpeg (a thin libjpeg-turbo binding, `pip install fastconv[images]`) when it is
+installed: the same pixels as Pillow's decode (both are libjpeg-turbo's default IDCT and upsampling) in
+about half the time, measured at 1.1 vs 2.6 ms for a 500x375 photo, best of 5 (benchmarks/NOTES.md).
+Everything else, and any JPEG simplejpeg refuses (CMYK, truncated, corrupt), goes to Pillow, so the
+outcome for bad files is Pillow's. FASTCONV_JPEG_DECODER=pillow turns simplejpeg off. Both ask
+libjpeg-turbo for its DCT scaling (1/2, 1/4, 1/8) when asked for a smaller size: the IDCT then produces
+the smaller image directly. Every other format is decoded at full size.
 
 Modes have one defined outcome each (torchvision's ImageFolder converts with .convert("RGB") too):
 grayscale, palette, CMYK, YCbCr and alpha images are converted to RGB (alpha dropped); 16-bit images
@@ -12,6 +16,7 @@ a DecodeError, as is a truncated, corrupt or non-image file.
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 
@@ -23,6 +28,17 @@ class DecodeError(ValueError):
     """A file that is not a readable image: corrupt, truncated, not an image, or of an unsupported mode."""
 
 
+def _simplejpeg():
+    """The simplejpeg module when it is installed and not turned off, else None."""
+    if os.environ.get("FASTCONV_JPEG_DECODER", "auto").strip().lower() == "pillow":
+        return None
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    return simplejpeg
+
+
 def decoder_name() -> str:
     """What decodes images here, for `fastconv info`."""
     try:
@@ -31,7 +47,54 @@ def decoder_name() -> str:
         return "none (pip install fastconv[images] for Pillow)"
     turbo = features.version_feature("libjpeg_turbo") if features.check_feature("libjpeg_turbo") else None
     jpeg = f"libjpeg-turbo {turbo}, DCT scaling 1/2 1/4 1/8" if turbo else f"libjpeg {features.version('jpg')}"
-    return f"Pillow {Image.__version__} ({jpeg})"
+    pillow = f"Pillow {Image.__version__} ({jpeg})"
+    fast = _simplejpeg()
+    if fast is None:
+        return pillow
+    return f"simplejpeg {getattr(fast, '__version__', '?')} for JPEG (libjpeg-turbo, DCT scaling 1/2 1/4 1/8), {pillow} for the rest"
+
+
+def jpeg_scale(size, request) -> int:
+    """The DCT scale divisor, 1, 2, 4 or 8, that Pillow's Image.draft() picks for `request`: the largest
+    power of two that divides both sides at least as often (so the decode still covers the request).
+    libjpeg-turbo also has N/8 scales, but they blur more than decode-then-resize (measured: mean
+    error 2.0 levels at 5/8 against 1.1 at 1/2 on a 500x375 photo), so they are not used."""
+    times = min(size[0] // max(1, int(request[0])), size[1] // max(1, int(request[1])))
+    return next(a for a in (8, 4, 2, 1) if times >= a)
+
+
+class EncodedImage:
+    """One encoded image: its full (width, height) from the header, and decode(request) to RGB."""
+
+    def __init__(self, data: bytes, name: str = "<bytes>"):
+        self.data, self.name, self._pil = data, name, None
+        fast = _simplejpeg() if data[:2] == b"\xff\xd8" else None
+        self._fast = None
+        if fast is not None:
+            try:
+                height, width, colorspace, _ = fast.decode_jpeg_header(data)
+                if colorspace in ("Gray", "YCbCr", "RGB"):   # CMYK and YCCK go to Pillow's conversion
+                    self._fast, self.size = fast, (width, height)
+            except ValueError:
+                pass   # let Pillow report what is wrong with it
+        if self._fast is None:
+            self._pil = open_image(data, name)
+            self.size = self._pil.size
+
+    def decode(self, request: tuple[int, int] | None = None):
+        """An 8-bit RGB PIL image; request=(w, h): a JPEG may come at the smallest DCT scale of at
+        least that size (load_rgb's rule)."""
+        if self._fast is not None:
+            from PIL import Image
+            kw = {}
+            if request is not None:   # Pillow's scale, so both decoders give the same size and pixels
+                scale = jpeg_scale(self.size, request)
+                kw = {"min_width": -(-self.size[0] // scale), "min_height": -(-self.size[1] // scale)}
+            try:
+                return Image.fromarray(self._fast.decode_jpeg(self.data, "RGB", **kw), "RGB")
+            except ValueError:   # strict: truncation and corruption are errors; Pillow names them
+                self._pil = open_image(self.data, self.name)
+        return load_rgb(self._pil, self.name, request)
 
 
 def open_image(data: bytes, name: str = "<bytes>"):

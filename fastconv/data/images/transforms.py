@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 
 from ..._checks import _describe, check_int
-from .decode import load_rgb, open_image
+from .decode import EncodedImage
 
 
 def _size_pair(size, name):
@@ -91,7 +91,7 @@ class RandomResizedCrop:
         return image.crop((left, top, left + w, top + h)).resize((out_w, out_h), _bilinear())
 
     def __call__(self, data: bytes, rng: np.random.Generator, name: str = "<bytes>") -> np.ndarray:
-        image = open_image(data, name)
+        image = EncodedImage(data, name)
         width, height = image.size
         top, left, h, w = self.get_params(width, height, rng)
         flip = rng.random() < self.flip
@@ -99,7 +99,7 @@ class RandomResizedCrop:
         request = None
         if self.reduced_decode:   # the smallest decode in which the crop still has out_w x out_h pixels
             request = (min(width, math.ceil(width * out_w / w)), min(height, math.ceil(height * out_h / h)))
-        image = load_rgb(image, name, request)
+        image = image.decode(request)
         if image.size == (width, height):
             out = self.crop(image, (top, left, h, w))
         else:
@@ -154,10 +154,9 @@ class CenterCrop:
         return image.crop((left, top, left + out_w, top + out_h))
 
     def __call__(self, data: bytes, rng: np.random.Generator | None = None, name: str = "<bytes>") -> np.ndarray:
-        image = open_image(data, name)
-        full_size = image.size
-        request = self.resized_size(*full_size) if self.reduced_decode else None
-        return np.asarray(self.crop(load_rgb(image, name, request), full_size))
+        image = EncodedImage(data, name)
+        request = self.resized_size(*image.size) if self.reduced_decode else None
+        return np.asarray(self.crop(image.decode(request), image.size))
 
     def __repr__(self):
         return f"CenterCrop(size={self.size}, resize={self.resize}, reduced_decode={self.reduced_decode})"
