@@ -236,8 +236,9 @@ class TrainingMixin:
                 source = loader.batches(epoch, first)
             batches = prefetch(source, self.device, stream=runner.stream)
             for step, ((xb, yb_device), (_, yb)) in enumerate(batches, first):
-                if loader is not None:
-                    xb = _normalized(self, xb, loader)
+                if loader is not None:   # on the steps' stream, which waits for this batch's copy
+                    with runner.stream if runner.stream is not None else contextlib.nullcontext():
+                        xb = _normalized(self, xb, loader)
                 try:
                     runner.step(xb, yb, yb_device)
                 except FloatingPointError as exc:

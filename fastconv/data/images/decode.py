@@ -91,7 +91,9 @@ class EncodedImage:
                 scale = jpeg_scale(self.size, request)
                 kw = {"min_width": -(-self.size[0] // scale), "min_height": -(-self.size[1] // scale)}
             try:
-                return Image.fromarray(self._fast.decode_jpeg(self.data, "RGB", **kw), "RGB")
+                pixels = self._fast.decode_jpeg(self.data, "RGB", **kw)
+                # frombuffer shares the decoded array (fromarray would copy it: 0.4 ms of a 500x375 photo)
+                return Image.frombuffer("RGB", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGB", 0, 1)
             except ValueError:   # strict: truncation and corruption are errors; Pillow names them
                 self._pil = open_image(self.data, self.name)
         return load_rgb(self._pil, self.name, request)
