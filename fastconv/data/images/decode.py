@@ -1,8 +1,8 @@
 """Image files to 8-bit RGB PIL images, decoding JPEGs at a reduced scale when that still covers the need.
 
 JPEGs are decoded by simplejpeg (a thin libjpeg-turbo binding, `pip install fastconv[images]`) when it is
-installed: the same pixels as Pillow's decode (both are libjpeg-turbo's default IDCT and upsampling) in
-about half the time, measured at 1.1 vs 2.6 ms for a 500x375 photo, best of 5 (benchmarks/NOTES.md).
+installed: the same pixels as Pillow's decode (both are libjpeg-turbo's default IDCT and upsampling),
+faster: 1.5 vs 1.9 ms median over 200 photos of 500x375 on a shared 2-core machine (benchmarks/NOTES.md).
 Everything else, and any JPEG simplejpeg refuses (CMYK, truncated, corrupt), goes to Pillow, so the
 outcome for bad files is Pillow's. FASTCONV_JPEG_DECODER=pillow turns simplejpeg off. Both ask
 libjpeg-turbo for its DCT scaling (1/2, 1/4, 1/8) when asked for a smaller size: the IDCT then produces
