@@ -88,3 +88,20 @@ def test_fit_on_a_loader_refuses_y_and_validation_split(tmp_path):
         _model().fit(loader, np.zeros(3), verbose=0)
     with pytest.raises(ValueError, match="y must be None and validation_split 0"):
         _model().fit(loader, validation_split=0.2, verbose=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("fastconv.device", fromlist=["cuda_available"]).cuda_available(),
+                    reason="needs a CUDA GPU")
+def test_on_the_gpu_loader_batches_normalised_on_the_device_equal_host_normalised_ones(tmp_path):
+    from fastconv.device import using_device
+    root = make_folder(tmp_path / "d", per_class=3, size=(20, 24))
+    val = ImageLoader(ImageFolder(root), CenterCrop(12, resize=14), batch_size=4, shuffle=False)
+    with using_device("cuda"):
+        model = _model()
+    model.fit(ImageLoader(ImageFolder(root), RandomResizedCrop(12), batch_size=4, seed=0), epochs=1, verbose=0)
+    on_device = model.evaluate(val, return_dict=True)   # uint8 copied, normalised by csrc/ops/normalize.h
+    x = np.concatenate([normalize(xb, val.mean, val.std) for xb, _ in val.batches(0)])
+    y = np.concatenate([yb for _, yb in val.batches(0)])
+    on_host = model.evaluate(x, y, batch_size=4, return_dict=True)   # NumPy-normalised, the same kernels after
+    assert np.isfinite(on_device["loss"]) and on_device == on_host

@@ -191,3 +191,25 @@ def test_shard_streaming_memory_does_not_grow_with_the_data_set(tmp_path):
     # three times the data: the peak may move by allocator noise, not by another 48 encoded images
     encoded = shards.mean_sample_bytes
     assert peaks[1] - peaks[0] < 8 * encoded, (peaks, encoded)
+
+
+def test_a_corrupt_image_inside_a_shard_is_skipped_by_its_shard_and_key(tmp_path):
+    import tarfile
+
+    from image_sets import add_member
+    good = encode(smooth_image(np.random.default_rng(0), 30, 30))
+    path = tmp_path / "s-0.tar"
+    with tarfile.open(path, "w") as tar:
+        for key, data in (("a", good), ("b", good[:100]), ("c", b"not a jpeg at all"), ("d", good)):
+            add_member(tar, f"{key}.jpg", data)
+            add_member(tar, f"{key}.cls", b"0")
+    loader = ImageLoader(TarShards(str(path)), CenterCrop(8, resize=10), batch_size=4, shuffle=False)
+    (x, y), = _epoch(loader)
+    assert len(y) == 2 and [n for n, _ in loader.skipped] == [f"{path}:b.jpg", f"{path}:c.jpg"]
+
+
+def test_workers_started_by_spawn_give_the_same_batches(folder):
+    # spawn (macOS and Windows' default) pickles the transform and the source into fresh interpreters
+    serial = _epoch(ImageLoader(folder, RandomResizedCrop(16), batch_size=8, seed=2))
+    with ImageLoader(folder, RandomResizedCrop(16), batch_size=8, seed=2, workers=1, start_method="spawn") as loader:
+        assert _same(_epoch(loader), serial)
