@@ -10,7 +10,8 @@
 - Bounded: `prefetch` batch slots in shared memory (multiprocessing RawArrays); a batch is handed to a
   worker only when a slot is free, and workers write their images straight into it. The process
   assembling batches holds paths (folders) or one shuffle buffer of encoded bytes (shards), never a
-  decoded data set. memory_limit (bytes) refuses a configuration whose buffers would not fit.
+  decoded data set. memory_limit (bytes) refuses a configuration whose buffers would not fit (each
+  worker process also holds the one image it is decoding, outside that count).
 - Bad data: an image that cannot be decoded (corrupt, truncated, not an image, unsupported mode) or a
   file that cannot be read is skipped, counted in `skipped` with its path and the reason and warned
   about (on_error='skip'), or raises LoaderError naming it (on_error='raise'); a batch with skipped
