@@ -25,6 +25,7 @@ import math
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 import traceback
 import warnings
@@ -79,6 +80,7 @@ def _assemble(refs, first, epoch, seed, transform, on_error, out):
 
 
 def _worker(slots, shape, transform, seed, on_error, tasks, results):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the main process's to handle; it stops us
     views = [np.frombuffer(s, np.uint8).reshape(shape) for s in slots]
     while True:
         task = tasks.get()
