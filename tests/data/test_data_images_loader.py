@@ -121,6 +121,20 @@ class _Dying(CenterCrop):
         os._exit(7)
 
 
+class _Stuck(CenterCrop):
+    def __call__(self, data, rng=None, name=""):
+        import time
+        time.sleep(60)
+
+
+def test_a_stuck_worker_is_stopped_after_the_timeout(tmp_path):
+    root = make_folder(tmp_path / "d", classes=("a",), per_class=1)
+    loader = ImageLoader(ImageFolder(root), _Stuck(8, resize=10), batch_size=1, workers=1, timeout=1)
+    with pytest.raises(LoaderError, match=r"no batch came back from the loader workers within timeout=1 s"):
+        list(loader.batches(0))
+    assert loader._pool is None
+
+
 def test_a_worker_exception_is_raised_with_its_traceback(tmp_path):
     root = make_folder(tmp_path / "d", classes=("a",), per_class=4)
     with ImageLoader(ImageFolder(root), _Exploding(8, resize=10), batch_size=2, shuffle=False, workers=2) as loader:
@@ -153,6 +167,8 @@ def test_loader_arguments_are_checked(folder):
         ImageLoader(folder, t, batch_size=0)
     with pytest.raises(ValueError, match="std must be > 0"):
         ImageLoader(folder, t, std=(1, 0, 1))
+    with pytest.raises(ValueError, match="timeout must be a positive number of seconds or None, got 0"):
+        ImageLoader(folder, t, timeout=0)
     with pytest.raises(ValueError, match=r"memory_limit=1000 bytes is below the \d+ bytes"):
         ImageLoader(folder, t, batch_size=8, memory_limit=1000)
 

@@ -16,7 +16,8 @@
   file that cannot be read is skipped, counted in `skipped` with its path and the reason and warned
   about (on_error='skip'), or raises LoaderError naming it (on_error='raise'); a batch with skipped
   images is shorter. A worker that raises or dies ends the iteration with a LoaderError that carries
-  its error or exit code; the loader never waits on a dead worker.
+  its error or exit code; the loader never waits on a dead worker, nor longer than `timeout` seconds
+  (if given) on a live one that is stuck.
 """
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ class ImageLoader:
     def __init__(self, source, transform, batch_size: int = 64, shuffle: bool = True, seed: int | None = None,
                  workers: int = 0, prefetch: int | None = None, on_error: str = "skip",
                  memory_limit: int | None = None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                 start_method: str | None = None):
+                 start_method: str | None = None, timeout: float | None = None):
         if not all(hasattr(source, a) for a in ("epoch_items", "class_names", "__len__")):
             raise TypeError(f"source must be an ImageFolder or TarShards, got {_describe(source)}")
         self.source = source
@@ -121,6 +122,9 @@ class ImageLoader:
         if min(self.std) <= 0:
             raise ValueError(f"std must be > 0 per channel, got {self.std}")
         self.start_method = start_method or ("fork" if sys.platform.startswith("linux") else "spawn")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        self.timeout = timeout
         if memory_limit is not None:
             memory_limit = check_int(memory_limit, "memory_limit", 1)
             need = self.buffer_bytes()
@@ -227,15 +231,21 @@ class ImageLoader:
         return self._pool
 
     def _result(self, results, procs):
+        waited = 0.0
         while True:
             try:
                 return results.get(timeout=_POLL_SECONDS)
             except queue.Empty:
+                waited += _POLL_SECONDS
                 dead = [p for p in procs if not p.is_alive()]
                 if dead:
                     self.close()
                     raise LoaderError(f"loader worker {dead[0].name} (pid {dead[0].pid}) died with exit code "
                                       f"{dead[0].exitcode}; the iteration cannot continue") from None
+                if self.timeout is not None and waited >= self.timeout:
+                    self.close()
+                    raise LoaderError(f"no batch came back from the loader workers within timeout={self.timeout} s; "
+                                      "they were stopped") from None
 
     def _parallel(self, epoch, start):
         procs, tasks, results, views = self._start()
