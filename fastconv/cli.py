@@ -30,6 +30,10 @@ def _train(args) -> int:
     if backend == "unavailable":
         backend_for(device)  # raises with the reason native and jit are unavailable
     set_seed(args.seed)
+    from .data.images.train_cli import is_image_dataset
+    if is_image_dataset(args.dataset):   # streamed from disk, not loaded into memory
+        from .data.images.train_cli import train_images
+        return train_images(args, device, backend)
     (x_train, y_train), (x_test, y_test), info = data.load_dataset(args.dataset, seed=args.seed)
     num_classes = info["num_classes"]
     with using_device(device):  # the model's weights are created on the chosen device
@@ -101,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     from .models import ZOO
     train = sub.add_parser("train", help="train a CNN on a bundled or local dataset and report test metrics")
-    train.add_argument("--dataset", default="digits", help="digits | shapes | mnist:DIR | cifar10:DIR (default digits)")
+    train.add_argument("--dataset", default="digits",
+                       help="digits | shapes | mnist:DIR | cifar10:DIR | folder:DIR | shards:PATTERN (default digits)")
+    train.add_argument("--image-size", type=int, default=224, help="folder/shards: training crop size (default 224)")
+    train.add_argument("--val", default=None, help="folder/shards: validation set, folder:DIR or shards:PATTERN")
+    train.add_argument("--val-split", type=float, default=0.1,
+                       help="folder: fraction of each class to validate on when --val is not given (default 0.1)")
+    train.add_argument("--workers", type=int, default=None, help="folder/shards: decoding processes (default: all cores)")
     train.add_argument("--model", default="seed", choices=sorted(ZOO), help="model from the zoo (default seed)")
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--batch-size", type=int, default=32)
@@ -130,9 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size"):
+    for name in ("epochs", "batch_size", "image_size"):
         if hasattr(args, name) and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
+    if hasattr(args, "val_split") and not 0 < args.val_split < 1:
+        parser.error(f"--val-split must be in (0, 1), got {args.val_split}")
+    if getattr(args, "workers", None) is not None and args.workers < 0:
+        parser.error(f"--workers must be >= 0, got {args.workers}")
     if hasattr(args, "lr") and not args.lr > 0:
         parser.error(f"--lr must be positive, got {args.lr}")
     try:

@@ -19,6 +19,7 @@ def collect_info() -> dict:
     from .device import cuda_status, default_device
     gpu_ok, gpu_reason = cuda_status()
     from .backends import backend_name
+    from .data.images.decode import decoder_name
     paths = {name: {"available": ok, "reason": reason} for name, (ok, reason) in backend_status().items()}
     return {
         "fastconv": __version__, "python": platform.python_version(), "platform": platform.platform(),
@@ -26,6 +27,7 @@ def collect_info() -> dict:
         "nvcc": shutil.which("nvcc"),
         "devices": {"cpu": {"available": True}, "cuda": {"available": gpu_ok, "reason": gpu_reason}},
         "default_device": default_device(), "backend_in_use": backend_name(default_device()), "compute_paths": paths,
+        "image_decoder": decoder_name(),
     }
 
 
@@ -33,7 +35,8 @@ def format_info(info: dict) -> str:
     lines = [f"fastconv {info['fastconv']} (Python {info['python']}, NumPy {info['numpy']}, "
              f"CuPy {info['cupy'] or '-'}, PyTorch {info['torch'] or '-'})",
              f"platform: {info['platform']}", f"nvcc: {info['nvcc'] or 'not found'}",
-             f"default device: {info['default_device']} (backend in use: {info['backend_in_use']})", "devices:"]
+             f"default device: {info['default_device']} (backend in use: {info['backend_in_use']})",
+             f"image decoder: {info.get('image_decoder', '-')}", "devices:"]
     for name, d in info["devices"].items():
         lines.append(f"  {name:10s} {'yes' if d['available'] else 'no '}  {d.get('reason', '')}")
     lines.append("compute paths:")

@@ -17,6 +17,7 @@
 #include "../ops/batchnorm.h"
 #include "../ops/optimizer.h"
 #include "../ops/cast.h"
+#include "../ops/normalize.h"
 #include "../fused/conv2d_bias_relu_maxpool.h"
 #include "../fused/conv2d_bias_relu_maxpool3x3.h"
 #include "../fused/batchnorm_relu.h"

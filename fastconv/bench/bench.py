@@ -217,6 +217,9 @@ def run_bench(args) -> int:
     from .env import collect_env, device_mode
     from .runners import FastconvRunner, baseline_runner
     mode, why = device_mode(args.device)
+    if (args.op or "").strip() == "input_pipeline":   # host decoding: no device, no ceilings
+        from .input_pipeline import run_input_pipeline
+        return run_input_pipeline(args)
     if (args.op or "").strip() == "train_step":
         from .train_step import run_train_step
         return run_train_step(args, mode, why)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-OPS_HELP = ("conv2d_fprop | conv2d_dgrad | conv2d_wgrad | maxpool | gemm | train_step "
+OPS_HELP = ("conv2d_fprop | conv2d_dgrad | conv2d_wgrad | maxpool | gemm | train_step | input_pipeline "
             "(comma-separate several per-shape ops)")
 
 
@@ -99,6 +99,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--compile", dest="compile", action="store_true", default=None,
                    help="train_step: also time torch.compile (default: the seed model on the GPU, max-autotune)")
     p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--images", type=_positive_int, default=2000, help="input_pipeline: JPEGs to generate (default 2000)")
+    p.add_argument("--data", default=None, help="input_pipeline: folder for the generated JPEGs (kept and reused)")
+    p.add_argument("--workers", type=int, default=None, help="input_pipeline: worker processes (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--list", action="store_true", help="list the suites and their problems, then exit")
     p.set_defaults(func=_guard(_bench), command="bench")

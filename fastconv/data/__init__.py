@@ -8,6 +8,7 @@ from .batches import BatchIterator, batches
 from .cifar10 import CIFAR10_CLASS_NAMES, load_cifar10
 from .digits import load_digits
 from .idx import read_idx
+from .images import CenterCrop, ImageFolder, ImageLoader, RandomResizedCrop, TarShards
 from .labels import one_hot, to_categorical
 from .mnist import load_mnist
 from .registry import DATASET_FORMS, load_dataset
@@ -16,4 +17,6 @@ from .split import train_test_split
 
 __all__ = ["load_digits", "make_shapes", "load_shapes", "load_mnist", "read_idx", "load_cifar10",
            "to_categorical", "one_hot", "train_test_split", "batches", "BatchIterator", "load_dataset",
-           "DATASET_FORMS", "CIFAR10_CLASS_NAMES", "SHAPE_MASKS"]
+           "DATASET_FORMS", "CIFAR10_CLASS_NAMES", "SHAPE_MASKS",
+           # your own images, streamed from disk (fastconv.data.images, docs/images.md)
+           "ImageFolder", "TarShards", "ImageLoader", "RandomResizedCrop", "CenterCrop"]

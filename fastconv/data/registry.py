@@ -50,5 +50,8 @@ def load_dataset(spec: str, seed: int = 0):
             train, test = load_cifar10(directory)
             class_names = CIFAR10_CLASS_NAMES
         return train, test, _info(name, class_names, train[0])
+    if name in ("folder", "shards"):
+        raise ValueError(f"{name}:... data sets stream from disk instead of loading into memory: use "
+                         "fastconv.data.images.ImageLoader (fit accepts it) or `fastconv train --dataset {name}:...`")
     raise ValueError(f"dataset must be one of {', '.join(DATASET_FORMS)}, got {spec!r}")
 

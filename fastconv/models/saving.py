@@ -41,6 +41,8 @@ def model_config(model) -> dict:
                           for n in model._nodes],
                 "output": index[id(model._output)]}
     cfg = {"format": FORMAT, "version": VERSION, "architecture": arch, "compile": None}
+    if getattr(model, "data_info", None):   # what the model was trained on: class names, input normalisation
+        cfg["data"] = model.data_info
     if model.compiled:
         cfg["compile"] = {"optimizer": {"class": type(model.optimizer).__name__.lower(),
                                         "config": model.optimizer.get_config()},
@@ -115,6 +117,8 @@ def model_from_config(cfg):
                 t = layer(ins if len(ins) > 1 else ins[0])
             tensors.append(t)
         model = Model(tensors[0], tensors[arch["output"]], name=arch["name"])
+    if cfg.get("data"):
+        model.data_info = cfg["data"]
     comp = cfg.get("compile")
     if comp:
         opt = OPTIMIZERS[comp["optimizer"]["class"]].from_config(comp["optimizer"]["config"])

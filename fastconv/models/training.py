@@ -36,6 +36,26 @@ def _check_xy(x, y, loss=None):
     return x, y
 
 
+def _image_loader(x):
+    """x when it is a fastconv.data.images.ImageLoader (uint8 batches, normalised here), else None."""
+    from ..data.images.loader import ImageLoader
+    return x if isinstance(x, ImageLoader) else None
+
+
+def _loader_batches(model, loader, epoch=0, start=0):
+    """A loader's (uint8 images, labels) as (normalised float32 images on the model's device, labels)."""
+    for xb, yb in loader.batches(epoch, start):
+        yield _normalized(model, xb, loader), yb
+
+
+def _normalized(model, xb, loader):
+    from ..data.images.normalize import normalize
+    if model.device == "cuda" and isinstance(xb, np.ndarray):
+        import cupy
+        xb = cupy.asarray(xb)   # uint8 crosses to the device: a quarter of float32's bytes
+    return normalize(xb, loader.mean, loader.std)
+
+
 def _class_ids(y):
     return y if y.ndim == 1 else y.argmax(axis=-1)
 
@@ -139,9 +159,19 @@ class TrainingMixin:
         eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
         fastconv/data/prefetch.py); model.step_capture says which path ran and why. Under torchrun
         (or distributed=True) each process trains on its share of every global batch of
-        batch_size × world size and the gradients are all-reduced (fastconv/parallel/, docs/distributed.md)."""
+        batch_size × world size and the gradients are all-reduced (fastconv/parallel/, docs/distributed.md).
+        x may be a fastconv.data.images.ImageLoader (y=None): its uint8 batches cross to the device
+        as uint8 and are normalised there; its seed fixes the order, and a resume replays the batches."""
         self._require_compiled("fit")
-        x, y = _check_xy(x, y)
+        loader = _image_loader(x)
+        if loader is not None:
+            if y is not None or validation_split:
+                raise ValueError("fit(x=ImageLoader) takes its labels from the loader: y must be None and "
+                                 "validation_split 0 (pass validation_data=ImageLoader(...) instead)")
+            self.data_info = {"class_names": loader.class_names, "input": "uint8 RGB",
+                              "image_shape": list(loader.image_shape), "mean": list(loader.mean), "std": list(loader.std)}
+        else:
+            x, y = _check_xy(x, y)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -153,11 +183,14 @@ class TrainingMixin:
         if validation_split and validation_data is None:
             cut = int(len(x) * (1 - validation_split))  # the last samples, before shuffling, as Keras
             x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
-        if len(x) == 0:
+        if loader is None and len(x) == 0:
             raise ValueError("x holds no training samples")
-        self._ensure_built(x.shape[1:])
+        self._ensure_built(loader.image_shape if loader is not None else x.shape[1:])
         from ..parallel.data_parallel import check_resume_world, data_parallel
         dp = data_parallel(self, distributed)   # None: this process trains alone
+        if dp and loader is not None:
+            raise ValueError("fit(x=ImageLoader) trains on one process: the image loader is not sharded across "
+                             "ranks yet (distributed=False, or pass in-memory arrays)")
         verbose = 1 if verbose == "auto" else int(verbose)
         verbose = dp.verbose(verbose) if dp else verbose
         history = History()
@@ -173,6 +206,8 @@ class TrainingMixin:
                 check_resume_world(state, dp.world_size if dp else 1)
                 seed, position, history.history, history.epoch = (state["seed"], state["position"],
                                                                    state["history"], state["epochs_done"])
+                if loader is not None and state.get("loader_seed") is not None:
+                    loader.seed = state["loader_seed"]   # the batches after a resume are the interrupted run's
                 if state.get("loss_scaler") is not None:
                     self.loss_scaler = DynamicLossScaler()
                     self.loss_scaler.load_state(state["loss_scaler"])
@@ -187,13 +222,14 @@ class TrainingMixin:
             cb.set_model(self)
             cb.on_train_begin()
         self.stop_training = False
-        steps = dp.steps(len(x), batch_size) if dp else math.ceil(len(x) / batch_size)
+        steps = dp.steps(len(x), batch_size) if dp else (math.ceil(len(x) / batch_size) if loader is None else len(loader))
 
         def save_checkpoint():
             if dp and not dp.writes:
                 return
             ckpt.save(self, {"seed": seed, "position": position, "history": history.history,
                              "epochs_done": history.epoch, "world_size": dp.world_size if dp else 1,
+                             "loader_seed": None if loader is None else loader.seed,
                              "loss_scaler": None if self.loss_scaler is None else self.loss_scaler.state()})
 
         for epoch in range(position["epoch"], epochs):
@@ -201,17 +237,25 @@ class TrainingMixin:
                 cb.on_epoch_begin(epoch)
             for m in self.metrics:
                 m.reset()
-            order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
+            if loader is None:
+                order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
             first = position["step"] if position["epoch"] == epoch else 0
             bar = _progress(steps, f"Epoch {epoch + 1}/{epochs}", verbose, first)
             seen, loss_sum, start = position["seen"], position["loss_sum"], time.perf_counter()
             if first == 0:
                 seen, loss_sum = 0, 0.0
             runner.begin_epoch(loss_sum, seen)
-            slices = dp.shard(order, batch_size, first) if dp else \
-                (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
-            batches = prefetch(((x[idx], y[idx]) for idx in slices), self.device, stream=runner.stream)
+            if loader is not None:
+                source = loader.batches(epoch, first)
+            else:
+                slices = dp.shard(order, batch_size, first) if dp else \
+                    (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
+                source = ((x[idx], y[idx]) for idx in slices)
+            batches = prefetch(source, self.device, stream=runner.stream)
             for step, ((xb, yb_device), (_, yb)) in enumerate(batches, first):
+                if loader is not None:   # on the steps' stream, which waits for this batch's copy
+                    with runner.stream if runner.stream is not None else contextlib.nullcontext():
+                        xb = _normalized(self, xb, loader)
                 try:
                     runner.step(xb, yb, yb_device)
                 except FloatingPointError as exc:
@@ -238,7 +282,8 @@ class TrainingMixin:
                 dp.sync_state(self)
             logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
             if validation_data is not None:
-                val = self.evaluate(*validation_data, batch_size=batch_size, verbose=0, return_dict=True,
+                val_args = (validation_data,) if _image_loader(validation_data) is not None else validation_data
+                val = self.evaluate(*val_args, batch_size=batch_size, verbose=0, return_dict=True,
                                     distributed=dp.group if dp else False)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             if bar is not None:
@@ -259,24 +304,32 @@ class TrainingMixin:
         """distributed: None sums over the ranks of the group fit or fastconv.parallel.init() made, if any
         (each rank evaluates its share); False evaluates all of x on this process alone."""
         self._require_compiled("evaluate")
-        x, y = _check_xy(x, y)
-        self._ensure_built(x.shape[1:])
+        loader = _image_loader(x)
         from ..parallel.data_parallel import evaluation_group
         group = evaluation_group(distributed)
-        if group:
-            from ..parallel.metrics import evaluation_share
-            x, y = evaluation_share(x, y, group)
+        if loader is None:
+            x, y = _check_xy(x, y)
+            self._ensure_built(x.shape[1:])
+            if group:
+                from ..parallel.metrics import evaluation_share
+                x, y = evaluation_share(x, y, group)
+            batches = ((x[s:s + batch_size], y[s:s + batch_size]) for s in range(0, len(x), batch_size))
+        else:   # the loader's own batch size and order (shuffle=False for a fixed validation set)
+            if group:
+                raise ValueError("evaluate(x=ImageLoader) runs on one process: the image loader is not sharded "
+                                 "across ranks yet (distributed=False)")
+            self._ensure_built(loader.image_shape)
+            batches = _loader_batches(self, loader)
         for m in self.metrics:
             m.reset()
-        loss_sum = 0.0
+        loss_sum, count = 0.0, 0
         with no_grad():
-            for start in range(0, len(x), batch_size):
-                xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            for xb, yb in batches:
+                count += len(xb)
                 loss, out = self._loss_and_output(xb, yb, training=False)
                 loss_sum += float(loss.item()) * len(xb)
                 for m in self.metrics:
                     m.update(_class_ids(yb), out.numpy())
-        count = len(x)
         if group:
             from ..parallel.metrics import reduce_loss, reduce_metrics
             loss_sum, count = reduce_loss(loss_sum, count, group)

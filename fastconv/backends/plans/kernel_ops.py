@@ -57,7 +57,12 @@ def all_kernel_names() -> list[str]:
             names.append(f"fc::cross_entropy_bprop_kernel<{t}, {lt}>")
     names.append("fc::set_step_scalars<double>")
     names += cast_kernel_names()
+    names += list(NORMALIZE_KERNELS.values())
     return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
+
+
+# output dtype -> the kernel that widens uint8 images to it (csrc/ops/normalize.h); bf16 comes back as uint16 bits
+NORMALIZE_KERNELS = {"float32": "fc::normalize_uint8_kernel<float>", "bf16": "fc::normalize_uint8_kernel<__nv_bfloat16>"}
 
 
 class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
@@ -82,6 +87,19 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         self.force_tile = self.force_vec = self.force_index64 = self.force_splits = None
         self.max_grid_yz = MAX_GRID_YZ
         self.tuning_device = None
+
+    # ---- input images --------------------------------------------------------------------------
+    def normalize_uint8(self, x, scale, bias, dtype="float32"):
+        """uint8 NHWC -> x * scale[c] + bias[c] (float32 scale, bias per channel) as float32, or bf16
+        bits (uint16); the oracle is fastconv/data/images/normalize.py."""
+        if dtype not in NORMALIZE_KERNELS:
+            raise ValueError(f"dtype must be one of {sorted(NORMALIZE_KERNELS)}, got {dtype!r}")
+        x = self._c(x)
+        scale, bias = self._c(self.xp.asarray(scale, np.float32)), self._c(self.xp.asarray(bias, np.float32))
+        out = self.xp.empty(x.shape, np.float32 if dtype == "float32" else np.uint16)
+        if x.size:
+            self._run1d(NORMALIZE_KERNELS[dtype], x.size, (x, scale, bias, out, np.int64(x.size), np.int32(x.shape[-1])))
+        return out
 
     # ---- helpers -------------------------------------------------------------------------------
     def _c(self, a):
