@@ -13,6 +13,7 @@ from ..losses import get_loss
 from ..metrics import get_metric
 from ..optimizers import get_optimizer
 from ..precision import check_precision, effective, using
+from ..random import next_seed
 from ..tensor import Tensor, no_grad
 
 
@@ -156,7 +157,7 @@ class TrainingMixin:
         self._ensure_built(x.shape[1:])
         verbose = 1 if verbose == "auto" else int(verbose)
         history = History()
-        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        seed = next_seed() if seed is None else int(seed)   # None follows fc.set_seed
         position = {"epoch": initial_epoch, "step": 0, "loss_sum": 0.0, "seen": 0}
         ckpt = None
         if checkpoint_dir is not None:
