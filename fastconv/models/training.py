@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 
 import numpy as np
 
+from .._checks import _describe, check_float, check_int
 from ..callbacks import Callback, History
 from ..loss_scaling import DynamicLossScaler
 from ..losses import get_loss
@@ -35,6 +37,22 @@ def _check_xy(x, y, loss=None):
     if len(y) != len(x):
         raise ValueError(f"x and y must have the same number of samples, got {len(x)} and {len(y)}")
     return x, y
+
+
+def _check_verbose(verbose) -> int:
+    """'auto' (a progress bar) or an int: 0 silent, >= 1 a progress bar."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral):
+        raise TypeError(f"verbose must be 'auto' or an int >= 0, got {_describe(verbose)}")
+    if verbose < 0:
+        raise ValueError(f"verbose must be 'auto' or an int >= 0, got {verbose}")
+    return int(verbose)
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {_describe(value)}")
 
 
 def _class_ids(y):
@@ -141,12 +159,18 @@ class TrainingMixin:
         fastconv/data/prefetch.py); model.step_capture says which path ran and why."""
         self._require_compiled("fit")
         x, y = _check_xy(x, y)
-        if not 0.0 <= validation_split < 1.0:
+        epochs = check_int(epochs, "epochs", 1)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
+        if initial_epoch >= epochs:
+            raise ValueError(f"initial_epoch must be < epochs ({epochs}), got {initial_epoch}")
+        batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
+        if not 0.0 <= check_float(validation_split, "validation_split") < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-            raise ValueError(f"checkpoint_every must be a positive int (steps), got {checkpoint_every!r}")
+        _check_bool(shuffle, "shuffle")
+        _check_bool(resume, "resume")
+        seed = None if seed is None else check_int(seed, "seed", 0)
+        if checkpoint_every is not None:
+            checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
         if validation_split and validation_data is None:
@@ -155,9 +179,8 @@ class TrainingMixin:
         if len(x) == 0:
             raise ValueError("x holds no training samples")
         self._ensure_built(x.shape[1:])
-        verbose = 1 if verbose == "auto" else int(verbose)
         history = History()
-        seed = next_seed() if seed is None else int(seed)   # None follows fc.set_seed
+        seed = next_seed() if seed is None else seed   # None follows fc.set_seed
         position = {"epoch": initial_epoch, "step": 0, "loss_sum": 0.0, "seen": 0}
         ckpt = None
         if checkpoint_dir is not None:
@@ -242,6 +265,7 @@ class TrainingMixin:
     def evaluate(self, x, y=None, batch_size=32, verbose=0, return_dict=False):
         self._require_compiled("evaluate")
         x, y = _check_xy(x, y)
+        batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
         self._ensure_built(x.shape[1:])
         for m in self.metrics:
             m.reset()
@@ -260,6 +284,7 @@ class TrainingMixin:
 
     def predict(self, x, batch_size=32, verbose=0) -> np.ndarray:
         x = _as_inputs(x, "x")
+        batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
         self._ensure_built(x.shape[1:])
         outs = []
         with no_grad():
