@@ -153,9 +153,9 @@ class TrainingMixin:
         """Keras' fit. The data order of epoch e is a permutation drawn from (seed, e), so a run is
         fixed by its seed (seed=None draws one from fc.set_seed's generator). With checkpoint_dir,
         the whole training state (weights, optimizer, data position, history) is written atomically
-        every `checkpoint_every` steps and at each epoch end; resume=True continues from the last checkpoint and ends bitwise where an uninterrupted
-        run ends. On 'cuda' the step is replayed from a CUDA graph (graph=None or True; graph=False:
-        eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
+        every `checkpoint_every` steps and at each epoch end; resume=True continues from the last
+        checkpoint and ends bitwise where an uninterrupted run ends. On 'cuda' the step is replayed
+        from a CUDA graph (graph=None or True; graph=False: eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
         fastconv/data/prefetch.py); model.step_capture says which path ran and why."""
         self._require_compiled("fit")
         x, y = _check_xy(x, y)
