@@ -155,8 +155,9 @@ class TrainingMixin:
         the whole training state (weights, optimizer, data position, history) is written atomically
         every `checkpoint_every` steps and at each epoch end; resume=True continues from the last
         checkpoint and ends bitwise where an uninterrupted run ends. On 'cuda' the step is replayed
-        from a CUDA graph (graph=None or True; graph=False: eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
-        fastconv/data/prefetch.py); model.step_capture says which path ran and why."""
+        from a CUDA graph (graph=None or True; graph=False: eager) and batches are prefetched on a
+        side stream (fastconv/models/step_capture.py, fastconv/data/prefetch.py); model.step_capture
+        says which path ran and why."""
         self._require_compiled("fit")
         x, y = _check_xy(x, y)
         epochs = check_int(epochs, "epochs", 1)
