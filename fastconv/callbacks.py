@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from ._checks import check_float, check_int
+
 
 class Callback:
     model = None
@@ -32,7 +34,8 @@ class History(Callback):
 
 class EarlyStopping(Callback):
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto", restore_best_weights=False):
-        self.monitor, self.patience, self.min_delta = monitor, patience, abs(min_delta)
+        self.monitor, self.patience = monitor, check_int(patience, "patience", 0)
+        self.min_delta = abs(check_float(min_delta, "min_delta"))
         if mode == "auto":
             mode = "max" if "acc" in monitor or monitor.endswith(("precision", "recall", "f1")) else "min"
         if mode not in ("min", "max"):

@@ -147,8 +147,10 @@ def main(argv=None) -> int:
         parser.error(f"--val-split must be in (0, 1), got {args.val_split}")
     if getattr(args, "workers", None) is not None and args.workers < 0:
         parser.error(f"--workers must be >= 0, got {args.workers}")
-    if hasattr(args, "lr") and not args.lr > 0:
-        parser.error(f"--lr must be positive, got {args.lr}")
+    if hasattr(args, "seed") and not 0 <= args.seed < 2**32:    # NumPy's global generator takes 32 bits
+        parser.error(f"--seed must be an int in [0, 2**32), got {args.seed}")
+    if hasattr(args, "lr") and not 0 < args.lr < float("inf"):
+        parser.error(f"--lr must be positive and finite, got {args.lr}")
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:

@@ -4,7 +4,7 @@ import pytest
 
 import fastconv as fc
 import fastconv.functional as F
-from fastconv import data
+from fastconv import callbacks, data, optimizers, schedules
 from fastconv import layers as L
 from fastconv.tuning import TuningFileError
 
@@ -19,6 +19,11 @@ def _compiled(loss="categorical_crossentropy", classes=3):
 
 
 x_small = np.random.default_rng(2).random((5, 4, 4, 1), dtype=np.float32)
+y_small = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]]
+
+
+def _fit(**kwargs):
+    return _compiled().fit(x_small, y_small, **{"verbose": 0, **kwargs})
 
 CASES = [
     ("conv x rank", lambda: F.conv2d(x4[0], w4), ValueError, r"x must be a rank-4 array \(N, H, W, C\), got array of shape \(8, 8, 3\)"),
@@ -63,7 +68,56 @@ CASES = [
     ("label >= classes", lambda: data.to_categorical(np.array([0, 5]), 3), ValueError, r"class ids in \[0, 3\) for num_classes=3, got the id 5"),
     ("split lengths", lambda: data.train_test_split(np.ones((4, 2)), np.ones(3, int)), ValueError, r"got 4 and 3"),
     ("batch size", lambda: data.batches(np.ones((4, 2)), np.ones(4, int), batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
-    ("fit batch size", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], batch_size=0, verbose=0), ValueError, r"batch_size must be a positive int, got 0"),
+    # counts, sizes and rates of compile / fit / evaluate / predict and the optimizers: never accepted
+    # and ignored (epochs=0 trained nothing, batch_size=-1 evaluated nothing, a NaN rate trained to NaN)
+    ("fit epochs zero", lambda: _fit(epochs=0), ValueError, r"epochs must be >= 1, got 0"),
+    ("fit epochs float", lambda: _fit(epochs=2.5), TypeError, r"epochs must be an int, got float 2.5"),
+    ("fit epochs str", lambda: _fit(epochs="3"), TypeError, r"epochs must be an int, got str '3'"),
+    ("fit epochs bool", lambda: _fit(epochs=True), TypeError, r"epochs must be an int, got bool True"),
+    ("fit initial_epoch past epochs", lambda: _fit(epochs=2, initial_epoch=2), ValueError, r"initial_epoch must be < epochs \(2\), got 2"),
+    ("fit initial_epoch negative", lambda: _fit(initial_epoch=-1), ValueError, r"initial_epoch must be >= 0, got -1"),
+    ("fit batch size", lambda: _fit(batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
+    ("fit batch size negative", lambda: _fit(batch_size=-1), ValueError, r"batch_size must be >= 1, got -1"),
+    ("fit batch size float", lambda: _fit(batch_size=16.0), TypeError, r"batch_size must be an int, got float 16.0"),
+    ("fit batch size bool", lambda: _fit(batch_size=True), TypeError, r"batch_size must be an int, got bool True"),
+    ("validation_split above 1", lambda: _fit(validation_split=1.5), ValueError, r"validation_split must be in \[0, 1\), got 1.5"),
+    ("validation_split negative", lambda: _fit(validation_split=-0.1), ValueError, r"validation_split must be in \[0, 1\), got -0.1"),
+    ("validation_split NaN", lambda: _fit(validation_split=float("nan")), ValueError, r"validation_split must be finite, got nan"),
+    ("validation_split str", lambda: _fit(validation_split="0.2"), TypeError, r"validation_split must be a number, got str '0.2'"),
+    ("fit seed negative", lambda: _fit(seed=-1), ValueError, r"seed must be >= 0, got -1"),
+    ("fit seed float", lambda: _fit(seed=1.5), TypeError, r"seed must be an int, got float 1.5"),
+    ("fit verbose str", lambda: _fit(verbose="yes"), TypeError, r"verbose must be 'auto' or an int >= 0, got str 'yes'"),
+    ("fit verbose negative", lambda: _fit(verbose=-1), ValueError, r"verbose must be 'auto' or an int >= 0, got -1"),
+    ("fit shuffle", lambda: _fit(shuffle="no"), TypeError, r"shuffle must be a bool, got str 'no'"),
+    ("fit checkpoint_every zero", lambda: _fit(checkpoint_every=0), ValueError, r"checkpoint_every must be >= 1, got 0"),
+    ("fit checkpoint_every bool", lambda: _fit(checkpoint_every=True), TypeError, r"checkpoint_every must be an int, got bool True"),
+    ("evaluate batch size negative", lambda: _compiled().evaluate(x_small, y_small, batch_size=-1), ValueError, r"batch_size must be >= 1, got -1"),
+    ("evaluate batch size zero", lambda: _compiled().evaluate(x_small, y_small, batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
+    ("evaluate verbose", lambda: _compiled().evaluate(x_small, y_small, verbose=0.5), TypeError, r"verbose must be 'auto' or an int >= 0, got float 0.5"),
+    ("predict batch size negative", lambda: _compiled().predict(x_small, batch_size=-1), ValueError, r"batch_size must be >= 1, got -1"),
+    ("predict batch size float", lambda: _compiled().predict(x_small, batch_size=2.5), TypeError, r"batch_size must be an int, got float 2.5"),
+    ("SGD lr NaN", lambda: optimizers.SGD(float("nan")), ValueError, r"learning_rate must be finite, got nan"),
+    ("SGD lr zero", lambda: optimizers.SGD(0.0), ValueError, r"learning_rate must be > 0.0, got 0.0"),
+    ("SGD lr str", lambda: optimizers.SGD("0.1"), TypeError, r"learning_rate must be a number, got str '0.1'"),
+    ("SGD momentum 1", lambda: optimizers.SGD(0.1, momentum=1.0), ValueError, r"momentum must be < 1.0, got 1.0"),
+    ("SGD momentum NaN", lambda: optimizers.SGD(0.1, momentum=float("nan")), ValueError, r"momentum must be finite, got nan"),
+    ("SGD nesterov str", lambda: optimizers.SGD(0.1, momentum=0.9, nesterov="yes"), TypeError, r"nesterov must be a bool, got str 'yes'"),
+    ("SGD weight_decay negative", lambda: optimizers.SGD(0.1, weight_decay=-1e-4), ValueError, r"weight_decay must be >= 0.0, got -0.0001"),
+    ("Adam lr inf", lambda: optimizers.Adam(float("inf")), ValueError, r"learning_rate must be finite, got inf"),
+    ("Adam lr negative", lambda: optimizers.Adam(-1e-3), ValueError, r"learning_rate must be > 0.0, got -0.001"),
+    ("Adam beta_1 1", lambda: optimizers.Adam(beta_1=1.0), ValueError, r"beta_1 must be < 1.0, got 1.0"),
+    ("Adam beta_2 negative", lambda: optimizers.Adam(beta_2=-0.1), ValueError, r"beta_2 must be >= 0.0, got -0.1"),
+    ("Adam epsilon zero", lambda: optimizers.Adam(epsilon=0.0), ValueError, r"epsilon must be > 0.0, got 0.0"),
+    ("Adam weight_decay NaN", lambda: optimizers.Adam(weight_decay=float("nan")), ValueError, r"weight_decay must be finite, got nan"),
+    ("Adam beta_1 bool", lambda: optimizers.Adam(beta_1=True), TypeError, r"beta_1 must be a number, got bool True"),
+    ("StepDecay step_size", lambda: schedules.StepDecay(0.1, step_size=0), ValueError, r"step_size must be >= 1, got 0"),
+    ("CosineDecay alpha", lambda: schedules.CosineDecay(0.1, decay_steps=10, alpha=1.5), ValueError, r"alpha must be <= 1.0, got 1.5"),
+    ("EarlyStopping patience", lambda: callbacks.EarlyStopping(patience=-1), ValueError, r"patience must be >= 0, got -1"),
+    ("EarlyStopping patience float", lambda: callbacks.EarlyStopping(patience=1.5), TypeError, r"patience must be an int, got float 1.5"),
+    ("EarlyStopping min_delta NaN", lambda: callbacks.EarlyStopping(min_delta=float("nan")), ValueError, r"min_delta must be finite, got nan"),
+    ("set_seed negative", lambda: fc.set_seed(-1), ValueError, r"seed must be >= 0, got -1"),
+    ("set_seed float", lambda: fc.set_seed(0.5), TypeError, r"seed must be an int, got float 0.5"),
+    ("set_seed too large", lambda: fc.set_seed(2**32), ValueError, r"seed must be <= 4294967295, got 4294967296"),
     ("resume without dir", lambda: _compiled().fit(x_small, np.eye(3)[[0, 1, 2, 0, 1]], resume=True, verbose=0), ValueError, r"resume=True needs checkpoint_dir"),
     ("set_weights count", lambda: _compiled().set_weights([np.ones(3)]), ValueError, r"set_weights expects 2 arrays, got 1"),
     ("backend override", lambda: _with_env("FASTCONV_BACKEND", "cudnn", lambda: F.relu(x4)), ValueError, r"FASTCONV_BACKEND must be one of \['native', 'jit', 'emulated', 'reference'\], got 'cudnn'"),
@@ -114,6 +168,17 @@ def _with_env(name, value, call):
 @pytest.mark.parametrize("argv,message", [
     (["train", "--epochs", "0"], "--epochs must be a positive int, got 0"),
     (["train", "--lr", "-1"], "--lr must be positive"),
+    (["train", "--lr", "inf"], "--lr must be positive and finite, got inf"),
+    (["train", "--lr", "nan"], "--lr must be positive and finite, got nan"),
+    (["train", "--epochs", "-3"], "--epochs must be a positive int, got -3"),
+    (["train", "--epochs", "1.5"], "argument --epochs: invalid int value: '1.5'"),
+    (["train", "--batch-size", "0"], "--batch-size must be a positive int, got 0"),
+    (["train", "--seed", "-1"], "--seed must be an int in [0, 2**32), got -1"),
+    (["bench", "--limit", "-2"], "argument --limit: must be an int >= 0, got -2"),
+    (["bench", "--threads", "-1"], "argument --threads: must be an int >= 0, got -1"),
+    (["bench", "--seed", "-1"], "argument --seed: must be an int >= 0, got -1"),
+    (["profile", "--warmup", "-1"], "argument --warmup: must be an int >= 0, got -1"),
+    (["tune", "--suite", "resnet50", "--batch", "0"], "argument --batch: must be a positive int, got 0"),
     (["train", "--dataset", "imagenet", "--quiet"], "dataset must be one of"),
     (["train", "--device", "tpu", "--quiet"], "--device must be 'cpu' or 'cuda', got 'tpu'"),
     (["train", "--precision", "fp8", "--quiet"], "invalid choice: 'fp8'"),

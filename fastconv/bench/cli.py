@@ -23,6 +23,13 @@ def _positive_int(text):
     return v
 
 
+def _nonnegative_int(text):
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an int >= 0, got {text}")
+    return v
+
+
 def _positive_float(text):
     v = float(text)
     if not v > 0:
@@ -85,13 +92,13 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH", help="write every figure and the environment as JSON")
     p.add_argument("--plot", default=None, metavar="PATH", help="write a PNG: ratio per shape and the roofline")
     p.add_argument("--repeats", type=_positive_int, default=None, help="timed samples per implementation")
-    p.add_argument("--limit", type=int, default=None, help="run the first N shapes of each op (0: all; CPU default 6)")
+    p.add_argument("--limit", type=_nonnegative_int, default=None, help="run the first N shapes of each op (0: all; CPU default 6)")
     p.add_argument("--time-budget", type=_positive_float, default=None,
                    help="stop starting new cases after this many seconds (CPU default 50)")
     p.add_argument("--max-gflop", type=_positive_float, default=None,
                    help="skip cases above this many GFLOP per call (CPU default 20)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"], help="auto: gpu when PyTorch sees one")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_nonnegative_int, default=None,
                    help="CPU mode: threads for PyTorch and NumPy's BLAS each (default 1; 0: the libraries' defaults)")
     p.add_argument("--ceilings", default=None, metavar="JSON",
                    help="reuse ceilings from a bench JSON instead of measuring")
@@ -101,8 +108,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--images", type=_positive_int, default=2000, help="input_pipeline: JPEGs to generate (default 2000)")
     p.add_argument("--data", default=None, help="input_pipeline: folder for the generated JPEGs (kept and reused)")
-    p.add_argument("--workers", type=int, default=None, help="input_pipeline: worker processes (default: all cores)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=_nonnegative_int, default=None, help="input_pipeline: worker processes (default: all cores)")
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
     p.add_argument("--list", action="store_true", help="list the suites and their problems, then exit")
     p.set_defaults(func=_guard(_bench), command="bench")
     return p
@@ -125,9 +132,9 @@ def add_profile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", default="fastconv", choices=["fastconv", "torch"],
                    help="profile fastconv (default) or the PyTorch baseline")
     p.add_argument("--steps", type=_positive_int, default=5, help="profiled iterations")
-    p.add_argument("--warmup", type=int, default=2, help="iterations before profiling")
+    p.add_argument("--warmup", type=_nonnegative_int, default=2, help="iterations before profiling")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
-    p.add_argument("--threads", type=int, default=None, help="CPU: threads for PyTorch and NumPy's BLAS (default 1)")
+    p.add_argument("--threads", type=_nonnegative_int, default=None, help="CPU: threads for PyTorch and NumPy's BLAS (default 1; 0: the libraries' defaults)")
     p.add_argument("--ceilings", default=None, metavar="JSON", help="reuse ceilings from a bench JSON")
     p.add_argument("--json", default=None, metavar="PATH", help="write the per-op and per-kernel report as JSON")
     p.add_argument("--ncu", action="store_true", help="print the Nsight Compute command for this target")
@@ -137,7 +144,7 @@ def add_profile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ncu-launches", type=_positive_int, default=20, help="ncu --launch-count")
     p.add_argument("--plain", action="store_true",
                    help="NVTX ranges only, no PyTorch profiler (for running under ncu or nsys)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative_int, default=0)
     p.set_defaults(func=_guard(_profile), command="profile")
     return p
 

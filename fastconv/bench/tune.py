@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import tuning
 from ..explain import tracing
+from .cli import _positive_int
 
 OPS = {"fprop": "conv2d_fprop", "dgrad": "conv2d_dgrad", "wgrad": "conv2d_wgrad", "gemm": "gemm"}
 DTYPES = {"float32": "float32", "fp32": "float32", "tf32": "tf32", "float16": "float16", "fp16": "float16",
@@ -366,7 +367,7 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--op", default="fprop,dgrad,wgrad,gemm", help="comma-separated: fprop, dgrad, wgrad, gemm")
     p.add_argument("--dtype", default="float32",
                    help="comma-separated: float32 (CUDA cores), tf32 / float16 / bfloat16 (tensor-core GEMM)")
-    p.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default: the suite's)")
+    p.add_argument("--batch", type=_positive_int, action="append", help="batch size (repeatable; default: the suite's)")
     p.add_argument("--shape", action="append", help="only this problem of the suite (repeatable)")
     p.add_argument("--file", default=None, help=f"tuning file (default ${tuning.ENV} or {tuning.default_path()})")
     p.add_argument("--backend", default="auto", choices=("auto", "native", "jit", "emulated"),

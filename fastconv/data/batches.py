@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .._checks import _describe, check_int
+from ..random import next_seed
 
 _STATE_KEYS = ("seed", "epoch", "position", "num_samples", "shuffle")
 
@@ -16,7 +17,7 @@ class BatchIterator:
     Epoch e's order is a pure function of (seed, e), so the state is just (seed, epoch, position):
     state_dict() / load_state_dict() resume a run at the exact next sample. position counts samples
     already handed out in the current epoch, so a resume may even change batch_size. seed=None draws
-    a seed once, which state_dict() records. One iteration at a time: a second `for` loop continues
+    a seed once from fc.set_seed's generator, which state_dict() records. One iteration at a time: a second `for` loop continues
     where the previous one stopped.
     """
 
@@ -34,7 +35,7 @@ class BatchIterator:
         self.x, self.y = x, y
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.shuffle = bool(shuffle)
-        self.seed = int(np.random.default_rng().integers(2**63 - 1)) if seed is None else check_int(seed, "seed", 0)
+        self.seed = next_seed() if seed is None else check_int(seed, "seed", 0)   # None follows fc.set_seed
         self.epoch = 0
         self.position = 0
 

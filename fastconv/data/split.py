@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .._checks import _describe, check_int
+from ..random import next_seed
 from .labels import class_ids
 
 
@@ -47,6 +48,7 @@ def train_test_split(x, y, test_size=0.2, seed: int | None = 0, stratify: bool =
 
     y may be class ids (N,) or one-hot rows (N, C); with stratify each class keeps its share in both
     parts. test_size is a fraction in (0, 1) or a number of samples. Both parts are shuffled.
+    seed=None draws the split's seed from fc.set_seed's generator.
     Note the return layout matches the load_* functions, not scikit-learn's 4-tuple.
     """
     x, y = np.asanyarray(x), np.asanyarray(y)
@@ -58,7 +60,7 @@ def train_test_split(x, y, test_size=0.2, seed: int | None = 0, stratify: bool =
     if n < 2:
         raise ValueError(f"x must hold at least 2 samples to split, got {n}")
     n_test = _test_count(test_size, n)
-    rng = np.random.default_rng(None if seed is None else check_int(seed, "seed", 0))
+    rng = np.random.default_rng(next_seed() if seed is None else check_int(seed, "seed", 0))
     if stratify:
         ids = class_ids(y, "y")
         test_parts, train_parts = [], []

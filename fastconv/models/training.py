@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 
 import numpy as np
 
+from .._checks import _describe, check_float, check_int
 from ..callbacks import Callback, History
 from ..loss_scaling import DynamicLossScaler
 from ..losses import get_loss
 from ..metrics import get_metric
 from ..optimizers import get_optimizer
 from ..precision import check_precision, effective, using
+from ..random import next_seed
 from ..tensor import Tensor, no_grad
 
 
@@ -54,6 +57,22 @@ def _normalized(model, xb, loader):
         import cupy
         xb = cupy.asarray(xb)   # uint8 crosses to the device: a quarter of float32's bytes
     return normalize(xb, loader.mean, loader.std)
+
+
+def _check_verbose(verbose) -> int:
+    """'auto' (a progress bar) or an int: 0 silent, >= 1 a progress bar."""
+    if isinstance(verbose, str) and verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or not isinstance(verbose, numbers.Integral):
+        raise TypeError(f"verbose must be 'auto' or an int >= 0, got {_describe(verbose)}")
+    if verbose < 0:
+        raise ValueError(f"verbose must be 'auto' or an int >= 0, got {verbose}")
+    return int(verbose)
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {_describe(value)}")
 
 
 def _class_ids(y):
@@ -152,16 +171,17 @@ class TrainingMixin:
             shuffle=True, callbacks=None, verbose="auto", initial_epoch=0, seed=None,
             checkpoint_dir=None, checkpoint_every=None, resume=False, graph=None, distributed=None) -> History:
         """Keras' fit. The data order of epoch e is a permutation drawn from (seed, e), so a run is
-        fixed by its seed. With checkpoint_dir, the whole training state (weights, optimizer, data
-        position, history) is written atomically every `checkpoint_every` steps and at each epoch
-        end; resume=True continues from the last checkpoint and ends bitwise where an uninterrupted
-        run ends. On 'cuda' the step is replayed from a CUDA graph (graph=None or True; graph=False:
-        eager) and batches are prefetched on a side stream (fastconv/models/step_capture.py,
-        fastconv/data/prefetch.py); model.step_capture says which path ran and why. Under torchrun
-        (or distributed=True) each process trains on its share of every global batch of
-        batch_size × world size and the gradients are all-reduced (fastconv/parallel/, docs/distributed.md).
-        x may be a fastconv.data.images.ImageLoader (y=None): its uint8 batches cross to the device
-        as uint8 and are normalised there; its seed fixes the order, and a resume replays the batches."""
+        fixed by its seed (seed=None draws one from fc.set_seed's generator). With checkpoint_dir,
+        the whole training state (weights, optimizer, data position, history) is written atomically
+        every `checkpoint_every` steps and at each epoch end; resume=True continues from the last
+        checkpoint and ends bitwise where an uninterrupted run ends. On 'cuda' the step is replayed
+        from a CUDA graph (graph=None or True; graph=False: eager) and batches are prefetched on a
+        side stream (fastconv/models/step_capture.py, fastconv/data/prefetch.py); model.step_capture
+        says which path ran and why. Under torchrun (or distributed=True) each process trains on its
+        share of every global batch of batch_size × world size and the gradients are all-reduced
+        (fastconv/parallel/, docs/distributed.md). x may be a fastconv.data.images.ImageLoader
+        (y=None): its uint8 batches cross to the device as uint8 and are normalised there; its seed
+        fixes the order, and a resume replays the batches."""
         self._require_compiled("fit")
         loader = _image_loader(x)
         if loader is not None:
@@ -172,12 +192,18 @@ class TrainingMixin:
                               "image_shape": list(loader.image_shape), "mean": list(loader.mean), "std": list(loader.std)}
         else:
             x, y = _check_xy(x, y)
-        if not 0.0 <= validation_split < 1.0:
+        epochs = check_int(epochs, "epochs", 1)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
+        if initial_epoch >= epochs:
+            raise ValueError(f"initial_epoch must be < epochs ({epochs}), got {initial_epoch}")
+        batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
+        if not 0.0 <= check_float(validation_split, "validation_split") < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-            raise ValueError(f"checkpoint_every must be a positive int (steps), got {checkpoint_every!r}")
+        _check_bool(shuffle, "shuffle")
+        _check_bool(resume, "resume")
+        seed = None if seed is None else check_int(seed, "seed", 0)
+        if checkpoint_every is not None:
+            checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir")
         if validation_split and validation_data is None:
@@ -191,10 +217,9 @@ class TrainingMixin:
         if dp and loader is not None:
             raise ValueError("fit(x=ImageLoader) trains on one process: the image loader is not sharded across "
                              "ranks yet (distributed=False, or pass in-memory arrays)")
-        verbose = 1 if verbose == "auto" else int(verbose)
         verbose = dp.verbose(verbose) if dp else verbose
         history = History()
-        seed = int(np.random.default_rng().integers(2**31)) if seed is None else int(seed)
+        seed = next_seed() if seed is None else seed   # None follows fc.set_seed
         seed = dp.agree_seed(seed) if dp else seed
         position = {"epoch": initial_epoch, "step": 0, "loss_sum": 0.0, "seen": 0}
         ckpt = None
@@ -307,6 +332,7 @@ class TrainingMixin:
         loader = _image_loader(x)
         from ..parallel.data_parallel import evaluation_group
         group = evaluation_group(distributed)
+        batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
         if loader is None:
             x, y = _check_xy(x, y)
             self._ensure_built(x.shape[1:])
@@ -341,6 +367,7 @@ class TrainingMixin:
 
     def predict(self, x, batch_size=32, verbose=0) -> np.ndarray:
         x = _as_inputs(x, "x")
+        batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
         self._ensure_built(x.shape[1:])
         outs = []
         with no_grad():
