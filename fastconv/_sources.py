@@ -1,6 +1,6 @@
 """Where the kernel sources are: the one place jit (NVRTC) and the compile checks look for csrc/.
 
-An installed wheel carries them as fastconv/_csrc (setup.py's build_py copies the headers in), so
+An installed wheel carries them as fastconv/_csrc (setup.py's BuildPyWithKernelSources copies the headers in), so
 the jit backend works after a plain `pip install .`; a source checkout or an editable install reads
 the repository's csrc/ directly, so edits take effect without reinstalling.
 """

@@ -3,7 +3,7 @@
     report = fastconv.explain(lambda: model.train_on_batch(x, y))
     print(report)
 
-Ops announce the backend they run on; the kernel launch plans (backends/jit.py) announce each
+Ops announce the backend they run on; the kernel launch plans (backends/plans/) announce each
 launch and the reason for each choice they make (vector width, index width, tile). Nothing is
 recorded outside an explain() call, so the hot path pays one attribute check.
 """

@@ -1,6 +1,6 @@
 // fastconv_c.cpp — the one pybind11 file of the native extension fastconv._C. Thin: it converts and
 // checks arguments, does no math and makes no choices (the launch plans in
-// fastconv/backends/jit.py choose kernel, grid and block; fastconv/backends/native.py runs them here).
+// fastconv/backends/plans/ choose kernel, grid and block; fastconv/backends/native.py runs them here).
 //
 //   _C.launch(name, grid, block, args, shared_bytes=0, stream=0)
 //       name: a kernel's C++ template-id (_C.kernel_names()); grid/block: 1 to 3 ints;

@@ -4,7 +4,8 @@
 // layout), output y (N, P, Q, K). Padding is resolved on the host (fastconv/shapes.py) to explicit
 // top/left offsets; bottom/right are implied by P and Q. Plain ints only (no pointers), so the
 // structs are trivially copyable: the emulator receives them as bytes, the launchers fill them
-// from Python, and the layout below is mirrored by fastconv/backends/jit.py (CONV2D_PROBLEM_FORMAT).
+// from Python, and the layout below is mirrored by fastconv/backends/plans/common.py
+// (CONV2D_PROBLEM_FIELDS, POOL2D_PROBLEM_FIELDS).
 #pragma once
 #include "platform.h"
 

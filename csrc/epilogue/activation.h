@@ -1,5 +1,5 @@
 // activation.h — the elementwise activations, forward beside backward, written once and used by
-// both the fused GEMM/conv epilogue (bias_act.h) and the standalone ops (csrc/ops/activation.h).
+// both the fused GEMM/conv epilogue (bias_act.h) and the standalone ops (csrc/ops/elementwise.h).
 //
 // NaN and tie rules follow the NumPy reference (fastconv/backends/reference/activation.py):
 //   relu(x)       = x > 0 ? x : 0, NaN propagates          relu'(x)  = x <= 0 ? 0 : 1  (NaN x passes dy)
@@ -11,7 +11,7 @@
 
 namespace fc {
 
-// Values match fastconv/backends/jit.py ACTIVATIONS.
+// Values match fastconv/backends/plans/common.py ACTIVATIONS.
 enum ActivationKind : int { kActIdentity = 0, kActRelu = 1, kActLeakyRelu = 2, kActSigmoid = 3, kActTanh = 4 };
 
 template <class T>

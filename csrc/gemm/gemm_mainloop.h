@@ -44,7 +44,8 @@ struct GemmTile {
 
 // GEMM-shaped kernels declare __launch_bounds__(Tile::kThreads, 1): without the minimum-blocks
 // argument ptxas (CUDA 13.0, sm_90a) capped three of them at 48-64 registers and spilled 4-20 bytes
-// (scripts/resource_report.py); with it none spills. The tiles the launchers choose from (csrc/launch/*.cu, fastconv/backends/jit.py TILES).
+// (scripts/resource_report.py); with it none spills. The tiles the launchers choose
+// from (csrc/launch/*.cu, fastconv/backends/plans/common.py TILES).
 // 32x32 with 64 threads: small problems (few output rows or channels) still fill the GPU.
 // 128x128 with 8x8 per thread: 64 FMAs per 16 shared-memory loads of fragments per k; the classic
 // CUDA-core SGEMM balance. 64x64 sits between them.

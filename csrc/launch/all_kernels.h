@@ -1,6 +1,7 @@
 // all_kernels.h — every fastconv device kernel, for the three builds that compile them all:
 // the native launchers (csrc/launch/*.cu), the jit backend (NVRTC through CuPy, which instantiates
-// the kernels it needs by name: fastconv/backends/jit.py) and the compile checks (tests/kernels).
+// the kernels it needs by name: fastconv/backends/jit.py, as fastconv/backends/plans/ choose them) and
+// the compile checks (tests/kernels).
 #pragma once
 #include "../common/platform.h"
 #include "../conv/conv2d_fprop.h"

@@ -1,5 +1,5 @@
 // convert.cuh — selftest: half / bfloat16 / tf32 conversions, element by element, for the
-// bit-exactness tests in tests/emu/test_convert.py.
+// bit-exactness tests in tests/emu/test_emu_convert.py.
 #pragma once
 
 #include "../common/platform.h"

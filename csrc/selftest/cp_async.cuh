@@ -1,5 +1,5 @@
 // cp_async.cuh — selftest: cp.async copies with zero-fill, group accounting, and the reads before
-// a wait that poison_async=True turns into NaN (tests/emu/test_cp_async.py).
+// a wait that poison_async=True turns into NaN (tests/emu/test_emu_cp_async.py).
 #pragma once
 
 #include "../common/platform.h"

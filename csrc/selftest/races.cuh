@@ -1,6 +1,6 @@
 // races.cuh — selftest kernels that are wrong on purpose: races, divergent barriers and warp
-// collectives, out-of-bounds accesses, device asserts. tests/emu/test_scheduling.py and
-// test_memory.py check that the emulator reports each one (and that the correct twins pass).
+// collectives, out-of-bounds accesses, device asserts. tests/emu/test_emu_scheduling.py and
+// test_emu_memory.py check that the emulator reports each one (and that the correct twins pass).
 #pragma once
 
 #include "../common/platform.h"

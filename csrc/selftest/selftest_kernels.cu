@@ -2,7 +2,7 @@
 // device sources, platform.h and the wrappers (mma.h, cp_async.h) under nvcc:
 //   nvcc -std=c++17 -Icsrc -c csrc/selftest/selftest_kernels.cu -o /tmp/selftest.o \
 //        -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
-// (run by tests/emu/test_compile.py). Each FC_EMU_KERNEL line of selftest_table.inc takes the
+// (run by tests/emu/test_emu_compile.py). Each FC_EMU_KERNEL line of selftest_table.inc takes the
 // kernel's address in host code, which makes nvcc instantiate and compile the kernel.
 #include "../common/platform.h"
 

@@ -1,6 +1,6 @@
 // sgemm_tiled.cuh — selftest: C[M,N] = A[M,K] @ B[K,N] (row-major float32) with shared-memory tiles
 // and barriers; one TILE x TILE output tile per block of TILE x TILE threads, partial tiles masked.
-// Checked against NumPy by tests/emu/test_scheduling.py, including the missing-barrier variant.
+// Checked against NumPy by tests/emu/test_emu_scheduling.py, including the missing-barrier variant.
 #pragma once
 
 #include "../common/platform.h"

@@ -1,5 +1,5 @@
 // tensor_core.cuh — selftest: the mma.sync and ldmatrix wrappers of csrc/common/mma.h.
-// The *_fragments / *_probe kernels pass registers through raw, so tests/emu/test_tensor_core.py
+// The *_fragments / *_probe kernels pass registers through raw, so tests/emu/test_emu_tensor_core.py
 // can check every lane's elements against the PTX ISA layout written out independently in Python;
 // hgemm_ldmatrix_mma and tf32_gemm_mma use the wrappers the way a kernel does.
 #pragma once

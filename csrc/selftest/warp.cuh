@@ -1,5 +1,5 @@
 // warp.cuh — selftest: warp shuffles (every variant, with width), votes and a block reduction.
-// tests/emu/test_warp.py computes the expected values from the CUDA semantics in NumPy.
+// tests/emu/test_emu_warp.py computes the expected values from the CUDA semantics in NumPy.
 #pragma once
 
 #include "../common/platform.h"

@@ -1,7 +1,7 @@
 """emulated backend: the csrc/ kernels run by the CPU SIMT emulator (fastconv._emu), NumPy in and out.
 
 Same API as the NumPy reference, and the very launch plans the GPU backends use
-(fastconv/backends/jit.py KernelOps), so a test that compares this module with the reference checks
+(fastconv/backends/plans/kernel_ops.py KernelOps), so a test that compares this module with the reference checks
 the kernels *and* the plans that launch them, with no GPU. Slow (a fiber per CUDA thread): for
 tests on small shapes. `ops(order=..., seed=...)` gives an instance with another thread order;
 knobs for tests: ops.force_tile, force_vec, force_index64, force_splits.

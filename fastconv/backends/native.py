@@ -1,7 +1,7 @@
 """native backend: the nvcc-built kernels of fastconv._C, on CuPy arrays.
 
 Same API and semantics as the NumPy reference. The launch plans (which instantiation, grid, block,
-arguments) are fastconv/backends/jit.py's KernelOps — the same plans the emulator checks in CI —
+arguments) are fastconv/backends/plans/kernel_ops.py's KernelOps — the same plans the emulator checks in CI —
 executed through fastconv._C.launch, which checks every argument against the kernel's C++
 parameter types and every CUDA call (csrc/bind/fastconv_c.cpp, csrc/launch/registry.cu).
 Kernels run on CuPy's current stream. The sm_90a wgmma GEMM is chosen only where _C says the current

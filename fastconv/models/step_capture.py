@@ -1,8 +1,8 @@
 """fit's training step, eager or replayed from a CUDA graph.
 
 On the GPU a training step is many small launches (~3 us each from Python, ~1 us in a graph;
-FACTS.md): the seed model's step calls 10 backend ops, ResNet-18's 139 (fastconv.explain, on the
-CPU), plus CuPy's elementwise kernels. After one eager warm-up step (lazy allocations, NVRTC
+../shared/FACTS.md, beside the repository): the seed model's step calls 10 backend ops, ResNet-18's
+139 (fastconv.explain, on the CPU), plus CuPy's elementwise kernels. After one eager warm-up step (lazy allocations, NVRTC
 compiles, optimizer slots and its step-scalar buffer), fit captures the whole step of a full batch
 (forward, loss, backward and the optimizer update) on a non-default CuPy stream into a CUDA graph
 and replays it for every batch of that shape:

@@ -1,4 +1,4 @@
-"""The host-side choices of the launch plans (fastconv/backends/jit.py), without launching anything:
+"""The host-side choices of the launch plans (fastconv/backends/plans/), without launching anything:
 32- vs 64-bit indexing, tiles, vector width, split-k, and the backend choice."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The sm_80+ tensor-core kernels (csrc/tensor_core/: mma.sync, ldmatrix, cp.async) run by the CPU SIMT
-emulator through their launch plans (fastconv/backends/jit.py KernelOps.gemm_tensor_op,
+emulator through their launch plans (fastconv/backends/plans/tensor_op.py TensorOpPlans.gemm_tensor_op,
 conv2d_fprop_tensor_op), against NumPy.
 
 - small integers in [-3, 3] (exact in tf32, fp16 and bf16; every sum exact in fp32): compared for

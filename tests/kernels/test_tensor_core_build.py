@@ -82,8 +82,8 @@ def test_native_binding_takes_half_as_float16_and_bf16_as_uint16(name, good, bad
 
 
 def test_native_tensor_op_shards_register_the_planned_kernels(tmp_path):
-    """The tensor-core shards of fastconv._C (csrc/launch/kernels_shard4/5.cu) built with nvcc (PTX only:
-    no ptxas, ~30 s) and linked to the registry in a host program that lists what it registered: exactly
+    """The tensor-core shards of fastconv._C (csrc/launch/kernels_shard4.cu, kernels_shard5.cu) built
+    with nvcc (PTX only: no ptxas, ~30 s) and linked to the registry in a host program that lists what it registered: exactly
     tensor_op_kernel_names(), with the pointer kinds the plans pass (float32 'f4', float16 'f2', bfloat16
     as uint16 'u2') and one cp.async of alignment on the two operands. Needs nvcc, not a GPU."""
     nvcc = sass_report.find_tool("nvcc")

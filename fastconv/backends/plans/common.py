@@ -1,6 +1,6 @@
 """What every launch plan shares: the C++-mirrored constants, the problem structs handed to the kernels,
-and the host-side choices of tile, split-k, vector width and index width (mirrored in
-csrc/launch/plan.h; tests/kernels/test_plans.py checks that the two agree)."""
+and the host-side choices of tile, split-k, vector width and index width (made here only: C++ receives
+them as the kernel's template-id; tests/kernels/test_plans.py checks them)."""
 from __future__ import annotations
 
 import numpy as np
@@ -94,7 +94,7 @@ def pool2d_problem(x_shape, pool, stride, padding):
     return np.array([values], POOL2D_PROBLEM_DTYPE)[0], (n, p, q, c)
 
 
-# ---- tile, vector-width and index choices (mirrored in csrc/launch/plan.h) --------------------------
+# ---- tile, vector-width and index choices (the tiles are csrc/gemm/gemm_mainloop.h's) ----------------
 def choose_tile(m, n, batches=1):
     """The largest tile that still gives TARGET_BLOCKS blocks; small problems get TileSmall."""
     for name in ("TileLarge", "TileMedium"):

@@ -38,7 +38,8 @@ def fused_kernel_names() -> list[str]:
     """The fused instantiations the plans below can launch (part of all_kernel_names())."""
     names = [f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>"
              for tile, vec, index, t in gemm_configs()]
-    # 3x3/2: TileLarge's 128 x 128 conv patch would not fit static shared memory (csrc/fused/...3x3.h).
+    # 3x3/2: TileLarge's 128 x 128 conv patch would not fit static shared memory
+    # (csrc/fused/conv2d_bias_relu_maxpool3x3.h).
     names += [f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>"
               for tile, vec, index, t in gemm_configs() if tile != "TileLarge"]
     names += [f"fc::relu_maxpool2x2_bprop<{t}>" for t in CTYPES.values()]
