@@ -222,8 +222,12 @@ def dumps(suite: dict) -> str:
     return "\n".join(lines + ["  ]", "}"]) + "\n"
 
 
+def default_suites_dir() -> Path:
+    """benchmarks/suites of the checkout this package sits in (editable installs and source trees)."""
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+
+
 def main(argv=None) -> int:
-    from .suites import default_suites_dir
     parser = argparse.ArgumentParser(prog="python -m fastconv.bench.derive", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
     parser.add_argument("--dir", default=None, help="suites folder (default benchmarks/suites of this checkout)")

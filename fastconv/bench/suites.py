@@ -17,6 +17,8 @@ from pathlib import Path
 
 from ..shapes import conv_output_hw
 from . import roofline as rl
+# the derivation writes the suite files and stands in for them outside a source checkout
+from .derive import SUITES, build, default_suites_dir
 
 SUITES_ENV = "FASTCONV_SUITES_DIR"
 KINDS = ("conv2d", "maxpool", "gemm")
@@ -29,11 +31,6 @@ class SuiteError(ValueError):
     """A suite file that does not describe valid problems."""
 
 
-def default_suites_dir() -> Path:
-    """benchmarks/suites of the checkout this package sits in (editable installs and source trees)."""
-    return Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
-
-
 def suites_dir() -> Path:
     env = os.environ.get(SUITES_ENV)
     return Path(env) if env else default_suites_dir()
@@ -43,7 +40,6 @@ def available_suites() -> list[str]:
     folder = suites_dir()
     if folder.is_dir():
         return sorted(p.stem for p in folder.glob("*.json"))
-    from .derive import SUITES
     return sorted(SUITES)
 
 
@@ -217,7 +213,6 @@ def load_suite(name_or_path: str) -> Suite:
     else:
         path = suites_dir() / f"{text}.json"
         if not suites_dir().is_dir():
-            from .derive import SUITES, build
             if text not in SUITES:
                 raise SuiteError(f"unknown suite {text!r}; suites: {sorted(SUITES)}")
             return validate_suite(build(text), f"built-in derivation of {text} ({suites_dir()} not found)")

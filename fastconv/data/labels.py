@@ -27,6 +27,12 @@ def class_ids(y, name: str = "y") -> np.ndarray:
     return _ids_from_rank1(y, name)
 
 
+def batch_class_ids(y):
+    """A training batch's labels as the metrics take them: ids stay, rows are argmax-ed. No checks and any
+    array module (NumPy or CuPy): fit checked the labels once, and this runs on every batch."""
+    return y if y.ndim == 1 else y.argmax(axis=-1)
+
+
 def _ids_from_rank1(y: np.ndarray, name: str) -> np.ndarray:
     if y.dtype.kind == "f":
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):

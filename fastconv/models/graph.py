@@ -1,14 +1,16 @@
 """Model graphs: the functional `Model(inputs, outputs)` and `Sequential`, their forward pass,
-summary and weights. Training lives in training.py, saving in saving.py."""
+summary and weights. Training lives in training.py, the file format in saving.py and loading.py."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import layers as L
 from .._toposort import postorder
 from ..device import to_device
 from ..layers.base import Input, InputLayer, Layer, SymbolicTensor
 from ..tensor import Tensor
 from . import fusion
+from .saving import save_model
 from .training import TrainingMixin
 
 
@@ -121,8 +123,16 @@ class Model(TrainingMixin):
 
     def save(self, path) -> None:
         """One file: architecture, weights and optimizer state, written atomically."""
-        from .saving import save_model
         save_model(self, path)
+
+    def architecture(self) -> dict:
+        """The layers and how they connect, as the model file stores them (model_from_architecture)."""
+        layers = self.layers
+        index = {id(n): i for i, n in enumerate(self._nodes)}
+        return {"class": "Model", "name": self.name, "layers": [_layer_entry(l) for l in layers],
+                "nodes": [{"layer": layers.index(n.layer), "inputs": [index[id(i)] for i in n.inputs]}
+                          for n in self._nodes],
+                "output": index[id(self._output)]}
 
     def summary(self, print_fn=print) -> str:
         self._ensure_built(None)
@@ -199,3 +209,38 @@ class Sequential(Model):
         if not self.built and self._declared_shape is not None:
             self.build(self._declared_shape)
         return [t for layer in self.layers for t in layer.weights]
+
+    def architecture(self) -> dict:
+        return {"class": "Sequential", "name": self.name, "input_shape": list(self.input_shape[1:]),
+                "layers": [_layer_entry(l) for l in self.layers]}
+
+
+def _layer_entry(layer):
+    return {"class": type(layer).__name__, "config": layer.get_config()}
+
+
+def _make_layer(entry):
+    cls = L.LAYER_CLASSES.get(entry["class"])
+    if cls is None:
+        raise ValueError(f"unknown layer class {entry['class']!r} in the model file")
+    return cls.from_config(entry["config"])
+
+
+def model_from_architecture(arch):
+    """A model of new layers from Model.architecture()'s description."""
+    if arch["class"] == "Sequential":
+        model = Sequential([_make_layer(e) for e in arch["layers"]], name=arch["name"])
+        model.build(tuple(arch["input_shape"]))
+        return model
+    layers = [_make_layer(e) for e in arch["layers"]]
+    tensors = []
+    for node in arch["nodes"]:
+        layer = layers[node["layer"]]
+        if isinstance(layer, L.InputLayer):
+            t = SymbolicTensor(layer.shape, layer)
+            layer.built = True
+        else:
+            ins = [tensors[i] for i in node["inputs"]]
+            t = layer(ins if len(ins) > 1 else ins[0])
+        tensors.append(t)
+    return Model(tensors[0], tensors[arch["output"]], name=arch["name"])

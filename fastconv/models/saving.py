@@ -2,7 +2,8 @@
 
 The file is written to a temporary file in the same folder, flushed to disk and renamed over the
 target, so a crash at any moment leaves either the old file or the new one, never half of one.
-Loading uses allow_pickle=False: a model file cannot run code.
+Reading uses allow_pickle=False: a model file cannot run code. Loading a model (which needs the model
+classes, and the model classes need save_model) is loading.py.
 """
 from __future__ import annotations
 
@@ -12,35 +13,16 @@ import zipfile
 
 import numpy as np
 
-from .. import layers as L
 from .._atomic import atomic_open
 from ..device import to_device
-from ..losses import LOSSES
-from ..metrics import get_metric
-from ..optimizers import OPTIMIZERS
 
 FORMAT = "fastconv-model"
 VERSION = 1
 
 
-def _layer_entry(layer):
-    return {"class": type(layer).__name__, "config": layer.get_config()}
-
-
 def model_config(model) -> dict:
-    from .graph import Sequential
     model._ensure_built(None)
-    if isinstance(model, Sequential):
-        arch = {"class": "Sequential", "name": model.name, "input_shape": list(model.input_shape[1:]),
-                "layers": [_layer_entry(l) for l in model.layers]}
-    else:
-        layers = model.layers
-        index = {id(n): i for i, n in enumerate(model._nodes)}
-        arch = {"class": "Model", "name": model.name, "layers": [_layer_entry(l) for l in layers],
-                "nodes": [{"layer": layers.index(n.layer), "inputs": [index[id(i)] for i in n.inputs]}
-                          for n in model._nodes],
-                "output": index[id(model._output)]}
-    cfg = {"format": FORMAT, "version": VERSION, "architecture": arch, "compile": None}
+    cfg = {"format": FORMAT, "version": VERSION, "architecture": model.architecture(), "compile": None}
     if getattr(model, "data_info", None):   # what the model was trained on: class names, input normalisation
         cfg["data"] = model.data_info
     if model.compiled:
@@ -87,47 +69,6 @@ def read_archive(path, what="model") -> tuple[dict, dict]:
     return cfg, arrays
 
 
-def _make_layer(entry):
-    cls = L.LAYER_CLASSES.get(entry["class"])
-    if cls is None:
-        raise ValueError(f"unknown layer class {entry['class']!r} in the model file")
-    return cls.from_config(entry["config"])
-
-
-def model_from_config(cfg):
-    from .graph import Model, Sequential
-    if cfg.get("format") != FORMAT:
-        raise ValueError(f"not a fastconv model file (format {cfg.get('format')!r})")
-    if cfg.get("version", 0) > VERSION:
-        raise ValueError(f"model file version {cfg['version']} is newer than this fastconv understands ({VERSION})")
-    arch = cfg["architecture"]
-    if arch["class"] == "Sequential":
-        model = Sequential([_make_layer(e) for e in arch["layers"]], name=arch["name"])
-        model.build(tuple(arch["input_shape"]))
-    else:
-        layers = [_make_layer(e) for e in arch["layers"]]
-        tensors = []
-        for node in arch["nodes"]:
-            layer = layers[node["layer"]]
-            if isinstance(layer, L.InputLayer):
-                t = L.base.SymbolicTensor(layer.shape, layer)
-                layer.built = True
-            else:
-                ins = [tensors[i] for i in node["inputs"]]
-                t = layer(ins if len(ins) > 1 else ins[0])
-            tensors.append(t)
-        model = Model(tensors[0], tensors[arch["output"]], name=arch["name"])
-    if cfg.get("data"):
-        model.data_info = cfg["data"]
-    comp = cfg.get("compile")
-    if comp:
-        opt = OPTIMIZERS[comp["optimizer"]["class"]].from_config(comp["optimizer"]["config"])
-        loss = LOSSES[comp["loss"]["name"]](**comp["loss"]["config"])
-        model.compile(optimizer=opt, loss=loss, metrics=[get_metric(m) for m in comp["metrics"]],
-                      precision=comp.get("precision"))
-    return model
-
-
 def restore_arrays(model, arrays, path) -> None:
     """Copy weights (and optimizer state, when the model is compiled) from `arrays` into `model`."""
     path = os.fspath(path)
@@ -143,13 +84,3 @@ def restore_arrays(model, arrays, path) -> None:
     opt_arrays = {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
     if opt_arrays and model.compiled:
         model.optimizer.load_state_arrays(opt_arrays, model.trainable_weights)
-
-
-def load_model(path):
-    cfg, arrays = read_archive(path)
-    try:
-        model = model_from_config(cfg)
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"model file {os.fspath(path)!r} has an invalid architecture ({exc!r})") from None
-    restore_arrays(model, arrays, path)
-    return model

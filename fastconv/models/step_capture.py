@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.labels import batch_class_ids
 from ..explain import note
 from ..layers import Dropout
 from ..losses import CategoricalCrossentropy, MeanSquaredError
@@ -198,10 +199,9 @@ class GraphSteps(EagerSteps):
         self.device_seen += len(yb)
         self.pending += 1
         if self.model.metrics:
-            from .training import _class_ids
             out = cp.asnumpy(self.out.data, stream=self.stream)
             for m in self.model.metrics:
-                m.update(_class_ids(yb), out)
+                m.update(batch_class_ids(yb), out)
         if self.pending >= LOG_EVERY:
             self._read()
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._checks import _describe, check_float, check_int
 from ..callbacks import Callback, History
+from ..data.labels import batch_class_ids
 from ..loss_scaling import DynamicLossScaler
 from ..losses import get_loss
 from ..metrics import get_metric
@@ -73,10 +74,6 @@ def _check_verbose(verbose) -> int:
 def _check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {_describe(value)}")
-
-
-def _class_ids(y):
-    return y if y.ndim == 1 else y.argmax(axis=-1)
 
 
 class TrainingMixin:
@@ -163,7 +160,7 @@ class TrainingMixin:
         if scaler is None or scaler.unscale_and_check(params):   # an overflowed fp16 step is skipped
             self.optimizer.step(params)
         for m in self.metrics:
-            m.update(_class_ids(y), out.numpy())
+            m.update(batch_class_ids(y), out.numpy())
         return value
 
     # ---- loops -----------------------------------------------------------------------------
@@ -355,7 +352,7 @@ class TrainingMixin:
                 loss, out = self._loss_and_output(xb, yb, training=False)
                 loss_sum += float(loss.item()) * len(xb)
                 for m in self.metrics:
-                    m.update(_class_ids(yb), out.numpy())
+                    m.update(batch_class_ids(yb), out.numpy())
         if group:
             from ..parallel.metrics import reduce_loss, reduce_metrics
             loss_sum, count = reduce_loss(loss_sum, count, group)

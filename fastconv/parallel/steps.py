@@ -15,8 +15,9 @@ import math
 
 import numpy as np
 
+from ..data.labels import batch_class_ids
 from ..models.step_capture import EagerSteps
-from ..models.training import _check_xy, _class_ids
+from ..models.training import _check_xy
 from ..tensor import leaf_grad_hook
 from .buckets import GradientBuckets
 
@@ -64,6 +65,6 @@ class DataParallelSteps(EagerSteps):
             model.optimizer.step(params)
         if n:
             for m in model.metrics:
-                m.update(_class_ids(yb), out.numpy())
+                m.update(batch_class_ids(yb), out.numpy())
         self.loss_sum += float(loss_sum)
         self.seen += int(total)

@@ -22,8 +22,6 @@ import contextlib
 
 import torch
 
-from . import _kernels
-
 
 def kernels_status() -> tuple[bool, str]:
     """(available, reason) for fastconv's CUDA kernels as seen from torch."""
@@ -83,7 +81,8 @@ def scope(device: torch.device):
         yield
 
 
-def target(device: torch.device) -> _kernels.Target:
+def target_parts(device: torch.device):
+    """(ops, xp, scope, ptr) of the CUDA target on `device`; _kernels.dlpack_target makes the target."""
     ops = kernel_ops()
     import cupy
-    return _kernels.dlpack_target(ops, cupy, lambda: scope(device), lambda a: int(a.data.ptr))
+    return ops, cupy, lambda: scope(device), lambda a: int(a.data.ptr)

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from ..explain import TracedBackend, active as explain_active, note
-from . import _bridge as br
+from . import _bridge as br, _cuda
 
 CPU_BACKENDS = ("reference", "emulated")
 ENV = "FASTCONV_TORCH_BACKEND"
@@ -132,8 +132,7 @@ def cpu_target() -> Target:
 
 def target(t: torch.Tensor) -> Target:
     if t.device.type == "cuda":
-        from . import _cuda
-        return _cuda.target(t.device)
+        return dlpack_target(*_cuda.target_parts(t.device))
     if t.device.type == "cpu":
         return cpu_target()
     raise ValueError(f"fastconv.torch: tensors on {t.device.type!r} have no fastconv backend (cpu and cuda only)")
