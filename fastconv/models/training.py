@@ -181,7 +181,8 @@ class TrainingMixin:
         share of every global batch of batch_size × world size and the gradients are all-reduced
         (fastconv/parallel/, docs/distributed.md). x may be a fastconv.data.images.ImageLoader
         (y=None): its uint8 batches cross to the device as uint8 and are normalised there; its seed
-        fixes the order, and a resume replays the batches."""
+        fixes the order, and a resume replays the batches. Distributed, its batch_size is per rank and
+        each rank reads only its share (ImageLoader.batches(..., rank, world_size))."""
         self._require_compiled("fit")
         loader = _image_loader(x)
         if loader is not None:

@@ -185,6 +185,7 @@ class ImageLoader:
     # ---- iteration ------------------------------------------------------------------------
     def _batch_refs(self, epoch, start, rank=0, world_size=1):
         """(key, first position, sample refs) of this rank's batches from batch `start` on."""
+        from ...parallel.sharding import part as split   # in here: fastconv.parallel imports this package
         steps = self.steps_per_epoch(world_size) if world_size > 1 else None   # None: until the items end
         if self._streams_per_rank(world_size):   # this rank's own shard files, padded to the common step count
             items = self.source.rank_items(self.seed, epoch, self.shuffle, rank, world_size)
@@ -197,7 +198,7 @@ class ImageLoader:
             refs = list(itertools.islice(items, size))
             if not refs and steps is None:
                 return
-            lo, hi = len(refs) * part // parts, len(refs) * (part + 1) // parts   # parallel.sharding.part
+            lo, hi = split(len(refs), part, parts)
             yield key, b * size + lo, refs[lo:hi]
 
     def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1):
@@ -256,7 +257,8 @@ class ImageLoader:
         shape = (self.batch_size, *self.image_shape)
         slots = [ctx.RawArray("B", int(np.prod(shape))) for _ in range(self.prefetch)]
         tasks, results = ctx.Queue(), ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(slots, shape, self.transform, self.on_error, tasks, results), daemon=True, name=f"fastconv-loader-{i}")
+        procs = [ctx.Process(target=_worker, args=(slots, shape, self.transform, self.on_error, tasks, results),
+                             daemon=True, name=f"fastconv-loader-{i}")
                  for i in range(self.workers)]
         for p in procs:
             p.start()
