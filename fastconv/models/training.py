@@ -53,6 +53,8 @@ def _loader_batches(model, loader, epoch=0, start=0, rank=0, world_size=1):
 
 def _normalized(model, xb, loader):
     from ..data.images.normalize import normalize
+    if not len(xb):   # a rank's empty share: no kernel launch with zero blocks
+        return xb.astype(np.float32)
     if model.device == "cuda" and isinstance(xb, np.ndarray):
         import cupy
         xb = cupy.asarray(xb)   # uint8 crosses to the device: a quarter of float32's bytes

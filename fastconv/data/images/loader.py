@@ -185,7 +185,7 @@ class ImageLoader:
     # ---- iteration ------------------------------------------------------------------------
     def _batch_refs(self, epoch, start, rank=0, world_size=1):
         """(key, first position, sample refs) of this rank's batches from batch `start` on."""
-        from ...parallel.sharding import part as split   # in here: fastconv.parallel imports this package
+        from ...parallel.sharding import part as split   # in here: fastconv.parallel -> fastconv.metrics -> this package
         steps = self.steps_per_epoch(world_size) if world_size > 1 else None   # None: until the items end
         if self._streams_per_rank(world_size):   # this rank's own shard files, padded to the common step count
             items = self.source.rank_items(self.seed, epoch, self.shuffle, rank, world_size)
