@@ -46,14 +46,16 @@ def _image_loader(x):
     return x if isinstance(x, ImageLoader) else None
 
 
-def _loader_batches(model, loader, epoch=0, start=0):
+def _loader_batches(model, loader, epoch=0, start=0, rank=0, world_size=1):
     """A loader's (uint8 images, labels) as (normalised float32 images on the model's device, labels)."""
-    for xb, yb in loader.batches(epoch, start):
+    for xb, yb in loader.batches(epoch, start, rank, world_size):
         yield _normalized(model, xb, loader), yb
 
 
 def _normalized(model, xb, loader):
     from ..data.images.normalize import normalize
+    if not len(xb):   # a rank's empty share: no kernel launch with zero blocks
+        return xb.astype(np.float32)
     if model.device == "cuda" and isinstance(xb, np.ndarray):
         import cupy
         xb = cupy.asarray(xb)   # uint8 crosses to the device: a quarter of float32's bytes
@@ -178,7 +180,8 @@ class TrainingMixin:
         share of every global batch of batch_size × world size and the gradients are all-reduced
         (fastconv/parallel/, docs/distributed.md). x may be a fastconv.data.images.ImageLoader
         (y=None): its uint8 batches cross to the device as uint8 and are normalised there; its seed
-        fixes the order, and a resume replays the batches."""
+        fixes the order, and a resume replays the batches. Distributed, its batch_size is per rank and
+        each rank reads only its share (ImageLoader.batches(..., rank, world_size))."""
         self._require_compiled("fit")
         loader = _image_loader(x)
         if loader is not None:
@@ -211,9 +214,9 @@ class TrainingMixin:
         self._ensure_built(loader.image_shape if loader is not None else x.shape[1:])
         from ..parallel.data_parallel import check_resume_world, data_parallel
         dp = data_parallel(self, distributed)   # None: this process trains alone
-        if dp and loader is not None:
-            raise ValueError("fit(x=ImageLoader) trains on one process: the image loader is not sharded across "
-                             "ranks yet (distributed=False, or pass in-memory arrays)")
+        if dp and loader is not None:   # every rank reads its share of each global batch of loader.batch_size x ranks
+            batch_size = loader.batch_size
+            loader.seed = dp.agree_seed(loader.seed)   # rank 0's: a seed=None loader drew one per rank
         verbose = dp.verbose(verbose) if dp else verbose
         history = History()
         seed = next_seed() if seed is None else seed   # None follows fc.set_seed
@@ -237,14 +240,17 @@ class TrainingMixin:
         from .step_capture import make_steps
         if dp:
             dp.start(self, x, y, batch_size=batch_size, epochs=epochs, shuffle=bool(shuffle), seed=seed,
-                     position=position)
+                     position=position, loader_seed=None if loader is None else loader.seed)
         runner = make_steps(self, graph, verbose, data_parallel=dp)
         cbs: list[Callback] = [*(callbacks or []), history]  # History last, as Keras: it sees what others log
         for cb in cbs:
             cb.set_model(self)
             cb.on_train_begin()
         self.stop_training = False
-        steps = dp.steps(len(x), batch_size) if dp else (math.ceil(len(x) / batch_size) if loader is None else len(loader))
+        if loader is not None:
+            steps = loader.steps_per_epoch(dp.world_size if dp else 1)
+        else:
+            steps = dp.steps(len(x), batch_size) if dp else math.ceil(len(x) / batch_size)
 
         def save_checkpoint():
             if dp and not dp.writes:
@@ -268,7 +274,7 @@ class TrainingMixin:
                 seen, loss_sum = 0, 0.0
             runner.begin_epoch(loss_sum, seen)
             if loader is not None:
-                source = loader.batches(epoch, first)
+                source = dp.loader_batches(loader, epoch, first) if dp else loader.batches(epoch, first)
             else:
                 slices = dp.shard(order, batch_size, first) if dp else \
                     (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
@@ -286,7 +292,8 @@ class TrainingMixin:
                 seen += len(yb)
                 checkpoint_now = ckpt and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps
                 loss_sum, loss_seen = runner.totals(exact=bool(checkpoint_now))  # a graph reads the loss now and then
-                position = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": seen}
+                # under data parallelism the global count (ranks' shares may differ: skipped images, tar shards)
+                position = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": loss_seen if dp else seen}
                 logs = {**({"loss": loss_sum / loss_seen} if loss_seen else {}),
                         **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
                 for cb in cbs:
@@ -338,16 +345,16 @@ class TrainingMixin:
                 x, y = evaluation_share(x, y, group)
             batches = ((x[s:s + batch_size], y[s:s + batch_size]) for s in range(0, len(x), batch_size))
         else:   # the loader's own batch size and order (shuffle=False for a fixed validation set)
-            if group:
-                raise ValueError("evaluate(x=ImageLoader) runs on one process: the image loader is not sharded "
-                                 "across ranks yet (distributed=False)")
-            self._ensure_built(loader.image_shape)
-            batches = _loader_batches(self, loader)
+            self._ensure_built(loader.image_shape)   # with a group: this rank's share of epoch 0, every sample once
+            batches = _loader_batches(self, loader, rank=group.rank if group else 0,
+                                      world_size=group.world_size if group else 1)
         for m in self.metrics:
             m.reset()
         loss_sum, count = 0.0, 0
         with no_grad():
             for xb, yb in batches:
+                if not len(yb):   # a rank's empty share of a short last batch
+                    continue
                 count += len(xb)
                 loss, out = self._loss_and_output(xb, yb, training=False)
                 loss_sum += float(loss.item()) * len(xb)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 
@@ -24,17 +25,35 @@ def _digest(*parts) -> str:
 
 
 def fingerprint(model, x, y, **settings) -> dict:
+    """x, y: in-memory arrays, or an ImageLoader with y None."""
     layers = [(type(layer).__name__, [(k, list(t.shape), str(t.dtype))
                                       for k, t in {**layer.params, **layer.state}.items()]) for layer in model.layers]
     optimizer = model.optimizer
     config = json.dumps(optimizer.get_config(), sort_keys=True, default=str)
-    stride = max(1, len(x) // SAMPLED_ROWS)
     return {"model": _digest(layers), "optimizer": f"{type(optimizer).__name__} {config}",
             "optimizer state": f"{optimizer.iterations} steps, {len(optimizer.slots)} slot sets",
             "loss": model.loss.name, "metrics": [m.name for m in model.metrics],
-            "samples": len(x), "sample shape": list(x.shape[1:]), "label shape": list(y.shape[1:]),
-            "data": _digest(np.asarray(y), np.asarray(x[::stride])),
-            **settings}
+            **(_arrays(x, y) if y is not None else _loader(x)), **settings}
+
+
+def _arrays(x, y) -> dict:
+    stride = max(1, len(x) // SAMPLED_ROWS)
+    return {"samples": len(x), "sample shape": list(x.shape[1:]), "label shape": list(y.shape[1:]),
+            "data": _digest(np.asarray(y), np.asarray(x[::stride]))}
+
+
+def _loader(loader) -> dict:
+    """An ImageLoader's data without reading an image: sample count, classes, the labels in source
+    order (with the file names of a folder, or the shard files), and what shapes each batch."""
+    source = loader.source
+    if hasattr(source, "paths"):   # relative: the ranks of many nodes may mount the folder at other roots
+        names = [os.path.relpath(p, source.root) for p in source.paths]
+    else:
+        names = [os.path.basename(p) for p in source.shards]
+    return {"samples": loader.num_samples, "sample shape": list(loader.image_shape),
+            "classes": loader.class_names, "data": _digest(np.asarray(source.labels), names),
+            "loader": f"batch_size {loader.batch_size}, shuffle {loader.shuffle}, {loader.transform!r}, "
+                      f"mean {loader.mean}, std {loader.std}"}
 
 
 def check_agreement(group, mine: dict) -> None:

@@ -79,9 +79,10 @@ class DataParallel:
         check_resume_world(state, self.world_size)
 
     def start(self, model, x, y, batch_size: int, **settings) -> None:
-        """Check that all ranks agree, then start every rank from rank 0's weights and optimizer state."""
+        """Check that all ranks agree, then start every rank from rank 0's weights and optimizer state.
+        x, y: the in-memory arrays, or an ImageLoader and None (batch_size is then the loader's)."""
         self.batch_size = batch_size
-        _check_sync_batchnorm_shares(model, len(x), batch_size, self.world_size)
+        _check_sync_batchnorm_shares(model, x, y, batch_size, self.world_size)
         check_agreement(self.group, fingerprint(model, x, y, world_size=self.world_size, batch_size=batch_size,
                                                 **settings))
         self.sync_state(model, trainable=True)
@@ -100,15 +101,29 @@ class DataParallel:
     def shard(self, order, batch_size: int, first: int):
         return shard_batches(order, batch_size, self.rank, self.world_size, first)
 
+    def loader_batches(self, loader, epoch: int, first: int = 0):
+        """This rank's batches of an ImageLoader (its share of each global batch, or its own tar shards)."""
+        return loader.batches(epoch, first, self.rank, self.world_size)
+
     def reduce_metrics(self, metrics) -> None:
         reduce_metrics(metrics, self.group)
 
 
-def _check_sync_batchnorm_shares(model, num_samples, batch_size, world_size):
+def _check_sync_batchnorm_shares(model, x, y, batch_size, world_size):
     """SyncBatchNormalization's collectives run inside forward, so every rank must run one each step."""
     from ..layers.normalization import SyncBatchNormalization
+    if not any(isinstance(layer, SyncBatchNormalization) for layer in model.layers):
+        return
+    if y is None and x._streams_per_rank(world_size):   # an ImageLoader on tar shards: each rank its own files
+        steps, counts = x.steps_per_epoch(world_size), x.source.rank_counts(world_size)
+        if any(-(-n // batch_size) < steps for n in counts):
+            raise ValueError(f"with SyncBatchNormalization every rank needs a sample in every step, but the ranks' "
+                             f"shard files hold {counts} samples: with batch_size {batch_size} some run out before "
+                             f"the others' {steps} steps; use shards of equal sizes (per rank) or BatchNormalization")
+        return
+    num_samples = x.num_samples if y is None else len(x)
     tail = num_samples % (batch_size * world_size)
-    if 0 < tail < world_size and any(isinstance(layer, SyncBatchNormalization) for layer in model.layers):
+    if 0 < tail < world_size:
         raise ValueError(f"with SyncBatchNormalization every rank needs a sample in every step, but the last global "
                          f"batch of each epoch has {tail} sample(s) for {world_size} ranks; use a batch_size or a "
                          f"number of samples (now {num_samples}) that leaves none or at least {world_size}")

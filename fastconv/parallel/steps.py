@@ -31,12 +31,6 @@ class DataParallelSteps(EagerSteps):
         self.batch_size = data_parallel.batch_size
         self.buckets = GradientBuckets(model.trainable_weights, self.group, data_parallel.bucket_bytes)
 
-    def begin_epoch(self, loss_sum=0.0, seen=0):
-        # fit passes a resumed loss sum over all ranks but its own count of this rank's samples; a
-        # checkpoint is never written after an epoch's last (possibly short) step, so every step
-        # before it gave each rank a full share and the global count is world_size times it
-        super().begin_epoch(loss_sum, seen * self.group.world_size)
-
     def step(self, xb, yb, yb_device=None):
         model = self.model
         params = model.trainable_weights

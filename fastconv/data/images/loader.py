@@ -7,6 +7,13 @@
 - Deterministic: epoch e's sample order is drawn from (seed, e), and sample k of that epoch is augmented
   with a generator seeded by (seed, e, k), so the batches do not depend on the number of workers, and
   batches(e, start=b) replays batch b onwards exactly (fit's checkpoints resume mid-epoch this way).
+- Sharded across ranks (data-parallel fit / evaluate): batches(e, start, rank, world_size) gives rank its
+  share of each global batch of batch_size x world_size. From a folder every rank walks the same epoch
+  order and decodes only its contiguous part of each global batch, with the augmentation of that
+  sample's global position, so the ranks' step-s batches together are exactly the step-s batch of one
+  process with batch_size x world_size. Tar shards are streams: rank r reads only its own shard files
+  (TarShards.rank_items); ranks whose files hold fewer batches pad the epoch with empty batches, so
+  every rank runs the same number of steps (steps_per_epoch).
 - Bounded: `prefetch` batch slots in shared memory (multiprocessing RawArrays); a batch is handed to a
   worker only when a slot is free, and workers write their images straight into it. The process
   assembling batches holds paths (folders) or one shuffle buffer of encoded bytes (shards), never a
@@ -58,12 +65,12 @@ def _load_sample(payload, label, name, transform, rng):
     return transform(data, rng, name)
 
 
-def _assemble(refs, first, epoch, seed, transform, on_error, out):
-    """Decode and augment the samples `refs` (positions first, first+1, ... of the epoch) into `out`;
-    -> (count, labels, skipped)."""
+def _assemble(refs, key, first, transform, on_error, out):
+    """Decode and augment the samples `refs` (positions first, first+1, ... of the stream `key`:
+    (seed, epoch), or (seed, epoch, rank) for a rank's own shard files) into `out`; -> (count, labels, skipped)."""
     labels, skipped, n = [], [], 0
     for k, (payload, label, name) in enumerate(refs):
-        rng = np.random.default_rng([seed, epoch, first + k])
+        rng = np.random.default_rng([*key, first + k])
         try:
             pixels = _load_sample(payload, label, name, transform, rng)
         except (DecodeError, OSError) as exc:
@@ -80,16 +87,16 @@ def _assemble(refs, first, epoch, seed, transform, on_error, out):
     return n, np.asarray(labels, np.int64), skipped
 
 
-def _worker(slots, shape, transform, seed, on_error, tasks, results):
+def _worker(slots, shape, transform, on_error, tasks, results):
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the main process's to handle; it stops us
     views = [np.frombuffer(s, np.uint8).reshape(shape) for s in slots]
     while True:
         task = tasks.get()
         if task is None:
             return
-        seq, slot, epoch, first, refs = task
+        seq, slot, key, first, refs = task   # the seed travels with each task: fit may agree a new one
         try:
-            count, labels, skipped = _assemble(refs, first, epoch, seed, transform, on_error, views[slot])
+            count, labels, skipped = _assemble(refs, key, first, transform, on_error, views[slot])
             results.put(("ok", seq, slot, count, labels, skipped))
         except BaseException as exc:   # reported to the loader, which raises it; the worker lives on
             message = str(exc) if isinstance(exc, LoaderError) else f"{type(exc).__name__}: {exc}"
@@ -154,6 +161,19 @@ class ImageLoader:
         """Batches per epoch (a batch with skipped images is shorter, but still counts)."""
         return math.ceil(self.num_samples / self.batch_size)
 
+    def steps_per_epoch(self, world_size: int = 1) -> int:
+        """Batches per epoch on each of world_size ranks (batches(..., world_size=...) yields this many)."""
+        world_size = check_int(world_size, "world_size", 1)
+        if world_size == 1:
+            return len(self)
+        if self._streams_per_rank(world_size):
+            return max(math.ceil(n / self.batch_size) for n in self.source.rank_counts(world_size))
+        return math.ceil(self.num_samples / (self.batch_size * world_size))
+
+    def _streams_per_rank(self, world_size) -> bool:
+        """Whether each rank reads its own part of the source (tar shards) rather than its part of every batch."""
+        return world_size > 1 and hasattr(self.source, "rank_items")
+
     def buffer_bytes(self) -> int:
         """Host memory this loader's own buffers take at most, decoded images and encoded bytes."""
         batch = self.batch_size * int(np.prod(self.image_shape))
@@ -163,26 +183,42 @@ class ImageLoader:
         return (slots + 1) * batch + int(in_flight)
 
     # ---- iteration ------------------------------------------------------------------------
-    def _batch_refs(self, epoch, start):
-        items = self.source.epoch_items(self.seed, epoch, self.shuffle)
-        items = itertools.islice(items, start * self.batch_size, None)
-        for b in itertools.count(start):
-            refs = list(itertools.islice(items, self.batch_size))
-            if not refs:
+    def _batch_refs(self, epoch, start, rank=0, world_size=1):
+        """(key, first position, sample refs) of this rank's batches from batch `start` on."""
+        from ...parallel.sharding import part as split   # in here: fastconv.parallel -> fastconv.metrics -> this package
+        steps = self.steps_per_epoch(world_size) if world_size > 1 else None   # None: until the items end
+        if self._streams_per_rank(world_size):   # this rank's own shard files, padded to the common step count
+            items = self.source.rank_items(self.seed, epoch, self.shuffle, rank, world_size)
+            key, size, parts, part = (self.seed, epoch, rank), self.batch_size, 1, 0
+        else:
+            items = self.source.epoch_items(self.seed, epoch, self.shuffle)
+            key, size, parts, part = (self.seed, epoch), self.batch_size * world_size, world_size, rank
+        items = itertools.islice(items, start * size, None)
+        for b in itertools.count(start) if steps is None else range(start, steps):
+            refs = list(itertools.islice(items, size))
+            if not refs and steps is None:
                 return
-            yield b * self.batch_size, refs
+            lo, hi = split(len(refs), part, parts)
+            yield key, b * size + lo, refs[lo:hi]
 
-    def batches(self, epoch: int, start: int = 0):
-        """The batches of epoch `epoch` from batch `start` on: the same batches whatever the workers."""
+    def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1):
+        """The batches of epoch `epoch` from batch `start` on: the same batches whatever the workers.
+        With world_size > 1, rank's share of each step (module docstring); a share may be empty."""
         epoch, start = check_int(epoch, "epoch", 0), check_int(start, "start", 0)
+        world_size = check_int(world_size, "world_size", 1)
+        rank = check_int(rank, "rank", 0)
+        if rank >= world_size:
+            raise ValueError(f"rank must be < world_size={world_size}, got {rank}")
+        if self._streams_per_rank(world_size):
+            self.source.check_ranks(world_size)
         if self.workers == 0:
-            for first, refs in self._batch_refs(epoch, start):
+            for key, first, refs in self._batch_refs(epoch, start, rank, world_size):
                 out = np.empty((len(refs), *self.image_shape), np.uint8)
-                count, labels, skipped = _assemble(refs, first, epoch, self.seed, self.transform, self.on_error, out)
+                count, labels, skipped = _assemble(refs, key, first, self.transform, self.on_error, out)
                 self._note_skipped(skipped)
                 yield out[:count], labels
             return
-        yield from self._parallel(epoch, start)
+        yield from self._parallel(epoch, start, rank, world_size)
 
     def __iter__(self):
         if self.position >= len(self):
@@ -221,8 +257,8 @@ class ImageLoader:
         shape = (self.batch_size, *self.image_shape)
         slots = [ctx.RawArray("B", int(np.prod(shape))) for _ in range(self.prefetch)]
         tasks, results = ctx.Queue(), ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(slots, shape, self.transform, self.seed, self.on_error,
-                                                    tasks, results), daemon=True, name=f"fastconv-loader-{i}")
+        procs = [ctx.Process(target=_worker, args=(slots, shape, self.transform, self.on_error, tasks, results),
+                             daemon=True, name=f"fastconv-loader-{i}")
                  for i in range(self.workers)]
         for p in procs:
             p.start()
@@ -247,10 +283,10 @@ class ImageLoader:
                     raise LoaderError(f"no batch came back from the loader workers within timeout={self.timeout} s; "
                                       "they were stopped") from None
 
-    def _parallel(self, epoch, start):
+    def _parallel(self, epoch, start, rank, world_size):
         procs, tasks, results, views = self._start()
         free, pending, issued, received, done = list(range(len(views)))[::-1], {}, 0, 0, False
-        refs = self._batch_refs(epoch, start)
+        refs = self._batch_refs(epoch, start, rank, world_size)
         try:
             while True:
                 while free and not done:
@@ -258,7 +294,7 @@ class ImageLoader:
                     if nxt is None:
                         done = True
                         break
-                    tasks.put((issued, free.pop(), epoch, *nxt))
+                    tasks.put((issued, free.pop(), *nxt))
                     issued += 1
                 if received == issued and done:
                     return

@@ -136,13 +136,41 @@ class TarShards:
                 yield data[suffix], _label(data["cls"], f"{shard}:{key}.cls"), f"{shard}:{key}.{suffix}"
 
     def epoch_items(self, seed: int, epoch: int, shuffle: bool):
-        if not shuffle:
-            for shard in self.shards:
-                yield from self.read_shard(shard)
+        return self._stream(range(len(self.shards)), np.random.default_rng([seed, epoch]) if shuffle else None)
+
+    # ---- data-parallel ranks: whole shard files per rank, as WebDataset splits by node ---------
+    def check_ranks(self, world_size: int) -> None:
+        if len(self.shards) < world_size:
+            raise ValueError(f"{self.pattern!r} has {len(self.shards)} shard file(s) for {world_size} ranks; each "
+                             "rank streams whole shard files, so there must be at least as many shards as ranks "
+                             "(split the data into more shards)")
+
+    def rank_shards(self, rank: int, world_size: int) -> list[int]:
+        """The shard files rank reads every epoch: every world_size-th from the rank-th (fixed, so each
+        rank's step count is the same every epoch; when the count is not a multiple of world_size the
+        first ranks have one more)."""
+        return list(range(rank, len(self.shards), world_size))
+
+    def rank_counts(self, world_size: int) -> list[int]:
+        """Samples per rank."""
+        self.check_ranks(world_size)
+        return [sum(self.counts[s] for s in self.rank_shards(r, world_size)) for r in range(world_size)]
+
+    def rank_items(self, seed: int, epoch: int, shuffle: bool, rank: int, world_size: int):
+        """rank's samples of epoch `epoch`: its shard files in an order (and a shuffle buffer) drawn from
+        (seed, epoch, rank), so the ranks do not mirror each other's order."""
+        self.check_ranks(world_size)
+        return self._stream(self.rank_shards(rank, world_size),
+                            np.random.default_rng([seed, epoch, rank]) if shuffle else None)
+
+    def _stream(self, shards, rng):
+        """The samples of `shards` (indices) in that order, or (rng) in a permuted order through the shuffle buffer."""
+        if rng is None:
+            for s in shards:
+                yield from self.read_shard(self.shards[s])
             return
-        rng = np.random.default_rng([seed, epoch])
         buffer = []
-        for s in rng.permutation(len(self.shards)):
+        for s in rng.permutation(np.asarray(shards)):
             for item in self.read_shard(self.shards[s]):
                 if len(buffer) < self.buffer:
                     buffer.append(item)

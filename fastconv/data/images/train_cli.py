@@ -52,8 +52,11 @@ def train_images(args, device: str, backend: str) -> int:
     from ...models import ZOO
     from ...optimizers import Adam
     from ...precision import get_precision
+    from ...parallel import current
     from ...plotting import plot_confusion_matrix, plot_history
 
+    group = current() if getattr(args, "distributed", False) else None   # cli's init() made it
+    writes = group is None or group.rank == 0   # rank 0 alone prints, validates and writes the outputs
     train_source, val_source = _sources(args)
     size = args.image_size
     workers = (os.cpu_count() or 1) if args.workers is None else args.workers
@@ -66,13 +69,18 @@ def train_images(args, device: str, backend: str) -> int:
         model._ensure_built(train.image_shape)
     model.compile(optimizer=Adam(args.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   precision=args.precision)
-    print(f"fastconv train: {args.dataset} ({train.num_samples} train / {val.num_samples} validation images, "
-          f"{len(classes)} classes, {size}x{size} crops), model {args.model}, device {device}, backend {backend}, "
-          f"precision {model.precision or get_precision()}, decoder {decoder_name()}, {workers} loader workers")
+    if writes:
+        print(f"fastconv train: {args.dataset} ({train.num_samples} train / {val.num_samples} validation images, "
+              f"{len(classes)} classes, {size}x{size} crops), model {args.model}, device {device}, backend {backend}, "
+              f"precision {model.precision or get_precision()}, decoder {decoder_name()}, {workers} loader workers"
+              + (f", {group.world_size} processes" if group else ""))
     try:
-        start = time.perf_counter()
-        history = model.fit(train, epochs=args.epochs, verbose=0 if args.quiet else 1, seed=args.seed)
+        start = time.perf_counter()   # under --distributed each rank reads its share (docs/distributed.md)
+        history = model.fit(train, epochs=args.epochs, verbose=0 if args.quiet else 1, seed=args.seed,
+                            distributed=group or False)
         train_seconds = time.perf_counter() - start
+        if not writes:
+            return 0
         truth, pred = [], []
         for xb, yb in val.batches(0):
             pred.append(model.predict(normalize(xb, val.mean, val.std), batch_size=len(xb)).argmax(axis=-1))
@@ -89,6 +97,7 @@ def train_images(args, device: str, backend: str) -> int:
         "epochs": len(history.epoch), "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed,
         "train_samples": train.num_samples, "val_samples": val.num_samples,
         "skipped_images": len(train.skipped) + len(val.skipped), "decoder": decoder_name(),
+        "processes": group.world_size if group else 1,   # batch_size is per process
     }
     out = args.out or os.path.join("runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
