@@ -1,5 +1,5 @@
 """Every repository path named in a comment, docstring or doc exists, and a name written after a Python
-file (``fastconv/backends/jit.py KernelOps``) is defined in that file: code moves, comments follow."""
+file (``fastconv/backends/plans/kernel_ops.py KernelOps``) is defined in that file: code moves, comments follow."""
 import ast
 import io
 import re
@@ -23,7 +23,7 @@ BARE_OUTSIDE = {"FACTS.md", "STYLE.md"}
 # bare source file name (jit.py). Data files (.json) a command writes are not checked.
 _PATH = re.compile(r"(?<![\w./~$<-])((?:\.\./)*(?:(?:%s)/[\w.*/-]*|[\w.-]+(?:/[\w.*-]+)*\.(?:%s)))(?![\w/])"
                    % ("|".join(re.escape(d) for d in TOP_DIRS), "|".join(s[1:] for s in SUFFIXES)))
-# A name after a Python file: "jit.py KernelOps.gemm", "jit.py's all_kernel_names()", "jit.py (TILES)".
+# A name after a Python file: "kernel_ops.py KernelOps.gemm", "kernel_ops.py's all_kernel_names()", "common.py (TILES)".
 _SYMBOL = re.compile(r"`?(?:'s)?\s+\(?`?([A-Za-z_]\w*(?:\.\w+)*)(\()?")
 _DEFINITION = r"^\s*(?:def|class)\s+{0}\b|^\s*{0}\s*[:=]"
 
