@@ -76,8 +76,8 @@ def sources_hash() -> str:
     return h.hexdigest()
 
 
-def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+def _run(cmd: list[str], cwd: str | None = None) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if proc.returncode != 0:
         raise BuildError(f"{' '.join(cmd[:1] + cmd[-3:])} failed:\n{proc.stderr[-6000:]}")
 
@@ -132,8 +132,9 @@ def build_module(unit: str, racecheck: bool = False) -> object:
                            f'{{ return fc_emu_init_module("{name}"); }}\n')
             obj = Path(tmp + ".o")
             try:
-                # the debug prefix map keeps #line names as given ("kernel.cu:5", not "<cwd>/kernel.cu:5")
-                _run([cxx, *flags, *_includes(), f"-fdebug-prefix-map={os.getcwd()}=", "-c", str(cpp), "-o", str(obj)])
+                # compiled in the cache directory, mapped away: #line names stay as given ("kernel.cu:5")
+                _run([cxx, *flags, *_includes(), f"-fdebug-prefix-map={target.parent}=", "-c", str(cpp), "-o", str(obj)],
+                     cwd=str(target.parent))
                 # linked without -fsanitize: racecheck.cpp defines the hooks, libtsan must not come in
                 _run([cxx, "-shared", str(obj), *map(str, objs), "-o", tmp, "-pthread"])
             finally:

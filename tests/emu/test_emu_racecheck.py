@@ -140,3 +140,19 @@ def test_last_block_pattern_needs_a_threadfence(k):
     done[...] = 0
     emulator.launch(k["last_block_sum"], 5, 32, (x, partial, done, total, 1), racecheck=True, order="reverse")
     assert total[0] == x.sum() and done[0] == 5
+
+
+@pytest.mark.slow   # the first call builds the instrumented table of every registered kernel
+def test_registered_kernels_run_under_racecheck():
+    """racecheck=True with a registered name runs the same table's instrumented build: the selftest
+    kernel without its barrier is reported in forward order, where the plain emulator passes it."""
+    x = np.arange(256, dtype=np.float32)
+    out = np.zeros(256, np.float32)
+    emulator.launch("selftest.neighbor_shift_missing_barrier", 2, 128, (x, out), order="forward")
+    msg = raises_race("selftest.neighbor_shift_missing_barrier", 2, 128, (x, out))
+    assert "kernel 'selftest.neighbor_shift_missing_barrier' block (0,0,0)" in msg, msg
+    assert "data race in shared memory on static __shared__ fc_selftest::neighbor_shift<false>(float const*, float*)::s" in msg
+    assert re.search(r"write by thread \(0,0,0\) at \S*csrc/emu/\.\./selftest/races\.cuh:16 .* read by thread \(1,0,0\) at "
+                     r"\S*selftest/races\.cuh:18", msg), msg
+    emulator.launch("selftest.neighbor_shift", 2, 128, (x, out), racecheck=True)
+    np.testing.assert_array_equal(out, np.concatenate([[0], x[:127], [128], x[128:255]]))
