@@ -22,7 +22,8 @@ CSRC_HEADERS = sorted(glob("csrc/**/*.h", recursive=True) + glob("csrc/**/*.cuh"
                       + glob("csrc/**/*.inc", recursive=True))
 # Everything a compiled extension depends on: every file under csrc/ (BuildExt also hashes the flags).
 CSRC_ALL = sorted(set(CSRC_HEADERS + glob("csrc/**/*.cpp", recursive=True) + glob("csrc/**/*.cu", recursive=True)))
-EMU_RUNTIME_SOURCES = ["csrc/emu/runtime.cpp", "csrc/emu/symbols.cpp", "csrc/emu/racecheck.cpp", "csrc/emu/bind.cpp"]
+EMU_RUNTIME_SOURCES = ["csrc/emu/runtime.cpp", "csrc/emu/symbols.cpp", "csrc/emu/racecheck.cpp", "csrc/emu/counters.cpp",
+                       "csrc/emu/bind.cpp"]
 
 
 def emulator_extension():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ._sources import csrc_dir
 
-RUNTIME_SOURCES = ("runtime.cpp", "symbols.cpp", "racecheck.cpp", "bind.cpp")
+RUNTIME_SOURCES = ("runtime.cpp", "symbols.cpp", "racecheck.cpp", "counters.cpp", "bind.cpp")
 COMMON_FLAGS = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-fno-strict-aliasing", "-fstack-clash-protection",
                 "-Wno-unknown-pragmas", "-DFASTCONV_EMULATOR=1"]
 # The racecheck build: every load and store of the kernels' translation unit calls a __tsan_* hook

@@ -237,3 +237,43 @@ def launch(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_b
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
         raise EmulatorError(_symbolize(str(exc))) from None
+
+
+def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
+            seed: int = 0) -> list[dict]:
+    """Run a kernel once in the instrumented build and return its memory counters per load/store
+    site (computed from the addresses each lane touched, as Nsight Compute counts them):
+
+    site (file:line where known), space ('global' / 'shared'), op ('load' / 'store'), requests
+    (warp-level: ncu l1tex__t_requests / l1tex__data_pipe_lsu_wavefronts_mem_shared_op_*
+    denominators), lanes, bytes requested; global: sectors (distinct 32-byte sectors per request,
+    summed: ncu l1tex__t_sectors_pipe_lsu_mem_global_op_{ld,st}); shared: wavefronts (banks of 4
+    bytes, 128-byte phases, broadcasts: ncu l1tex__data_pipe_lsu_wavefronts_mem_shared_op_{ld,st})
+    and ideal_wavefronts (one per phase: the excess is bank conflicts). Accesses made by the runtime
+    (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Arguments as for launch().
+    """
+    module, name = (kernel.module(True), kernel.name) if isinstance(kernel, Kernel) else (None, kernel)
+    if module is None:
+        if not isinstance(kernel, str):
+            raise TypeError(f"kernel must be a registered kernel's name (str) or a Kernel, got {type(kernel).__name__}")
+        _module()
+        module = _race_module()
+    grid3 = _dim3(grid, "grid", MAX_GRID_DIM)
+    block3 = _dim3(block, "block", MAX_BLOCK_DIM)
+    if block3[0] * block3[1] * block3[2] > MAX_THREADS_PER_BLOCK:
+        raise ValueError(f"block {block3} has more than {MAX_THREADS_PER_BLOCK} threads")
+    if not isinstance(shared_bytes, numbers.Integral) or not 0 <= shared_bytes <= MAX_SHARED_BYTES:
+        raise ValueError(f"shared_bytes must be an int in [0, {MAX_SHARED_BYTES}], got {shared_bytes!r}")
+    order = order or os.environ.get("FASTCONV_EMU_ORDER", "").strip().lower() or "forward"
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    try:
+        sites = module.launch(name, list(grid3), list(block3), list(args), int(shared_bytes), order, int(seed), False, True)
+    except RuntimeError as exc:
+        if type(exc) is not getattr(module, "EmulatorError", None):
+            raise
+        raise EmulatorError(_symbolize(str(exc))) from None
+    for s in sites:
+        s["site"] = _symbolize(s["site"])
+    return sites
+

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "runtime.h"
+#include "symbols.h"
 
 namespace py = pybind11;
 using fc_emu::ArgBuffer;
@@ -165,8 +166,8 @@ py::dict kernels() {
   return d;
 }
 
-void launch(const std::string& name, std::vector<unsigned> grid, std::vector<unsigned> block, const py::sequence& args,
-            size_t shared_bytes, const std::string& order, uint64_t seed, bool poison_async) {
+py::object launch(const std::string& name, std::vector<unsigned> grid, std::vector<unsigned> block, const py::sequence& args,
+                  size_t shared_bytes, const std::string& order, uint64_t seed, bool poison_async, bool counters) {
   const KernelEntry* k = fc_emu::find_kernel(name);
   if (!k) throw fc_emu::Error("unknown kernel '" + name + "'; fastconv.emulator.kernels() lists the registered ones");
   if (grid.size() != 3 || block.size() != 3) throw py::value_error("grid and block must have 3 dimensions");
@@ -181,6 +182,8 @@ void launch(const std::string& name, std::vector<unsigned> grid, std::vector<uns
   cfg.shared_bytes = shared_bytes;
   cfg.seed = seed;
   cfg.poison_async = poison_async;
+  std::vector<fc_emu::counters::Site> sites;
+  if (counters) cfg.counters_out = &sites;
   if (order == "forward") cfg.order = fc_emu::Order::Forward;
   else if (order == "reverse") cfg.order = fc_emu::Order::Reverse;
   else if (order == "random") cfg.order = fc_emu::Order::Random;
@@ -235,6 +238,25 @@ void launch(const std::string& name, std::vector<unsigned> grid, std::vector<uns
     else if (std::memcmp(b->array.data(), b->buffer->data(), n) != 0)
       throw fc_emu::Error("kernel '" + name + "': wrote to an array passed only through pointer-to-const parameters");
   }
+  if (!counters) return py::none();
+  py::list out;
+  for (const auto& s : sites) {
+    py::dict d;
+    d["site"] = fc_emu::module_symbols().site_token(s.pc);
+    d["space"] = s.shared ? "shared" : "global";
+    d["op"] = s.store ? "store" : "load";
+    d["requests"] = s.requests;
+    d["lanes"] = s.lanes;
+    d["bytes"] = s.bytes;
+    if (s.shared) {
+      d["wavefronts"] = s.wavefronts;
+      d["ideal_wavefronts"] = s.ideal_wavefronts;
+    } else {
+      d["sectors"] = s.sectors;
+    }
+    out.append(d);
+  }
+  return out;
 }
 
 void bind_module(py::module_& m) {
@@ -247,7 +269,7 @@ void bind_module(py::module_& m) {
   py::register_local_exception<fc_emu::Error>(m, "EmulatorError", PyExc_RuntimeError);
   m.def("kernels", &kernels, "name -> C++ signature of every registered kernel, in table order");
   m.def("launch", &launch, py::arg("kernel"), py::arg("grid"), py::arg("block"), py::arg("args"), py::arg("shared_bytes"),
-        py::arg("order"), py::arg("seed"), py::arg("poison_async"),
+        py::arg("order"), py::arg("seed"), py::arg("poison_async"), py::arg("counters") = false,
         "Run a registered kernel (see fastconv.emulator.launch, which checks the configuration first).");
 }
 

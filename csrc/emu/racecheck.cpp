@@ -11,6 +11,7 @@
 // Atomics are recorded by atomic_rmw (device_functions.h) as one atomic access; two atomics never
 // race, an atomic and a plain read do not either (at least one access must be a non-atomic write).
 #include "../common/platform.h"
+#include "counters.h"
 #include "racecheck.h"
 #include "symbols.h"
 
@@ -150,6 +151,7 @@ void on_global(const Region& g, uintptr_t a, size_t n, Kind k, uintptr_t pc) {
 }
 
 void on_access(const void* p, size_t n, Kind k, const void* pc_ptr) {
+  if (counters::active()) return counters::record(p, n, k != kRead, reinterpret_cast<uintptr_t>(pc_ptr));
   if (!S.active || S.thread < 0) return;
   const char* c = static_cast<const char*>(p);
   const uintptr_t a = reinterpret_cast<uintptr_t>(p), pc = reinterpret_cast<uintptr_t>(pc_ptr);

@@ -421,6 +421,7 @@ void resume(LaunchState& L, Fiber& f) {
   g_thread_idx = f.tid;
 #if defined(FC_EMU_RACECHECK)
   race::set_thread(static_cast<int>(f.linear));
+  counters::set_thread(static_cast<int>(f.linear));
 #endif
 #if defined(FC_EMU_UCONTEXT)
   swapcontext(&L.sched_ctx, &f.ctx);
@@ -429,6 +430,7 @@ void resume(LaunchState& L, Fiber& f) {
 #endif
 #if defined(FC_EMU_RACECHECK)
   race::set_thread(-1);
+  counters::set_thread(-1);
 #endif
   L.current = nullptr;
 }
@@ -767,6 +769,7 @@ void run_block(LaunchState& L) {
   L.block_owners.clear();
 #if defined(FC_EMU_RACECHECK)
   race::begin_block(g_block_idx.x + g_grid_dim.x * (g_block_idx.y + g_grid_dim.y * g_block_idx.z));
+  if (counters::active()) counters::begin_block();
 #endif
   if (L.tls_lo && !L.symbols) poison_fill(L.tls_lo, L.tls_len);
   L.dyn_smem->repoison_data();
@@ -844,15 +847,26 @@ void worker_main(LaunchState& L, std::exception_ptr& error) {
     for (const ArgBuffer& b : *L.buffers)
       global.push_back({b.buffer->data(), b.buffer->data() + b.buffer->size(),
                         fmt("argument %d (%s)", b.arg_index, b.cpp_type.c_str()), b.elem_size});
-    race::begin_launch(std::move(global), {L.dyn_smem->data(), L.dyn_smem->data() + L.dyn_smem->size(), "dynamic shared memory", 1},
-                       L.tls_lo, L.tls_len, L.nthreads);
+    if (L.cfg->counters_out) {
+      std::vector<std::pair<const char*, const char*>> ranges;
+      for (const race::Region& r : global) ranges.push_back({r.begin, r.end});
+      counters::begin_launch(std::move(ranges), L.dyn_smem->data(), L.dyn_smem->data() + L.dyn_smem->size(), L.tls_lo,
+                             L.tls_len, L.nthreads);
+    } else {
+      race::begin_launch(std::move(global), {L.dyn_smem->data(), L.dyn_smem->data() + L.dyn_smem->size(), "dynamic shared memory", 1},
+                         L.tls_lo, L.tls_len, L.nthreads);
+    }
 #endif
     run_grid(L);
+#if defined(FC_EMU_RACECHECK)
+    if (L.cfg->counters_out) *L.cfg->counters_out = counters::end_launch();
+#endif
   } catch (...) {
     error = std::current_exception();
   }
 #if defined(FC_EMU_RACECHECK)
   race::end_launch();
+  if (counters::active()) counters::end_launch();
 #endif
   stack_t off{};
   off.ss_flags = SS_DISABLE;
@@ -1083,6 +1097,9 @@ void launch(const KernelEntry& kernel, const LaunchConfig& cfg, void* const* slo
     throw Error(who + fmt("a block has %llu threads; CUDA allows 1 to 1024", nthreads));
   if (nblocks == 0 || nblocks > (1ull << 26))
     throw Error(who + fmt("a grid of %llu blocks is outside what the emulator runs (1 to 2^26)", nblocks));
+#if !defined(FC_EMU_RACECHECK)
+  if (cfg.counters_out) throw Error(who + "counters need the instrumented build (fastconv.emulator.profile builds it)");
+#endif
 
   std::lock_guard<std::mutex> lock(g_launch_mutex);
   LaunchState L;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "counters.h"
+
 namespace fc_emu {
 
 // Every launch failure; the message starts with the kernel's name. Python: EmulatorError.
@@ -66,6 +68,8 @@ struct LaunchConfig {
   uint64_t seed = 0;
   bool poison_async = false;
   bool locate_writes = false;   // check every buffer's lead and tail after each thread's turn (slow)
+  // Non-null: count memory requests per site into it (instrumented build only; no race checks then).
+  std::vector<counters::Site>* counters_out = nullptr;
 };
 
 // Device memory behind a pointer argument (or the dynamic shared memory):
