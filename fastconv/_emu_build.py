@@ -66,8 +66,9 @@ def _includes() -> list[str]:
 
 
 def sources_hash() -> str:
-    """A hash of every file under csrc/ (kernels, emulator, headers): any edit changes it."""
-    h = hashlib.sha256()
+    """A hash of every file under csrc/ (kernels, emulator, headers) and of this recipe: any edit
+    changes it."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
     root = csrc_dir()
     for p in sorted(root.rglob("*")):
         if p.is_file() and p.suffix in (".h", ".cuh", ".inc", ".cpp", ".cu"):
