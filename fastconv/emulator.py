@@ -135,11 +135,14 @@ def _source_line(path: str, address: str) -> str | None:
         out = subprocess.run([tool, "-e", path, "-i", address], capture_output=True, text=True, timeout=30).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return None
-    for token in out:   # "file:line" per inlined frame, innermost first; "??:0" / ":?" when unknown
+    frames = []         # "file:line" per inlined frame, innermost first; "??:0" / ":?" when unknown
+    for token in out:
         file, _, line = token.rpartition(":")
         if file and not file.startswith("??") and line.isdigit() and line != "0":
-            return f"{file}:{line}"
-    return None
+            frames.append((os.path.normpath(file), line))
+    # the innermost frame in the kernel's own code, not in an emulator intrinsic (__ldg, atomicAdd)
+    own = [f for f in frames if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or frames
+    return f"{own[0][0]}:{own[0][1]}" if own else None
 
 
 def _symbolize(message: str) -> str:

@@ -81,3 +81,22 @@ def test_shared_transpose_bank_conflicts(k, pad, read_wavefronts):
     write, read = site(sites, "shared", "store"), site(sites, "shared", "load")
     assert write["requests"] == 32 and write["wavefronts"] == write["ideal_wavefronts"] == 32
     assert read["requests"] == 32 and read["ideal_wavefronts"] == 32 and read["wavefronts"] == 32 * read_wavefronts
+
+
+@pytest.mark.slow   # builds the instrumented table of every registered kernel on first use
+def test_registered_kernels_are_profiled_too():
+    """selftest.sgemm_tiled<16> on 32x32x32, 2x2 blocks of 16x16 threads, two k-steps: a warp is two
+    16-thread rows. A's tile load: two rows of 64 contiguous bytes = 4 sectors per request. The +1
+    padded Bs tile makes its store 2-way conflicted: row r's lanes use banks 17r+tx, row r+1's
+    17r+17+tx (mod 32), and two of them meet."""
+    a, b = np.ones((32, 32), np.float32), np.ones((32, 32), np.float32)
+    c = np.zeros((32, 32), np.float32)
+    sites = emulator.profile("selftest.sgemm_tiled", (2, 2), (16, 16), (a, b, c, 32, 32, 32))
+    np.testing.assert_array_equal(c, 32)
+    by_line = {(s["site"].split(" ")[0].rsplit("/", 1)[-1], s["space"], s["op"]): s for s in sites}
+    load_a = by_line[("sgemm_tiled.cuh:21", "global", "load")]
+    assert load_a["requests"] == 4 * 8 * 2 and load_a["sectors"] == 4 * load_a["requests"]
+    store_b = by_line[("sgemm_tiled.cuh:22", "shared", "store")]
+    assert store_b["requests"] == 64 and store_b["ideal_wavefronts"] == 64 and store_b["wavefronts"] == 128
+    store_a = by_line[("sgemm_tiled.cuh:21", "shared", "store")]
+    assert store_a["wavefronts"] == store_a["ideal_wavefronts"] == 64

@@ -152,7 +152,7 @@ def test_registered_kernels_run_under_racecheck():
     msg = raises_race("selftest.neighbor_shift_missing_barrier", 2, 128, (x, out))
     assert "kernel 'selftest.neighbor_shift_missing_barrier' block (0,0,0)" in msg, msg
     assert "data race in shared memory on static __shared__ fc_selftest::neighbor_shift<false>(float const*, float*)::s" in msg
-    assert re.search(r"write by thread \(0,0,0\) at \S*csrc/emu/\.\./selftest/races\.cuh:16 .* read by thread \(1,0,0\) at "
-                     r"\S*selftest/races\.cuh:18", msg), msg
+    assert re.search(r"write by thread \(0,0,0\) at \S*csrc/selftest/races\.cuh:16 .* read by thread \(1,0,0\) at "
+                     r"\S*csrc/selftest/races\.cuh:18", msg), msg
     emulator.launch("selftest.neighbor_shift", 2, 128, (x, out), racecheck=True)
     np.testing.assert_array_equal(out, np.concatenate([[0], x[:127], [128], x[128:255]]))
