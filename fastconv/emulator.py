@@ -280,3 +280,22 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
         s["site"] = _symbolize(s["site"])
     return sites
 
+
+def format_counters(sites: list[dict]) -> str:
+    """profile()'s counters as a table, one row per site: global memory with sectors per request and
+    the efficiency bytes requested / bytes moved (sectors x 32), shared memory with wavefronts per
+    request and the excess over the conflict-free ideal (bank conflicts)."""
+    rows = [("site", "space", "op", "requests", "sectors/req", "efficiency", "wavefronts/req", "conflict wavefronts")]
+    for s in sites:
+        req = max(s["requests"], 1)
+        if s["space"] == "global":
+            moved = 32 * s["sectors"]
+            rows.append((s["site"], "global", s["op"], str(s["requests"]), f"{s['sectors'] / req:.2f}",
+                         f"{100 * s['bytes'] / moved:.0f}%" if moved else "-", "", ""))
+        else:
+            rows.append((s["site"], "shared", s["op"], str(s["requests"]), "", "", f"{s['wavefronts'] / req:.2f}",
+                         str(s["wavefronts"] - s["ideal_wavefronts"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
+

@@ -100,3 +100,14 @@ def test_registered_kernels_are_profiled_too():
     assert store_b["requests"] == 64 and store_b["ideal_wavefronts"] == 64 and store_b["wavefronts"] == 128
     store_a = by_line[("sgemm_tiled.cuh:21", "shared", "store")]
     assert store_a["wavefronts"] == store_a["ideal_wavefronts"] == 64
+
+
+def test_format_counters_shows_efficiency_and_conflicts(k):
+    x, y = np.arange(256 * 32, dtype=np.float32), np.zeros(256, np.float32)
+    table = emulator.format_counters(emulator.profile(k["copy"], 2, 128, (x, y, 32)))
+    load = next(line for line in table.splitlines() if " global " in line and " load " in line)
+    assert "32.00" in load and "12%" in load          # 4 useful bytes of every 32-byte sector moved
+    x, y = np.arange(1024, dtype=np.float32), np.zeros(1024, np.float32)
+    table = emulator.format_counters(emulator.profile(k["transpose32<0>"], 1, (32, 32), (x, y)))
+    read = next(line for line in table.splitlines() if " shared " in line and " load " in line)
+    assert read.split()[-2:] == ["32.00", str(32 * 32 - 32)]
