@@ -19,14 +19,18 @@ from setuptools.command.build_py import build_py
 
 CSRC_HEADERS = sorted(glob("csrc/**/*.h", recursive=True) + glob("csrc/**/*.cuh", recursive=True)
                       + glob("csrc/**/*.inc", recursive=True))
+# Everything a compiled extension depends on: every file under csrc/ (BuildExt also hashes the flags).
+CSRC_ALL = sorted(set(CSRC_HEADERS + glob("csrc/**/*.cpp", recursive=True) + glob("csrc/**/*.cu", recursive=True)))
+EMU_RUNTIME_SOURCES = ["csrc/emu/runtime.cpp", "csrc/emu/symbols.cpp", "csrc/emu/racecheck.cpp", "csrc/emu/counters.cpp",
+                       "csrc/emu/bind.cpp"]
 
 
 def emulator_extension():
     return Pybind11Extension(
         "fastconv._emu",
-        sources=["csrc/emu/bind.cpp", "csrc/emu/runtime.cpp", "csrc/emu/kernels.cpp"],
+        sources=[*EMU_RUNTIME_SOURCES, "csrc/emu/kernels.cpp"],
         include_dirs=["csrc"],
-        depends=CSRC_HEADERS,  # rebuild when any kernel or emulator header changes
+        depends=CSRC_ALL,  # BuildExt also rebuilds when their contents differ from the last build's
         define_macros=[("FASTCONV_EMULATOR", "1")],
         cxx_std=17,
         # -fno-strict-aliasing: kernels type-pun (float4 loads, half2 bits) as nvcc allows;
@@ -139,6 +143,27 @@ class BuildExt(build_ext):
     compiled by nvcc, in parallel, and linked in as objects."""
 
     def build_extension(self, ext):
+        # setuptools compares modification times only, so a module copied in or built from other
+        # sources looks up to date; a stamp of the inputs' contents and flags catches that.
+        import hashlib
+        import os
+        h = hashlib.sha256(repr((ext.define_macros, ext.extra_compile_args, getattr(ext, "cuda_sources", None))).encode())
+        for p in sorted(set(ext.sources + list(ext.depends) + list(getattr(ext, "cuda_sources", None) or []))):
+            h.update(p.encode())
+            with open(p, "rb") as f:
+                h.update(f.read())
+        stamp = self.get_ext_fullpath(ext.name) + ".inputs"
+        force = self.force
+        if not os.path.exists(stamp) or open(stamp).read() != h.hexdigest():
+            self.force = True
+        try:
+            self._build_extension(ext)
+        finally:
+            self.force = force
+        with open(stamp, "w") as f:
+            f.write(h.hexdigest())
+
+    def _build_extension(self, ext):
         cu = getattr(ext, "cuda_sources", None)
         if cu:
             ext.extra_objects = list(ext.extra_objects or []) + self._nvcc_compile(ext, cu)
@@ -168,7 +193,8 @@ class BuildExt(build_ext):
 
 class BuildPyWithKernelSources(build_py):
     """Copies the kernel headers into the package as fastconv/_csrc, so a wheel's jit backend (NVRTC
-    at first use) finds them (fastconv/_sources.py); editable installs read csrc/ in place."""
+    at first use) finds them (fastconv/_sources.py), and the emulator's sources, so that
+    fastconv.emulator.compile_kernel and racecheck can build; editable installs read csrc/ in place."""
 
     def run(self):
         import os
@@ -176,7 +202,7 @@ class BuildPyWithKernelSources(build_py):
         super().run()
         if self.editable_mode:
             return
-        for src in CSRC_HEADERS:
+        for src in CSRC_HEADERS + EMU_RUNTIME_SOURCES + ["csrc/emu/kernels.cpp"]:
             dst = os.path.join(self.build_lib, "fastconv", "_csrc", os.path.relpath(src, "csrc"))
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copyfile(src, dst)

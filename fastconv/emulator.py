@@ -16,11 +16,26 @@ int8/16/32/64, uint8/16/32/64, bool, float16 for __half, uint16 bit patterns for
 C-contiguous; copied into guarded device buffers and copied back unless the pointer is to const),
 Python ints/floats for arithmetic parameters (range-checked), and bytes or a NumPy structured scalar
 of exactly sizeof(T) bytes for struct parameters. See csrc/emu/README.md for what is emulated.
+
+Kernels written outside fastconv run without editing csrc/emu/kernel_table.inc:
+
+    scale = emulator.compile_kernel('''
+        __global__ void scale(const float* x, float* y, float s, int n) {
+          int i = blockIdx.x * blockDim.x + threadIdx.x;
+          if (i < n) y[i] = s * x[i];
+        }''', "scale")
+    emulator.launch(scale, grid=4, block=256, args=(x, y, 2.0, x.size), racecheck=True)
+
+racecheck=True runs an instrumented build of the same kernels that reports data races (see launch).
 """
 from __future__ import annotations
 
 import numbers
 import os
+import re
+import shutil
+import subprocess
+from functools import lru_cache
 from typing import Sequence, Union
 
 ORDERS = ("forward", "reverse", "random")
@@ -42,6 +57,107 @@ else:
     EmulatorError = _emu.EmulatorError  # a RuntimeError subclass, raised by the C++ side
 
 Dim = Union[int, Sequence[int]]
+
+
+class _Unit:
+    """One source compiled into a module (plain and racecheck builds), with the kernels it registers."""
+
+    def __init__(self, source: str, names: list[str], filename: str):
+        self.source, self.names, self.filename = source, names, filename
+        self._modules: dict[bool, object] = {}
+
+    def text(self) -> str:
+        lines = ['#include "common/platform.h"', '#include "emu/registry.h"', f'#line 1 "{self.filename}"', self.source,
+                 '#line 1 "<compile_kernel>"']
+        lines += [f'FC_EMU_KERNEL("{n}", ({n}))' for n in self.names]
+        return "\n".join(lines) + "\n"
+
+    def module(self, racecheck: bool):
+        if racecheck not in self._modules:
+            from . import _emu_build
+            self._modules[racecheck] = _emu_build.build_module(self.text(), racecheck)
+        return self._modules[racecheck]
+
+
+class Kernel:
+    """A kernel compiled by compile_kernel() from source outside fastconv; pass it to launch()."""
+
+    def __init__(self, unit: _Unit, name: str):
+        self._unit, self.name = unit, name
+
+    def module(self, racecheck: bool = False):
+        return self._unit.module(racecheck)
+
+    @property
+    def signature(self) -> str:
+        return self.module().kernels()[self.name]
+
+    def __repr__(self) -> str:
+        return f"<emulator.Kernel {self.name} from {self._unit.filename}>"
+
+
+def compile_kernel(source: str, name: str | Sequence[str], filename: str = "kernel.cu") -> Kernel | list[Kernel]:
+    """Compile CUDA C++ `source` with g++ against the emulator and return its kernel `name` (a
+    function name or template-id, e.g. "scale" or "scale<float, 4>"), ready for launch(); a list of
+    names gives a list of Kernels built into one module.
+
+    The source is plain CUDA C++ as for csrc/ (common/platform.h is included first, so __global__,
+    threadIdx, __shared__, the warp intrinsics and FC_DYNAMIC_SHARED are there; `#include
+    "common/..."` finds fastconv's headers). Needs g++ and pybind11's headers; the module is cached
+    under $FASTCONV_EMU_CACHE (default ~/.cache/fastconv/emu) by a hash of the source and of
+    fastconv's csrc/, so a second call compiles nothing. `filename` names the source in reports.
+    Raises _emu_build.BuildError with g++'s diagnostics when it does not compile.
+    """
+    if not isinstance(source, str) or not source.strip():
+        raise TypeError(f"source must be a non-empty str of CUDA C++, got {type(source).__name__}")
+    names = [name] if isinstance(name, str) else list(name) if isinstance(name, Sequence) else None
+    if not names or not all(isinstance(n, str) and n.strip() and not any(c in n for c in ';{}"\n') for n in names):
+        raise ValueError(f"name must be the kernel's C++ name or template-id (e.g. 'scale<float>'), or a list of them; "
+                         f"got {name!r}")
+    if not isinstance(filename, str) or not filename or any(c in filename for c in '"\n\\'):
+        raise ValueError(f"filename must be a plain file name without quotes, backslashes or newlines, got {filename!r}")
+    unit = _Unit(source, [n.strip() for n in names], filename)
+    unit.module(False)
+    kernels = [Kernel(unit, n) for n in unit.names]
+    return kernels[0] if isinstance(name, str) else kernels
+
+
+_SITE = re.compile(r"\{site (\S+)\+0x([0-9a-f]+) ([^{}]*)\}")
+
+
+@lru_cache(maxsize=4096)
+def _source_line(path: str, address: str) -> str | None:
+    """file:line of a code address (innermost inlined frame), where the module has line tables."""
+    tool = shutil.which("addr2line")
+    if tool is None:
+        return None
+    try:
+        out = subprocess.run([tool, "-e", path, "-i", address], capture_output=True, text=True, timeout=30).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    frames = []         # "file:line" per inlined frame, innermost first; "??:0" / ":?" when unknown
+    for token in out:
+        file, _, line = token.rpartition(":")
+        if file and not file.startswith("??") and line.isdigit() and line != "0":
+            frames.append((os.path.normpath(file), line))
+    # the innermost frame in the kernel's own code, not in an emulator intrinsic (__ldg, atomicAdd)
+    own = [f for f in frames if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or frames
+    return f"{own[0][0]}:{own[0][1]}" if own else None
+
+
+def _symbolize(message: str) -> str:
+    """Replace the C++ side's {site module+0xADDR function+0xOFF} tokens with file:line (function)."""
+    def one(m):
+        line = _source_line(m.group(1), "0x" + m.group(2))
+        function = m.group(3).rsplit("+0x", 1)[0]
+        return f"{line} (in {function})" if line else m.group(3)
+    return _SITE.sub(one, message)
+
+
+def _race_module():
+    """The racecheck build of every registered kernel (built on first use: minutes; then cached)."""
+    from . import _emu_build
+    return _emu_build.build_module('#include "emu/kernels.cpp"\n', racecheck=True)
 
 
 def available() -> bool:
@@ -72,24 +188,37 @@ def _dim3(value: Dim, what: str, limits: tuple[int, int, int]) -> tuple[int, int
     return dims
 
 
-def launch(kernel: str, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
-           seed: int = 0, poison_async: bool = False) -> None:
+def launch(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
+           seed: int = 0, poison_async: bool = False, racecheck: bool | None = None) -> None:
     """Run a registered kernel on the emulator; output arrays are updated in place.
 
-    kernel: a name from kernels(). grid, block: an int or a tuple of up to 3 ints (blocks of up to
+    kernel: a name from kernels(), or a Kernel from compile_kernel(). grid, block: an int or a tuple of up to 3 ints (blocks of up to
     1,024 threads). args: one value per kernel parameter (see the module docstring).
     shared_bytes: dynamic shared memory per block (FC_DYNAMIC_SHARED).
     order: the order threads run between barriers, and blocks run in: 'forward', 'reverse' or
     'random' (seeded by `seed`); default $FASTCONV_EMU_ORDER or 'forward'. A kernel that gives
     different answers under different orders has a race.
     poison_async: fill each cp.async destination with NaN until a wait_group releases it.
+    racecheck: run the instrumented build (default $FASTCONV_EMU_RACECHECK == "1"): every shared-memory
+    access of a block is recorded per barrier interval, and two accesses to the same bytes by
+    different threads, at least one a non-atomic write, are reported with both source lines; global
+    memory likewise between different blocks of the launch (a read of another block's write is
+    allowed when that block ran __threadfence() after it). Slower; the registered kernels' build
+    takes minutes the first time.
     Raises EmulatorError (a RuntimeError naming the kernel) when the kernel fails: a barrier or warp
     collective not reached by every thread it names, an out-of-bounds write, a device assert, a
     fault; TypeError/ValueError/OverflowError for arguments that do not fit the kernel's parameters.
     """
-    module = _module()
-    if not isinstance(kernel, str):
-        raise TypeError(f"kernel must be a registered kernel's name (str), got {type(kernel).__name__}")
+    if racecheck is None:
+        racecheck = os.environ.get("FASTCONV_EMU_RACECHECK", "").strip() == "1"
+    if isinstance(kernel, Kernel):
+        module, name = kernel.module(bool(racecheck)), kernel.name
+    elif isinstance(kernel, str):
+        _module()
+        module, name = (_race_module() if racecheck else _emu), kernel
+    else:
+        raise TypeError(f"kernel must be a registered kernel's name (str) or a Kernel from compile_kernel(), "
+                        f"got {type(kernel).__name__}")
     grid3 = _dim3(grid, "grid", MAX_GRID_DIM)
     block3 = _dim3(block, "block", MAX_BLOCK_DIM)
     threads = block3[0] * block3[1] * block3[2]
@@ -105,4 +234,68 @@ def launch(kernel: str, grid: Dim, block: Dim, args: Sequence, shared_bytes: int
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
         raise TypeError(f"args must be a sequence with one value per kernel parameter, got {type(args).__name__}")
-    module.launch(kernel, list(grid3), list(block3), list(args), int(shared_bytes), order, int(seed), bool(poison_async))
+    try:
+        module.launch(name, list(grid3), list(block3), list(args), int(shared_bytes), order, int(seed), bool(poison_async))
+    except RuntimeError as exc:   # each built module has its own EmulatorError class: raise the one users catch
+        if type(exc) is not getattr(module, "EmulatorError", None):
+            raise
+        raise EmulatorError(_symbolize(str(exc))) from None
+
+
+def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
+            seed: int = 0) -> list[dict]:
+    """Run a kernel once in the instrumented build and return its memory counters per load/store
+    site (computed from the addresses each lane touched, as Nsight Compute counts them):
+
+    site (file:line where known), space ('global' / 'shared'), op ('load' / 'store'), requests
+    (warp-level: ncu l1tex__t_requests / l1tex__data_pipe_lsu_wavefronts_mem_shared_op_*
+    denominators), lanes, bytes requested; global: sectors (distinct 32-byte sectors per request,
+    summed: ncu l1tex__t_sectors_pipe_lsu_mem_global_op_{ld,st}); shared: wavefronts (banks of 4
+    bytes, 128-byte phases, broadcasts: ncu l1tex__data_pipe_lsu_wavefronts_mem_shared_op_{ld,st})
+    and ideal_wavefronts (one per phase: the excess is bank conflicts). Accesses made by the runtime
+    (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Arguments as for launch().
+    """
+    module, name = (kernel.module(True), kernel.name) if isinstance(kernel, Kernel) else (None, kernel)
+    if module is None:
+        if not isinstance(kernel, str):
+            raise TypeError(f"kernel must be a registered kernel's name (str) or a Kernel, got {type(kernel).__name__}")
+        _module()
+        module = _race_module()
+    grid3 = _dim3(grid, "grid", MAX_GRID_DIM)
+    block3 = _dim3(block, "block", MAX_BLOCK_DIM)
+    if block3[0] * block3[1] * block3[2] > MAX_THREADS_PER_BLOCK:
+        raise ValueError(f"block {block3} has more than {MAX_THREADS_PER_BLOCK} threads")
+    if not isinstance(shared_bytes, numbers.Integral) or not 0 <= shared_bytes <= MAX_SHARED_BYTES:
+        raise ValueError(f"shared_bytes must be an int in [0, {MAX_SHARED_BYTES}], got {shared_bytes!r}")
+    order = order or os.environ.get("FASTCONV_EMU_ORDER", "").strip().lower() or "forward"
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    try:
+        sites = module.launch(name, list(grid3), list(block3), list(args), int(shared_bytes), order, int(seed), False, True)
+    except RuntimeError as exc:
+        if type(exc) is not getattr(module, "EmulatorError", None):
+            raise
+        raise EmulatorError(_symbolize(str(exc))) from None
+    for s in sites:
+        s["site"] = _symbolize(s["site"])
+    return sites
+
+
+def format_counters(sites: list[dict]) -> str:
+    """profile()'s counters as a table, one row per site: global memory with sectors per request and
+    the efficiency bytes requested / bytes moved (sectors x 32), shared memory with wavefronts per
+    request and the excess over the conflict-free ideal (bank conflicts)."""
+    rows = [("site", "space", "op", "requests", "sectors/req", "efficiency", "wavefronts/req", "conflict wavefronts")]
+    for s in sites:
+        req = max(s["requests"], 1)
+        if s["space"] == "global":
+            moved = 32 * s["sectors"]
+            rows.append((s["site"], "global", s["op"], str(s["requests"]), f"{s['sectors'] / req:.2f}",
+                         f"{100 * s['bytes'] / moved:.0f}%" if moved else "-", "", ""))
+        else:
+            rows.append((s["site"], "shared", s["op"], str(s["requests"]), "", "", f"{s['wavefronts'] / req:.2f}",
+                         str(s["wavefronts"] - s["ideal_wavefronts"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
+

@@ -1,5 +1,6 @@
 """A plain (non-editable) install must carry the kernel headers: the jit backend compiles them with
-NVRTC at first use, and a wheel has no csrc/ beside the package."""
+NVRTC at first use, and a wheel has no csrc/ beside the package (and the emulator's sources, for
+emulator.compile_kernel)."""
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ def test_build_py_packages_the_kernel_headers_and_jit_finds_them(tmp_path):
     headers = {p.relative_to(packaged).as_posix() for p in packaged.rglob("*") if p.is_file()}
     checkout = {p.relative_to(ROOT / "csrc").as_posix() for p in (ROOT / "csrc").rglob("*")
                 if p.suffix in (".h", ".cuh", ".inc")}
+    # and the emulator's sources, which fastconv.emulator.compile_kernel and racecheck build from
+    checkout |= {p.relative_to(ROOT / "csrc").as_posix() for p in (ROOT / "csrc" / "emu").glob("*.cpp")}
     assert headers == checkout
     # the built package alone (no checkout beside it): the jit backend reads the packaged copy
     probe = ("from fastconv.backends import jit; "

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "runtime.h"
+#include "symbols.h"
 
 namespace py = pybind11;
 using fc_emu::ArgBuffer;
@@ -78,7 +79,7 @@ struct Converter {
       bindings.push_back(std::make_unique<Binding>());
       shared = bindings.back().get();
       shared->array = arr;
-      shared->buffer = std::make_unique<GuardedBuffer>(nbytes);
+      shared->buffer = std::make_unique<GuardedBuffer>(nbytes, fc_emu::poison_pattern(p.dtype, static_cast<int>(bindings.size())));
       if (nbytes) std::memcpy(shared->buffer->data(), lo, nbytes);
     }
     shared->written = shared->written || !p.pointee_const;
@@ -165,8 +166,8 @@ py::dict kernels() {
   return d;
 }
 
-void launch(const std::string& name, std::vector<unsigned> grid, std::vector<unsigned> block, const py::sequence& args,
-            size_t shared_bytes, const std::string& order, uint64_t seed, bool poison_async) {
+py::object launch(const std::string& name, std::vector<unsigned> grid, std::vector<unsigned> block, const py::sequence& args,
+                  size_t shared_bytes, const std::string& order, uint64_t seed, bool poison_async, bool counters) {
   const KernelEntry* k = fc_emu::find_kernel(name);
   if (!k) throw fc_emu::Error("unknown kernel '" + name + "'; fastconv.emulator.kernels() lists the registered ones");
   if (grid.size() != 3 || block.size() != 3) throw py::value_error("grid and block must have 3 dimensions");
@@ -181,6 +182,8 @@ void launch(const std::string& name, std::vector<unsigned> grid, std::vector<uns
   cfg.shared_bytes = shared_bytes;
   cfg.seed = seed;
   cfg.poison_async = poison_async;
+  std::vector<fc_emu::counters::Site> sites;
+  if (counters) cfg.counters_out = &sites;
   if (order == "forward") cfg.order = fc_emu::Order::Forward;
   else if (order == "reverse") cfg.order = fc_emu::Order::Reverse;
   else if (order == "random") cfg.order = fc_emu::Order::Random;
@@ -194,48 +197,98 @@ void launch(const std::string& name, std::vector<unsigned> grid, std::vector<uns
     offsets.push_back(total);
     total += p.size;
   }
-  std::unique_ptr<void, void (*)(void*)> storage(std::aligned_alloc(64, (total + 63) / 64 * 64 + 64), std::free);
+  std::unique_ptr<void, void (*)(void*)> storage(nullptr, std::free);
   std::vector<void*> slots;
-  Converter conv{*k, {}, {}};
-  for (size_t i = 0; i < k->params.size(); ++i) {
-    void* slot = static_cast<char*>(storage.get()) + offsets[i];
-    slots.push_back(slot);
-    const py::handle obj = args[i];
-    switch (k->params[i].kind) {
-      case ParamKind::Pointer: conv.pointer(i, obj, slot); break;
-      case ParamKind::Signed:
-      case ParamKind::Unsigned: conv.integer(i, obj, slot); break;
-      case ParamKind::Bool: conv.boolean(i, obj, slot); break;
-      case ParamKind::Float:
-      case ParamKind::Half:
-      case ParamKind::BFloat16: conv.floating(i, obj, slot); break;
-      case ParamKind::Struct: conv.structure(i, obj, slot); break;
+  std::unique_ptr<Converter> conv;
+  auto run = [&] {  // fresh device buffers from the (untouched) arrays, then the launch
+    storage.reset(std::aligned_alloc(64, (total + 63) / 64 * 64 + 64));
+    slots.clear();
+    conv = std::make_unique<Converter>(Converter{*k, {}, {}});
+    for (size_t i = 0; i < k->params.size(); ++i) {
+      void* slot = static_cast<char*>(storage.get()) + offsets[i];
+      slots.push_back(slot);
+      const py::handle obj = args[i];
+      switch (k->params[i].kind) {
+        case ParamKind::Pointer: conv->pointer(i, obj, slot); break;
+        case ParamKind::Signed:
+        case ParamKind::Unsigned: conv->integer(i, obj, slot); break;
+        case ParamKind::Bool: conv->boolean(i, obj, slot); break;
+        case ParamKind::Float:
+        case ParamKind::Half:
+        case ParamKind::BFloat16: conv->floating(i, obj, slot); break;
+        case ParamKind::Struct: conv->structure(i, obj, slot); break;
+      }
     }
-  }
-  {
     py::gil_scoped_release release;
-    fc_emu::launch(*k, cfg, slots.data(), conv.arg_buffers);
+    fc_emu::launch(*k, cfg, slots.data(), conv->arg_buffers);
+  };
+  try {
+    run();
+  } catch (const fc_emu::LateOutOfBoundsError&) {
+    // Found only after the launch: run it again, checking after every thread's turn, to name the
+    // thread (the launch is deterministic for a given order and seed). Failing that, report as found.
+    cfg.locate_writes = true;
+    run();
+    throw;
   }
-  for (auto& b : conv.bindings) {
+  for (auto& b : conv->bindings) {
     const size_t n = static_cast<size_t>(b->array.nbytes());
     if (!n) continue;
     if (b->written) std::memcpy(b->array.mutable_data(), b->buffer->data(), n);
     else if (std::memcmp(b->array.data(), b->buffer->data(), n) != 0)
       throw fc_emu::Error("kernel '" + name + "': wrote to an array passed only through pointer-to-const parameters");
   }
+  if (!counters) return py::none();
+  py::list out;
+  for (const auto& s : sites) {
+    py::dict d;
+    d["site"] = fc_emu::module_symbols().site_token(s.pc);
+    d["space"] = s.shared ? "shared" : "global";
+    d["op"] = s.store ? "store" : "load";
+    d["requests"] = s.requests;
+    d["lanes"] = s.lanes;
+    d["bytes"] = s.bytes;
+    if (s.shared) {
+      d["wavefronts"] = s.wavefronts;
+      d["ideal_wavefronts"] = s.ideal_wavefronts;
+    } else {
+      d["sectors"] = s.sectors;
+    }
+    out.append(d);
+  }
+  return out;
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_emu, m) {
+void bind_module(py::module_& m) {
   m.doc() = "CPU SIMT emulator for fastconv's CUDA kernels (see fastconv.emulator and csrc/emu/README.md)";
   for (size_t i = 0; i < fc_emu::registry().size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (fc_emu::registry()[i].name == fc_emu::registry()[j].name)
         throw std::runtime_error("csrc/emu/kernel_table.inc registers '" + fc_emu::registry()[i].name + "' twice");
-  py::register_exception<fc_emu::Error>(m, "EmulatorError", PyExc_RuntimeError);
+  // Local: each kernel module (compile_kernel, racecheck) has its own class; emulator.py maps them.
+  py::register_local_exception<fc_emu::Error>(m, "EmulatorError", PyExc_RuntimeError);
   m.def("kernels", &kernels, "name -> C++ signature of every registered kernel, in table order");
   m.def("launch", &launch, py::arg("kernel"), py::arg("grid"), py::arg("block"), py::arg("args"), py::arg("shared_bytes"),
-        py::arg("order"), py::arg("seed"), py::arg("poison_async"),
+        py::arg("order"), py::arg("seed"), py::arg("poison_async"), py::arg("counters") = false,
         "Run a registered kernel (see fastconv.emulator.launch, which checks the configuration first).");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_emu, m) { bind_module(m); }
+
+// Kernel modules built at run time (fastconv.emulator.compile_kernel, the racecheck build) link this
+// file's object under their own module name: their generated PyInit_<name> calls this.
+extern "C" PyObject* fc_emu_init_module(const char* name) {
+  static PyModuleDef def;
+  try {
+    auto m = py::module_::create_extension_module(name, nullptr, &def);
+    bind_module(m);
+    return m.release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_ImportError, e.what());
+  }
+  return nullptr;
 }

@@ -8,12 +8,25 @@
 
 // ---- atomics: one fiber runs at a time, so a read-modify-write is atomic -------------------------
 namespace fc_emu {
+#if defined(FC_EMU_RACECHECK)
+// The racecheck build instruments the kernels' loads and stores; an atomic's own accesses are not
+// instrumented but recorded as one atomic access, at the caller's code address (noinline keeps it).
+void race_atomic(const void* address, size_t size, const void* pc);
+template <class T, class F>
+__attribute__((no_sanitize_thread, noinline)) T atomic_rmw(T* address, F op) {
+  race_atomic(address, sizeof(T), __builtin_return_address(0));
+  const T old = *address;
+  *address = op(old);
+  return old;
+}
+#else
 template <class T, class F>
 inline T atomic_rmw(T* address, F op) {
   const T old = *address;
   *address = op(old);
   return old;
 }
+#endif
 // atom.add.f32 "flushes subnormal inputs and results to sign-preserving zero" (PTX ISA, atom);
 // the f64 add does not.
 inline float ftz(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.0f, x) : x; }

@@ -36,10 +36,18 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 // Static shared memory is thread-local storage of the worker OS thread that runs all fibers of a
-// launch: one instance for all threads of a block (they are fibers of that OS thread), poisoned by
-// the scheduler at every block start (runtime.cpp finds the module's TLS block). Dynamic shared
-// memory: FC_DYNAMIC_SHARED below.
-#define __shared__ static thread_local
+// launch: one instance for all threads of a block (they are fibers of that OS thread). Each
+// declaration also declares a 64-byte pad and tells the runtime it was reached: the first thread of
+// a block to reach it poisons that function's static shared memory (only what the launched kernel
+// uses is poisoned), and the pad, which g++ lays out right after the array, is its guard (runtime.cpp,
+// symbols.cpp). Dynamic shared memory: FC_DYNAMIC_SHARED below.
+#define FC_EMU_SHARED_CAT_(a, b) a##b
+#define FC_EMU_SHARED_CAT(a, b) FC_EMU_SHARED_CAT_(a, b)
+#define FC_EMU_SHARED_(pad)                                                          \
+  static thread_local __attribute__((used)) unsigned char pad[::fc_emu::kSharedPadBytes]; \
+  ::fc_emu::shared_reached(pad);                                                        \
+  static thread_local
+#define __shared__ FC_EMU_SHARED_(FC_EMU_SHARED_CAT(fc_emu_shared_pad_, __COUNTER__))
 // __restrict__ is understood by g++ as is.
 
 namespace fc_emu {
@@ -83,6 +91,10 @@ void warp_collective(unsigned mask, WarpResolver resolve, const char* name, void
 unsigned active_mask();    // lanes of the caller's warp that exist and have not exited
 
 void* dynamic_shared_memory();
+// Static __shared__ declarations (the macro above): every thread reaching one calls this with the
+// declaration's pad.
+constexpr size_t kSharedPadBytes = 64;
+void shared_reached(const unsigned char* pad);
 // fail() unless [p, p+n) lies in the block's static or dynamic shared memory.
 void check_shared(const void* p, size_t n, const char* what, Site site);
 
@@ -157,10 +169,15 @@ void* kernel_pointer_param(int index, const char* what, Site site);
 
 unsigned long long clock_counter();
 
-// The poison word: NaN as float32 and (as two halves) as float16/bfloat16, NaN as float64 when
-// repeated; 0x7ff7ffa5 as an int. Guard zones, uninitialised shared memory and cp.async
-// destinations in poison mode are filled with it.
-constexpr uint32_t kPoisonWord = 0x7ff7ffa5u;
+// The poison pattern, placed by address modulo 8: every 4-byte word is 0x7fa5ffa5, a signalling NaN
+// as float32 whose halves are NaN as float16 and signalling NaN as bfloat16. Any arithmetic on a
+// signalling NaN sets its quiet bit, so a value computed from a guard and stored back into one
+// differs from the pattern. Guard zones, uninitialised shared memory and cp.async destinations in
+// poison mode are filled with it (global buffers: a variant per argument and dtype, float64 ones a
+// signalling float64 NaN, runtime.cpp poison_pattern()). A float64 read from shared poison is
+// 5.6e306, not a NaN: float32 NaN in every word and float64 NaN in 8 bytes exclude each other.
+constexpr uint32_t kPoisonWord = 0x7fa5ffa5u;
+constexpr uint64_t kPoison64 = 0x7fa5ffa57fa5ffa5ull;
 void poison_fill(void* p, size_t n);
 
 template <class To, class From>
@@ -182,7 +199,7 @@ inline constexpr int warpSize = 32;
 
 // Dynamic shared memory (`extern __shared__` has no g++ equivalent): sized by the launch's
 // shared_bytes, 256-byte aligned, poisoned at every block start and guarded (a write past
-// shared_bytes is reported after the block).
+// shared_bytes faults in a read-only guard page, or is found in the guard's last partial page).
 #define FC_DYNAMIC_SHARED(T, name) T* name = reinterpret_cast<T*>(::fc_emu::dynamic_shared_memory())
 
 // ---- barriers ------------------------------------------------------------------------------------
@@ -196,8 +213,15 @@ inline int __syncthreads_and(int pred, fc_emu::Site s = fc_emu::Site::here()) {
 inline int __syncthreads_or(int pred, fc_emu::Site s = fc_emu::Site::here()) {
   return fc_emu::block_barrier(fc_emu::kBarOr, pred, s);
 }
-// One fiber runs at a time and every write is visible at once: fences have nothing to order.
+// One fiber runs at a time and every write is visible at once: fences have nothing to order. The
+// racecheck build records them: a block may read another block's write only if the writing thread
+// fenced after it (the "last block done" pattern).
+#if defined(FC_EMU_RACECHECK)
+namespace fc_emu { void race_fence(); }
+inline void __threadfence() { fc_emu::race_fence(); }
+#else
 inline void __threadfence() {}
+#endif
 inline void __threadfence_block() {}
 inline void __threadfence_system() {}
 inline void __nanosleep(unsigned) {}

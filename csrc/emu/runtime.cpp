@@ -10,6 +10,10 @@
 // else reports what each thread is waiting for: an emulated deadlock is an error, never a hang.
 #include "../common/platform.h"
 #include "runtime.h"
+#include "symbols.h"
+#if defined(FC_EMU_RACECHECK)
+#  include "racecheck.h"
+#endif
 
 #include <link.h>
 #include <pthread.h>
@@ -57,31 +61,43 @@ std::string KernelEntry::signature() const {
 }
 
 // ---- poison ---------------------------------------------------------------------------------------
-// The pattern's phase follows the address (byte a holds byte a%4 of the little-endian poison word),
-// so any 4-aligned float, any 2-aligned half and any 8-aligned double read from poison is a NaN.
-static inline unsigned char poison_byte(uintptr_t addr) {
-  return static_cast<unsigned char>(kPoisonWord >> (8 * (addr & 3u)));
+// The pattern's phase follows the address (byte a holds byte a%8 of the little-endian 8-byte
+// pattern), so any aligned float, half or double read from poison is a NaN.
+static inline unsigned char poison_byte(uintptr_t addr, uint64_t pattern) {
+  return static_cast<unsigned char>(pattern >> (8 * (addr & 7u)));
 }
 
-void poison_fill(void* p, size_t n) {
+static void poison_fill(void* p, size_t n, uint64_t pattern) {
   unsigned char* b = static_cast<unsigned char*>(p);
   size_t i = 0;
-  for (; i < n && (reinterpret_cast<uintptr_t>(b + i) & 3u); ++i) b[i] = poison_byte(reinterpret_cast<uintptr_t>(b + i));
-  for (; i + 4 <= n; i += 4) std::memcpy(b + i, &kPoisonWord, 4);
-  for (; i < n; ++i) b[i] = poison_byte(reinterpret_cast<uintptr_t>(b + i));
+  for (; i < n && (reinterpret_cast<uintptr_t>(b + i) & 7u); ++i) b[i] = poison_byte(reinterpret_cast<uintptr_t>(b + i), pattern);
+  for (; i + 8 <= n; i += 8) std::memcpy(b + i, &pattern, 8);
+  for (; i < n; ++i) b[i] = poison_byte(reinterpret_cast<uintptr_t>(b + i), pattern);
+}
+
+void poison_fill(void* p, size_t n) { poison_fill(p, n, kPoison64); }
+
+uint64_t poison_pattern(const char* dtype, int index) {
+  const uint64_t id = 1 + static_cast<uint64_t>(index) % 63;   // a payload of 1..63: NaN and signalling in every type
+  if (dtype && std::strcmp(dtype, "float16") == 0) {
+    const uint64_t half = 0x7d00u | id;                        // exponent all ones, quiet bit clear
+    return half * 0x0001000100010001ull;
+  }
+  const uint64_t lo = (kPoisonWord & 0xffffff00u) | 0x80u | id;  // float32 0x7fa5ff8x, bfloat16 halves signalling
+  if (dtype && std::strcmp(dtype, "float64") == 0) return lo | (0x7ff5ff80ull | id) << 32;   // exponent all ones, quiet bit clear
+  return lo | lo << 32;
 }
 
 // Offsets (from `origin`) of the first and last bytes of [p, p+n) that are not poison. Compares
-// 8 bytes at a time (guards are scanned after every block for the dynamic shared memory).
-static bool find_unpoisoned(const char* p, size_t n, const char* origin, long long* first, long long* last) {
-  constexpr uint64_t kPoison64 = (static_cast<uint64_t>(kPoisonWord) << 32) | kPoisonWord;
+// 8 bytes at a time.
+static bool find_unpoisoned(const char* p, size_t n, const char* origin, uint64_t pattern, long long* first, long long* last) {
   auto bad = [&](size_t i) {
-    return static_cast<unsigned char>(p[i]) != poison_byte(reinterpret_cast<uintptr_t>(p + i));
+    return static_cast<unsigned char>(p[i]) != poison_byte(reinterpret_cast<uintptr_t>(p + i), pattern);
   };
   auto word_ok = [&](size_t i) {  // p + i is 8-aligned
     uint64_t w;
     std::memcpy(&w, p + i, 8);
-    return w == kPoison64;
+    return w == pattern;
   };
   size_t i = 0;
   while (i < n && (reinterpret_cast<uintptr_t>(p + i) & 7u) && !bad(i)) ++i;
@@ -106,9 +122,10 @@ static size_t page_size() {
 }
 static size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
 
-GuardedBuffer::GuardedBuffer(size_t nbytes) : size_(nbytes) {
+GuardedBuffer::GuardedBuffer(size_t nbytes, uint64_t pattern) : size_(nbytes), pattern_(pattern) {
   const size_t P = kNoAccessBytes, G = round_up(kGuardBytes, page_size());
-  map_len_ = P + G + round_up(nbytes, page_size()) + G + P;
+  const size_t rounded = round_up(nbytes, 256), span = round_up(rounded, page_size());
+  map_len_ = P + G + span + G + P;
   void* m = mmap(nullptr, map_len_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) throw Error("emulator: cannot map a buffer of " + std::to_string(nbytes) + " bytes");
   map_ = static_cast<char*>(m);
@@ -116,26 +133,24 @@ GuardedBuffer::GuardedBuffer(size_t nbytes) : size_(nbytes) {
     munmap(map_, map_len_);
     throw Error("emulator: cannot map a buffer of " + std::to_string(nbytes) + " bytes");
   }
-  data_ = map_ + P + G;
-  repoison();
+  rw_lo_ = map_ + P + G;
+  rw_hi_ = rw_lo_ + span;
+  data_ = rw_hi_ - rounded;
+  poison_fill(map_ + P, map_len_ - 2 * P, pattern_);
+  if (mprotect(map_ + P, G, PROT_READ) != 0 || mprotect(rw_hi_, G, PROT_READ) != 0) {
+    munmap(map_, map_len_);
+    throw Error("emulator: cannot protect the guards of a buffer of " + std::to_string(nbytes) + " bytes");
+  }
 }
 
 GuardedBuffer::~GuardedBuffer() { munmap(map_, map_len_); }
 
-void GuardedBuffer::repoison() {
-  const size_t P = kNoAccessBytes;
-  poison_fill(map_ + P, map_len_ - 2 * P);
-}
-
-void GuardedBuffer::repoison_data() { poison_fill(data_, size_); }
+void GuardedBuffer::repoison_data() { poison_fill(data_, size_, pattern_); }
 
 bool GuardedBuffer::corrupted(long long* first, long long* last) const {
-  const size_t P = kNoAccessBytes;
-  char* lo = map_ + P;
-  char* hi = map_ + map_len_ - P;
   long long f0 = 0, l0 = 0, f1 = 0, l1 = 0;
-  const bool before = find_unpoisoned(lo, static_cast<size_t>(data_ - lo), data_, &f0, &l0);
-  const bool after = find_unpoisoned(data_ + size_, static_cast<size_t>(hi - (data_ + size_)), data_, &f1, &l1);
+  const bool before = find_unpoisoned(rw_lo_, static_cast<size_t>(data_ - rw_lo_), data_, pattern_, &f0, &l0);
+  const bool after = find_unpoisoned(data_ + size_, static_cast<size_t>(rw_hi_ - (data_ + size_)), data_, pattern_, &f1, &l1);
   if (!before && !after) return false;
   *first = before ? f0 : f1;
   *last = after ? l1 : l0;
@@ -145,6 +160,12 @@ bool GuardedBuffer::corrupted(long long* first, long long* last) const {
 bool GuardedBuffer::maps(const void* addr) const {
   const char* a = static_cast<const char*>(addr);
   return a >= map_ && a < map_ + map_len_;
+}
+
+bool GuardedBuffer::in_guard(const void* addr) const {
+  const char* a = static_cast<const char*>(addr);
+  const size_t G = round_up(kGuardBytes, page_size());
+  return (a >= rw_lo_ - G && a < rw_lo_) || (a >= rw_hi_ && a < rw_hi_ + G);
 }
 
 // ---- context switch ---------------------------------------------------------------------------------
@@ -263,6 +284,14 @@ struct LaunchState {
   std::vector<char> async_view;   // dyn_smem as the async proxy last saw it (async_proxy_fence)
   char* tls_lo = nullptr;  // the worker thread's TLS block of this module: static __shared__ arrays
   size_t tls_len = 0;
+  // Static shared memory by function (symbols.h): poisoned when a block first reaches one of its
+  // declarations; the pads of those reached in this block are checked after every thread's turn.
+  const ModuleSymbols* symbols = nullptr;   // nullptr: no symbol table, poison the whole block
+  std::vector<uint32_t> owner_epoch;        // the block (epoch) that last poisoned each owner
+  uint32_t block_epoch = 0;
+  std::vector<int> block_owners;            // owners reached in this block
+  const unsigned char* last_pad = nullptr;  // a one-entry cache for shared_reached()
+  int last_owner = -1;
   std::mt19937_64 rng;
   std::vector<unsigned> order;
   unsigned long long clock = 0;
@@ -272,6 +301,7 @@ struct LaunchState {
   // set by the fault handler
   int fault_signal = 0;
   void* fault_addr = nullptr;
+  uintptr_t fault_pc = 0;
 };
 
 LaunchState* g_L = nullptr;
@@ -289,6 +319,12 @@ std::string fmt(const char* f, ...) {
 }
 
 std::string site_str(const Site& s) { return s.file ? fmt("%s:%u", s.file, s.line) : std::string("?"); }
+
+// " at {site ...}" (symbols.h) for a code address of this module, if the symbol table has it.
+std::string code_str(uintptr_t pc) {
+  const ModuleSymbols& sym = module_symbols();
+  return sym.function_at(pc).empty() ? std::string() : " at " + sym.site_token(pc);
+}
 std::string tid_str(const Fiber& f) { return fmt("(%u,%u,%u)", f.tid.x, f.tid.y, f.tid.z); }
 
 std::string block_prefix(const LaunchState& L) {
@@ -384,10 +420,18 @@ void prepare_fiber(LaunchState& L, Fiber& f) {
 void resume(LaunchState& L, Fiber& f) {
   L.current = &f;
   g_thread_idx = f.tid;
+#if defined(FC_EMU_RACECHECK)
+  race::set_thread(static_cast<int>(f.linear));
+  counters::set_thread(static_cast<int>(f.linear));
+#endif
 #if defined(FC_EMU_UCONTEXT)
   swapcontext(&L.sched_ctx, &f.ctx);
 #else
   fc_emu_switch_context(&L.sched_sp, f.sp);
+#endif
+#if defined(FC_EMU_RACECHECK)
+  race::set_thread(-1);
+  counters::set_thread(-1);
 #endif
   L.current = nullptr;
 }
@@ -404,15 +448,21 @@ struct sigaction g_old_segv, g_old_bus, g_old_fpe;
   LaunchState& L = *g_L;
   const void* a = L.fault_addr;
   if (L.fault_signal == SIGFPE) fail("arithmetic exception (SIGFPE: integer division by zero?)");
+  const std::string where = code_str(L.fault_pc);
   for (const ArgBuffer& b : *L.buffers) {
     if (!b.buffer->maps(a)) continue;
-    const long long off = static_cast<const char*>(a) - b.buffer->data();
-    fail("out-of-bounds access to argument %d (%s, %zu bytes): byte offset %lld from its start, beyond its guard zone",
-         b.arg_index, b.cpp_type.c_str(), b.buffer->size(), off);
+    const long long off = static_cast<const char*>(a) - b.buffer->data(), es = static_cast<long long>(b.elem_size);
+    const long long n = static_cast<long long>(b.buffer->size()) / es, elem = off >= 0 ? off / es : -((-off + es - 1) / es);
+    if (b.buffer->in_guard(a))
+      fail("out-of-bounds write to argument %d (%s, %lld elements): element %lld (byte offset %lld)%s", b.arg_index,
+           b.cpp_type.c_str(), n, elem, off, where.c_str());
+    fail("out-of-bounds access to argument %d (%s, %zu bytes): byte offset %lld from its start, beyond its guard zone%s",
+         b.arg_index, b.cpp_type.c_str(), b.buffer->size(), off, where.c_str());
   }
   if (L.dyn_smem->maps(a)) {
-    fail("out-of-bounds access to dynamic shared memory (shared_bytes=%zu): byte offset %lld",
-         L.cfg->shared_bytes, static_cast<long long>(static_cast<const char*>(a) - L.dyn_smem->data()));
+    const long long off = static_cast<const char*>(a) - L.dyn_smem->data();
+    fail("out-of-bounds %s dynamic shared memory (shared_bytes=%zu): byte offset %lld%s",
+         L.dyn_smem->in_guard(a) ? "write to" : "access to", L.cfg->shared_bytes, off, where.c_str());
   }
   const Fiber& f = *L.current;
   const char* ca = static_cast<const char*>(a);
@@ -431,6 +481,7 @@ void on_fault(int sig, siginfo_t* info, void* uc_void) {
     ucontext_t* uc = static_cast<ucontext_t*>(uc_void);
     L->fault_signal = sig;
     L->fault_addr = info->si_addr;
+    L->fault_pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
     uc->uc_mcontext.gregs[REG_RSP] = static_cast<greg_t>(reinterpret_cast<uintptr_t>(L->current->stack_hi) - 24);
     uc->uc_mcontext.gregs[REG_RIP] = static_cast<greg_t>(reinterpret_cast<uintptr_t>(&fiber_fault_exit));
     return;
@@ -494,6 +545,38 @@ void locate_static_shared(LaunchState& L) {
   dl_iterate_phdr(&find_module_tls, &s);
   L.tls_lo = s.lo;
   L.tls_len = s.len;
+  const ModuleSymbols& sym = module_symbols();
+  if (L.tls_lo && sym.ok && !sym.owners.empty()) {
+    L.symbols = &sym;
+    L.owner_epoch.assign(sym.owners.size(), 0);
+  }
+}
+
+// A thread of this block reached a static __shared__ declaration of an owner not yet poisoned in
+// this block: poison all of that function's static shared memory (and pads) now, before any thread
+// can use it.
+void poison_owner(LaunchState& L, int o) {
+  for (const auto& r : L.symbols->owners[o].poison) poison_fill(L.tls_lo + r.first, r.second - r.first);
+  L.owner_epoch[o] = L.block_epoch;
+  L.block_owners.push_back(o);
+}
+
+// After a thread's turn: the pads of the static shared arrays reached in this block must still be
+// poison, else the thread wrote past the end of an array.
+void check_shared_pads(LaunchState& L, const Fiber& f) {
+  for (int o : L.block_owners) {
+    const SharedOwner& owner = L.symbols->owners[o];
+    for (const SharedOwner::Guard& g : owner.guards) {
+      long long first = 0, last = 0;
+      const char* lo = L.tls_lo + g.begin;
+      if (!find_unpoisoned(lo, g.end - g.begin, lo, kPoison64, &first, &last)) continue;
+      const std::string what = g.array.empty() ? "a static __shared__ guard"
+                                               : fmt("static __shared__ array '%s' (%zu bytes)", g.array.c_str(), g.array_bytes);
+      throw Error(block_prefix(L) + fmt("thread %s: out-of-bounds write past the end of %s of %s: bytes %lld..%lld past its end "
+                                        "were overwritten (in the code the thread ran since its last barrier or warp collective)",
+                                        tid_str(f).c_str(), what.c_str(), owner.function.c_str(), first, last));
+    }
+  }
 }
 
 // ---- scheduling ------------------------------------------------------------------------------------
@@ -534,6 +617,9 @@ bool resolve_warps(LaunchState& L) {
       }
       for (unsigned j = 0; j < 32; ++j)
         if (need >> j & 1u) lanes[j].st = St::Ready;
+#if defined(FC_EMU_RACECHECK)
+      if (std::strcmp(f.w_name, "__syncwarp") == 0) race::syncwarp(w);
+#endif
       progress = true;
     }
   }
@@ -653,13 +739,40 @@ void release_barrier(LaunchState& L) {
     f.bar_result = result;
     f.st = St::Ready;
   }
+#if defined(FC_EMU_RACECHECK)
+  race::barrier();
+#endif
+}
+
+std::string late_write_str(const ArgBuffer& b, long long first, long long last) {
+  const long long n = static_cast<long long>(b.buffer->size() / b.elem_size), es = static_cast<long long>(b.elem_size);
+  auto elem = [&](long long off) { return off >= 0 ? off / es : -((-off + es - 1) / es); };
+  return fmt("out-of-bounds write to argument %d (%s, %lld elements): bytes %lld..%lld relative to its start "
+             "(elements %lld..%lld) were overwritten",
+             b.arg_index, b.cpp_type.c_str(), n, first, last, elem(first), elem(last));
+}
+
+// The rerun of a launch whose buffers were found written out of bounds after it: find the thread.
+void locate_late_writes(LaunchState& L, const Fiber& f) {
+  for (const ArgBuffer& b : *L.buffers) {
+    long long first = 0, last = 0;
+    if (b.buffer->corrupted(&first, &last))
+      throw Error(block_prefix(L) + "thread " + tid_str(f) + ": " + late_write_str(b, first, last) +
+                  " (in the code the thread ran since its last barrier or warp collective)");
+  }
 }
 
 void run_block(LaunchState& L) {
   for (Fiber& f : L.fibers) prepare_fiber(L, f);
   L.mbarriers.clear();
   L.deferred.clear();
-  if (L.tls_lo) poison_fill(L.tls_lo, L.tls_len);
+  ++L.block_epoch;
+  L.block_owners.clear();
+#if defined(FC_EMU_RACECHECK)
+  race::begin_block(g_block_idx.x + g_grid_dim.x * (g_block_idx.y + g_grid_dim.y * g_block_idx.z));
+  if (counters::active()) counters::begin_block();
+#endif
+  if (L.tls_lo && !L.symbols) poison_fill(L.tls_lo, L.tls_len);
   L.dyn_smem->repoison_data();
   L.async_view.assign(L.dyn_smem->data(), L.dyn_smem->data() + L.dyn_smem->size());
   for (;;) {
@@ -670,6 +783,8 @@ void run_block(LaunchState& L) {
       if (f.st != St::Ready) continue;
       resume(L, f);
       if (L.failed) throw Error(block_prefix(L) + L.error);
+      if (!L.block_owners.empty()) check_shared_pads(L, f);
+      if (L.cfg->locate_writes) locate_late_writes(L, f);
     }
     if (resolve_warps(L)) continue;
     if (wake_pollers(L)) continue;
@@ -729,10 +844,32 @@ void worker_main(LaunchState& L, std::exception_ptr& error) {
     asm volatile("fnstcw %0" : "=m"(fcw));
     L.fpu_word = mxcsr | static_cast<uint64_t>(fcw) << 32;
 #endif
+#if defined(FC_EMU_RACECHECK)
+    std::vector<race::Region> global;
+    for (const ArgBuffer& b : *L.buffers)
+      global.push_back({b.buffer->data(), b.buffer->data() + b.buffer->size(),
+                        fmt("argument %d (%s)", b.arg_index, b.cpp_type.c_str()), b.elem_size});
+    if (L.cfg->counters_out) {
+      std::vector<std::pair<const char*, const char*>> ranges;
+      for (const race::Region& r : global) ranges.push_back({r.begin, r.end});
+      counters::begin_launch(std::move(ranges), L.dyn_smem->data(), L.dyn_smem->data() + L.dyn_smem->size(), L.tls_lo,
+                             L.tls_len, L.nthreads);
+    } else {
+      race::begin_launch(std::move(global), {L.dyn_smem->data(), L.dyn_smem->data() + L.dyn_smem->size(), "dynamic shared memory", 1},
+                         L.tls_lo, L.tls_len, L.nthreads);
+    }
+#endif
     run_grid(L);
+#if defined(FC_EMU_RACECHECK)
+    if (L.cfg->counters_out) *L.cfg->counters_out = counters::end_launch();
+#endif
   } catch (...) {
     error = std::current_exception();
   }
+#if defined(FC_EMU_RACECHECK)
+  race::end_launch();
+  if (counters::active()) counters::end_launch();
+#endif
   stack_t off{};
   off.ss_flags = SS_DISABLE;
   sigaltstack(&off, nullptr);
@@ -790,6 +927,19 @@ unsigned active_mask() {
   for (unsigned l = 0; l < 32; ++l)
     if ((existing_lanes(*g_L, w) >> l & 1u) && g_L->fibers[w * 32 + l].st != St::Exited) m |= 1u << l;
   return m;
+}
+
+void shared_reached(const unsigned char* pad) {
+  if (!g_L || !g_L->symbols) return;
+  LaunchState& L = *g_L;
+  int o = L.last_owner;
+  if (pad != L.last_pad) {
+    o = L.symbols->owner_of_pad(static_cast<size_t>(pad - reinterpret_cast<unsigned char*>(L.tls_lo)));
+    if (o < 0) fail("emulator: a static __shared__ declaration (pad %p) is missing from the module's symbol table", static_cast<const void*>(pad));
+    L.last_pad = pad;
+    L.last_owner = o;
+  }
+  if (L.owner_epoch[o] != L.block_epoch) poison_owner(L, o);
 }
 
 void* dynamic_shared_memory() {
@@ -968,6 +1118,9 @@ void launch(const KernelEntry& kernel, const LaunchConfig& cfg, void* const* slo
     throw Error(who + fmt("a block has %llu threads; CUDA allows 1 to 1024", nthreads));
   if (nblocks == 0 || nblocks > (1ull << 26))
     throw Error(who + fmt("a grid of %llu blocks is outside what the emulator runs (1 to 2^26)", nblocks));
+#if !defined(FC_EMU_RACECHECK)
+  if (cfg.counters_out) throw Error(who + "counters need the instrumented build (fastconv.emulator.profile builds it)");
+#endif
 
   std::lock_guard<std::mutex> lock(g_launch_mutex);
   LaunchState L;
@@ -978,7 +1131,7 @@ void launch(const KernelEntry& kernel, const LaunchConfig& cfg, void* const* slo
   L.nthreads = static_cast<unsigned>(nthreads);
   L.nwarps = (L.nthreads + 31) / 32;
   L.rng.seed(cfg.seed);
-  L.dyn_smem = std::make_unique<GuardedBuffer>(cfg.shared_bytes);  // also with 0 bytes: its guards catch misuse
+  L.dyn_smem = std::make_unique<GuardedBuffer>(cfg.shared_bytes, kPoison64);  // also with 0 bytes: its guards catch misuse
   while (g_stack_pool.size() < L.nthreads) g_stack_pool.push_back(allocate_stack());
   L.fibers.resize(L.nthreads);
   for (unsigned i = 0; i < L.nthreads; ++i) {
@@ -1002,12 +1155,7 @@ void launch(const KernelEntry& kernel, const LaunchConfig& cfg, void* const* slo
 
   for (const ArgBuffer& b : buffers) {
     long long first = 0, last = 0;
-    if (!b.buffer->corrupted(&first, &last)) continue;
-    const long long n = static_cast<long long>(b.buffer->size() / b.elem_size), es = static_cast<long long>(b.elem_size);
-    auto elem = [&](long long off) { return off >= 0 ? off / es : -((-off + es - 1) / es); };
-    throw Error(who + fmt("out-of-bounds write to argument %d (%s, %lld elements): bytes %lld..%lld relative to its start "
-                          "(elements %lld..%lld) were overwritten",
-                          b.arg_index, b.cpp_type.c_str(), n, first, last, elem(first), elem(last)));
+    if (b.buffer->corrupted(&first, &last)) throw LateOutOfBoundsError(who + late_write_str(b, first, last));
   }
 }
 

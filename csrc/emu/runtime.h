@@ -9,11 +9,18 @@
 #include <string>
 #include <vector>
 
+#include "counters.h"
+
 namespace fc_emu {
 
 // Every launch failure; the message starts with the kernel's name. Python: EmulatorError.
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+// An out-of-bounds write found after the launch in a buffer's lead or tail (no thread named yet):
+// the binding reruns the launch with LaunchConfig::locate_writes to name the thread.
+struct LateOutOfBoundsError : Error {
+  using Error::Error;
 };
 
 enum class ParamKind { Pointer, Signed, Unsigned, Float, Bool, Half, BFloat16, Struct };
@@ -60,37 +67,53 @@ struct LaunchConfig {
   Order order = Order::Forward;
   uint64_t seed = 0;
   bool poison_async = false;
+  bool locate_writes = false;   // check every buffer's lead and tail after each thread's turn (slow)
+  // Non-null: count memory requests per site into it (instrumented build only; no race checks then).
+  std::vector<counters::Site>* counters_out = nullptr;
 };
 
 // Device memory behind a pointer argument (or the dynamic shared memory):
-//   [no access][guard >= kGuardBytes][data, 256-byte aligned][guard >= kGuardBytes][no access]
-// Guards hold the poison pattern (NaN for every float type), so out-of-bounds reads poison results
-// and out-of-bounds writes are found by corrupted(); accesses farther out (up to 256 MiB) fault in
-// a PROT_NONE region, which the launcher reports as an error naming the argument.
+//   [no access][read-only guard][lead][data, 256-byte aligned][tail][read-only guard][no access]
+// The data ends where its 256-byte rounded size ends a page, so the tail is < 256 bytes and the lead
+// < one page. Guards, lead and tail hold the poison pattern, so out-of-bounds reads poison results.
+// A write into a guard page faults at once (the launcher names the thread and the element); a write
+// into the lead or the tail is found by corrupted() after the fact (the pattern is a signalling NaN,
+// so any value computed from it differs). Accesses farther out (up to 256 MiB) fault in a
+// PROT_NONE region. `pattern` is the 8-byte poison (poison_pattern()).
 class GuardedBuffer {
  public:
   static constexpr size_t kGuardBytes = 64 * 1024;
   static constexpr size_t kNoAccessBytes = 256 * 1024 * 1024;  // address space only
-  explicit GuardedBuffer(size_t nbytes);
+  GuardedBuffer(size_t nbytes, uint64_t pattern);
   ~GuardedBuffer();
   GuardedBuffer(const GuardedBuffer&) = delete;
   GuardedBuffer& operator=(const GuardedBuffer&) = delete;
   char* data() const { return data_; }
   size_t size() const { return size_; }
-  void repoison();                      // fill data and guards with the poison pattern
-  void repoison_data();                 // the data only (the guards are checked, not refilled)
-  // Byte offsets (relative to data()) of the first and last guard bytes that differ from the
-  // pattern; false if both guards are intact.
+  void repoison_data();                 // the data only (lead and tail are checked, not refilled)
+  // Byte offsets (relative to data()) of the first and last lead/tail bytes that differ from the
+  // pattern; false if both are intact.
   bool corrupted(long long* first, long long* last) const;
   // True if addr lies in this buffer's mapping (guards and PROT_NONE pages included).
   bool maps(const void* addr) const;
+  // True if addr lies in a read-only guard page (a fault there is an out-of-bounds write).
+  bool in_guard(const void* addr) const;
 
  private:
   char* map_ = nullptr;
   size_t map_len_ = 0;
+  char* rw_lo_ = nullptr;               // the writable pages: [rw_lo_, rw_hi_) hold lead, data, tail
+  char* rw_hi_ = nullptr;
   char* data_ = nullptr;
   size_t size_ = 0;
+  uint64_t pattern_;
 };
+
+// The poison of a global buffer: a signalling NaN of the argument's dtype (float16 arrays: float16
+// in every half; float64: float64 in the 8 bytes; others: emu.h's float32/bfloat16 pattern), with a
+// payload that differs between arguments (`index`), so a guard value copied from one array into
+// another's differs from that array's pattern.
+uint64_t poison_pattern(const char* dtype, int index);
 
 // A pointer argument's buffer, for error messages.
 struct ArgBuffer {

@@ -6,7 +6,7 @@
 namespace fc_emu {
 namespace warp_detail {
 
-constexpr uint64_t kPoison64 = (static_cast<uint64_t>(kPoisonWord) << 32) | kPoisonWord;
+using ::fc_emu::kPoison64;
 
 // shfl.sync, PTX ISA "Data Movement and Conversion Instructions: shfl.sync" (§9.7.9.6 in PTX ISA
 // 8.5; the number shifts between versions). With b the lane operand and c the clamp/segment

@@ -10,7 +10,9 @@ def rng(request):
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
-def emulated_ops(order="forward", **knobs):
+def emulated_ops(order="random", **knobs):
+    """The emulated KernelOps. Tests that do not choose a thread order get a seeded random one (blocks
+    and threads permuted), so every kernel runs in at least one order other than forward."""
     emulator = pytest.importorskip("fastconv.emulator")
     if not emulator.available():
         pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")

@@ -534,3 +534,15 @@ def test_strided_dgrad_is_chosen_explained_and_deterministic(rng):
     x1, w1, s1, p1, d1, g1 = conv_args("1x1_vec4")
     ops.conv2d_dgrad(data(rng, (2, 5, 5, 12), True, np.float32), data(rng, w1, True, np.float32), x1, s1, p1, d1, g1)
     assert any(n.startswith("fc::conv2d_dgrad_implicit_gemm<") for n in ops.executor.launched), ops.executor.launched
+
+
+# ---- the precision casts (csrc/ops/cast.h), otherwise launched only by whole-model tests ----------
+@pytest.mark.parametrize("order", ["forward", "random"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16", "fp16"])
+def test_precision_cast_kernels_match_the_reference_rounding(precision, order, rng):
+    from fastconv.backends.reference.rounding import ROUNDING
+    ops = emulated_ops(order)
+    x = rng.standard_normal(1000).astype(np.float32) * np.float32(3.0) ** rng.integers(-20, 20, 1000).astype(np.float32)
+    got = ops._to_float32(ops._to_compute(x, precision))
+    assert ops.executor.launched[0].startswith(("fc::cast_fp32_kernel<", "fc::round_tf32_kernel<"))
+    np.testing.assert_array_equal(got.view(np.uint32), ROUNDING[precision](x).view(np.uint32))

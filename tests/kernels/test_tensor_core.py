@@ -33,8 +33,9 @@ OPERAND = {"tf32": np.float32, "f16": np.float16, "bf16": np.uint16}   # bf16 tr
 TOLERANCE = {"tf32": 1e-3, "f16": 2e-3, "bf16": 1e-2}
 
 
-def tc_ops(order="forward", poison=False):
-    """KernelOps on the emulator with poison_async switchable (emulated.ops() does not expose it)."""
+def tc_ops(order="random", poison=False):
+    """KernelOps on the emulator with poison_async switchable (emulated.ops() does not expose it);
+    seeded random order unless a test chooses one, as emulated_ops()."""
     emulator = pytest.importorskip("fastconv.emulator")
     if not emulator.available():
         pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
@@ -171,7 +172,7 @@ def test_gemm_operand_type_output_with_bias_relu(prec, rng):
     a = operand(rng.integers(-3, 4, (m, k)), prec)
     b = operand(rng.integers(-3, 4, (k, n)), prec)
     bias = rng.integers(-3, 4, (n,)).astype(np.float32)
-    got = tc_ops("forward", poison=True).gemm_tensor_op(a, b, bias=bias, activation="relu", out_dtype=OPERAND[prec])
+    got = tc_ops("reverse", poison=True).gemm_tensor_op(a, b, bias=bias, activation="relu", out_dtype=OPERAND[prec])
     assert got.dtype == OPERAND[prec]
     want = np.maximum(operand_value(a, prec) @ operand_value(b, prec) + bias, 0)   # |values| <= 9 * 40 + 3
     want = operand_value(operand(want, prec), prec)   # bf16 holds integers exactly only up to 256: round
@@ -202,7 +203,8 @@ def test_gemm_random_floats(prec, out, rng):
     m, n, k = GEMM_SHAPES[prec]["vec"]
     a = operand(rng.standard_normal((m, k)), prec)
     b = operand(rng.standard_normal((k, n)), prec)
-    got = tc_ops("forward").gemm_tensor_op(a, b, out_dtype=OPERAND[prec] if out == "operand" else None)
+    got = tc_ops("forward" if out == "float32" else "reverse").gemm_tensor_op(
+        a, b, out_dtype=OPERAND[prec] if out == "operand" else None)
     want = operand_value(a, prec) @ operand_value(b, prec)
     err = rel_err(out_value(got, out), want)
     assert err < TOLERANCE[prec], f"gemm_tensor_op {prec} -> {out}: relative error {err:.3g}"
@@ -261,7 +263,7 @@ def test_conv2d_fprop_random_floats_bias_act(prec, rng):
     x, w = _conv_inputs(rng, "3x3_same_c8_k16", prec, ints=False)
     bias = rng.standard_normal(16).astype(np.float32)
     for out in ("float32", "operand"):
-        ops = tc_ops("forward")
+        ops = tc_ops("forward" if out == "float32" else "reverse")   # each kernel in an order other than forward
         got = ops.conv2d_fprop_tensor_op(x, w, *args[2:], bias=bias, activation="leaky_relu", alpha=0.25,
                                          out_dtype=OPERAND[prec] if out == "operand" else None)
         assert "conv2d_fprop_tensor_op" in ops.launched[0]
@@ -355,7 +357,7 @@ def test_conv2d_fprop_residual_leaky_relu_random(prec, rng):
     bias = rng.standard_normal(y_plain.shape[-1]).astype(np.float32)
     residual = operand(rng.standard_normal(y_plain.shape), prec)   # the operand dtype, as a skip tensor would be
     for out in ("float32", "operand"):
-        ops = tc_ops("forward")
+        ops = tc_ops("forward" if out == "float32" else "reverse")   # each kernel in an order other than forward
         got = ops.conv2d_fprop_tensor_op(x, w, *args[2:], bias=bias, activation="leaky_relu", alpha=0.25,
                                          out_dtype=OPERAND[prec] if out == "operand" else None, residual=residual)
         assert "conv2d_fprop_tensor_op" in ops.launched[0]
