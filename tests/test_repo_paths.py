@@ -14,8 +14,8 @@ SUFFIXES = (".py", ".h", ".cuh", ".cu", ".cpp", ".inc", ".md", ".sh", ".toml")
 EXTRA_FILES = (".ci/run",)
 TOP_DIRS = ("csrc", "fastconv", "tests", "scripts", "benchmarks", "docs", ".ci")
 # Named on purpose although they are not in the checkout: notes beside it, made by the build, a user's
-# own script, the CUDA toolkit's headers.
-OUTSIDE = {"../shared/FACTS.md", "../shared/STYLE.md", "fastconv/_csrc", "train.py", "script.py",
+# own script or kernel (emulator.compile_kernel), the CUDA toolkit's headers.
+OUTSIDE = {"../shared/FACTS.md", "../shared/STYLE.md", "fastconv/_csrc", "train.py", "script.py", "kernel.cu", "scale.cu",
            "cuda.h", "cuda_fp16.h", "cuda_bf16.h", "cuda_runtime.h", "include/cuda_runtime.h"}
 # Notes outside the repository must be written with their place (../shared/FACTS.md), not as if in it.
 BARE_OUTSIDE = {"FACTS.md", "STYLE.md"}

@@ -195,8 +195,6 @@ def test_tma_box_out_of_bounds_zero_fill_and_swizzle(c0, c1, swizzle, box):
     np.testing.assert_array_equal(out, tma_expect(tensor, c0, c1, box, 128 if swizzle == TMA_SWIZZLE_128B else 0))
 
 
-# The emulator's poison pattern (csrc/emu/README.md): shared memory no store has reached yet reads as it.
-POISON_WORD = 0x7FF7FFA5
 
 
 @pytest.mark.parametrize("poison", [False, True])
@@ -206,7 +204,8 @@ def test_tma_read_before_the_wait_sees_old_bytes_and_the_block_still_waits(poiso
     emulator reports, and which on a GPU would land in a finished CTA's shared memory)."""
     tensor = np.arange(50 * 72, dtype=np.uint16).reshape(50, 72)
     out = run_tma(tensor, 0, 0, (64, 16), TMA_SWIZZLE_128B, wait=0, poison=poison)
-    assert (out.view("<u4") == POISON_WORD).all()
+    from fastconv import _emu   # its poison pattern (csrc/emu/emu.h kPoisonWord): unwritten shared memory reads as it
+    assert (out.view("<u4") == _emu.POISON_WORD).all()
 
 
 def test_tma_wrong_expect_tx_is_a_reported_deadlock():
