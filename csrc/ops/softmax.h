@@ -70,6 +70,28 @@ FC_DEVICE T row_reduce(T v, Op op, T* scratch) {
   return v;
 }
 
+// The first two passes of softmax and of softmax + cross-entropy: the row's max, then the sum of
+// exp(x - max), each combined over every thread of the row. Called by every thread of the block.
+template <int V, class T>
+FC_DEVICE void row_max_sumexp(const T* xr, int64_t end, T* scratch, T& mx, T& sum) {
+  mx = lowest<T>();
+  for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
+    T v[V];
+    load_vec<V>(xr + i, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) mx = max_nan(mx, v[k]);
+  }
+  mx = row_reduce(mx, RowMax(), scratch);
+  sum = T(0);
+  for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
+    T v[V];
+    load_vec<V>(xr + i, v);
+#pragma unroll
+    for (int k = 0; k < V; ++k) sum += fc::exp(v[k] - mx);
+  }
+  sum = row_reduce(sum, RowSum(), scratch);
+}
+
 // The row loop of the *_rows kernels is grid-stride over groups of blockDim.y rows, the same
 // iterations for every thread of the block: a thread whose row is past the end gets end == 0 (no
 // elements) and still takes part in row_reduce. Thread x of a row reads the V-vectors at
@@ -80,22 +102,8 @@ __global__ void softmax_fprop_rows(const T* __restrict__ x, T* __restrict__ y, i
   for (int64_t first = int64_t(blockIdx.x) * blockDim.y; first < rows; first += int64_t(gridDim.x) * blockDim.y) {
     const int64_t row = first + threadIdx.y, end = row < rows ? D : 0;
     const T* xr = x + row * D;
-    T mx = lowest<T>();
-    for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
-      T v[V];
-      load_vec<V>(xr + i, v);
-#pragma unroll
-      for (int k = 0; k < V; ++k) mx = max_nan(mx, v[k]);
-    }
-    mx = row_reduce(mx, RowMax(), scratch);
-    T sum = T(0);
-    for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
-      T v[V];
-      load_vec<V>(xr + i, v);
-#pragma unroll
-      for (int k = 0; k < V; ++k) sum += fc::exp(v[k] - mx);
-    }
-    sum = row_reduce(sum, RowSum(), scratch);
+    T mx, sum;
+    row_max_sumexp<V>(xr, end, scratch, mx, sum);
     for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
       T v[V];
       load_vec<V>(xr + i, v);
@@ -196,22 +204,9 @@ __global__ void softmax_xent_fprop_rows(const T* __restrict__ logits, const Labe
   for (int64_t first = int64_t(blockIdx.x) * blockDim.y; first < N; first += int64_t(gridDim.x) * blockDim.y) {
     const int64_t row = first + threadIdx.y, end = row < N ? C : 0;
     const T* xr = logits + row * C;
-    T mx = lowest<T>();
-    for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
-      T v[V];
-      load_vec<V>(xr + i, v);
-#pragma unroll
-      for (int k = 0; k < V; ++k) mx = max_nan(mx, v[k]);
-    }
-    mx = row_reduce(mx, RowMax(), scratch);
-    T sum = T(0);
-    for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
-      T v[V];
-      load_vec<V>(xr + i, v);
-#pragma unroll
-      for (int k = 0; k < V; ++k) sum += fc::exp(v[k] - mx);
-    }
-    const T lse = fc::log(row_reduce(sum, RowSum(), scratch));
+    T mx, sum;
+    row_max_sumexp<V>(xr, end, scratch, mx, sum);
+    const T lse = fc::log(sum);
     T loss = T(0);
     for (int64_t i = int64_t(threadIdx.x) * V; i < end; i += int64_t(blockDim.x) * V) {
       T v[V], w[V];
