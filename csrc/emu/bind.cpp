@@ -267,7 +267,7 @@ void bind_module(py::module_& m) {
         throw std::runtime_error("csrc/emu/kernel_table.inc registers '" + fc_emu::registry()[i].name + "' twice");
   // Local: each kernel module (compile_kernel, racecheck) has its own class; emulator.py maps them.
   py::register_local_exception<fc_emu::Error>(m, "EmulatorError", PyExc_RuntimeError);
-  m.attr("POISON_WORD") = fc_emu::kPoisonWord;   // what shared memory no store has reached reads as
+  m.attr("POISON_WORD") = fc_emu::poison_word();   // what shared memory no store has reached reads as
   m.def("kernels", &kernels, "name -> C++ signature of every registered kernel, in table order");
   m.def("launch", &launch, py::arg("kernel"), py::arg("grid"), py::arg("block"), py::arg("args"), py::arg("shared_bytes"),
         py::arg("order"), py::arg("seed"), py::arg("poison_async"), py::arg("counters") = false,

@@ -1159,4 +1159,6 @@ void launch(const KernelEntry& kernel, const LaunchConfig& cfg, void* const* slo
   }
 }
 
+uint32_t poison_word() { return kPoisonWord; }
+
 }  // namespace fc_emu

@@ -128,4 +128,7 @@ struct ArgBuffer {
 // a fault, or an out-of-bounds write found in the guards of `buffers` or of the shared memory.
 void launch(const KernelEntry& kernel, const LaunchConfig& cfg, void* const* slots, const std::vector<ArgBuffer>& buffers);
 
+// emu.h's kPoisonWord, for the binding (which does not include the device-side headers).
+uint32_t poison_word();
+
 }  // namespace fc_emu
