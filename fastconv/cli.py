@@ -10,6 +10,14 @@ import time
 
 
 def _train(args) -> int:
+    code = _train_here(args)
+    if args.distributed:   # every rank done (rank 0 writes the outputs) before any leaves the group
+        from .parallel import shutdown
+        shutdown()
+    return code
+
+
+def _train_here(args) -> int:
     import numpy as np
 
     from . import data, metrics, set_seed

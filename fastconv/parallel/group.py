@@ -178,10 +178,15 @@ def init(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, devic
     return _current
 
 
-def shutdown() -> None:
-    """Leave the group (destroy_process_group); init() may be called again afterwards."""
+def shutdown(barrier: bool = True) -> None:
+    """Leave the group (destroy_process_group); init() may be called again afterwards. Call it at the end of
+    a script: a process that exits with the group alive can abort in torch's teardown ('terminate called
+    without an active exception'), above all once rank 0, which hosts the rendezvous store, has gone.
+    barrier: first wait (within the group's timeout) until every rank is here, so none leaves early."""
     global _current
     import torch.distributed as dist
     if dist.is_initialized():
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
     _current = None

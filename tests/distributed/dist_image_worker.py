@@ -99,6 +99,8 @@ def main():
     with open(f"{args.out}.rank{rank}.json", "w") as f:
         json.dump({"history": history.history, "evaluate": evaluation, "evaluate_alone": alone,
                    "steps": recorder.steps, "loader_seed": train.seed}, f)
+    if args.world > 1:
+        parallel.shutdown()   # every rank here before any leaves: no abort in torch's teardown at exit
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ def main():
     with open(f"{args.out}.rank{rank}.json", "w") as f:
         json.dump({"history": history.history, "evaluate": evaluation, "evaluate_alone": alone,
                    "step_capture": str(model.step_capture)}, f)
+    if args.world > 1:
+        parallel.shutdown()   # every rank here before any leaves: no abort in torch's teardown at exit
 
 
 if __name__ == "__main__":
