@@ -5,10 +5,9 @@ Where fastconv kernels report their attributes (the hook; both optional, whichev
   * the native extension: `fastconv._C.kernel_attributes()` -> list of dicts with at least `name` and
     cudaFuncGetAttributes' numRegs, sharedSizeBytes, localSizeBytes, maxThreadsPerBlock (either
     spelling, CUDA's camelCase or CuPy's snake_case);
-  * the jit backend: `fastconv.backends.jit.loaded_kernels()` -> {name: cupy.RawKernel or
-    RawModule Function}; each kernel's attributes (num_regs, shared_size_bytes, local_size_bytes, ...)
-    are read (RawKernel.attributes, or cuFuncGetAttribute on a Function's handle). Until that
-    function exists, the kernels the jit executor has compiled in this process are read instead.
+  * the jit backend: `fastconv.backends.jit.loaded_kernels()` -> {name: CuPy Function} of the kernels
+    loaded on the current device; each kernel's attributes (num_regs, shared_size_bytes,
+    local_size_bytes, ...) are read with cuFuncGetAttribute on the Function's handle.
 localSizeBytes > 0 means per-thread local memory: register spills or a local array.
 """
 from __future__ import annotations
@@ -96,17 +95,6 @@ def function_attributes(fn) -> dict:
     return {k: int(driver.funcGetAttribute(code, fn.ptr)) for k, code in _CU_FUNC_ATTRIBUTE.items()}
 
 
-def _jit_executor_kernels(jit) -> dict:
-    """Fallback while the jit backend has no loaded_kernels(): the kernels its executor has compiled
-    so far (jit._ops()._launch is the executor's bound launch method; its .modules maps names)."""
-    try:
-        ops = jit._ops()
-        modules = getattr(getattr(ops, "_launch", None), "__self__", None)
-        return dict(getattr(modules, "modules", {}) or {})
-    except Exception:
-        return {}
-
-
 def fastconv_kernel_attributes() -> tuple[dict, str]:
     """({kernel name: attributes}, where they came from, or why there are none)."""
     found, sources = {}, []
@@ -120,7 +108,7 @@ def fastconv_kernel_attributes() -> tuple[dict, str]:
         pass
     try:
         jit = importlib.import_module("fastconv.backends.jit")
-        kernels = jit.loaded_kernels() if hasattr(jit, "loaded_kernels") else _jit_executor_kernels(jit)
+        kernels = jit.loaded_kernels()
         for name, k in kernels.items():
             try:
                 found.setdefault(name, function_attributes(k))
