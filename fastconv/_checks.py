@@ -27,6 +27,12 @@ def check_int(value, name: str, minimum: int | None = None) -> int:
     return value
 
 
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {_describe(value)}")
+    return bool(value)
+
+
 def check_float(value, name: str, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

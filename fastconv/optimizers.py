@@ -14,7 +14,7 @@ import contextlib
 
 import numpy as np
 
-from ._checks import _describe, check_float
+from ._checks import check_bool, check_float
 from .device import array_module, device_of, to_device
 from .schedules import SCHEDULES, LearningRateSchedule
 
@@ -141,9 +141,7 @@ class SGD(Optimizer):
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(learning_rate, weight_decay)
         self.momentum = check_float(momentum, "momentum", 0.0, 1.0, high_open=True)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be a bool, got {_describe(nesterov)}")
-        self.nesterov = bool(nesterov)
+        self.nesterov = check_bool(nesterov, "nesterov")
         if self.nesterov and self.momentum == 0.0:
             raise ValueError("nesterov=True needs momentum > 0")
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .._checks import _describe, check_int
+from .._checks import _describe, check_bool, check_int
 from ..random import next_seed
 
 _STATE_KEYS = ("seed", "epoch", "position", "num_samples", "shuffle")
@@ -30,8 +30,7 @@ class BatchIterator:
             if y.ndim == 0 or len(y) != len(x):
                 raise ValueError(f"x and y must have the same number of samples, got {len(x)} and "
                                  f"{len(y) if y.ndim else _describe(y)}")
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool, got {_describe(shuffle)}")
+        check_bool(shuffle, "shuffle")
         self.x, self.y = x, y
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.shuffle = bool(shuffle)

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from .._checks import _describe, check_float, check_int
+from .._checks import _describe, check_bool, check_float, check_int
 from ..callbacks import Callback, History
 from ..data.labels import batch_class_ids
 from ..loss_scaling import DynamicLossScaler
@@ -71,11 +71,6 @@ def _check_verbose(verbose) -> int:
     if verbose < 0:
         raise ValueError(f"verbose must be 'auto' or an int >= 0, got {verbose}")
     return int(verbose)
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, got {_describe(value)}")
 
 
 class TrainingMixin:
@@ -199,8 +194,8 @@ class TrainingMixin:
         batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
         if not 0.0 <= check_float(validation_split, "validation_split") < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        _check_bool(shuffle, "shuffle")
-        _check_bool(resume, "resume")
+        check_bool(shuffle, "shuffle")
+        check_bool(resume, "resume")
         seed = None if seed is None else check_int(seed, "seed", 0)
         if checkpoint_every is not None:
             checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..device import array_module
-from ..functional._util import backend
 from ..functional.batchnorm import check_batch_norm_args, update_running_stats
 from ..tensor import Tensor
 
@@ -33,7 +32,7 @@ def sync_batch_norm(x, gamma, beta, running_mean, running_var, group, momentum: 
                     epsilon: float = 1e-3) -> Tensor:
     """Training-mode batch_norm with statistics over every rank's batch; updates the running ones."""
     x, gamma, beta, epsilon = check_batch_norm_args(x, gamma, beta, running_mean, running_var, epsilon)
-    B, xp, xd = backend(x), array_module(x.device), x.data
+    xp, xd = array_module(x.device), x.data
     axes = tuple(range(xd.ndim - 1))
     dtype = xd.dtype.type
     stats = xp.concatenate([xd.sum(axis=axes, dtype=np.float64), xp.full(1, xd.size // xd.shape[-1], np.float64)])

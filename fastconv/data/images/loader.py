@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import math
 import multiprocessing
-import os
 import queue
 import signal
 import sys
@@ -40,7 +39,7 @@ import warnings
 
 import numpy as np
 
-from ..._checks import _describe, check_int
+from ..._checks import _describe, check_bool, check_int
 from .decode import DecodeError
 from .transforms import check_transform
 
@@ -116,9 +115,7 @@ class ImageLoader:
         self.source = source
         self.transform = check_transform(transform)
         self.batch_size = check_int(batch_size, "batch_size", 1)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool, got {_describe(shuffle)}")
-        self.shuffle = bool(shuffle)
+        self.shuffle = check_bool(shuffle, "shuffle")
         self.seed = int(np.random.default_rng().integers(2**63 - 1)) if seed is None else check_int(seed, "seed", 0)
         self.workers = check_int(workers, "workers", 0)
         self.prefetch = max(2, 2 * self.workers) if prefetch is None else check_int(prefetch, "prefetch", 1)
