@@ -193,7 +193,7 @@ class BuildExt(build_ext):
 
 class BuildPyWithKernelSources(build_py):
     """Copies the kernel headers into the package as fastconv/_csrc, so a wheel's jit backend (NVRTC
-    at first use) finds them (fastconv/_sources.py), and the emulator's sources, so that
+    at first use) finds them (fastconv/backends/_sources.py), and the emulator's sources, so that
     fastconv.emulator.compile_kernel and racecheck can build; editable installs read csrc/ in place."""
 
     def run(self):

@@ -74,7 +74,7 @@ class _Unit:
 
     def module(self, racecheck: bool):
         if racecheck not in self._modules:
-            from . import _emu_build
+            from .backends import _emu_build
             self._modules[racecheck] = _emu_build.build_module(self.text(), racecheck)
         return self._modules[racecheck]
 
@@ -156,7 +156,7 @@ def _symbolize(message: str) -> str:
 
 def _race_module():
     """The racecheck build of every registered kernel (built on first use: minutes; then cached)."""
-    from . import _emu_build
+    from .backends import _emu_build
     return _emu_build.build_module('#include "emu/kernels.cpp"\n', racecheck=True)
 
 

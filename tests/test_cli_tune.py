@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from fastconv import tuning
+from fastconv.backends import tuning
 from fastconv.backends import backend_status
 from fastconv.backends import reference as ref
 from fastconv.cli import main

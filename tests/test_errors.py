@@ -6,7 +6,7 @@ import fastconv as fc
 import fastconv.functional as F
 from fastconv import callbacks, data, optimizers, schedules
 from fastconv import layers as L
-from fastconv.tuning import TuningFileError
+from fastconv.backends.tuning import TuningFileError
 
 x4 = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
 w4 = np.random.default_rng(1).random((3, 3, 3, 4), dtype=np.float32)
@@ -143,7 +143,7 @@ def _corrupt_tuning_file():
     import tempfile
     from pathlib import Path as P
 
-    from fastconv import tuning
+    from fastconv.backends import tuning
     path = P(tempfile.mkdtemp()) / "bad.json"
     path.write_text("{not json")
     try:

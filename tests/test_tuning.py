@@ -1,4 +1,4 @@
-"""The tuning file (fastconv/tuning.py) and the plans that consult it: format, atomic writes, errors,
+"""The tuning file (fastconv/backends/tuning.py) and the plans that consult it: format, atomic writes, errors,
 caching, lookup precedence, and the emulated KernelOps launching the tuned instantiation with results
 still equal to the reference (small integers: exact whatever the tile or split-k)."""
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from fastconv import tuning
+from fastconv.backends import tuning
 from fastconv.backends import backend_status
 from fastconv.backends import reference as ref
 
@@ -113,7 +113,7 @@ def test_process_killed_mid_write_leaves_the_old_file(tmp_path):
     _write(path, [(EMU, "gemm", "float32", "M=1 N=1 K=1 nn", {"tile": "TileSmall"})])
     before = path.read_text()
     script = textwrap.dedent(f"""
-        import os, fastconv.tuning as t
+        import os, fastconv.backends.tuning as t
         tf = t.TuningFile.read({str(path)!r})
         for i in range(200):
             tf.put("dev", "gemm", "float32", f"M={{i}} N=1 K=1 nn", {{"tile": "TileLarge"}})

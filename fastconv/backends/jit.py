@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._sources import csrc_dir
+from ._sources import csrc_dir
 from .plans import *  # noqa: F401,F403  (historical import site: jit.KernelOps, jit.TILES, ...)
 from .plans import KernelOps
 from .plans.common import *  # noqa: F401,F403
@@ -79,7 +79,7 @@ def _sm90a_status() -> str:
 
 # The sm_90a kernels (csrc/hopper/: wgmma, setmaxnreg) exist only for the arch-specific target sm_90a,
 # while CuPy compiles for the device's plain sm_90. They are compiled by NVRTC directly (through
-# cuda-bindings, fastconv/nvrtc_check.py) into an sm_90a cubin that CuPy then loads.
+# cuda-bindings, fastconv/backends/nvrtc_check.py) into an sm_90a cubin that CuPy then loads.
 SM90A_KERNEL_PREFIXES = ("fc::gemm_wgmma<",)
 SM90A_HEADER = "hopper/gemm_wgmma.h"
 DEFAULT_SHARED_BYTES = 48 * 1024   # above this a kernel must opt in (cudaFuncAttributeMaxDynamicSharedMemorySize)
@@ -87,7 +87,7 @@ DEFAULT_SHARED_BYTES = 48 * 1024   # above this a kernel must opt in (cudaFuncAt
 
 def compile_sm90a(name: str):
     """(cubin bytes, mangled name) of one csrc/hopper kernel instantiation, compiled for sm_90a."""
-    from .. import nvrtc_check
+    from . import nvrtc_check
     code = f"// fastconv kernel sources {source_hash()}\n#include \"{SM90A_HEADER}\"\n"
     result = nvrtc_check.compile_source(code, arch="sm_90a", name_expressions=(name,))
     return result.binary, result.lowered_names[name]
@@ -97,7 +97,7 @@ def sm90a_compiler_status() -> tuple[bool, str]:
     """(True, what) when this installation can compile the sm_90a kernels (NVRTC through cuda-bindings and
     the CUDA headers), else (False, why not). Whether a device's driver loads the result is the executor's
     per-device probe (_CupyExecutor.sm90a_support)."""
-    from .. import nvrtc_check
+    from . import nvrtc_check
     if not nvrtc_check.available():
         return False, "NVRTC through cuda-bindings is not installed (pip install cuda-bindings nvidia-cuda-nvrtc)"
     try:
@@ -122,7 +122,7 @@ def _sm90a_failure(stage: str, exc: BaseException) -> str:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     what = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     if stage == "load":
-        from .. import nvrtc_check
+        from . import nvrtc_check
         try:
             nvrtc = "NVRTC {}.{}".format(*nvrtc_check.version())
         except Exception:   # the version is only for the message

@@ -1,6 +1,6 @@
 """`fastconv tune`: for each shape of a suite, time every valid kernel configuration (tile; tile x split-k
 for conv2d_wgrad; tensor-core tile for the tf32/fp16/bf16 GEMM), keep the fastest in the tuning file
-(fastconv/tuning.py) and print the table.
+(fastconv/backends/tuning.py) and print the table.
 
     fastconv tune --suite resnet50 --op fprop,dgrad,wgrad --dtype float32 [--batch 128] [--file PATH]
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import tuning
+from ..backends import tuning
 from ..explain import tracing
 from .cli import _positive_int
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fastconv import nvrtc_check
+from fastconv.backends import nvrtc_check
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 TABLE = CSRC / "selftest" / "selftest_table.inc"

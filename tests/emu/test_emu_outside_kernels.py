@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from fastconv import emulator, _emu_build
+from fastconv import emulator
+from fastconv.backends import _emu_build
 from fastconv.emulator import EmulatorError
 
 pytestmark = pytest.mark.skipif(not emulator.available(), reason="fastconv._emu is not built")

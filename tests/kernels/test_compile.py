@@ -39,7 +39,7 @@ def test_nvcc_builds_every_kernel_without_spills(arch):
 def _nvrtc_compile(arch, names):
     """Compile kernel_code() through NVRTC with CuPy's options; returns (ok, log)."""
     try:
-        from fastconv import nvrtc_check
+        from fastconv.backends import nvrtc_check
     except ImportError:
         nvrtc_check = None
     from fastconv.backends import jit

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import sass_report_hopper  # noqa: E402
-from fastconv import nvrtc_check  # noqa: E402
+from fastconv.backends import nvrtc_check  # noqa: E402
 from fastconv.backends.plans.hopper import wgmma_kernel_names  # noqa: E402
 
 
@@ -54,7 +54,7 @@ def test_other_targets_build_without_wgmma(sass_rows, arch, tmp_path):
 
 def test_nvrtc_builds_the_sm90a_gemm():
     pytest.importorskip("cuda.bindings")
-    from fastconv import nvrtc_check
+    from fastconv.backends import nvrtc_check
     if not nvrtc_check.cuda_include_dirs():
         pytest.skip("the CUDA headers (cuda_fp16.h) are not installed")
     names = wgmma_kernel_names()

@@ -163,7 +163,7 @@ def test_each_device_gets_its_own_functions(monkeypatch):
 
 def test_missing_cuda_headers_fall_back_to_mma_sync_with_a_note(monkeypatch):
     pytest.importorskip("cuda.bindings.nvrtc")
-    from fastconv import nvrtc_check
+    from fastconv.backends import nvrtc_check
     FakeCuda(monkeypatch, nvrtc=True)
 
     def no_headers():
@@ -212,7 +212,8 @@ def test_the_sm90a_probe_is_per_device(monkeypatch):
 
 
 def test_jit_status_says_whether_the_sm90a_kernels_can_be_compiled(monkeypatch):
-    from fastconv import device, nvrtc_check
+    from fastconv import device
+    from fastconv.backends import nvrtc_check
     if not nvrtc_check.available():
         pytest.skip("NVRTC (cuda-bindings) is not installed")
     monkeypatch.setattr(device, "cuda_status", lambda: (True, "1 GPU(s) visible to CuPy"))

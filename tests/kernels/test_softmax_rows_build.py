@@ -87,7 +87,7 @@ def test_nvcc_builds_the_row_kernels_coalesced_without_spills(arch, tmp_path):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_nvrtc_builds_the_row_kernels_coalesced_without_spills(arch, tmp_path):
     pytest.importorskip("cuda.bindings")
-    from fastconv import nvrtc_check
+    from fastconv.backends import nvrtc_check
     try:
         nvrtc_check.cuda_include_dirs()
     except FileNotFoundError:

@@ -48,7 +48,7 @@ def test_nvcc_sass_uses_tensor_cores_without_spills(sass_rows, arch):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_nvrtc_builds_tensor_core_kernels(arch):
     pytest.importorskip("cuda.bindings")
-    from fastconv import nvrtc_check
+    from fastconv.backends import nvrtc_check
     if not nvrtc_check.cuda_include_dirs():
         pytest.skip("the CUDA headers (cuda_fp16.h) are not installed")
     names = sass_report.kernel_names()

@@ -27,8 +27,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import atomic_open
-from .explain import active as explain_active, note
+from .._atomic import atomic_open
+from ..explain import active as explain_active, note
 
 ENV = "FASTCONV_TUNING_FILE"
 FORMAT = "fastconv-tuning"
@@ -137,7 +137,7 @@ class TuningFile:
     def put(self, device, op, dtype, problem, config, **info) -> str:
         """Add or replace an entry; info: heuristic, candidates_us, speedup_vs_heuristic, timer, real."""
         key = entry_key(device, op, dtype, problem)
-        from . import __version__
+        from .. import __version__
         self.entries[key] = {"device": device, "op": op, "dtype": dtype, "problem": problem, "config": dict(config),
                              "fastconv": __version__, "date": datetime.date.today().isoformat(), **info}
         return key
@@ -223,7 +223,7 @@ def lookup(device, op, dtype, problem) -> Entry | None:
     device and problem may be zero-argument callables: with no tuning file (the common case) the
     lookup costs one stat, no device query and no key formatting."""
     if getattr(_local, "bypass", False):
-        note("heuristic: the tuning file is bypassed (fastconv.tuning.bypassed)")
+        note("heuristic: the tuning file is bypassed (fastconv.backends.tuning.bypassed)")
         return None
     tf = current()
     if tf is None:

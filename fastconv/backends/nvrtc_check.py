@@ -5,7 +5,7 @@ here through NVRTC directly (`pip install nvidia-cuda-nvrtc cuda-bindings`), wit
 passes (-ftz=true, --std=c++17) and the include paths the jit path uses (csrc/ and the CUDA include
 directory that holds cuda_fp16.h):
 
-    from fastconv import nvrtc_check
+    from fastconv.backends import nvrtc_check
     result = nvrtc_check.compile_source('#include "gemm/gemm.h"\\n', arch="sm_90a",
                                         name_expressions=["fc::gemm_bias_act<...>"])
     result.lowered_names    # name expression -> mangled symbol in result.binary

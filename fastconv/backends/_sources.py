@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGED = Path(__file__).resolve().parent / "_csrc"
-CHECKOUT = Path(__file__).resolve().parent.parent / "csrc"
+PACKAGED = Path(__file__).resolve().parents[1] / "_csrc"
+CHECKOUT = Path(__file__).resolve().parents[2] / "csrc"
 
 
 def csrc_dir() -> Path:
