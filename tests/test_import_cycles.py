@@ -67,8 +67,15 @@ def import_graph(package_dir):
                 # "from pkg import sub" imports the submodule; "from mod import name" imports mod
                 target = f"{source}.{alias.name}"
                 edges.add(target if target in modules else source)
+        # importing pkg.sub.mod runs pkg.sub's __init__ first (the packages above `name` already ran)
+        edges |= {p for e in edges for p in _parents(e) if not name.startswith(p + ".")}
         graph[name] = {e for e in edges if e in modules and e != name}
     return graph
+
+
+def _parents(module):
+    parts = module.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def find_cycle(graph):
@@ -143,8 +150,16 @@ def test_checker_finds_a_planted_cycle(tmp_path):
                                       "if TYPE_CHECKING:\n    from .. import a\n")
     (pkg / "c.py").write_text("try:\n    from .a import g\nexcept ImportError:\n    pass\n")
     graph = import_graph(pkg)
-    assert graph == {"pkg": set(), "pkg.sub": {"pkg.sub.b"}, "pkg.a": {"pkg.sub.b"}, "pkg.sub.b": {"pkg.c"},
+    assert graph == {"pkg": set(), "pkg.sub": {"pkg.sub.b"}, "pkg.a": {"pkg.sub", "pkg.sub.b"}, "pkg.sub.b": {"pkg.c"},
                      "pkg.c": {"pkg.a"}}
-    assert all_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+    assert all_cycles(graph) == [["pkg.a", "pkg.sub", "pkg.sub.b", "pkg.c", "pkg.a"]]
     (pkg / "c.py").write_text("")
     assert all_cycles(import_graph(pkg)) == []
+    # a circle closed only through a package's __init__: pkg.c imports pkg.sub.b, whose package imports pkg.a
+    (pkg / "sub" / "__init__.py").write_text("from .. import a\n")
+    (pkg / "a.py").write_text("")
+    (pkg / "c.py").write_text("from .sub.b import f\n")
+    (pkg / "sub" / "b.py").write_text("")
+    assert all_cycles(import_graph(pkg)) == []
+    (pkg / "a.py").write_text("from .c import g\n")
+    assert all_cycles(import_graph(pkg)) == [["pkg.a", "pkg.c", "pkg.sub", "pkg.a"]]

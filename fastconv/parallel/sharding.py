@@ -9,16 +9,7 @@ a rank may get none (it then contributes zero gradients; buckets.py weights by s
 """
 from __future__ import annotations
 
-import math
-
-
-def part(count: int, rank: int, world_size: int) -> tuple[int, int]:
-    """[start, stop) of rank's share of `count` items split into world_size contiguous parts."""
-    return count * rank // world_size, count * (rank + 1) // world_size
-
-
-def steps_per_epoch(num_samples: int, batch_size: int, world_size: int) -> int:
-    return math.ceil(num_samples / (batch_size * world_size))
+from ..data.shares import part, steps_per_epoch
 
 
 def shard_batches(order, batch_size: int, rank: int, world_size: int, first: int = 0):

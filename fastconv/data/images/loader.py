@@ -29,7 +29,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import multiprocessing
 import queue
 import signal
@@ -40,6 +39,7 @@ import warnings
 import numpy as np
 
 from ..._checks import _describe, check_bool, check_int
+from ..shares import part as share, steps_per_epoch
 from .decode import DecodeError
 from .transforms import check_transform
 
@@ -156,7 +156,7 @@ class ImageLoader:
 
     def __len__(self) -> int:
         """Batches per epoch (a batch with skipped images is shorter, but still counts)."""
-        return math.ceil(self.num_samples / self.batch_size)
+        return steps_per_epoch(self.num_samples, self.batch_size)
 
     def steps_per_epoch(self, world_size: int = 1) -> int:
         """Batches per epoch on each of world_size ranks (batches(..., world_size=...) yields this many)."""
@@ -164,8 +164,8 @@ class ImageLoader:
         if world_size == 1:
             return len(self)
         if self._streams_per_rank(world_size):
-            return max(math.ceil(n / self.batch_size) for n in self.source.rank_counts(world_size))
-        return math.ceil(self.num_samples / (self.batch_size * world_size))
+            return max(steps_per_epoch(n, self.batch_size) for n in self.source.rank_counts(world_size))
+        return steps_per_epoch(self.num_samples, self.batch_size, world_size)
 
     def _streams_per_rank(self, world_size) -> bool:
         """Whether each rank reads its own part of the source (tar shards) rather than its part of every batch."""
@@ -182,7 +182,6 @@ class ImageLoader:
     # ---- iteration ------------------------------------------------------------------------
     def _batch_refs(self, epoch, start, rank=0, world_size=1):
         """(key, first position, sample refs) of this rank's batches from batch `start` on."""
-        from ...parallel.sharding import part as split   # in here: fastconv.parallel -> fastconv.metrics -> this package
         steps = self.steps_per_epoch(world_size) if world_size > 1 else None   # None: until the items end
         if self._streams_per_rank(world_size):   # this rank's own shard files, padded to the common step count
             items = self.source.rank_items(self.seed, epoch, self.shuffle, rank, world_size)
@@ -195,7 +194,7 @@ class ImageLoader:
             refs = list(itertools.islice(items, size))
             if not refs and steps is None:
                 return
-            lo, hi = split(len(refs), part, parts)
+            lo, hi = share(len(refs), part, parts)
             yield key, b * size + lo, refs[lo:hi]
 
     def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1):
