@@ -1,18 +1,13 @@
 """Per-kernel facts for `fastconv profile`: resource attributes, an occupancy estimate, and the
 kernel table read from a PyTorch profiler (Kineto) trace.
 
-Where fastconv kernels report their attributes (the hook; both optional, whichever exists):
-  * the native extension: `fastconv._C.kernel_attributes()` -> list of dicts with at least `name` and
-    cudaFuncGetAttributes' numRegs, sharedSizeBytes, localSizeBytes, maxThreadsPerBlock (either
-    spelling, CUDA's camelCase or CuPy's snake_case);
-  * the jit backend: `fastconv.backends.jit.loaded_kernels()` -> {name: CuPy Function} of the kernels
-    loaded on the current device; each kernel's attributes (num_regs, shared_size_bytes,
-    local_size_bytes, ...) are read with cuFuncGetAttribute on the Function's handle.
-localSizeBytes > 0 means per-thread local memory: register spills or a local array.
+Where the attributes come from: the jit backend's loaded kernels (`fastconv.backends.jit.loaded_kernels()`,
+{name: CuPy Function}), read with cuFuncGetAttribute on each Function's handle. fastconv._C exports no
+attributes, so a native-only run shows the trace's registers and shared memory alone.
+local_size_bytes > 0 means per-thread local memory: register spills or a local array.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import re
 from dataclasses import dataclass
@@ -65,63 +60,32 @@ def occupancy(threads_per_block: int, regs_per_thread: int, smem_per_block: int 
             "limiter": limiter, "by": by}
 
 
-_ATTR_ALIASES = {"num_regs": ("numRegs", "num_regs", "registers"),
-                 "shared_size_bytes": ("sharedSizeBytes", "shared_size_bytes"),
-                 "local_size_bytes": ("localSizeBytes", "local_size_bytes"),
-                 "max_threads_per_block": ("maxThreadsPerBlock", "max_threads_per_block"),
-                 "max_dynamic_shared_size_bytes": ("maxDynamicSharedSizeBytes", "max_dynamic_shared_size_bytes")}
-
-
-def normalize_attributes(raw: dict) -> dict:
-    out = {}
-    for key, names in _ATTR_ALIASES.items():
-        for n in names:
-            if n in raw:
-                out[key] = int(raw[n])
-                break
-    return out
-
-
 _CU_FUNC_ATTRIBUTE = {"max_threads_per_block": 0, "shared_size_bytes": 1, "const_size_bytes": 2,
                       "local_size_bytes": 3, "num_regs": 4, "max_dynamic_shared_size_bytes": 8}
 
 
 def function_attributes(fn) -> dict:
-    """Attributes of a CuPy RawKernel (its .attributes) or of a RawModule's Function (read through
-    the driver: cuFuncGetAttribute on its handle)."""
-    if hasattr(fn, "attributes"):
-        return normalize_attributes(dict(fn.attributes))
+    """Attributes of a CuPy Function, read through the driver (cuFuncGetAttribute on its handle)."""
     from cupy.cuda import driver
     return {k: int(driver.funcGetAttribute(code, fn.ptr)) for k, code in _CU_FUNC_ATTRIBUTE.items()}
 
 
 def fastconv_kernel_attributes() -> tuple[dict, str]:
     """({kernel name: attributes}, where they came from, or why there are none)."""
-    found, sources = {}, []
+    found = {}
     try:
-        native = importlib.import_module("fastconv._C")
-        if hasattr(native, "kernel_attributes"):
-            for d in native.kernel_attributes():
-                found[d["name"]] = normalize_attributes(d)
-            sources.append("fastconv._C.kernel_attributes()")
-    except ImportError:
-        pass
-    try:
-        jit = importlib.import_module("fastconv.backends.jit")
+        from ..backends import jit
         kernels = jit.loaded_kernels()
-        for name, k in kernels.items():
-            try:
-                found.setdefault(name, function_attributes(k))
-            except Exception:
-                continue
-        if kernels:
-            sources.append("attributes of the jit backend's compiled kernels")
     except ImportError:
-        pass
-    if not sources:
-        return {}, ("no fastconv kernel attributes: fastconv._C has no kernel_attributes() and the jit backend "
-                    "has compiled no kernel in this process")
-    return found, " + ".join(sources)
+        kernels = {}
+    for name, k in kernels.items():
+        try:
+            found[name] = function_attributes(k)
+        except Exception:
+            continue
+    if not kernels:
+        return {}, "no fastconv kernel attributes: the jit backend has loaded no kernel in this process"
+    return found, "attributes of the jit backend's compiled kernels"
 
 
 def match_attributes(kernel_name: str, attrs: dict) -> dict | None:

@@ -136,13 +136,6 @@ def time_alternating(fns: dict, n_sets: int, clock, repeats: int = 30, warmup: i
     return {n: Timing([clock.seconds(a, b) / inner[n] for a, b in marks[n]], inner[n], n_sets) for n in names}
 
 
-def adaptive_repeats(estimate_s: float, budget_s: float, lo: int = 3, hi: int = 30) -> int:
-    """On the CPU a call can take a second: as many repeats as fit in budget_s, within [lo, hi]."""
-    if estimate_s <= 0:
-        return hi
-    return int(max(lo, min(hi, budget_s // estimate_s)))
-
-
 def synced_rotation(fn, device: str, n_sets: int = 2):
     """A no-argument callable for pytest-benchmark: fn(i) over rotating input sets i, then a device
     synchronize, so the device's work is inside the timed call."""

@@ -75,9 +75,6 @@ class DataParallel:
         """Rank 0's seed (a seed=None run draws one per rank)."""
         return self.group.broadcast_object(seed, "the broadcast of the data-order seed")
 
-    def check_resume(self, state: dict) -> None:
-        check_resume_world(state, self.world_size)
-
     def start(self, model, x, y, batch_size: int, **settings) -> None:
         """Check that all ranks agree, then start every rank from rank 0's weights and optimizer state.
         x, y: the in-memory arrays, or an ImageLoader and None (batch_size is then the loader's)."""

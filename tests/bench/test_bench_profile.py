@@ -5,7 +5,7 @@ import types
 import numpy as np
 import pytest
 
-from fastconv.bench.kernels import match_attributes, normalize_attributes, parse_trace
+from fastconv.bench.kernels import fastconv_kernel_attributes, match_attributes, parse_trace
 from fastconv.bench.nvtx import DOMAIN, Nvtx
 from fastconv.bench.profile import OpTimer, count_op
 
@@ -94,10 +94,16 @@ def test_parse_trace():
     assert len(only) == 1
 
 
-def test_kernel_attributes_normalize_and_match():
-    a = normalize_attributes({"numRegs": 64, "sharedSizeBytes": 1024, "localSizeBytes": 16, "maxThreadsPerBlock": 256})
-    assert a == {"num_regs": 64, "shared_size_bytes": 1024, "local_size_bytes": 16, "max_threads_per_block": 256}
-    assert normalize_attributes({"num_regs": 40})["num_regs"] == 40
+def test_kernel_attributes_come_from_the_jit_kernels_and_match_trace_names(monkeypatch):
+    from fastconv.backends import jit
+    from fastconv.bench import kernels
+    monkeypatch.setattr(jit, "loaded_kernels", dict)
+    assert fastconv_kernel_attributes() == ({}, "no fastconv kernel attributes: the jit backend has loaded no "
+                                                "kernel in this process")
+    monkeypatch.setattr(jit, "loaded_kernels", lambda: {"fc::gemm": "fn", "fc::broken": None})
+    monkeypatch.setattr(kernels, "function_attributes", lambda fn: {"num_regs": 40} if fn else 1 / 0)
+    assert fastconv_kernel_attributes() == ({"fc::gemm": {"num_regs": 40}},
+                                            "attributes of the jit backend's compiled kernels")
     attrs = {"fc::max_pool2d_fprop<float>": {"num_regs": 30}}
     assert match_attributes("void fc::max_pool2d_fprop<float>(fc::Pool2dProblem, ...)", attrs) == {"num_regs": 30}
     assert match_attributes("other", attrs) is None
