@@ -8,5 +8,5 @@
     ceilings   measuring bandwidth and matrix rate at the start of a run
     bench      the `bench` command;  train_step: the model-step benchmark
     profile    the `profile` command; nvtx, kernels: NVTX ranges, kernel attributes, occupancy
-    report     tables, JSON documents, plots;  results_md: benchmarks/RESULTS.md from recorded results
+    report     tables, JSON documents, plots;  results: benchmarks/RESULTS.md from recorded results
 """

@@ -10,9 +10,14 @@ from __future__ import annotations
 import gc
 import time
 
-from . import report
+from . import ceilings as ce, report
+from .env import collect_env, cpu_cache_bytes, device_mode, l2_bytes, limit_cpu_threads
+from .input_pipeline import run_input_pipeline
 from .roofline import Ceilings, achieved, datasheet_for, peak_key, percent_of_roofline, roofline
+from .runners import CHECK_TOL, FastconvRunner, baseline_runner, make_inputs, rel_err, set_math_mode
 from .suites import OP_KIND, expand_cases, load_suites
+from .timing import CpuClock, CudaClock, rotation_sets, time_alternating
+from .train_step import run_train_step
 
 DEFAULT_SUITE = {"conv2d_fprop": "resnet50", "conv2d_dgrad": "resnet50", "conv2d_wgrad": "resnet50",
                  "maxpool": "all", "gemm": "gemm"}
@@ -51,12 +56,8 @@ def plan(args, mode):
         got, skip = expand_cases(suites, [op], batches, dtypes_op, shapes, cpu=(mode == "cpu"))
         skipped += skip
         limit = args.limit if args.limit is not None else DEFAULTS[mode]["limit"]
-        if limit:
-            keep = []
-            for c in got:
-                if c.problem.name not in keep:
-                    keep.append(c.problem.name)
-            keep = set(keep[:limit])
+        if limit:   # the first `limit` problems, each with all its batches and dtypes
+            keep = set(list(dict.fromkeys(c.problem.name for c in got))[:limit])
             got = [c for c in got if c.problem.name in keep]
         cases += got
     if dtypes:    # dtype first, then op: a time budget that runs out cuts the last dtype, not the last op
@@ -77,90 +78,25 @@ def _side(timing, case, ceilings, sheet):
 
 
 def measure_case(case, fc_runner, base_runner, mode: str, ceilings: Ceilings, sheet, cfg: dict) -> dict:
-    from .env import cpu_cache_bytes, l2_bytes
-    from .runners import CHECK_TOL, make_inputs, rel_err, set_math_mode
-    from .timing import CpuClock, CudaClock, rotation_sets, time_alternating
-    roof = roofline(case.flops, case.bytes, ceilings.peak(peak_key(case.op, case.dtype)), ceilings.bandwidth)
-    r = {"key": case.key, "suite": case.suite, "op": case.op, "problem": case.problem.name,
-         "aliases": list(case.problem.aliases), "count": case.problem.count, "batch": case.batch, "dtype": case.dtype,
-         "shape": case.shape_text(), "geometry": {k: v for k, v in case.geometry.items()},
-         "flops": case.flops, "bytes": case.bytes, "intensity": roof.intensity,
-         "roofline": {"floor_s": roof.floor_s, "compute_s": roof.compute_s, "memory_s": roof.memory_s,
-                      "bound": roof.bound, "peak": peak_key(case.op, case.dtype)},
-         "status": "ok", "ratio": None, "check": None}
-    if sheet:
-        s = roofline(case.flops, case.bytes, sheet.peak(peak_key(case.op, case.dtype)), sheet.bandwidth)
-        r["roofline_datasheet"] = {"floor_s": s.floor_s, "bound": s.bound}
-    fc_ok, fc_why = fc_runner.available(case)
-    r["fastconv"] = {"available": fc_ok, "reason": fc_why}
-    if base_runner is None:
-        base_ok, base_why = False, "--baseline none"
-    else:
-        base_ok, base_why = base_runner.available(case)
-    r["baseline"] = {"name": base_runner.label_for(case.op) if base_runner else "none", "available": base_ok,
-                     "reason": base_why}
-    if cfg.get("max_gflop") and case.flops > cfg["max_gflop"] * 1e9:
-        r["status"] = "skipped"
-        r["reason"] = f"{case.flops / 1e9:.0f} GFLOP exceeds --max-gflop {cfg['max_gflop']:g} for this mode"
-        return r
-    if not fc_ok and not base_ok:
-        r["status"] = "skipped"
-        r["reason"] = f"neither side can run (fastconv: {fc_why}; baseline: {base_why})"
+    """One case: what it is, whether each side can run it, both sides' outputs compared on input set 0,
+    then both timed alternating over rotated input sets."""
+    r = _describe_case(case, ceilings, sheet)
+    fc_ok, base_ok, why_not = _availability(r, case, fc_runner, base_runner, cfg)
+    if why_not is None:
+        cache, budget, clock, why_not = _cache_budget_clock(case, mode, cfg)
+    if why_not:
+        r.update(status="skipped", reason=why_not)
         return r
     set_bytes = case.input_bytes
-    if mode == "gpu":
-        import torch
-        free, _ = torch.cuda.mem_get_info()
-        cache, budget, clock = l2_bytes(cfg.get("gpu_props")), int(free * 0.2), CudaClock()
-        if set_bytes * 3 + 4 * case.bytes > free * 0.8:
-            r["status"] = "skipped"
-            r["reason"] = f"does not fit: one input set is {set_bytes / 2**30:.1f} GiB, {free / 2**30:.0f} GiB free"
-            return r
-    else:
-        cache, budget, clock = cpu_cache_bytes(), 512 * 2**20, CpuClock()
     n_sets = rotation_sets(set_bytes, cache, budget)
     r["rotation"] = {"sets": n_sets, "set_bytes": set_bytes, "total_bytes": set_bytes * n_sets, "cache_bytes": cache}
     restore = set_math_mode(case.dtype) if mode == "gpu" else (lambda: None)
-    prepared, prepared_info = {}, {}
-    sets = None
+    prepared, sets = {}, None
     try:
         sets = make_inputs(case, n_sets, "cpu" if mode == "cpu" else "gpu", seed=cfg.get("seed", 0))
-        fc_prep = []
-        if fc_ok:
-            try:
-                fc_prep = fc_runner.setup(case, sets)
-            except Exception as exc:
-                r["fastconv"] = {"available": False, "reason": f"setup failed: {type(exc).__name__}: {exc}"}
-        base_prep = base_runner.setup(case, sets) if base_ok else []
-        for p in fc_prep:
-            prepared[("fastconv", p.label)] = p
-        for p in base_prep:
-            prepared[("baseline", p.label)] = p
-        prepared_info.update({k: dict(p.info) for k, p in prepared.items()})
-        # Cross-check on set 0 before timing (also the first warm-up call of each).
-        outs = {}
-        for key, p in list(prepared.items()):
-            try:
-                outs[key] = p.canonical(p.fn(0))
-            except Exception as exc:
-                if key[0] != "fastconv":
-                    raise
-                # fastconv does not take these inputs (a dtype its kernels lack, say): baseline alone
-                r["fastconv"] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
-                del prepared[key]
-        fc_keys = [k for k in prepared if k[0] == "fastconv"]
-        base_keys = [k for k in prepared if k[0] == "baseline"]
-        if fc_keys and base_keys:
-            err = rel_err(outs[fc_keys[0]], outs[base_keys[0]])
-            tol = CHECK_TOL[case.dtype]
-            r["check"] = {"rel_err": err, "tol": tol, "ok": bool(err == err and err <= tol),
-                          "against": base_keys[0][1]}
-        elif len(base_keys) > 1:       # baseline alone: its layouts must at least agree
-            err = rel_err(outs[base_keys[1]], outs[base_keys[0]])
-            tol = CHECK_TOL[case.dtype]
-            r["check"] = {"rel_err": err, "tol": tol, "ok": bool(err == err and err <= tol),
-                          "against": f"{base_keys[1][1]} vs {base_keys[0][1]}"}
-        del outs
+        prepared = _prepare(r, case, sets, fc_runner if fc_ok else None, base_runner if base_ok else None)
+        prepared_info = {k: dict(p.info) for k, p in prepared.items()}
+        r["check"] = _cross_check(r, case, prepared)
         if cfg.get("skip_timing"):
             return r
         timings = time_alternating({f"{k[0]}|{k[1]}": p.fn for k, p in prepared.items()}, n_sets, clock,
@@ -168,14 +104,10 @@ def measure_case(case, fc_runner, base_runner, mode: str, ceilings: Ceilings, sh
                                    target_sample_s=cfg["target_sample_s"],
                                    deadline=time.perf_counter() + cfg["case_budget_s"])
     except Exception as exc:
-        if mode == "gpu":
-            import torch
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                r["status"] = "skipped"
-                r["reason"] = f"out of memory ({n_sets} input sets of {set_bytes / 2**20:.0f} MiB)"
-                return r
-        r["status"] = "error"
-        r["reason"] = f"{type(exc).__name__}: {exc}"
+        oom = mode == "gpu" and _is_out_of_memory(exc)
+        r.update(status="skipped" if oom else "error",
+                 reason=f"out of memory ({n_sets} input sets of {set_bytes / 2**20:.0f} MiB)" if oom
+                 else f"{type(exc).__name__}: {exc}")
         return r
     finally:
         restore()
@@ -185,6 +117,98 @@ def measure_case(case, fc_runner, base_runner, mode: str, ceilings: Ceilings, sh
         if mode == "gpu":
             import torch
             torch.cuda.empty_cache()
+    _record_timings(r, timings, prepared_info, case, ceilings, sheet)
+    return r
+
+
+def _describe_case(case, ceilings, sheet) -> dict:
+    """The case's result record before anything runs: its shape, work and roofline."""
+    peak = peak_key(case.op, case.dtype)
+    roof = roofline(case.flops, case.bytes, ceilings.peak(peak), ceilings.bandwidth)
+    r = {"key": case.key, "suite": case.suite, "op": case.op, "problem": case.problem.name,
+         "aliases": list(case.problem.aliases), "count": case.problem.count, "batch": case.batch, "dtype": case.dtype,
+         "shape": case.shape_text(), "geometry": {k: v for k, v in case.geometry.items()},
+         "flops": case.flops, "bytes": case.bytes, "intensity": roof.intensity,
+         "roofline": {"floor_s": roof.floor_s, "compute_s": roof.compute_s, "memory_s": roof.memory_s,
+                      "bound": roof.bound, "peak": peak},
+         "status": "ok", "ratio": None, "check": None}
+    if sheet:
+        s = roofline(case.flops, case.bytes, sheet.peak(peak), sheet.bandwidth)
+        r["roofline_datasheet"] = {"floor_s": s.floor_s, "bound": s.bound}
+    return r
+
+
+def _availability(r, case, fc_runner, base_runner, cfg) -> tuple[bool, bool, str | None]:
+    """(fastconv can run, the baseline can, why the case is skipped or None); each side's reason goes in r."""
+    fc_ok, fc_why = fc_runner.available(case)
+    r["fastconv"] = {"available": fc_ok, "reason": fc_why}
+    base_ok, base_why = base_runner.available(case) if base_runner is not None else (False, "--baseline none")
+    r["baseline"] = {"name": base_runner.label_for(case.op) if base_runner else "none", "available": base_ok,
+                     "reason": base_why}
+    if cfg.get("max_gflop") and case.flops > cfg["max_gflop"] * 1e9:
+        return fc_ok, base_ok, f"{case.flops / 1e9:.0f} GFLOP exceeds --max-gflop {cfg['max_gflop']:g} for this mode"
+    if not fc_ok and not base_ok:
+        return fc_ok, base_ok, f"neither side can run (fastconv: {fc_why}; baseline: {base_why})"
+    return fc_ok, base_ok, None
+
+
+def _cache_budget_clock(case, mode, cfg):
+    """(cache bytes the rotated inputs must exceed, bytes they may take, clock, why the case does not fit or None)."""
+    if mode != "gpu":
+        return cpu_cache_bytes(), 512 * 2**20, CpuClock(), None
+    import torch
+    free, _ = torch.cuda.mem_get_info()
+    if case.input_bytes * 3 + 4 * case.bytes > free * 0.8:
+        why = f"does not fit: one input set is {case.input_bytes / 2**30:.1f} GiB, {free / 2**30:.0f} GiB free"
+        return None, None, None, why
+    return l2_bytes(cfg.get("gpu_props")), int(free * 0.2), CudaClock(), None
+
+
+def _prepare(r, case, sets, fc_runner, base_runner) -> dict:
+    """{(side, label): prepared call} for the sides that can run (runner None: that side cannot); a
+    fastconv setup that fails is recorded in r and leaves the baseline to run alone."""
+    fc_prep = []
+    if fc_runner is not None:
+        try:
+            fc_prep = fc_runner.setup(case, sets)
+        except Exception as exc:
+            r["fastconv"] = {"available": False, "reason": f"setup failed: {type(exc).__name__}: {exc}"}
+    base_prep = base_runner.setup(case, sets) if base_runner is not None else []
+    return {**{("fastconv", p.label): p for p in fc_prep}, **{("baseline", p.label): p for p in base_prep}}
+
+
+def _cross_check(r, case, prepared) -> dict | None:
+    """Both sides' outputs on set 0 (also each one's first warm-up call) compared, or the baseline's
+    layouts with each other when it runs alone. A fastconv call that rejects the inputs (a dtype its
+    kernels lack, say) is dropped from `prepared` and recorded in r."""
+    outs = {}
+    for key, p in list(prepared.items()):
+        try:
+            outs[key] = p.canonical(p.fn(0))
+        except Exception as exc:
+            if key[0] != "fastconv":
+                raise
+            r["fastconv"] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+            del prepared[key]
+    fc_keys = [k for k in prepared if k[0] == "fastconv"]
+    base_keys = [k for k in prepared if k[0] == "baseline"]
+    if fc_keys and base_keys:
+        got, want, against = fc_keys[0], base_keys[0], base_keys[0][1]
+    elif len(base_keys) > 1:
+        got, want, against = base_keys[1], base_keys[0], f"{base_keys[1][1]} vs {base_keys[0][1]}"
+    else:
+        return None
+    err, tol = rel_err(outs[got], outs[want]), CHECK_TOL[case.dtype]
+    return {"rel_err": err, "tol": tol, "ok": bool(err == err and err <= tol), "against": against}
+
+
+def _is_out_of_memory(exc) -> bool:
+    import torch
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+def _record_timings(r, timings, prepared_info, case, ceilings, sheet) -> None:
+    """Each side's fastest variant into r, the baseline's variants beside it, and the ratio."""
     fc_t = {k.split("|", 1)[1]: t for k, t in timings.items() if k.startswith("fastconv|")}
     base_t = {k.split("|", 1)[1]: t for k, t in timings.items() if k.startswith("baseline|")}
     if fc_t:
@@ -197,11 +221,9 @@ def measure_case(case, fc_runner, base_runner, mode: str, ceilings: Ceilings, sh
         r["baseline"].update(variants[best], best_variant=best, variants=variants)
     if fc_t and base_t:
         r["ratio"] = r["baseline"]["median_s"] / r["fastconv"]["median_s"]
-    return r
 
 
 def _measure_ceilings(args, mode, env):
-    from . import ceilings as ce
     if args.ceilings:
         measured, details = ce.load(args.ceilings), {"loaded_from": args.ceilings}
     elif mode == "gpu":
@@ -214,34 +236,15 @@ def _measure_ceilings(args, mode, env):
 
 
 def run_bench(args) -> int:
-    from .env import collect_env, device_mode
-    from .runners import FastconvRunner, baseline_runner
+    """`fastconv bench`: plan the cases, measure the ceilings, measure each case, report; 1 when a case
+    failed or disagreed with the baseline."""
     mode, why = device_mode(args.device)
-    if (args.op or "").strip() == "input_pipeline":   # host decoding: no device, no ceilings
-        from .input_pipeline import run_input_pipeline
-        return run_input_pipeline(args)
-    if (args.op or "").strip() == "train_step":
-        from .train_step import run_train_step
-        return run_train_step(args, mode, why)
-    if args.op and "train_step" in _csv(args.op):
-        raise ValueError("--op train_step runs alone (it is a model step, not a per-shape op)")
-    cfg = dict(DEFAULTS[mode])
-    for k in ("repeats", "time_budget", "max_gflop"):
-        if getattr(args, k, None) is not None:
-            cfg[k] = getattr(args, k)
-    cfg["seed"] = args.seed
-    cfg["skip_timing"] = False
+    alone = _run_alone(args, mode, why)
+    if alone is not None:
+        return alone
+    cfg = _config(args, mode)
     cases, skipped = plan(args, mode)
-    threads = None
-    if mode == "cpu":
-        from .env import limit_cpu_threads
-        threads = limit_cpu_threads(1 if args.threads is None else args.threads)
-        limit = cfg["limit"] if args.limit is None else args.limit
-        print(f"fastconv bench: CPU mode ({why}): the NumPy reference backend against PyTorch CPU, fp32, "
-              f"batch = each suite's cpu_batch unless --batch, first {limit} "
-              f"shapes per op unless --limit, about {cfg['time_budget']:.0f} s at most; {threads} (--threads)")
-    else:
-        print(f"fastconv bench: GPU mode ({why})")
+    threads = _announce(args, mode, why, cfg)
     env = collect_env(mode)
     env["threads"] = threads
     if mode == "gpu":
@@ -259,13 +262,68 @@ def run_bench(args) -> int:
           f"ratio = baseline time / fastconv time (> 1: fastconv faster)")
     for what, why_not in skipped:
         print(f"  (not run: {what}: {why_not})")
-    results, start, current = [], time.perf_counter(), None
-    out_of_time = 0
+    results, out_of_time = _run_cases(cases, cfg, lambda case: measure_case(case, fc_runner, base_runner, mode,
+                                                                             measured, sheet, cfg), mode)
+    print()
+    for line in report.summarize(results):
+        print(line)
+    run = {"kind": "ops", "config": {"suite": args.suite, "op": args.op, "dtype": args.dtype, "batch": args.batch,
+                                     "baseline": args.baseline, "limit": args.limit, "mode": mode,
+                                     "repeats": cfg["repeats"], "time_budget": cfg["time_budget"],
+                                     "not_run_time_budget": out_of_time, "not_run": [list(s) for s in skipped]},
+           "results": results}
+    report.write_outputs(args, report.document(env, ceil_block, [run]), lambda path: report.plot_results(
+        results, ceil_block, path, f"fastconv bench {args.op or 'conv2d_fprop'} on "
+        f"{env.get('gpu', {}).get('name') if mode == 'gpu' else 'CPU: ' + env.get('cpu', '')} "
+        f"({env['date'][:10]}, {str((env.get('git') or {}).get('commit'))[:10]})", mode))
+    failed = [r for r in results if r["status"] == "error" or (r.get("check") or {}).get("ok") is False]
+    return 1 if failed else 0
+
+
+def _run_alone(args, mode, why) -> int | None:
+    """The exit code of the ops that are not per-shape (they run alone), or None for per-shape ops."""
+    if (args.op or "").strip() == "input_pipeline":   # host decoding: no device, no ceilings
+        return run_input_pipeline(args)
+    if (args.op or "").strip() == "train_step":
+        return run_train_step(args, mode, why)
+    if args.op and "train_step" in _csv(args.op):
+        raise ValueError("--op train_step runs alone (it is a model step, not a per-shape op)")
+    return None
+
+
+def _config(args, mode) -> dict:
+    """The mode's defaults, overridden by the command line."""
+    cfg = dict(DEFAULTS[mode])
+    for k in ("repeats", "time_budget", "max_gflop"):
+        if getattr(args, k, None) is not None:
+            cfg[k] = getattr(args, k)
+    cfg["seed"] = args.seed
+    cfg["skip_timing"] = False
+    return cfg
+
+
+def _announce(args, mode, why, cfg):
+    """Print what this mode compares; on the CPU, limit the math libraries' threads first (returned)."""
+    if mode != "cpu":
+        print(f"fastconv bench: GPU mode ({why})")
+        return None
+    threads = limit_cpu_threads(1 if args.threads is None else args.threads)
+    limit = cfg["limit"] if args.limit is None else args.limit
+    print(f"fastconv bench: CPU mode ({why}): the NumPy reference backend against PyTorch CPU, fp32, "
+          f"batch = each suite's cpu_batch unless --batch, first {limit} "
+          f"shapes per op unless --limit, about {cfg['time_budget']:.0f} s at most; {threads} (--threads)")
+    return threads
+
+
+def _run_cases(cases, cfg, measure, mode) -> tuple[list, int]:
+    """(results, cases not run for want of time): each case measured and printed as a table row, one
+    table per group."""
+    results, start, current, out_of_time = [], time.perf_counter(), None, 0
     for case in cases:
         if cfg["time_budget"] and time.perf_counter() - start > cfg["time_budget"]:
             out_of_time += 1
             continue
-        r = measure_case(case, fc_runner, base_runner, mode, measured, sheet, cfg)
+        r = measure(case)
         results.append(r)
         title = report.group_title(r)
         if title != current:
@@ -281,26 +339,4 @@ def run_bench(args) -> int:
     if out_of_time:
         print(f"\n({out_of_time} cases not run: the {cfg['time_budget']:.0f} s time budget was used; "
               f"raise --time-budget or narrow with --limit/--shape)")
-    print()
-    for line in report.summarize(results):
-        print(line)
-    run = {"kind": "ops", "config": {"suite": args.suite, "op": args.op, "dtype": args.dtype, "batch": args.batch,
-                                     "baseline": args.baseline, "limit": args.limit, "mode": mode,
-                                     "repeats": cfg["repeats"], "time_budget": cfg["time_budget"],
-                                     "not_run_time_budget": out_of_time, "not_run": [list(s) for s in skipped]},
-           "results": results}
-    doc = report.document(env, ceil_block, [run])
-    if args.json:
-        report.write_json(args.json, doc)
-        print(f"wrote {args.json}")
-    if args.plot:
-        try:
-            title = (f"fastconv bench {args.op or 'conv2d_fprop'} on "
-                     f"{env.get('gpu', {}).get('name') if mode == 'gpu' else 'CPU: ' + env.get('cpu', '')} "
-                     f"({env['date'][:10]}, {str((env.get('git') or {}).get('commit'))[:10]})")
-            report.plot_results(results, ceil_block, args.plot, title, mode)
-            print(f"wrote {args.plot}")
-        except ImportError:
-            print("(matplotlib is not installed: no plot written)")
-    failed = [r for r in results if r["status"] == "error" or (r.get("check") or {}).get("ok") is False]
-    return 1 if failed else 0
+    return results, out_of_time

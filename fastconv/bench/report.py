@@ -117,6 +117,19 @@ def write_json(path: str, doc: dict) -> None:
     os.replace(tmp, path)
 
 
+def write_outputs(args, doc: dict, plot) -> None:
+    """--json and --plot, when asked for; plot(path) draws the figure (matplotlib is optional)."""
+    if args.json:
+        write_json(args.json, doc)
+        print(f"wrote {args.json}")
+    if args.plot:
+        try:
+            plot(args.plot)
+            print(f"wrote {args.plot}")
+        except ImportError:
+            print("(matplotlib is not installed: no plot written)")
+
+
 def _default(o):
     if hasattr(o, "tolist"):
         return o.tolist()

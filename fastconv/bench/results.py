@@ -19,7 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .report import SCHEMA
+from .env import results_name
+from .report import SCHEMA, write_json
 from .roofline import geomean
 
 MAX_AGE_DAYS = 30
@@ -249,9 +250,7 @@ def main(argv=None) -> int:
         doc = merge_docs(docs)
         out = args.out
         if os.path.isdir(out):
-            from .env import results_name
             out = os.path.join(out, results_name(doc["env"]))
-        from .report import write_json
         write_json(out, doc)
         print(out)
         return 0

@@ -20,6 +20,9 @@ import time
 import numpy as np
 
 from . import report
+from .env import collect_env, limit_cpu_threads
+from .runners import set_math_mode
+from .timing import CpuClock, CudaClock, time_alternating
 
 INPUT = (28, 28, 1)
 CLASSES = 10
@@ -171,9 +174,6 @@ IMPLS = ("fastconv", "fastconv graph", "torch eager", "torch.compile")   # "fast
 
 
 def run_train_step(args, mode: str, why: str) -> int:
-    from .env import collect_env
-    from .runners import set_math_mode
-    from .timing import CpuClock, CudaClock, time_alternating
     names = [m.strip() for m in (args.model or "seed").split(",") if m.strip()]
     for name in names:
         if name not in MODELS:
@@ -182,10 +182,7 @@ def run_train_step(args, mode: str, why: str) -> int:
     start = time.perf_counter()
     budget = getattr(args, "time_budget", None) or (600 if mode == "gpu" else 60)
     deadline = start + budget
-    threads = None
-    if mode == "cpu":
-        from .env import limit_cpu_threads
-        threads = limit_cpu_threads(1 if args.threads is None else args.threads)
+    threads = limit_cpu_threads(1 if args.threads is None else args.threads) if mode == "cpu" else None
     env = collect_env(mode)
     env["threads"] = threads
     where = env.get("gpu", {}).get("name") if mode == "gpu" else f"CPU ({env['cpu']}, torch {env['torch']}, " \
@@ -199,28 +196,18 @@ def run_train_step(args, mode: str, why: str) -> int:
         # each model may use what is left of the budget less a reserve for the ones after it (torch.compile's
         # compile time comes out of it too)
         model_deadline = deadline - RESERVE_S * (len(names) - k - 1)
-        result, rows = _run_model(args, mode, name, dtype, batch, repeats, model_deadline, where, why,
-                                  set_math_mode, CpuClock, CudaClock, time_alternating)
+        result, rows = _run_model(args, mode, name, dtype, batch, repeats, model_deadline, where, why)
         results.append(result)
         all_rows[f"{name}, batch {batch}, {dtype}"] = rows
     doc = report.document(env, None, [{"kind": "train_step",
                                        "config": {"models": names, "repeats": args.repeats, "mode": mode,
                                                   "time_budget_s": budget},
                                        "results": results}])
-    if args.json:
-        report.write_json(args.json, doc)
-        print(f"wrote {args.json}")
-    if args.plot:
-        try:
-            _plot(all_rows, args.plot, f"training step, images/s, {where}")
-            print(f"wrote {args.plot}")
-        except ImportError:
-            print("(matplotlib is not installed: no plot written)")
+    report.write_outputs(args, doc, lambda path: _plot(all_rows, path, f"training step, images/s, {where}"))
     return 0
 
 
-def _run_model(args, mode, name, dtype, batch, repeats, deadline, where, why, set_math_mode, CpuClock, CudaClock,
-               time_alternating):
+def _run_model(args, mode, name, dtype, batch, repeats, deadline, where, why):
     n_sets = 4
     print(f"fastconv bench --op train_step: {name} model, batch {batch}, {dtype}, {where} [{why}]")
     impls, status = {}, {}
