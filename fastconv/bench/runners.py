@@ -10,11 +10,8 @@ the same values for every runner so their outputs can be compared. Prepared.fn(i
 set i and returns its output; Prepared.canonical(out) turns that output into the canonical layout
 (NumPy on the CPU, torch on the GPU; used once per case, outside the timing, for the cross-check).
 
-fastconv on the GPU goes through `fastconv.backends.backend_for("cuda")`, the module the native or
-jit backend will provide with the reference's op names and signatures; until it exists the runner
-says so and the baseline is reported alone. A kernel that needs a different call (a tf32 mode, its
-own workspace, a fused epilogue) plugs in with `register_runner(op, device, factory)`: factory(case,
-sets) -> [Prepared]; its `available` is taken from the factory's optional `available(case)`.
+fastconv on the GPU goes through `fastconv.backends.backend_for("cuda")` (native, else jit), with the
+reference's op names and signatures; without one the runner says why and the baseline is reported alone.
 """
 from __future__ import annotations
 
@@ -119,16 +116,6 @@ def rel_err(out, ref) -> float:
 
 
 # ---- fastconv ----------------------------------------------------------------------------------
-_REGISTRY: dict = {}
-
-
-def register_runner(op: str, device: str, factory) -> None:
-    """Plug a fastconv implementation of `op` on `device` ('cpu' or 'gpu') into the harness."""
-    if op not in OP_FUNCS:
-        raise ValueError(f"op must be one of {list(OP_FUNCS)}, got {op!r}")
-    _REGISTRY[(op, device)] = factory
-
-
 def _fastconv_call(mod, case):
     """The reference backend's signature for the case's op: fn(set) -> output."""
     g = case.geometry
@@ -168,10 +155,6 @@ class FastconvRunner:
             raise RuntimeError(f"no fastconv GPU backend ({why or exc})") from None
 
     def available(self, case) -> tuple[bool, str]:
-        factory = _REGISTRY.get((case.op, self.device))
-        if factory is not None:
-            check = getattr(factory, "available", None)
-            return check(case) if check else (True, "registered runner")
         try:
             mod, kind = self._module()
         except Exception as exc:
@@ -185,14 +168,10 @@ class FastconvRunner:
                 return False, f"the fastconv {kind} backend has no gemm_wgmma"
             return True, kind
         if self.device == "gpu" and case.dtype == "tf32":
-            return False, ("the generic adapter cannot ask the backend for TF32 math; "
-                           "register a tf32 runner with fastconv.bench.runners.register_runner")
+            return False, "the generic adapter cannot ask the backend for TF32 math"
         return True, kind
 
     def setup(self, case, sets) -> list:
-        factory = _REGISTRY.get((case.op, self.device))
-        if factory is not None:
-            return list(factory(case, sets))
         mod, kind = self._module()
         call = _fastconv_call(mod, case)
         if self.device == "cpu":

@@ -8,7 +8,7 @@ import pytest
 
 from fastconv.bench import runners
 from fastconv.bench.cli import main
-from fastconv.bench.runners import FastconvRunner, Prepared, register_runner
+from fastconv.bench.runners import FastconvRunner, Prepared
 from fastconv.bench.suites import expand_cases, load_suite
 
 torch = pytest.importorskip("torch")
@@ -23,11 +23,10 @@ def test_bench_reports_the_fastconv_kernel(tmp_path, capsys, monkeypatch):
     """A runner's Prepared.info reaches the result JSON beside its timing, and the table names the kernel."""
     ceilings = tmp_path / "ceilings.json"
     ceilings.write_text(json.dumps({"peak_flops": {"fp32": 5e10}, "bandwidth": 1e10, "source": "test fixture"}))
-    monkeypatch.setattr(runners, "_REGISTRY", {})
 
-    def factory(case, sets):
+    def setup(self, case, sets):
         return [Prepared("mine", lambda i: sets[i]["a"] @ sets[i]["b"], lambda y: y, {"kernel": "fc::example<7>"})]
-    register_runner("gemm", "cpu", factory)
+    monkeypatch.setattr(FastconvRunner, "setup", setup)
     out = tmp_path / "r.json"
     rc = main(["bench", "--device", "cpu", "--suite", "seed", "--op", "gemm", "--batch", "2", "--repeats", "3",
                "--ceilings", str(ceilings), "--json", str(out)])

@@ -3,8 +3,7 @@ harness uses; the timer alternates and rotates; the GPU paths say why they are u
 import numpy as np
 import pytest
 
-from fastconv.bench.runners import (CHECK_TOL, FastconvRunner, TorchRunner, baseline_runner, make_inputs, rel_err,
-                                    register_runner)
+from fastconv.bench.runners import CHECK_TOL, FastconvRunner, TorchRunner, baseline_runner, make_inputs, rel_err
 from fastconv.bench.suites import expand_cases, load_suite
 from fastconv.bench.timing import Timing, rotation_sets, time_alternating
 
@@ -77,24 +76,6 @@ def test_gpu_paths_explain_why_not():
     assert baseline_runner("torch", "cpu").label_for("gemm") == "torch-cpu"
     with pytest.raises(ValueError):
         baseline_runner("mkl", "cpu")
-
-
-def test_register_runner_overrides_the_generic_adapter(monkeypatch):
-    from fastconv.bench import runners
-    from fastconv.bench.runners import Prepared
-    monkeypatch.setattr(runners, "_REGISTRY", {})
-    case = case_of("seed", "dense_10816x10", "gemm", 2)
-
-    def factory(c, sets):
-        return [Prepared("mine", lambda i: sets[i]["a"] @ sets[i]["b"], lambda y: y)]
-    factory.available = lambda c: (True, "custom")
-    register_runner("gemm", "cpu", factory)
-    r = FastconvRunner("cpu")
-    assert r.available(case) == (True, "custom")
-    sets = make_inputs(case, 1, "cpu")
-    assert r.setup(case, sets)[0].label == "mine"
-    with pytest.raises(ValueError):
-        register_runner("conv3d", "cpu", factory)
 
 
 # ---- timing ---------------------------------------------------------------------------------------
