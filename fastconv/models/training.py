@@ -11,6 +11,7 @@ import numpy as np
 from .._checks import _describe, check_bool, check_float, check_int
 from ..callbacks import Callback, History
 from ..data.labels import batch_class_ids
+from ..data.shares import steps_per_epoch
 from ..loss_scaling import DynamicLossScaler
 from ..losses import get_loss
 from ..metrics import get_metric
@@ -44,12 +45,6 @@ def _image_loader(x):
     """x when it is a fastconv.data.images.ImageLoader (uint8 batches, normalised here), else None."""
     from ..data.images.loader import ImageLoader
     return x if isinstance(x, ImageLoader) else None
-
-
-def _loader_batches(model, loader, epoch=0, start=0, rank=0, world_size=1):
-    """A loader's (uint8 images, labels) as (normalised float32 images on the model's device, labels)."""
-    for xb, yb in loader.batches(epoch, start, rank, world_size):
-        yield _normalized(model, xb, loader), yb
 
 
 def _normalized(model, xb, loader):
@@ -178,151 +173,29 @@ class TrainingMixin:
         fixes the order, and a resume replays the batches. Distributed, its batch_size is per rank and
         each rank reads only its share (ImageLoader.batches(..., rank, world_size))."""
         self._require_compiled("fit")
-        loader = _image_loader(x)
-        if loader is not None:
-            if y is not None or validation_split:
-                raise ValueError("fit(x=ImageLoader) takes its labels from the loader: y must be None and "
-                                 "validation_split 0 (pass validation_data=ImageLoader(...) instead)")
-            self.data_info = {"class_names": loader.class_names, "input": "uint8 RGB",
-                              "image_shape": list(loader.image_shape), "mean": list(loader.mean), "std": list(loader.std)}
-        else:
-            x, y = _check_xy(x, y)
-        epochs = check_int(epochs, "epochs", 1)
-        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
-        if initial_epoch >= epochs:
-            raise ValueError(f"initial_epoch must be < epochs ({epochs}), got {initial_epoch}")
-        batch_size, verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
-        if not 0.0 <= check_float(validation_split, "validation_split") < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        check_bool(shuffle, "shuffle")
-        check_bool(resume, "resume")
-        seed = None if seed is None else check_int(seed, "seed", 0)
-        if checkpoint_every is not None:
-            checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
-        if validation_split and validation_data is None:
-            cut = int(len(x) * (1 - validation_split))  # the last samples, before shuffling, as Keras
-            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
-        if loader is None and len(x) == 0:
-            raise ValueError("x holds no training samples")
-        self._ensure_built(loader.image_shape if loader is not None else x.shape[1:])
-        from ..parallel.data_parallel import check_resume_world, data_parallel
-        dp = data_parallel(self, distributed)   # None: this process trains alone
-        if dp and loader is not None:   # every rank reads its share of each global batch of loader.batch_size x ranks
-            batch_size = loader.batch_size
-            loader.seed = dp.agree_seed(loader.seed)   # rank 0's: a seed=None loader drew one per rank
-        verbose = dp.verbose(verbose) if dp else verbose
-        history = History()
-        seed = next_seed() if seed is None else seed   # None follows fc.set_seed
-        seed = dp.agree_seed(seed) if dp else seed
-        position = {"epoch": initial_epoch, "step": 0, "loss_sum": 0.0, "seen": 0}
-        ckpt = None
-        if checkpoint_dir is not None:
-            from .checkpoint import Checkpoint
-            ckpt = Checkpoint(checkpoint_dir)
-            if resume and ckpt.exists():
-                state = ckpt.restore(self)
-                check_resume_world(state, dp.world_size if dp else 1)
-                seed, position, history.history, history.epoch = (state["seed"], state["position"],
-                                                                   state["history"], state["epochs_done"])
-                if loader is not None and state.get("loader_seed") is not None:
-                    loader.seed = state["loader_seed"]   # the batches after a resume are the interrupted run's
-                if state.get("loss_scaler") is not None:
-                    self.loss_scaler = DynamicLossScaler()
-                    self.loss_scaler.load_state(state["loss_scaler"])
-        from ..data.prefetch import prefetch
+        run = _Fit(self, x, y, epochs, batch_size, validation_split, validation_data, shuffle, verbose,
+                   initial_epoch, seed, checkpoint_every, resume, checkpoint_dir)
+        self._ensure_built(run.loader.image_shape if run.loader is not None else run.x.shape[1:])
+        run.join(distributed)
+        run.restore(checkpoint_dir, resume)
         from .step_capture import make_steps
-        if dp:
-            dp.start(self, x, y, batch_size=batch_size, epochs=epochs, shuffle=bool(shuffle), seed=seed,
-                     position=position, loader_seed=None if loader is None else loader.seed)
-        runner = make_steps(self, graph, verbose, data_parallel=dp)
-        cbs: list[Callback] = [*(callbacks or []), history]  # History last, as Keras: it sees what others log
+        if run.dp:
+            run.dp.start(self, run.x, run.y, batch_size=run.batch_size, epochs=run.epochs, shuffle=run.shuffle,
+                         seed=run.seed, position=run.position,
+                         loader_seed=None if run.loader is None else run.loader.seed)
+        runner = make_steps(self, graph, run.verbose, data_parallel=run.dp)
+        cbs: list[Callback] = [*(callbacks or []), run.history]  # History last, as Keras: it sees what others log
         for cb in cbs:
             cb.set_model(self)
             cb.on_train_begin()
         self.stop_training = False
-        if loader is not None:
-            steps = loader.steps_per_epoch(dp.world_size if dp else 1)
-        else:
-            steps = dp.steps(len(x), batch_size) if dp else math.ceil(len(x) / batch_size)
-
-        def save_checkpoint():
-            if dp and not dp.writes:
-                return
-            ckpt.save(self, {"seed": seed, "position": position, "history": history.history,
-                             "epochs_done": history.epoch, "world_size": dp.world_size if dp else 1,
-                             "loader_seed": None if loader is None else loader.seed,
-                             "loss_scaler": None if self.loss_scaler is None else self.loss_scaler.state()})
-
-        for epoch in range(position["epoch"], epochs):
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            for m in self.metrics:
-                m.reset()
-            if loader is None:
-                order = np.random.default_rng([seed, epoch]).permutation(len(x)) if shuffle else np.arange(len(x))
-            first = position["step"] if position["epoch"] == epoch else 0
-            bar = _progress(steps, f"Epoch {epoch + 1}/{epochs}", verbose, first)
-            seen, loss_sum, start = position["seen"], position["loss_sum"], time.perf_counter()
-            if first == 0:
-                seen, loss_sum = 0, 0.0
-            runner.begin_epoch(loss_sum, seen)
-            if loader is not None:
-                source = dp.loader_batches(loader, epoch, first) if dp else loader.batches(epoch, first)
-            else:
-                slices = dp.shard(order, batch_size, first) if dp else \
-                    (order[s * batch_size:(s + 1) * batch_size] for s in range(first, steps))
-                source = ((x[idx], y[idx]) for idx in slices)
-            batches = prefetch(source, self.device, stream=runner.stream)
-            for step, ((xb, yb_device), (_, yb)) in enumerate(batches, first):
-                if loader is not None:   # on the steps' stream, which waits for this batch's copy
-                    with runner.stream if runner.stream is not None else contextlib.nullcontext():
-                        xb = _normalized(self, xb, loader)
-                try:
-                    runner.step(xb, yb, yb_device)
-                except FloatingPointError as exc:
-                    where = f" The last good checkpoint is in {ckpt.path}." if ckpt and ckpt.exists() else ""
-                    raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}.{where}") from None
-                seen += len(yb)
-                checkpoint_now = ckpt and checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < steps
-                loss_sum, loss_seen = runner.totals(exact=bool(checkpoint_now))  # a graph reads the loss now and then
-                # under data parallelism the global count (ranks' shares may differ: skipped images, tar shards)
-                position = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": loss_seen if dp else seen}
-                logs = {**({"loss": loss_sum / loss_seen} if loss_seen else {}),
-                        **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
-                for cb in cbs:
-                    cb.on_train_batch_end(step, logs)
-                if bar is not None:
-                    bar.set_postfix({**{k: f"{v:.4f}" for k, v in logs.items()},
-                                     "img/s": f"{(seen - first * batch_size) / (time.perf_counter() - start):.0f}"},
-                                    refresh=False)
-                    bar.update(1)
-                if checkpoint_now:
-                    save_checkpoint()
-            loss_sum, seen = runner.totals()
-            if dp:   # summed over ranks: every rank logs (and its callbacks decide on) the same numbers
-                dp.reduce_metrics(self.metrics)
-                dp.sync_state(self)
-            logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in self.metrics}, **self._precision_logs()}
-            if validation_data is not None:
-                val_args = (validation_data,) if _image_loader(validation_data) is not None else validation_data
-                val = self.evaluate(*val_args, batch_size=batch_size, verbose=0, return_dict=True,
-                                    distributed=dp.group if dp else False)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
-                bar.close()
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            position = {"epoch": epoch + 1, "step": 0, "loss_sum": 0.0, "seen": 0}
-            if ckpt:
-                save_checkpoint()
+        for epoch in range(run.position["epoch"], run.epochs):
+            run.epoch(epoch, runner, cbs)
             if self.stop_training:
                 break
         for cb in cbs:
             cb.on_train_end()
-        return history
+        return run.history
 
     def evaluate(self, x, y=None, batch_size=32, verbose=0, return_dict=False, distributed=None):
         """distributed: None sums over the ranks of the group fit or fastconv.parallel.init() made, if any
@@ -341,8 +214,8 @@ class TrainingMixin:
             batches = ((x[s:s + batch_size], y[s:s + batch_size]) for s in range(0, len(x), batch_size))
         else:   # the loader's own batch size and order (shuffle=False for a fixed validation set)
             self._ensure_built(loader.image_shape)   # with a group: this rank's share of epoch 0, every sample once
-            batches = _loader_batches(self, loader, rank=group.rank if group else 0,
-                                      world_size=group.world_size if group else 1)
+            shares = loader.batches(0, 0, group.rank if group else 0, group.world_size if group else 1)
+            batches = ((_normalized(self, xb, loader), yb) for xb, yb in shares)
         for m in self.metrics:
             m.reset()
         loss_sum, count = 0.0, 0
@@ -377,6 +250,163 @@ class TrainingMixin:
         if not outs:
             return np.zeros((0, *self.output_shape[1:]), np.float32)
         return np.concatenate(outs)
+
+
+class _Fit:
+    """One fit call in named steps: resolve its arguments, join the data-parallel group, restore a
+    checkpoint, run each epoch. `position` (epoch, step, loss so far) is what a checkpoint resumes from."""
+
+    def __init__(self, model, x, y, epochs, batch_size, validation_split, validation_data, shuffle, verbose,
+                 initial_epoch, seed, checkpoint_every, resume, checkpoint_dir):
+        self.model, self.loader = model, _image_loader(x)
+        if self.loader is not None:
+            if y is not None or validation_split:
+                raise ValueError("fit(x=ImageLoader) takes its labels from the loader: y must be None and "
+                                 "validation_split 0 (pass validation_data=ImageLoader(...) instead)")
+            model.data_info = {"class_names": x.class_names, "input": "uint8 RGB",   # x is the loader
+                               "image_shape": list(x.image_shape), "mean": list(x.mean), "std": list(x.std)}
+        else:
+            x, y = _check_xy(x, y)
+        self.epochs = check_int(epochs, "epochs", 1)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
+        if initial_epoch >= self.epochs:
+            raise ValueError(f"initial_epoch must be < epochs ({self.epochs}), got {initial_epoch}")
+        self.batch_size, self.verbose = check_int(batch_size, "batch_size", 1), _check_verbose(verbose)
+        if not 0.0 <= check_float(validation_split, "validation_split") < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        self.shuffle = check_bool(shuffle, "shuffle")
+        check_bool(resume, "resume")
+        self.seed = None if seed is None else check_int(seed, "seed", 0)
+        self.checkpoint_every = checkpoint_every if checkpoint_every is None else \
+            check_int(checkpoint_every, "checkpoint_every", 1)
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        if validation_split and validation_data is None:
+            cut = int(len(x) * (1 - validation_split))  # the last samples, before shuffling, as Keras
+            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+        if self.loader is None and len(x) == 0:
+            raise ValueError("x holds no training samples")
+        self.x, self.y, self.validation_data = x, y, validation_data
+        self.position = {"epoch": initial_epoch, "step": 0, "loss_sum": 0.0, "seen": 0}
+        self.history, self.dp, self.ckpt = History(), None, None
+
+    def join(self, distributed) -> None:
+        """The data-parallel group, if any (dp None: this process trains alone), whose ranks take rank 0's
+        seeds; then the steps per epoch."""
+        from ..parallel.data_parallel import data_parallel
+        self.dp = dp = data_parallel(self.model, distributed)
+        if dp and self.loader is not None:   # each rank reads its share of global batches of loader.batch_size x ranks
+            self.batch_size = self.loader.batch_size
+            self.loader.seed = dp.agree_seed(self.loader.seed)   # rank 0's: a seed=None loader drew one per rank
+        self.verbose = dp.verbose(self.verbose) if dp else self.verbose
+        seed = next_seed() if self.seed is None else self.seed   # None follows fc.set_seed
+        self.seed = dp.agree_seed(seed) if dp else seed
+        self.world_size = dp.world_size if dp else 1
+        self.steps = self.loader.steps_per_epoch(self.world_size) if self.loader is not None else \
+            steps_per_epoch(len(self.x), self.batch_size, self.world_size)
+
+    def restore(self, checkpoint_dir, resume) -> None:
+        """The checkpoint to write, if any; with resume, the interrupted run's seeds, position and history."""
+        if checkpoint_dir is None:
+            return
+        from ..parallel.data_parallel import check_resume_world
+        from .checkpoint import Checkpoint
+        self.ckpt = Checkpoint(checkpoint_dir)
+        if not (resume and self.ckpt.exists()):
+            return
+        state = self.ckpt.restore(self.model)
+        check_resume_world(state, self.world_size)
+        self.seed, self.position = state["seed"], state["position"]
+        self.history.history, self.history.epoch = state["history"], state["epochs_done"]
+        if self.loader is not None and state.get("loader_seed") is not None:
+            self.loader.seed = state["loader_seed"]   # the batches after a resume are the interrupted run's
+        if state.get("loss_scaler") is not None:
+            self.model.loss_scaler = DynamicLossScaler()
+            self.model.loss_scaler.load_state(state["loss_scaler"])
+
+    def save(self) -> None:
+        if self.dp and not self.dp.writes:
+            return
+        scaler = self.model.loss_scaler
+        self.ckpt.save(self.model, {"seed": self.seed, "position": self.position, "history": self.history.history,
+                                    "epochs_done": self.history.epoch, "world_size": self.world_size,
+                                    "loader_seed": None if self.loader is None else self.loader.seed,
+                                    "loss_scaler": None if scaler is None else scaler.state()})
+
+    def batches(self, epoch, first, runner):
+        """This process's batches of an epoch from step `first` on, prefetched to the device."""
+        from ..data.prefetch import prefetch
+        dp, bs = self.dp, self.batch_size
+        if self.loader is not None:
+            source = dp.loader_batches(self.loader, epoch, first) if dp else self.loader.batches(epoch, first)
+        else:
+            n = len(self.x)
+            order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+            slices = dp.shard(order, bs, first) if dp else \
+                (order[s * bs:(s + 1) * bs] for s in range(first, self.steps))
+            source = ((self.x[idx], self.y[idx]) for idx in slices)
+        return prefetch(source, self.model.device, stream=runner.stream)
+
+    def epoch(self, epoch, runner, cbs) -> None:
+        """One epoch's steps, from where the position says (a resumed epoch starts part-way), then its end."""
+        model, dp, ckpt, every = self.model, self.dp, self.ckpt, self.checkpoint_every
+        for cb in cbs:
+            cb.on_epoch_begin(epoch)
+        for m in model.metrics:
+            m.reset()
+        first = self.position["step"] if self.position["epoch"] == epoch else 0
+        bar = _progress(self.steps, f"Epoch {epoch + 1}/{self.epochs}", self.verbose, first)
+        seen, loss_sum = (self.position["seen"], self.position["loss_sum"]) if first else (0, 0.0)
+        start = time.perf_counter()
+        runner.begin_epoch(loss_sum, seen)
+        for step, ((xb, yb_device), (_, yb)) in enumerate(self.batches(epoch, first, runner), first):
+            if self.loader is not None:   # on the steps' stream, which waits for this batch's copy
+                with runner.stream if runner.stream is not None else contextlib.nullcontext():
+                    xb = _normalized(model, xb, self.loader)
+            try:
+                runner.step(xb, yb, yb_device)
+            except FloatingPointError as exc:
+                where = f" The last good checkpoint is in {ckpt.path}." if ckpt and ckpt.exists() else ""
+                raise FloatingPointError(f"epoch {epoch + 1}, step {step + 1}: {exc}.{where}") from None
+            seen += len(yb)
+            checkpoint_now = ckpt and every and (step + 1) % every == 0 and step + 1 < self.steps
+            loss_sum, loss_seen = runner.totals(exact=bool(checkpoint_now))  # a graph reads the loss now and then
+            # under data parallelism the global count (ranks' shares may differ: skipped images, tar shards)
+            self.position = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": loss_seen if dp else seen}
+            logs = {**({"loss": loss_sum / loss_seen} if loss_seen else {}),
+                    **{m.name: m.result() for m in model.metrics}, **model._precision_logs()}
+            for cb in cbs:
+                cb.on_train_batch_end(step, logs)
+            if bar is not None:
+                bar.set_postfix({**{k: f"{v:.4f}" for k, v in logs.items()},
+                                 "img/s": f"{(seen - first * self.batch_size) / (time.perf_counter() - start):.0f}"},
+                                refresh=False)
+                bar.update(1)
+            if checkpoint_now:
+                self.save()
+        self.end_epoch(epoch, runner, cbs, bar)
+
+    def end_epoch(self, epoch, runner, cbs, bar) -> None:
+        """The epoch's logs (summed over ranks), validation, the callbacks, a checkpoint."""
+        model, dp = self.model, self.dp
+        loss_sum, seen = runner.totals()
+        if dp:   # summed over ranks: every rank logs (and its callbacks decide on) the same numbers
+            dp.reduce_metrics(model.metrics)
+            dp.sync_state(model)
+        logs = {"loss": loss_sum / seen, **{m.name: m.result() for m in model.metrics}, **model._precision_logs()}
+        val = self.validation_data
+        if val is not None:
+            val = model.evaluate(*((val,) if _image_loader(val) is not None else val), batch_size=self.batch_size,
+                                 verbose=0, return_dict=True, distributed=dp.group if dp else False)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
+            bar.close()
+        for cb in cbs:
+            cb.on_epoch_end(epoch, logs)
+        self.position = {"epoch": epoch + 1, "step": 0, "loss_sum": 0.0, "seen": 0}
+        if self.ckpt:
+            self.save()
 
 
 def _progress(total, desc, verbose, done=0):

@@ -28,7 +28,7 @@ from .buckets import DEFAULT_BUCKET_BYTES
 from .environment import launched_world_size
 from .group import ProcessGroup, current, init
 from .metrics import reduce_metrics
-from .sharding import shard_batches, steps_per_epoch
+from .sharding import shard_batches
 
 GRAPH_REASON = ("data-parallel training all-reduces gradients through torch.distributed between backward and "
                 "the update, outside the CuPy stream capture the graph replays (docs/distributed.md)")
@@ -91,9 +91,6 @@ class DataParallel:
             arrays += [a for slots in model.optimizer.slots for a in slots.values()]
         self.group.broadcast_arrays(arrays, "the broadcast of rank 0's weights" if trainable
                                     else "the broadcast of rank 0's layer state")
-
-    def steps(self, num_samples: int, batch_size: int) -> int:
-        return steps_per_epoch(num_samples, batch_size, self.world_size)
 
     def shard(self, order, batch_size: int, first: int):
         return shard_batches(order, batch_size, self.rank, self.world_size, first)
