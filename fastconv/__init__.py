@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 from . import callbacks, functional, initializers, layers, losses, metrics, optimizers, precision, schedules
 from .determinism import deterministic
-from .device import cuda_available, default_device, using_device
+from .backends.device import cuda_available, default_device, using_device
 from .explain import explain
 from .layers import Input
 from .models import Model, Sequential, load_model

@@ -22,7 +22,7 @@ def _train_here(args) -> int:
 
     from . import data, metrics, set_seed
     from .backends import backend_for, backend_name
-    from .device import check_device, using_device
+    from .backends.device import check_device, using_device
     from .models import ZOO
     from .optimizers import Adam
     from .precision import get_precision

@@ -16,7 +16,7 @@ def _version(module: str):
 def collect_info() -> dict:
     from . import __version__
     from .backends import backend_status
-    from .device import cuda_status, default_device
+    from .backends.device import cuda_status, default_device
     gpu_ok, gpu_reason = cuda_status()
     from .backends import backend_name
     from .data.images.decode import decoder_name

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_float, check_int
-from .device import array_module
+from .backends.device import array_module
 
 
 class DynamicLossScaler:

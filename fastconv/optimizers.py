@@ -15,7 +15,7 @@ import contextlib
 import numpy as np
 
 from ._checks import check_bool, check_float
-from .device import array_module, device_of, to_device
+from .backends.device import array_module, device_of, to_device
 from .schedules import SCHEDULES, LearningRateSchedule
 
 

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from ._toposort import postorder
-from .device import array_module, check_device, device_of, to_device
+from .backends.device import array_module, check_device, device_of, to_device
 
 _state = threading.local()
 

@@ -9,7 +9,7 @@ from fastconv.backends import tuning
 from fastconv.backends import backend_status
 from fastconv.backends import reference as ref
 from fastconv.cli import main
-from fastconv.device import cuda_available
+from fastconv.backends.device import cuda_available
 
 needs_emu = pytest.mark.skipif(not backend_status()["emulated"][0], reason="fastconv._emu is not built")
 TINY = {"name": "tiny", "batches": [2], "cpu_batch": 2, "dtypes": ["fp32", "fp16"], "problems": [

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from fastconv.device import cuda_available
+from fastconv.backends.device import cuda_available
 from fastconv.layers import BatchNormalization, Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cuda_available(), reason="needs an NVIDIA GPU")]
 
 
 def _train(precision=None, optimizer="adam", steps=6, batch=64, seed=5):
-    from fastconv.device import using_device
+    from fastconv.backends.device import using_device
     rng = np.random.default_rng(1)
     x = rng.standard_normal((steps * batch, 16, 16, 8)).astype(np.float32)
     y = rng.integers(0, 10, len(x))

@@ -276,7 +276,7 @@ def test_bf16_and_fp16_reach_fp32_accuracy_on_the_digits():
 def test_gpu_mixed_precision_training_tracks_the_reference(prec):
     """On a GPU (skipped without one): three steps of a model whose conv and dense layers take the
     tensor-core plans, against the CPU reference's rounding oracle under the same policy."""
-    from fastconv.device import cuda_available
+    from fastconv.backends.device import cuda_available
     if not cuda_available():
         pytest.skip("needs an NVIDIA GPU")
 

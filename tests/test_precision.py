@@ -480,7 +480,7 @@ def test_functional_conv_on_the_emulated_backend_routes_the_policy(prec, monkeyp
 @pytest.mark.parametrize("backend", ["native", "jit"])
 @pytest.mark.parametrize("prec", REDUCED)
 def test_gpu_tensor_core_routing_matches_the_reference(backend, prec, rng):
-    from fastconv.device import cuda_status
+    from fastconv.backends.device import cuda_status
     ok, why = cuda_status()
     if not ok:
         pytest.skip(why)

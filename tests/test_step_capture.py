@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import fastconv as fc
-from fastconv.device import cuda_available
+from fastconv.backends.device import cuda_available
 from fastconv.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
 from fastconv.losses import Loss
 from fastconv.models import step_capture
@@ -404,7 +404,7 @@ def test_a_failed_capture_falls_back_to_eager_with_the_reason(fake_graph, monkey
 
 
 def _gpu_fit(graph, optimizer="sgd", dropout=0.0, steps=10, batch=32, seed=11):
-    from fastconv.device import using_device
+    from fastconv.backends.device import using_device
     x, y = _data(steps * batch, seed=2)
     with using_device("cuda"):
         model = _model(dropout=dropout, optimizer=optimizer, metrics=["accuracy"], seed=seed)
@@ -464,7 +464,7 @@ def test_gpu_whole_step_with_dropout_adam_and_cosine_matches_eager_over_10_steps
 @pytest.mark.skipif(not cuda_available(), reason="needs an NVIDIA GPU")
 def test_gpu_prefetch_does_not_change_results():
     """fit on the GPU (batches through the prefetcher) vs train_on_batch on host arrays: bitwise."""
-    from fastconv.device import using_device
+    from fastconv.backends.device import using_device
     fitted, _ = _gpu_fit(False, steps=6)
     x, y = _data(6 * 32, seed=2)
     with using_device("cuda"):

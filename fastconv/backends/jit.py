@@ -52,7 +52,7 @@ def kernel_code() -> str:
 
 
 def status() -> tuple[bool, str]:
-    from ..device import cuda_status
+    from .device import cuda_status
     ok, reason = cuda_status()
     if not ok:
         return False, reason

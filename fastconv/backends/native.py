@@ -17,7 +17,7 @@ from .jit import REFERENCE_API, EXTRA_API, KernelOps  # noqa: F401  (re-exported
 
 
 def status() -> tuple[bool, str]:
-    from ..device import cuda_status
+    from .device import cuda_status
     try:
         from .. import _C
     except ImportError as exc:

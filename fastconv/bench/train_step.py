@@ -52,7 +52,7 @@ def model_step_flops(model_name: str, batch: int) -> int:
         return seed_step_flops(batch)
     import fastconv as fc
     spec = MODELS[model_name]
-    with fc.device.using_device("cpu"):
+    with fc.using_device("cpu"):
         model = fc.models.ZOO[model_name](spec["input"], CLASSES)
         model._ensure_built(spec["input"])
     forward = 0

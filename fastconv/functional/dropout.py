@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_float, check_int
-from ..device import device_of
+from ..backends.device import device_of
 from ..tensor import Tensor
 from ._util import backend, float_input
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..device import array_module
+from ..backends.device import array_module
 from ..tensor import Tensor, as_tensor
 from ._util import same_device
 

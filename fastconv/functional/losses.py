@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .._checks import check_rank
-from ..device import to_device
+from ..backends.device import to_device
 from ..tensor import Tensor, as_tensor
 from ._util import backend, float_input
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..device import default_device
+from ..backends.device import default_device
 from ..initializers import get_initializer
 from ..tensor import Tensor, as_tensor
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import layers as L
 from .._toposort import postorder
-from ..device import to_device
+from ..backends.device import to_device
 from ..layers.base import Input, InputLayer, Layer, SymbolicTensor
 from ..tensor import Tensor
 from . import fusion

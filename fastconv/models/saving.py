@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from .._atomic import atomic_open
-from ..device import to_device
+from ..backends.device import to_device
 
 FORMAT = "fastconv-model"
 VERSION = 1

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_int
-from ..device import array_module
+from ..backends.device import array_module
 
 DEFAULT_BUCKET_BYTES = 4 << 20   # a few MB: big enough to reach link bandwidth, small enough to start early
 

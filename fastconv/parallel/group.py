@@ -145,7 +145,7 @@ def init(backend: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, devic
     global _current
     if _current is not None:
         return _current
-    from ..device import check_device
+    from ..backends.device import check_device
     import torch
     import torch.distributed as dist
     env = read_environment()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..device import array_module
+from ..backends.device import array_module
 from ..functional.batchnorm import check_batch_norm_args, update_running_stats
 from ..tensor import Tensor
 

@@ -35,7 +35,7 @@ def test_the_torch_resnet18_has_fastconvs_parameter_count():
     torch = pytest.importorskip("torch")
     import fastconv as fc
     from fastconv.bench.train_step import _torch_resnet18
-    with fc.device.using_device("cpu"):
+    with fc.using_device("cpu"):
         model = fc.models.resnet18((32, 32, 3), 10)
         model._ensure_built((32, 32, 3))
     ours = sum(int(w.size) for w in model.trainable_weights)

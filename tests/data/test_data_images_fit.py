@@ -91,10 +91,10 @@ def test_fit_on_a_loader_refuses_y_and_validation_split(tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not __import__("fastconv.device", fromlist=["cuda_available"]).cuda_available(),
+@pytest.mark.skipif(not __import__("fastconv.backends.device", fromlist=["cuda_available"]).cuda_available(),
                     reason="needs a CUDA GPU")
 def test_on_the_gpu_loader_batches_normalised_on_the_device_equal_host_normalised_ones(tmp_path):
-    from fastconv.device import using_device
+    from fastconv.backends.device import using_device
     root = make_folder(tmp_path / "d", per_class=3, size=(20, 24))
     val = ImageLoader(ImageFolder(root), CenterCrop(12, resize=14), batch_size=4, shuffle=False)
     with using_device("cuda"):

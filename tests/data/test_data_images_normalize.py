@@ -7,7 +7,7 @@ import pytest
 from fastconv.backends import backend_status
 from fastconv.data.images import IMAGENET_MEAN, IMAGENET_STD, normalize
 from fastconv.data.images.normalize import coefficients
-from fastconv.device import cuda_available
+from fastconv.backends.device import cuda_available
 
 needs_emu = pytest.mark.skipif(not backend_status()["emulated"][0], reason="fastconv._emu is not built")
 

@@ -10,7 +10,7 @@ import pytest
 
 import fastconv as fc
 from fastconv.data.prefetch import prefetch
-from fastconv.device import cuda_available
+from fastconv.backends.device import cuda_available
 
 
 def _batches(n=7, batch=4, last=2, seed=0):

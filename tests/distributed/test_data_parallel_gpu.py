@@ -4,7 +4,7 @@ test, two or more also the two-rank one."""
 import numpy as np
 import pytest
 
-from fastconv.device import cuda_available
+from fastconv.backends.device import cuda_available
 
 torch = pytest.importorskip("torch")
 

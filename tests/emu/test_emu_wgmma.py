@@ -228,7 +228,7 @@ def test_tma_map_errors_are_clear():
 
 # ---- the same kernels on an H100: the emulator's model against the hardware -----------------------------
 def _h100_module(names):
-    from fastconv.device import cuda_status
+    from fastconv.backends.device import cuda_status
     ok, why = cuda_status()
     if not ok:
         pytest.skip(why)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gpu
 
 
 def _gpu_ops(name):
-    from fastconv.device import cuda_status
+    from fastconv.backends.device import cuda_status
     ok, why = cuda_status()
     if not ok:
         pytest.skip(why)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv.backends.reference as R
-from fastconv.device import cuda_available
+from fastconv.backends.device import cuda_available
 from fastconv.shapes import needs_64bit_index
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cuda_available(), reason="needs an NVIDIA GPU")]

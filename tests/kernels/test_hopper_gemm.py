@@ -264,7 +264,7 @@ def test_wgmma_selection_on_gpus(monkeypatch):
 def test_cuda_tensor_map_needs_the_driver_and_says_so():
     pytest.importorskip("cuda.bindings")
     from fastconv.backends.plans.hopper import TMA_SWIZZLE_128B, encode_tensor_map_cuda
-    from fastconv.device import cuda_status
+    from fastconv.backends.device import cuda_status
     if cuda_status()[0]:
         pytest.skip("a driver is present: the GPU test covers the encoder")
     with pytest.raises(RuntimeError, match="cuTensorMapEncodeTiled"):
@@ -278,7 +278,7 @@ def test_cuda_tensor_map_needs_the_driver_and_says_so():
 @pytest.mark.parametrize("m,n,k", [(4096, 4096, 4096), (3000, 2900, 1032)])
 def test_gemm_wgmma_on_h100(kind, m, n, k):
     """On an sm_90 GPU through the jit backend: the wgmma kernel runs (explain) and matches NumPy."""
-    from fastconv.device import cuda_status
+    from fastconv.backends.device import cuda_status
     ok, why = cuda_status()
     if not ok:
         pytest.skip(why)

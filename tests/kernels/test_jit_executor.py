@@ -212,7 +212,7 @@ def test_the_sm90a_probe_is_per_device(monkeypatch):
 
 
 def test_jit_status_says_whether_the_sm90a_kernels_can_be_compiled(monkeypatch):
-    from fastconv import device
+    from fastconv.backends import device
     from fastconv.backends import nvrtc_check
     if not nvrtc_check.available():
         pytest.skip("NVRTC (cuda-bindings) is not installed")

@@ -65,7 +65,7 @@ def _reached_driver(exc) -> bool:
 def test_struct_arguments_pass_cupys_packing():
     cupy = pytest.importorskip("cupy")
     from fastconv.backends import jit
-    from fastconv.device import cuda_status
+    from fastconv.backends.device import cuda_status
     expected = os.environ.get("FASTCONV_EXPECT_CUPY")
     if expected:   # the subprocess runs of test_older_cupy_packs_the_struct_arguments
         assert cupy.__version__ == expected, (cupy.__file__, cupy.__version__)
@@ -99,7 +99,7 @@ def _cupy_versions_dir() -> Path:
 
 @pytest.mark.parametrize("version", OLDER_CUPYS)
 def test_older_cupy_packs_the_struct_arguments(version):
-    from fastconv.device import cuda_status
+    from fastconv.backends.device import cuda_status
     target = _cupy_versions_dir() / version
     if not (target / "cupy").is_dir():
         pytest.skip(f"CuPy {version} is not installed in {target} (see this file's docstring)")

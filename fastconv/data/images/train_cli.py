@@ -48,7 +48,7 @@ def _sources(args):
 
 def train_images(args, device: str, backend: str) -> int:
     from ... import metrics
-    from ...device import using_device
+    from ...backends.device import using_device
     from ...models import ZOO
     from ...optimizers import Adam
     from ...precision import get_precision
