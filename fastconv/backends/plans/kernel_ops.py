@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ... import tuning
+from .. import tuning
 from ...explain import active as explain_active, note, traced_launch
 from ...shapes import needs_64bit_index
 from .common import *  # noqa: F401,F403  (the constants and choices the plans below use)
@@ -74,7 +74,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
     GEMM-shaped kernels' tiles go on grid.x sooner, common.tile_grid). conv2d_* and dense_* take
     precision= ('tf32' / 'bf16' / 'fp16' route to the tensor-core plans: mixed_precision.py).
     tuning_device: the device name tuning-file entries are looked up under (None: the current
-    device, fastconv/tuning.py device_id).
+    device, fastconv/backends/tuning.py device_id).
     """
 
     def __init__(self, xp, launch, ptr):
@@ -119,7 +119,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         self._launch(kernel, self._elementwise_grid(n), (ELEMENTWISE_THREADS,), args)
 
     def _tuned(self, op, dtype, problem):
-        """This device's tuning-file entry for (op, dtype, problem) (fastconv/tuning.py), or None;
+        """This device's tuning-file entry for (op, dtype, problem) (fastconv/backends/tuning.py), or None;
         problem: a zero-argument callable giving the key, formatted only when a tuning file exists."""
         name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
         if name == "float64":   # one double instantiation per kernel: nothing to tune

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import tuning
+from .. import tuning
 from ...explain import note
 from ...shapes import needs_64bit_index
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div, conv2d_problem
@@ -20,7 +20,7 @@ TENSOR_OP_TILES = {"Tile64": (64, 64, 128), "Tile128": (128, 128, 256)}
 # C % TENSOR_OP_CONV_CHANNELS == 0 selects the tensor-core conv fprop (the vector path; 16-byte
 # cp.async of 8 halves, or 2 x 4 floats); other shapes run the CUDA-core kernel.
 TENSOR_OP_CONV_CHANNELS = 8
-# Operand dtype -> the dtype name of tuning-file entries (fastconv/tuning.py).
+# Operand dtype -> the dtype name of tuning-file entries (fastconv/backends/tuning.py).
 TENSOR_OP_TUNING_DTYPES = {np.dtype(np.float32): "tf32", np.dtype(np.float16): "float16",
                            np.dtype(np.uint16): "bfloat16"}
 
