@@ -1,5 +1,7 @@
-"""Launch plan of the sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA-staged operands, warp-specialized wgmma)
-and the host side of its TMA tensor maps. A mixin of KernelOps (plans/kernel_ops.py).
+"""Launch plan of the sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA-staged operands, warp-specialized wgmma),
+the host side of its TMA tensor maps, and the routing of conv fprop on sm_90 (conv2d_fprop_sm90_route: 1x1
+stride-1 convs through this GEMM, the others through the sm_90a conv kernel of plans/conv2d_sm90.py where it
+can run, else the mma.sync tensor-op conv). A mixin of KernelOps (plans/kernel_ops.py).
 
 The kernel takes each operand twice: as a pointer (what the emulator maps; the GPU does not read it) and as
 a 128-byte tensor map. On a GPU the map comes from the driver's cuTensorMapEncodeTiled, through cuda-bindings
@@ -11,10 +13,13 @@ carries it.
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 
 import numpy as np
 
 from ...explain import note
+from ...shapes import conv_output_hw
 from . import tensor_map_libcuda
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
 
@@ -126,6 +131,28 @@ def _encode_cuda_bindings(address, dtype, dims, row_stride, box, swizzle):
     return np.array(tmap.opaque, "<u8").tobytes()
 
 
+def sm90a_unavailable(ops):
+    """None when the plans' backend `ops` can run sm_90a code (wgmma, TMA) on its device, or is the emulator;
+    else why not. A function of the ops object (not a method), so that tests can hand it a stand-in."""
+    target = ops._sm90_target()
+    if target is None:
+        return "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
+    if target == "sm90" and not ops._builds_sm90a():
+        # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
+        # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
+        # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
+        # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
+        reason = getattr(ops, "sm90a_reason", None)
+        return ((reason() if callable(reason) else None) or
+                "this backend has no sm_90a code for the device (native: fastconv._C was built "
+                "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
+    if target == "sm90":
+        encode, why = tensor_map_encoder()
+        if encode is None:
+            return why
+    return None
+
+
 def _as_struct(raw: bytes):
     return np.frombuffer(raw, np.dtype((np.void, len(raw))))[0]
 
@@ -149,21 +176,9 @@ class HopperPlans:
     def wgmma_applies(self, m, n, k, dtype):
         """(True, why) when gemm_wgmma would run the sm_90a kernel for this problem, else (False, why not)."""
         target = self._sm90_target()
-        if target is None:
-            return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
-        if target == "sm90" and not self._builds_sm90a():
-            # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
-            # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
-            # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
-            # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
-            reason = getattr(self, "sm90a_reason", None)
-            return False, ((reason() if callable(reason) else None) or
-                           "this backend has no sm_90a code for the device (native: fastconv._C was built "
-                           "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
-        if target == "sm90":
-            encode, why = tensor_map_encoder()
-            if encode is None:
-                return False, why
+        missing = sm90a_unavailable(self)
+        if missing:
+            return False, missing
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
         if k % 8:
@@ -234,3 +249,107 @@ class HopperPlans:
                       bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)),
                      shared_bytes=wgmma_shared_bytes(bn))
         return c
+
+    # ---- conv fprop on sm_90 ---------------------------------------------------------------------
+    def conv2d_fprop_tensor_core(self, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+                                 bias=None, activation=None, alpha=0.0, out_dtype=None, residual=None):
+        """y = act(conv2d(x, w) + bias + residual) for tensor-core operands (as conv2d_fprop_tensor_op takes them),
+        on the fastest kernel that can run it: on sm_90 (or in the emulator) a 1x1 stride-1 unpadded conv runs the
+        wgmma GEMM (NHWC x is its (N*H*W, C) A matrix, the (C, K) filter its B), other convs the sm_90a conv
+        kernel (plans/conv2d_sm90.py) where its can_implement agrees; everything else, and everything on other
+        GPUs, the mma.sync conv2d_fprop_tensor_op. fastconv.explain says which and why."""
+        x, w = self._c(x), self._c(w)
+        route, why = self._sm90_fprop_choice(x, w, stride, padding, dilation, groups, activation, residual)
+        if route == "gemm":
+            note(why)
+            n, h, wd, c = x.shape
+            y = self.gemm_wgmma(x.reshape(n * h * wd, c), w.reshape(c, w.shape[3]), bias=bias, activation=activation,
+                                out_dtype=out_dtype, alpha=alpha)
+            return y.reshape(n, h, wd, w.shape[3])
+        if route == "conv":
+            note(why)
+            return sm90_conv_module().conv2d_fprop_sm90(self, x, w, stride, padding, dilation, bias, activation,
+                                                        out_dtype)
+        note("mma.sync tensor-op conv instead of the sm_90a kernels: " + why)
+        return self.conv2d_fprop_tensor_op(x, w, stride, padding, dilation, groups, bias, activation, alpha, out_dtype,
+                                           residual)
+
+    def _sm90_fprop_choice(self, x, w, stride, padding, dilation, groups, activation, residual):
+        """('gemm' | 'conv' | 'tensor_op', why) for conv2d_fprop_tensor_core."""
+        missing = sm90a_unavailable(self)
+        if missing:
+            return "tensor_op", missing
+        if residual is not None:
+            return "tensor_op", "a residual add is fused only in the mma.sync conv's epilogue"
+        target = self._sm90_target()
+        route, why = sm90_fprop_route(x.shape, w.shape, stride, padding, groups, x.dtype, on_gpu=target == "sm90")
+        if route == "gemm":
+            n, h, wd, c = x.shape
+            ok, gemm_why = self.wgmma_applies(n * h * wd, w.shape[3], c, x.dtype)
+            if not ok:
+                return "tensor_op", gemm_why
+            if self._ptr(x) % 16:
+                return "tensor_op", "x is not 16-byte aligned (a TMA global address must be)"
+            return route, why + (" in the emulator" if target == "emulator" else "")
+        if route != "conv":
+            return route, why
+        module = sm90_conv_module()
+        if module is None:
+            return "tensor_op", f"no sm_90a conv fprop kernel in this build ({SM90_CONV_MODULE} is not installed)"
+        if ACTIVATIONS[activation] == ACTIVATIONS["leaky_relu"]:
+            return "tensor_op", "leaky_relu: conv2d_fprop_sm90 takes no slope (alpha)"
+        if self._ptr(x) % 16 or self._ptr(w) % 16:
+            return "tensor_op", "x or w is not 16-byte aligned (a TMA global address must be)"
+        ok, reason = module.conv2d_fprop_sm90_can_implement(self, x, w, stride, padding, dilation)
+        if not ok:
+            return "tensor_op", f"conv2d_fprop_sm90 cannot run it: {reason}"
+        return "conv", why + (" in the emulator" if target == "emulator" else "") + (f": {reason}" if reason else "")
+
+
+# ---- the sm_90a conv fprop kernel's module, and the routing rules that need only the shapes ------------------
+# plans/conv2d_sm90.py exports conv2d_fprop_sm90(ops, x, w, stride, padding, dilation, bias, activation, out_dtype)
+# and conv2d_fprop_sm90_can_implement(ops, x, w, stride, padding, dilation) -> (bool, reason).
+SM90_CONV_MODULE = f"{__package__}.conv2d_sm90"
+# The output tile the routing counts: the sm_90a conv kernel's 128 x 128 (M = N*P*Q pixels by K filters).
+SM90_CONV_TILE = (128, 128)
+
+
+@functools.lru_cache(maxsize=None)
+def _import_sm90_conv():
+    try:
+        return importlib.import_module(SM90_CONV_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name != SM90_CONV_MODULE:
+            raise   # the module is there but one of its imports is not: a real error
+        return None
+
+
+def sm90_conv_module():
+    """plans/conv2d_sm90.py, or None where this checkout has no sm_90a conv kernel. sys.modules is asked first,
+    so a test can register a stand-in."""
+    return sys.modules.get(SM90_CONV_MODULE) or _import_sm90_conv()
+
+
+def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=True):
+    """What the shapes alone say about a conv fprop on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv in a
+    16-bit format (the wgmma GEMM), ('conv', why) for the sm_90a conv kernel, ('tensor_op', why not) for the
+    mma.sync conv. on_gpu: count tiles against the 132 SMs (the emulator runs any size). The device, alignment and
+    the conv kernel's own can_implement are checked by HopperPlans._sm90_fprop_choice."""
+    n, h, wd, c = (int(v) for v in x_shape)
+    r, s, _, k = (int(v) for v in w_shape)
+    dt = np.dtype(dtype)
+    if groups != 1:
+        return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
+    per16 = 16 // dt.itemsize
+    if c % per16:
+        return "tensor_op", (f"C={c} is not a multiple of {per16} (a TMA row of C {dt.itemsize}-byte channels must "
+                             "be a multiple of 16 bytes)")
+    one_by_one = (r, s) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
+    if one_by_one and dt in WGMMA_TYPES:
+        return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
+    p, q = conv_output_hw((h, wd), (r, s), stride, padding)
+    tiles = ceil_div(n * p * q, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1])
+    if on_gpu and tiles < WGMMA_MIN_TILES:
+        return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
+                             f"the GPU (under {WGMMA_MIN_TILES})")
+    return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
