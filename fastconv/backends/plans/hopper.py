@@ -344,12 +344,12 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=Tr
     if c % per16:
         return "tensor_op", (f"C={c} is not a multiple of {per16} (a TMA row of C {dt.itemsize}-byte channels must "
                              "be a multiple of 16 bytes)")
-    one_by_one = (r, s) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
-    if one_by_one and dt in WGMMA_TYPES:
-        return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
     p, q = conv_output_hw((h, wd), (r, s), stride, padding)
     tiles = ceil_div(n * p * q, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1])
     if on_gpu and tiles < WGMMA_MIN_TILES:
         return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
                              f"the GPU (under {WGMMA_MIN_TILES})")
+    one_by_one = (r, s) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
+    if one_by_one and dt in WGMMA_TYPES:
+        return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
