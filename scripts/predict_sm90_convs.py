@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from dgrad_phase_count import phase_axis  # noqa: E402
-from fastconv.backends.plans.hopper import WGMMA_MIN_TILES, sm90_fprop_route  # noqa: E402
+from fastconv.backends.plans.hopper import WGMMA_MIN_TILES, sm90_dgrad_route, sm90_fprop_route  # noqa: E402
 from fastconv.bench import roofline as rl  # noqa: E402
 from fastconv.bench.roofline import geomean  # noqa: E402
 from fastconv.bench.suites import expand_cases, load_suite  # noqa: E402
@@ -96,9 +96,14 @@ def makespan_s(groups, out_bytes_per_tile, eff):
 
 def plan_today(case):
     """The kernel the plans run for this case on an H200 today."""
-    if case.op != "conv2d_fprop":
-        return "mma.sync (no sm_90a kernel yet)"
     p, g = case.problem.params, case.geometry
+    if case.op == "conv2d_wgrad":
+        return "mma.sync (no sm_90a kernel yet)"
+    if case.op == "conv2d_dgrad":
+        route, why = sm90_dgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", on_gpu=True)
+        if route == "gemm":
+            return "wgmma GEMM"
+        return "mma.sync: few tiles" if "too few" in why else "mma.sync (no sm_90a kernel yet)"
     route, why = sm90_fprop_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", on_gpu=True)
     if route == "gemm":
         return "wgmma GEMM"

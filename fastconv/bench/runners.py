@@ -261,9 +261,9 @@ def _gemm16_call(mod, dtype, out16=True):
 
 
 # Convs in 16-bit formats run the tensor-core plans on the operands as they are (no float32 round trip): fprop
-# through conv2d_fprop_tensor_core (on sm_90 the wgmma GEMM or the sm_90a conv kernel where they apply), dgrad and
-# wgrad through the mma.sync plans. fprop and dgrad write the operand format, as cuDNN does; wgrad writes float32.
-CONV16_FUNCS = {"conv2d_fprop": "conv2d_fprop_tensor_core", "conv2d_dgrad": "conv2d_dgrad_tensor_op",
+# and dgrad through conv2d_*_tensor_core (on sm_90 the wgmma GEMM or the sm_90a conv kernel where they apply), wgrad
+# through the mma.sync plan. fprop and dgrad write the operand format, as cuDNN does; wgrad writes float32.
+CONV16_FUNCS = {"conv2d_fprop": "conv2d_fprop_tensor_core", "conv2d_dgrad": "conv2d_dgrad_tensor_core",
                 "conv2d_wgrad": "conv2d_wgrad_tensor_op"}
 
 

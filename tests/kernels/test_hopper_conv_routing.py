@@ -269,3 +269,50 @@ def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
     assert route == want, why
     if want == "tensor_op":
         assert ("too few to fill the GPU" in why) or ("C=3 is not a multiple of 8" in why), why
+
+
+# ---- dgrad: a 1x1 stride-1 conv's dgrad is one wgmma GEMM (the (C, K) filter is its K-major B) --------------------
+@pytest.mark.parametrize("kind", ["f16", "bf16"])
+@pytest.mark.parametrize("x_shape,k", ONE_BY_ONE)
+def test_1x1_dgrad_runs_the_wgmma_gemm_exactly(kind, x_shape, k, rng):
+    c = x_shape[3]
+    (dy, dy64), (w, w64) = to16(kind, ints(rng, x_shape[:3] + (k,))), to16(kind, ints(rng, (1, 1, c, k)))
+    ops = emu_ops(poison=True)
+    report = explain(ops.conv2d_dgrad_tensor_core, dy, w, x_shape, (1, 1), VALID, (1, 1), 1)
+    assert [k_.split("<")[0] for k_ in report.kernels] == ["fc::gemm_wgmma"], report.kernels
+    assert "1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM" in notes(report)
+    want = ref.conv2d_dgrad(dy64, w64, x_shape, (1, 1), VALID, (1, 1), 1).astype(np.float32)
+    np.testing.assert_array_equal(report.result, want)
+    dx16 = ops.conv2d_dgrad_tensor_core(dy, w, x_shape, (1, 1), VALID, (1, 1), 1, out_dtype=dy.dtype)
+    assert dx16.dtype == dy.dtype
+    np.testing.assert_array_equal(dx16.astype(np.float32) if kind == "f16" else bf16_bits_to_float32(np, dx16), want)
+
+
+@pytest.mark.parametrize("prec", ["bf16", "fp16"])
+def test_dgrad_under_a_16bit_policy_routes_1x1_to_the_gemm_and_3x3_to_mma_sync(prec, rng):
+    ops = emu_ops()
+    for r, pad, want_kernel, why in ((1, VALID, "fc::gemm_wgmma<", "dgrad as the sm_90a wgmma GEMM"),
+                                     (3, SAME, "fc::conv2d_dgrad_tensor_op<", "mma.sync tensor-op dgrad instead of "
+                                      "the sm_90a wgmma GEMM: no sm_90a dgrad kernel for other than 1x1")):
+        x_shape, wi = (2, 5, 6, 24), ints(rng, (r, r, 24, 16))
+        dyi = ints(rng, (2, 5, 6, 16))
+        args = (x_shape, (1, 1), pad, (1, 1), 1)
+        report = explain(lambda: ops.conv2d_dgrad(dyi, wi, *args, precision=prec))
+        assert report.kernels[-1].startswith(want_kernel), report.kernels
+        assert why in notes(report), notes(report)
+        np.testing.assert_array_equal(report.result, ref.conv2d_dgrad(dyi, wi, *args, precision=prec))
+
+
+def test_dgrad_on_an_sm90_gpu_counts_tiles(monkeypatch, rng):
+    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args: bytes(128), "fake"))
+    dy, w = ints(rng, (64, 32, 32, 256)).astype(np.uint16), ints(rng, (1, 1, 64, 256)).astype(np.uint16)
+    ops = fake_ops("sm90")
+    ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1)
+    assert ops.launched == ["fc::gemm_wgmma<fc::WgmmaTile<128, 4>, __nv_bfloat16, float>"]   # 512 tiles, N = C = 64
+    ops = fake_ops("sm90")
+    report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy[:2], w, (2, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
+    assert "16 output tiles of 128x128 are too few to fill the GPU" in notes(report)
+    assert ops.launched[-1].startswith("fc::conv2d_dgrad_tensor_op<")
+    ops = fake_ops(None)
+    report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
+    assert "the device is not sm_90" in notes(report) and ops.launched[-1].startswith("fc::conv2d_dgrad_tensor_op<")

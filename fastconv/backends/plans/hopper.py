@@ -21,7 +21,7 @@ import numpy as np
 from ...explain import note
 from ...shapes import conv_output_hw
 from . import tensor_map_libcuda
-from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
+from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div, conv2d_problem
 
 # Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
 WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
@@ -305,6 +305,29 @@ class HopperPlans:
             return "tensor_op", f"conv2d_fprop_sm90 cannot run it: {reason}"
         return "conv", why + (" in the emulator" if target == "emulator" else "") + (f": {reason}" if reason else "")
 
+    # ---- conv dgrad on sm_90 ---------------------------------------------------------------------
+    def conv2d_dgrad_tensor_core(self, dy, w, x_shape, stride, padding, dilation, groups, out_dtype=None):
+        """dx for tensor-core operands (as conv2d_dgrad_tensor_op takes them): on sm_90 (or in the emulator) a 1x1
+        stride-1 unpadded conv's dgrad is the wgmma GEMM dx (N*H*W, C) = dy (N*H*W, K) @ w^T, the (C, K) filter
+        being already the K-major (N, K) B it reads; everything else runs conv2d_dgrad_tensor_op (mma.sync, by stride
+        phases). fastconv.explain says which and why."""
+        dy, w = self._c(dy), self._c(w)
+        _, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
+        route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype,
+                                      on_gpu=self._sm90_target() == "sm90")
+        missing = sm90a_unavailable(self)
+        if route == "gemm" and tuple(dy.shape) == tuple(y_shape):
+            n, h, wd, c = (int(v) for v in x_shape)
+            ok, gemm_why = self.wgmma_applies(n * h * wd, c, w.shape[3], dy.dtype)
+            if ok and not (self._ptr(dy) % 16 or self._ptr(w) % 16):
+                note(why)
+                dx = self.gemm_wgmma(dy.reshape(n * h * wd, w.shape[3]), w.reshape(c, w.shape[3]), out_dtype=out_dtype,
+                                     b_layout="nk")
+                return dx.reshape(n, h, wd, c)
+            why = gemm_why if not ok else "dy or w is not 16-byte aligned (a TMA global address must be)"
+        note("mma.sync tensor-op dgrad instead of the sm_90a wgmma GEMM: " + (missing or why))
+        return self.conv2d_dgrad_tensor_op(dy, w, x_shape, stride, padding, dilation, groups, out_dtype)
+
 
 # ---- the sm_90a conv fprop kernel's module, and the routing rules that need only the shapes ------------------
 # plans/conv2d_sm90.py exports conv2d_fprop_sm90(ops, x, w, stride, padding, dilation, bias, activation, out_dtype)
@@ -353,3 +376,20 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=Tr
     if one_by_one and dt in WGMMA_TYPES:
         return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
+
+
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=True):
+    """('gemm', why) when a conv's dgrad is one wgmma GEMM by its shapes (1x1 stride-1 unpadded, groups 1, bf16/fp16,
+    enough tiles on a GPU), else ('tensor_op', why not): there is no sm_90a dgrad kernel for other convs yet."""
+    n, h, wd, c = (int(v) for v in x_shape)
+    r, s, _, k = (int(v) for v in w_shape)
+    one_by_one = (r, s) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
+    if not (one_by_one and groups == 1):
+        return "tensor_op", "no sm_90a dgrad kernel for other than 1x1 stride-1 unpadded convs with groups == 1"
+    if np.dtype(dtype) not in WGMMA_TYPES:
+        return "tensor_op", f"operands are {np.dtype(dtype)}; the wgmma GEMM takes float16 or bfloat16 (uint16 bits)"
+    tiles = ceil_div(n * h * wd, WGMMA_BM) * ceil_div(c, 128)
+    if on_gpu and tiles < WGMMA_MIN_TILES:
+        return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {WGMMA_MIN_TILES})"
+    return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, the "
+                    "(C, K) filter its K-major B")
