@@ -100,11 +100,11 @@ def plan_today(case):
     if case.op == "conv2d_wgrad":
         return "mma.sync (no sm_90a kernel yet)"
     if case.op == "conv2d_dgrad":
-        route, why = sm90_dgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", on_gpu=True)
+        route, why = sm90_dgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
         if route == "gemm":
             return "wgmma GEMM"
         return "mma.sync: few tiles" if "too few" in why else "mma.sync (no sm_90a kernel yet)"
-    route, why = sm90_fprop_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", on_gpu=True)
+    route, why = sm90_fprop_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
     if route == "gemm":
         return "wgmma GEMM"
     if route == "conv":

@@ -26,8 +26,9 @@ VALID = ((0, 0), (0, 0))
 SAME = ((1, 1), (1, 1))
 
 
-def emu_ops(order="random", poison=False):
-    """KernelOps on the emulator, with TMA destinations poisoned until their mbarrier completes (poison)."""
+def emu_ops(order="random", poison=False, min_tiles=0):
+    """KernelOps on the emulator, with TMA destinations poisoned until their mbarrier completes (poison); min_tiles 0:
+    the sm_90a kernels take these small test problems (by default the emulator routes as an H100 would)."""
     emulator = pytest.importorskip("fastconv.emulator")
     if not emulator.available():
         pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
@@ -39,7 +40,10 @@ def emu_ops(order="random", poison=False):
     def launch(kernel, grid, block, args, shared_bytes=0, keep_alive=None):
         emulator.launch(kernel, tuple(grid), tuple(block), [_python_value(a) for a in args], shared_bytes=shared_bytes,
                         order=order, seed=3, poison_async=poison)
-    return KernelOps(np, launch, lambda a: int(a.ctypes.data))
+    ops = KernelOps(np, launch, lambda a: int(a.ctypes.data))
+    if min_tiles is not None:
+        ops.sm90_conv_min_tiles = min_tiles
+    return ops
 
 
 def to16(kind, a):
@@ -152,25 +156,28 @@ def stub_sm90_conv(monkeypatch):
     stub = types.ModuleType(hopper.SM90_CONV_MODULE)
     stub.answer, stub.calls = (True, ""), []
 
-    def can_implement(ops, x, w, stride, padding, dilation):
+    def can_implement(ops, x, w, stride, padding, dilation, groups=1, out_dtype=None):
         return stub.answer
 
-    def conv(ops, x, w, stride, padding, dilation, bias, activation, out_dtype):
-        stub.calls.append((x.shape, w.shape, stride, padding, dilation, activation, out_dtype))
+    def conv(ops, x, w, stride, padding, dilation, bias, activation, out_dtype, alpha=0.0):
+        stub.calls.append((x.shape, w.shape, stride, padding, dilation, activation, out_dtype, alpha))
         return np.full((1,), 7.0, np.float32)
     stub.conv2d_fprop_sm90_can_implement, stub.conv2d_fprop_sm90 = can_implement, conv
     monkeypatch.setitem(sys.modules, hopper.SM90_CONV_MODULE, stub)
     return stub
 
 
-def fake_ops(target="emulator", builds=True):
-    """KernelOps that launch nothing (they record the kernel names): the decision and the note are what is checked."""
+def fake_ops(target="emulator", builds=True, min_tiles=0):
+    """KernelOps that launch nothing (they record the kernel names): the decision and the note are what is checked.
+    min_tiles None: the routing's own tile count (an H100's)."""
     from fastconv.backends.plans.kernel_ops import KernelOps
     launched = []
     ops = KernelOps(np, lambda kernel, grid, block, args, shared_bytes=0: launched.append(kernel),
                     lambda a: int(a.ctypes.data))
     ops._sm90_target = lambda: target
     ops.builds_sm90a, ops.launched = builds, launched
+    if min_tiles is not None:
+        ops.sm90_conv_min_tiles = min_tiles
     return ops
 
 
@@ -181,7 +188,9 @@ def conv3x3(rng, n=2, hw=6, c=16, k=32, dtype=np.uint16):
 def test_3x3_conv_calls_the_sm90_kernel_when_it_can_implement(stub_sm90_conv, rng):
     x, w = conv3x3(rng)
     report = explain(lambda: fake_ops().conv2d_fprop_tensor_core(x, w, (1, 1), SAME, (1, 1), 1, None, "relu"))
-    assert stub_sm90_conv.calls == [((2, 6, 6, 16), (3, 3, 16, 32), (1, 1), SAME, (1, 1), "relu", None)]
+    assert stub_sm90_conv.calls == [((2, 6, 6, 16), (3, 3, 16, 32), (1, 1), SAME, (1, 1), "relu", None, 0.0)]
+    fake_ops().conv2d_fprop_tensor_core(x, w, (1, 1), SAME, activation="leaky_relu", alpha=0.25, out_dtype=np.uint16)
+    assert stub_sm90_conv.calls[-1][-3:] == ("leaky_relu", np.uint16, 0.25)
     assert report.result.tolist() == [7.0] and report.kernels == []
     assert "sm_90a wgmma + TMA implicit-GEMM conv fprop in the emulator" in notes(report)
 
@@ -198,7 +207,6 @@ def test_3x3_conv_falls_back_when_can_implement_says_no(stub_sm90_conv, rng):
 
 
 @pytest.mark.parametrize("why,setup", [
-    ("leaky_relu: conv2d_fprop_sm90 takes no slope (alpha)", {"activation": "leaky_relu"}),
     ("C=20 is not a multiple of 8", {"c": 20}),
     ("x or w is not 16-byte aligned", {"unaligned": True}),
 ])
@@ -207,7 +215,7 @@ def test_3x3_conv_fallbacks_before_can_implement(stub_sm90_conv, why, setup, rng
     if setup.get("unaligned"):
         w = _unaligned(w.shape, np.uint16, rng)
     ops = fake_ops()
-    report = explain(lambda: ops.conv2d_fprop_tensor_core(x, w, (1, 1), SAME, activation=setup.get("activation")))
+    report = explain(lambda: ops.conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
     assert "mma.sync tensor-op conv instead of the sm_90a kernels: " + why in notes(report), notes(report)
     assert stub_sm90_conv.calls == []
 
@@ -241,18 +249,18 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     sm_90a kernels; 2 x 6 x 6 x 32 = 1 tile does not (too few to fill 132 SMs)."""
     monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args: bytes(128), "fake"))
     x, w = conv3x3(rng, n=64, hw=32, k=256)
-    report = explain(lambda: fake_ops("sm90").conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
+    report = explain(lambda: fake_ops("sm90", min_tiles=None).conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
     assert len(stub_sm90_conv.calls) == 1 and "sm_90a wgmma + TMA implicit-GEMM conv fprop" in notes(report)
     assert "in the emulator" not in notes(report)
     x1, w1 = ints(rng, (64, 32, 32, 64)).astype(np.uint16), ints(rng, (1, 1, 64, 256)).astype(np.uint16)
-    ops = fake_ops("sm90")
+    ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_fprop_tensor_core(x1, w1))
     assert "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM" in notes(report)
     assert ops.launched == ["fc::gemm_wgmma<fc::WgmmaTile<256, 4>, __nv_bfloat16, float>"]
     x, w = conv3x3(rng)
-    ops = fake_ops("sm90")
+    ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
-    assert "1 output tiles of 128x128 are too few to fill the GPU" in notes(report)
+    assert "1 output tiles of 128x128 are too few to fill the GPU (under 264)" in notes(report)
     assert ops.launched[-1].startswith("fc::conv2d_fprop_tensor_op<") and len(stub_sm90_conv.calls) == 1
 
 
@@ -265,7 +273,7 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op"),   # stem: C = 3
 ])
 def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
-    route, why = hopper.sm90_fprop_route(*shape, stride, pad, 1, dtype, on_gpu=True)
+    route, why = hopper.sm90_fprop_route(*shape, stride, pad, 1, dtype)
     assert route == want, why
     if want == "tensor_op":
         assert ("too few to fill the GPU" in why) or ("C=3 is not a multiple of 8" in why), why
@@ -306,13 +314,26 @@ def test_dgrad_under_a_16bit_policy_routes_1x1_to_the_gemm_and_3x3_to_mma_sync(p
 def test_dgrad_on_an_sm90_gpu_counts_tiles(monkeypatch, rng):
     monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args: bytes(128), "fake"))
     dy, w = ints(rng, (64, 32, 32, 256)).astype(np.uint16), ints(rng, (1, 1, 64, 256)).astype(np.uint16)
-    ops = fake_ops("sm90")
+    ops = fake_ops("sm90", min_tiles=None)
     ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1)
     assert ops.launched == ["fc::gemm_wgmma<fc::WgmmaTile<128, 4>, __nv_bfloat16, float>"]   # 512 tiles, N = C = 64
-    ops = fake_ops("sm90")
+    ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy[:2], w, (2, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
     assert "16 output tiles of 128x128 are too few to fill the GPU" in notes(report)
     assert ops.launched[-1].startswith("fc::conv2d_dgrad_tensor_op<")
     ops = fake_ops(None)
     report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
     assert "the device is not sm_90" in notes(report) and ops.launched[-1].startswith("fc::conv2d_dgrad_tensor_op<")
+
+
+def test_the_emulator_routes_small_convs_as_an_h100_would(stub_sm90_conv, rng):
+    """By default the emulator counts tiles like a GPU: a small conv stays on mma.sync (as the existing emulated
+    model tests expect), a 1x1 one too; only the knob sm90_conv_min_tiles = 0 sends them to the sm_90a kernels."""
+    x, w = conv3x3(rng)
+    x1, w1 = ints(rng, (2, 5, 7, 16)).astype(np.uint16), ints(rng, (1, 1, 16, 24)).astype(np.uint16)
+    for args in ((x, w, (1, 1), SAME), (x1, w1)):
+        ops = emu_ops(min_tiles=None)
+        report = explain(lambda: ops.conv2d_fprop_tensor_core(*args))
+        assert "too few to fill the GPU (under 264)" in notes(report), notes(report)
+        assert report.kernels[-1].startswith("fc::conv2d_fprop_tensor_op<"), report.kernels
+    assert stub_sm90_conv.calls == []

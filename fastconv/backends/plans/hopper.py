@@ -131,28 +131,6 @@ def _encode_cuda_bindings(address, dtype, dims, row_stride, box, swizzle):
     return np.array(tmap.opaque, "<u8").tobytes()
 
 
-def sm90a_unavailable(ops):
-    """None when the plans' backend `ops` can run sm_90a code (wgmma, TMA) on its device, or is the emulator;
-    else why not. A function of the ops object (not a method), so that tests can hand it a stand-in."""
-    target = ops._sm90_target()
-    if target is None:
-        return "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
-    if target == "sm90" and not ops._builds_sm90a():
-        # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
-        # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
-        # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
-        # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
-        reason = getattr(ops, "sm90a_reason", None)
-        return ((reason() if callable(reason) else None) or
-                "this backend has no sm_90a code for the device (native: fastconv._C was built "
-                "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
-    if target == "sm90":
-        encode, why = tensor_map_encoder()
-        if encode is None:
-            return why
-    return None
-
-
 def _as_struct(raw: bytes):
     return np.frombuffer(raw, np.dtype((np.void, len(raw))))[0]
 
@@ -259,7 +237,7 @@ class HopperPlans:
         kernel (plans/conv2d_sm90.py) where its can_implement agrees; everything else, and everything on other
         GPUs, the mma.sync conv2d_fprop_tensor_op. fastconv.explain says which and why."""
         x, w = self._c(x), self._c(w)
-        route, why = self._sm90_fprop_choice(x, w, stride, padding, dilation, groups, activation, residual)
+        route, why = self._sm90_fprop_choice(x, w, stride, padding, dilation, groups, residual, out_dtype)
         if route == "gemm":
             note(why)
             n, h, wd, c = x.shape
@@ -269,12 +247,12 @@ class HopperPlans:
         if route == "conv":
             note(why)
             return sm90_conv_module().conv2d_fprop_sm90(self, x, w, stride, padding, dilation, bias, activation,
-                                                        out_dtype)
+                                                        out_dtype, alpha=alpha)
         note("mma.sync tensor-op conv instead of the sm_90a kernels: " + why)
         return self.conv2d_fprop_tensor_op(x, w, stride, padding, dilation, groups, bias, activation, alpha, out_dtype,
                                            residual)
 
-    def _sm90_fprop_choice(self, x, w, stride, padding, dilation, groups, activation, residual):
+    def _sm90_fprop_choice(self, x, w, stride, padding, dilation, groups, residual, out_dtype):
         """('gemm' | 'conv' | 'tensor_op', why) for conv2d_fprop_tensor_core."""
         missing = sm90a_unavailable(self)
         if missing:
@@ -282,7 +260,7 @@ class HopperPlans:
         if residual is not None:
             return "tensor_op", "a residual add is fused only in the mma.sync conv's epilogue"
         target = self._sm90_target()
-        route, why = sm90_fprop_route(x.shape, w.shape, stride, padding, groups, x.dtype, on_gpu=target == "sm90")
+        route, why = sm90_fprop_route(x.shape, w.shape, stride, padding, groups, x.dtype, sm90_min_tiles(self))
         if route == "gemm":
             n, h, wd, c = x.shape
             ok, gemm_why = self.wgmma_applies(n * h * wd, w.shape[3], c, x.dtype)
@@ -296,14 +274,12 @@ class HopperPlans:
         module = sm90_conv_module()
         if module is None:
             return "tensor_op", f"no sm_90a conv fprop kernel in this build ({SM90_CONV_MODULE} is not installed)"
-        if ACTIVATIONS[activation] == ACTIVATIONS["leaky_relu"]:
-            return "tensor_op", "leaky_relu: conv2d_fprop_sm90 takes no slope (alpha)"
         if self._ptr(x) % 16 or self._ptr(w) % 16:
             return "tensor_op", "x or w is not 16-byte aligned (a TMA global address must be)"
-        ok, reason = module.conv2d_fprop_sm90_can_implement(self, x, w, stride, padding, dilation)
+        ok, reason = module.conv2d_fprop_sm90_can_implement(self, x, w, stride, padding, dilation, groups, out_dtype)
         if not ok:
             return "tensor_op", f"conv2d_fprop_sm90 cannot run it: {reason}"
-        return "conv", why + (" in the emulator" if target == "emulator" else "") + (f": {reason}" if reason else "")
+        return "conv", why + (" in the emulator" if target == "emulator" else "")
 
     # ---- conv dgrad on sm_90 ---------------------------------------------------------------------
     def conv2d_dgrad_tensor_core(self, dy, w, x_shape, stride, padding, dilation, groups, out_dtype=None):
@@ -313,8 +289,7 @@ class HopperPlans:
         phases). fastconv.explain says which and why."""
         dy, w = self._c(dy), self._c(w)
         _, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
-        route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype,
-                                      on_gpu=self._sm90_target() == "sm90")
+        route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype, sm90_min_tiles(self))
         missing = sm90a_unavailable(self)
         if route == "gemm" and tuple(dy.shape) == tuple(y_shape):
             n, h, wd, c = (int(v) for v in x_shape)
@@ -329,12 +304,41 @@ class HopperPlans:
         return self.conv2d_dgrad_tensor_op(dy, w, x_shape, stride, padding, dilation, groups, out_dtype)
 
 
-# ---- the sm_90a conv fprop kernel's module, and the routing rules that need only the shapes ------------------
-# plans/conv2d_sm90.py exports conv2d_fprop_sm90(ops, x, w, stride, padding, dilation, bias, activation, out_dtype)
-# and conv2d_fprop_sm90_can_implement(ops, x, w, stride, padding, dilation) -> (bool, reason).
+# ---- sm_90a availability, the sm_90a conv kernel's module, and the routing rules of the shapes alone -----------
+def sm90a_unavailable(ops):
+    """None when the plans' backend `ops` can run sm_90a code (wgmma, TMA) on its device, or is the emulator;
+    else why not. A function of the ops object (not a method), so that tests can hand it a stand-in."""
+    target = ops._sm90_target()
+    if target is None:
+        return "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
+    if target == "sm90" and not ops._builds_sm90a():
+        # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
+        # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
+        # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
+        # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
+        reason = getattr(ops, "sm90a_reason", None)
+        return ((reason() if callable(reason) else None) or
+                "this backend has no sm_90a code for the device (native: fastconv._C was built "
+                "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
+    if target == "sm90":
+        encode, why = tensor_map_encoder()
+        if encode is None:
+            return why
+    return None
+
+
+# plans/conv2d_sm90.py exports conv2d_fprop_sm90(ops, x, w, stride, padding, dilation, bias, activation, out_dtype,
+# alpha=0.0) and conv2d_fprop_sm90_can_implement(ops, x, w, stride, padding, dilation, groups, out_dtype) -> (ok, why).
 SM90_CONV_MODULE = f"{__package__}.conv2d_sm90"
 # The output tile the routing counts: the sm_90a conv kernel's 128 x 128 (M = N*P*Q pixels by K filters).
 SM90_CONV_TILE = (128, 128)
+
+
+def sm90_min_tiles(ops):
+    """Fewest 128 x 128 output tiles for which a conv takes the sm_90a kernels: WGMMA_MIN_TILES on GPUs and in the
+    emulator alike, so an emulated run picks what an H100 would (small test convs stay on mma.sync). Test knob:
+    ops.sm90_conv_min_tiles (0: every size)."""
+    return getattr(ops, "sm90_conv_min_tiles", WGMMA_MIN_TILES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -353,11 +357,11 @@ def sm90_conv_module():
     return sys.modules.get(SM90_CONV_MODULE) or _import_sm90_conv()
 
 
-def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=True):
+def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=WGMMA_MIN_TILES):
     """What the shapes alone say about a conv fprop on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv in a
     16-bit format (the wgmma GEMM), ('conv', why) for the sm_90a conv kernel, ('tensor_op', why not) for the
-    mma.sync conv. on_gpu: count tiles against the 132 SMs (the emulator runs any size). The device, alignment and
-    the conv kernel's own can_implement are checked by HopperPlans._sm90_fprop_choice."""
+    mma.sync conv, also when there are fewer than min_tiles output tiles (too few for 132 SMs). The device,
+    alignment and the conv kernel's own can_implement are checked by HopperPlans._sm90_fprop_choice."""
     n, h, wd, c = (int(v) for v in x_shape)
     r, s, _, k = (int(v) for v in w_shape)
     dt = np.dtype(dtype)
@@ -369,16 +373,16 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=Tr
                              "be a multiple of 16 bytes)")
     p, q = conv_output_hw((h, wd), (r, s), stride, padding)
     tiles = ceil_div(n * p * q, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1])
-    if on_gpu and tiles < WGMMA_MIN_TILES:
+    if tiles < min_tiles:
         return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
-                             f"the GPU (under {WGMMA_MIN_TILES})")
+                             f"the GPU (under {min_tiles})")
     one_by_one = (r, s) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
     if one_by_one and dt in WGMMA_TYPES:
         return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
 
 
-def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=True):
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=WGMMA_MIN_TILES):
     """('gemm', why) when a conv's dgrad is one wgmma GEMM by its shapes (1x1 stride-1 unpadded, groups 1, bf16/fp16,
     enough tiles on a GPU), else ('tensor_op', why not): there is no sm_90a dgrad kernel for other convs yet."""
     n, h, wd, c = (int(v) for v in x_shape)
@@ -389,7 +393,7 @@ def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, on_gpu=Tr
     if np.dtype(dtype) not in WGMMA_TYPES:
         return "tensor_op", f"operands are {np.dtype(dtype)}; the wgmma GEMM takes float16 or bfloat16 (uint16 bits)"
     tiles = ceil_div(n * h * wd, WGMMA_BM) * ceil_div(c, 128)
-    if on_gpu and tiles < WGMMA_MIN_TILES:
-        return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {WGMMA_MIN_TILES})"
+    if tiles < min_tiles:
+        return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {min_tiles})"
     return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, the "
                     "(C, K) filter its K-major B")
