@@ -247,7 +247,7 @@ def test_gpus_without_sm90a_code_run_mma_sync(stub_sm90_conv, monkeypatch, targe
 def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(stub_sm90_conv, monkeypatch, rng):
     """On an H100/H200 the tiles are counted: 64 x 32 x 32 pixels x 256 filters = 1024 tiles of 128 x 128 take the
     sm_90a kernels; 2 x 6 x 6 x 32 = 1 tile does not (too few to fill 132 SMs)."""
-    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args: bytes(128), "fake"))
+    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
     x, w = conv3x3(rng, n=64, hw=32, k=256)
     report = explain(lambda: fake_ops("sm90", min_tiles=None).conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
     assert len(stub_sm90_conv.calls) == 1 and "sm_90a wgmma + TMA implicit-GEMM conv fprop" in notes(report)
@@ -312,7 +312,7 @@ def test_dgrad_under_a_16bit_policy_routes_1x1_to_the_gemm_and_3x3_to_mma_sync(p
 
 
 def test_dgrad_on_an_sm90_gpu_counts_tiles(monkeypatch, rng):
-    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args: bytes(128), "fake"))
+    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
     dy, w = ints(rng, (64, 32, 32, 256)).astype(np.uint16), ints(rng, (1, 1, 64, 256)).astype(np.uint16)
     ops = fake_ops("sm90", min_tiles=None)
     ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1)
