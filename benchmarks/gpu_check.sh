@@ -181,7 +181,7 @@ stage results 20 'files=$(ls "$WORK"/bench-conv.json "$WORK"/bench-gemm-pool.jso
 "$PY" -m fastconv.bench.results merge "$OUT" $files'
 
 if [ "$DRY" = 1 ]; then
-  echo "dry run: the stages above (${ONLY:-all 16}); a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s)"
+  echo "dry run: the stages above (${ONLY:-all 16}); a real run of all of them writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s; --stages writes the files of its stages only)"
   exit 0
 fi
 
