@@ -3,37 +3,54 @@
 #
 #   bash benchmarks/gpu_check.sh OUTDIR            # run every stage, write <= 8 files into OUTDIR
 #   bash benchmarks/gpu_check.sh --dry-run OUTDIR  # print the stages and their commands, run nothing
+#   bash benchmarks/gpu_check.sh --stages hopper OUTDIR   # only issue 16's checks (below); or a comma list of names
 #
 # Stages: environment; install in place (pip -e, builds fastconv._emu and, with nvcc, fastconv._C);
 # fastconv._C import (rebuilds in place to show the error if the install did not build it); the GPU
 # tests (pytest -m gpu); compute-sanitizer memcheck, racecheck, synccheck and initcheck over a small
-# run of every fastconv GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (convs,
-# GEMMs and max-pools, the seed model's and ResNet-18's training steps, eager and CUDA graph); a tuning
-# run; a profile with its Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
+# run of every fastconv GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (the
+# ResNet-50, VGG-16 and MobileNet convs in bf16, fprop/dgrad/wgrad, against cuDNN channels_last and NCHW with
+# benchmark=True; the predictions of scripts/predict_sm90_convs.py beside what was measured; the seed model's and
+# ResNet-18's training steps in bf16, eager and CUDA graph; GEMMs and max-pools); a tuning run; a profile with its
+# Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
+# --stages hopper = env,install,build_C,bench_conv,predictions,train_step,results: issue 16's checks, sized for one
+# 15-minute device lease (machine start ~1-2 min, then install ~2-4 min, bench_conv <= 180 s, train_step <= 150 s,
+# all inside the 450 s budget).
 # Each stage has a timeout and the whole run a budget (GPU_CHECK_BUDGET seconds, default 450: under
 # 8 minutes); a failing stage does not stop the later ones; exit 1 when any failed or timed out.
 # A short summary table is printed last.
 #
-# Files written into OUTDIR (at most 8): check.log (every stage's output), summary.txt,
+# Files written into OUTDIR (at most 8): check.log (every stage's output), summary.txt (with the predictions table),
 # <date>-<gpu>.json (all benchmark figures: copy it to benchmarks/results/), bench-conv.png,
 # bench-gemm-pool.png, train-step.png, profile.json, tuning.json (fastconv tune of ResNet-50's fp32 fprop).
 set -u -o pipefail
 
 DRY=0
 OUT=""
+ONLY=""
+want_stages=0
 for arg in "$@"; do
+  if [ "$want_stages" = 1 ]; then ONLY="$arg"; want_stages=0; continue; fi
   case "$arg" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --stages) want_stages=1 ;;
+    --stages=*) ONLY="${arg#--stages=}" ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     -*) echo "gpu_check.sh: unknown option $arg" >&2; exit 2 ;;
     *) if [ -n "$OUT" ]; then echo "gpu_check.sh: one output directory, got '$OUT' and '$arg'" >&2; exit 2; fi
        OUT="$arg" ;;
   esac
 done
+if [ "$want_stages" = 1 ]; then echo "gpu_check.sh: --stages needs a comma-separated list (or 'hopper')" >&2; exit 2; fi
 if [ -z "$OUT" ]; then
-  echo "usage: bash benchmarks/gpu_check.sh [--dry-run] OUTDIR" >&2
+  echo "usage: bash benchmarks/gpu_check.sh [--dry-run] [--stages LIST] OUTDIR" >&2
   exit 2
 fi
+ALL_STAGES=",env,install,build_C,pytest_gpu,memcheck,racecheck,synccheck,initcheck,bench_conv,predictions,train_step,bench_gemm_pool,tune,profile,pytest_bench,results,"
+[ "$ONLY" = hopper ] && ONLY="env,install,build_C,bench_conv,predictions,train_step,results"
+for name in ${ONLY//,/ }; do
+  case "$ALL_STAGES" in *",$name,"*) ;; *) echo "gpu_check.sh: unknown stage '$name'; stages: ${ALL_STAGES//,/ }" >&2; exit 2 ;; esac
+done
 
 cd "$(dirname "$0")/.." || exit 2
 ROOT=$(pwd)
@@ -69,6 +86,7 @@ NOTES=()
 # so a command can size itself (the benchmarks' --time-budget).
 stage() {
   local name=$1 cap=$2 cmd=$3
+  case ",$ONLY," in ",,"|*",$name,"*) ;; *) return 0 ;; esac   # --stages: the others are left out
   if [ "$DRY" = 1 ]; then
     printf '[%s] timeout %ss\n    %s\n' "$name" "$cap" "$cmd"
     return 0
@@ -134,17 +152,24 @@ stage racecheck 45 'run_sanitizer racecheck'
 stage synccheck 30 'run_sanitizer synccheck'
 stage initcheck 30 'run_sanitizer initcheck'
 
-stage bench_conv 110 '"$PY" -m fastconv.bench --device gpu --suite resnet50,vgg16,mobilenet_v1 --op conv2d_fprop,conv2d_dgrad,conv2d_wgrad --dtype bf16,fp32 --batch 32 --baseline cudnn --repeats 15 --time-budget $((STAGE_T > 50 ? STAGE_T - 30 : 20)) --json "$WORK/bench-conv.json" --plot "$OUT/bench-conv.png"'
+# bench_conv: issue 16's suites in bf16, ordered fprop -> dgrad -> wgrad (a time-budget cut drops wgrad first)
+stage bench_conv 180 '"$PY" -m fastconv.bench --device gpu --suite resnet50,vgg16,mobilenet_v1 --op conv2d_fprop,conv2d_dgrad,conv2d_wgrad --dtype bf16 --batch 32 --baseline cudnn --repeats 15 --time-budget $((STAGE_T > 50 ? STAGE_T - 30 : 20)) --json "$WORK/bench-conv.json" --plot "$OUT/bench-conv.png"'
+
+# predictions: what scripts/predict_sm90_convs.py expected (benchmarks/NOTES.md) beside what bench_conv measured;
+# the table goes into summary.txt
+stage predictions 20 '[ -f "$WORK/bench-conv.json" ] || { echo "SKIP: bench_conv wrote no JSON"; exit 3; }
+"$PY" scripts/predict_sm90_convs.py --batch 32 --compare "$WORK/bench-conv.json" | tee "$WORK/predictions.md"'
+
+# train_step: the seed model (batch 128) and ResNet-18 CIFAR (batch 256) in bf16: fastconv under the bf16 policy
+# (eager and CUDA graph) against PyTorch eager with bf16 autocast (channels_last for ResNet-18), one JSON;
+# torch.compile left out to fit the lease (--compile adds it).
+stage train_step 150 '"$PY" -m fastconv.bench --device gpu --op train_step --model seed,resnet18 --dtype bf16 --no-compile --repeats 20 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/train-step.json" --plot "$OUT/train-step.png"'
 
 stage bench_gemm_pool 60 '"$PY" -m fastconv.bench --device gpu --suite all --op gemm,maxpool --dtype bf16,fp16,tf32,fp32 --batch 128 --repeats 15 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/bench-gemm-pool.json" --plot "$OUT/bench-gemm-pool.png"'
 
 # tune: fill a tuning file for ResNet-50's fp32 fprop convs (the file is saved after every shape, so a
 # timeout keeps what was tuned); copy it to benchmarks/results/ with the JSON.
 stage tune 40 '"$PY" -m fastconv tune --suite resnet50 --op fprop --dtype float32 --batch 32 --file "$OUT/tuning.json"'
-
-# train_step: the seed model (batch 128, fp32: fastconv eager / graph, torch eager, torch.compile max-autotune when
-# >= 60 s of its budget are left) and ResNet-18 CIFAR (batch 256, bf16 AMP channels_last for torch), one JSON.
-stage train_step 150 '"$PY" -m fastconv.bench --device gpu --op train_step --model seed,resnet18 --repeats 20 --time-budget $((STAGE_T > 45 ? STAGE_T - 25 : 20)) --json "$WORK/train-step.json" --plot "$OUT/train-step.png"'
 
 stage profile 45 'args="--device gpu --op conv2d_fprop --suite resnet50 --shape res2_3x3 --batch 32 --dtype fp32 --steps 3"
 "$PY" -m fastconv.bench profile $args --json "$OUT/profile.json" || { echo "(fastconv has no GPU path here: profiling the cuDNN baseline)"; "$PY" -m fastconv.bench profile $args --backend torch --json "$OUT/profile.json"; } || exit 1
@@ -156,12 +181,16 @@ stage results 20 'files=$(ls "$WORK"/bench-conv.json "$WORK"/bench-gemm-pool.jso
 "$PY" -m fastconv.bench.results merge "$OUT" $files'
 
 if [ "$DRY" = 1 ]; then
-  echo "dry run: 15 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s)"
+  echo "dry run: the stages above (${ONLY:-all 16}); a real run of all of them writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s; --stages writes the files of its stages only)"
   exit 0
 fi
 
 FAILED=0
 {
+  if [ -f "$WORK/predictions.md" ]; then
+    echo "predicted (scripts/predict_sm90_convs.py, benchmarks/NOTES.md) beside measured, resnet50 bf16 batch 32:"
+    cat "$WORK/predictions.md"; echo
+  fi
   printf '%-16s %-8s %6s  %s\n' stage status secs note
   for i in "${!NAMES[@]}"; do
     printf '%-16s %-8s %6s  %s\n' "${NAMES[$i]}" "${STATES[$i]}" "${TIMES[$i]}" "${NOTES[$i]}"

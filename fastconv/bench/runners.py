@@ -167,6 +167,10 @@ class FastconvRunner:
             if not hasattr(mod, "gemm_wgmma"):
                 return False, f"the fastconv {kind} backend has no gemm_wgmma"
             return True, kind
+        if self.device == "gpu" and case.op in CONV16_FUNCS and case.dtype in GEMM16:
+            if not hasattr(mod, CONV16_FUNCS[case.op]):
+                return False, f"the fastconv {kind} backend has no {CONV16_FUNCS[case.op]}"
+            return True, kind
         if self.device == "gpu" and case.dtype == "tf32":
             return False, "the generic adapter cannot ask the backend for TF32 math"
         return True, kind
@@ -179,6 +183,8 @@ class FastconvRunner:
         import cupy
         import torch
         canonical, view, info = as_canonical, cupy.from_dlpack, {}
+        if case.op in CONV16_FUNCS and case.dtype in GEMM16:
+            (call, canonical), view = _conv16_call(mod, case), _cupy_view
         if case.op == "gemm" and case.dtype in GEMM16:
             (call, canonical), view = _gemm16_call(mod, case.dtype), _cupy_view
             # B held K-major (N, K), as nn.Linear keeps a weight and the wgmma kernel reads it: transposed once
@@ -231,6 +237,34 @@ def _gemm16_call(mod, dtype, out16=True):
             return torch.from_dlpack(c.view(cupy.int16)).view(torch.bfloat16)
         return torch.from_dlpack(c)
     return (lambda s: mod.gemm_wgmma(s["a"], s["b"], out_dtype=out, b_layout="nk")), canonical
+
+
+# Convs in 16-bit formats run the tensor-core plans on the operands as they are (no float32 round trip): fprop
+# and dgrad through conv2d_*_tensor_core (on sm_90 the wgmma GEMM or the sm_90a conv kernel where they apply), wgrad
+# through the mma.sync plan. fprop and dgrad write the operand format, as cuDNN does; wgrad writes float32.
+CONV16_FUNCS = {"conv2d_fprop": "conv2d_fprop_tensor_core", "conv2d_dgrad": "conv2d_dgrad_tensor_core",
+                "conv2d_wgrad": "conv2d_wgrad_tensor_op"}
+
+
+def _conv16_call(mod, case):
+    """fn(set) -> output and canonical(output) -> torch for a bf16 / fp16 conv through the tensor-core plans."""
+    import cupy
+    import torch
+    g, out = case.geometry, (np.uint16 if case.dtype == "bf16" else np.float16)
+    conv = (g["stride"], g["padding"], g["dilation"], g["groups"])
+    fn = getattr(mod, CONV16_FUNCS[case.op])
+    if case.op == "conv2d_fprop":
+        call = lambda s: fn(s["x"], s["w"], *conv, out_dtype=out)   # noqa: E731
+    elif case.op == "conv2d_dgrad":
+        call = lambda s: fn(s["dy"], s["w"], g["x"], *conv, out_dtype=out)   # noqa: E731
+    else:
+        return (lambda s: fn(s["x"], s["dy"], g["w"], *conv)), torch.from_dlpack
+
+    def canonical(y):
+        if case.dtype == "bf16":
+            return torch.from_dlpack(y.view(cupy.int16)).view(torch.bfloat16)
+        return torch.from_dlpack(y)
+    return call, canonical
 
 
 def _kernels_of(fn) -> str:

@@ -5,7 +5,9 @@ Adam) as images per second, side by side in one process:
   graph (fit's CUDA-graph replay, fastconv/models/step_capture.py), PyTorch eager (cuDNN) and
   torch.compile(mode='max-autotune');
 - resnet18 (ResNet-18 CIFAR, 32x32x3, batch 256): fastconv eager and graph against PyTorch eager
-  with bf16 autocast and channels_last (AMP). fastconv runs its default precision, named in the row.
+  with bf16 autocast and channels_last (AMP).
+With --dtype bf16 / fp16 / tf32, fastconv compiles the model with that precision policy (fp32 master weights, as
+PyTorch's autocast keeps them) and PyTorch runs autocast in it; fp32 is strict fp32 on both sides.
 
 They alternate sample by sample over a rotation of input batches (the same method as the per-shape
 ops; the CPU logic follows benchmarks/train_step_cpu.py). On the CPU the comparison is the
@@ -64,7 +66,7 @@ def model_step_flops(model_name: str, batch: int) -> int:
     return 3 * forward * batch
 
 
-def _fastconv_model(model_name, batch, n_sets, mode, seed):
+def _fastconv_model(model_name, batch, n_sets, mode, seed, dtype="fp32"):
     import fastconv as fc
     if mode == "gpu":
         from ..backends import backend_for
@@ -72,28 +74,29 @@ def _fastconv_model(model_name, batch, n_sets, mode, seed):
     fc.set_seed(seed)
     shape = MODELS[model_name]["input"]
     model = fc.models.ZOO[model_name](shape, CLASSES)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  precision=None if dtype == "fp32" else dtype)
     rng = np.random.default_rng(seed)
     xs = [rng.random((batch,) + shape, dtype=np.float32) for _ in range(n_sets)]
     ys = [rng.integers(0, CLASSES, batch) for _ in range(n_sets)]
     return model, xs, ys
 
 
-def _fastconv_step(batch, n_sets, mode, seed=0, model_name="seed"):
+def _fastconv_step(batch, n_sets, mode, seed=0, model_name="seed", dtype="fp32"):
     """fastconv eager: train_on_batch, as fit(graph=False) runs it (it reads the loss every step). On
     the GPU the inputs are device-resident, as for the graph and PyTorch (fit prefetches them)."""
-    model, xs, ys = _fastconv_model(model_name, batch, n_sets, mode, seed)
+    model, xs, ys = _fastconv_model(model_name, batch, n_sets, mode, seed, dtype)
     if mode == "gpu":
         import cupy
         xs = [cupy.asarray(x) for x in xs]
     return lambda i: model.train_on_batch(xs[i], ys[i])
 
 
-def _fastconv_graph_step(batch, n_sets, mode, seed=0, model_name="seed"):
+def _fastconv_graph_step(batch, n_sets, mode, seed=0, model_name="seed", dtype="fp32"):
     """fastconv graph: fit's runner (step_capture.GraphSteps) on device-resident batches; the first
     call runs eagerly (warm-up), the second captures. Raises with the reasons where no graph is used."""
     from ..models.step_capture import GraphSteps, capture_decision
-    model, xs, ys = _fastconv_model(model_name, batch, n_sets, mode, seed)
+    model, xs, ys = _fastconv_model(model_name, batch, n_sets, mode, seed, dtype)
     model._ensure_built(xs[0].shape[1:])
     decision = capture_decision(model)
     if not decision.use:
@@ -211,12 +214,12 @@ def _run_model(args, mode, name, dtype, batch, repeats, deadline, where, why):
     n_sets = 4
     print(f"fastconv bench --op train_step: {name} model, batch {batch}, {dtype}, {where} [{why}]")
     impls, status = {}, {}
-    fc_dtype_note = "" if dtype == "fp32" else f" (fastconv runs its default precision, torch runs {dtype})"
+    fc_dtype_note = "" if dtype == "fp32" else f", precision {dtype}"
     for impl, make in (("fastconv", _fastconv_step), ("fastconv graph", _fastconv_graph_step)):
         try:
             if mode == "cpu" and dtype != "fp32":
                 raise RuntimeError("the CPU mode runs fp32 only")
-            step = make(batch, n_sets, mode, args.seed, model_name=name)
+            step = make(batch, n_sets, mode, args.seed, model_name=name, dtype=dtype)
             step(0)                  # a failure shows here, as 'not available', not in the middle of the timing
             step(1)                  # the graph: warm-up, then capture
             impls[impl] = step

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.sh"
-STAGES = ["env", "install", "build_C", "pytest_gpu", "memcheck", "racecheck", "bench_conv", "bench_gemm_pool",
-          "train_step", "profile", "pytest_bench", "results"]
+STAGES = ["env", "install", "build_C", "pytest_gpu", "memcheck", "racecheck", "bench_conv", "predictions",
+          "bench_gemm_pool", "train_step", "profile", "pytest_bench", "results"]
+HOPPER = ["env", "install", "build_C", "bench_conv", "predictions", "train_step", "results"]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
@@ -46,6 +47,26 @@ def test_usage_errors():
     assert run().returncode == 2
     assert run("--bogus", "x").returncode == 2
     assert run("a", "b").returncode == 2
+    p = run("--dry-run", "--stages", "env,bogus", "x")
+    assert p.returncode == 2 and "unknown stage 'bogus'" in p.stderr
+    assert run("--dry-run", "x", "--stages").returncode == 2
+
+
+def test_hopper_stages_are_issue_16s_bf16_checks(tmp_path):
+    """--stages hopper: only the bf16 conv suites against cuDNN, the predictions beside them and the bf16 training
+    steps (with what they need), sized for one lease: their caps fit the 450 s budget less the install's."""
+    p = run("--dry-run", "--stages", "hopper", str(tmp_path / "out"))
+    assert p.returncode == 0, p.stderr
+    listed = [line[1:line.index("]")] for line in p.stdout.splitlines() if line.startswith("[")]
+    assert listed == HOPPER
+    conv = p.stdout[p.stdout.index("[bench_conv]"):p.stdout.index("[predictions]")]
+    for needle in ("--suite resnet50,vgg16,mobilenet_v1", "--op conv2d_fprop,conv2d_dgrad,conv2d_wgrad",
+                   "--dtype bf16 ", "--baseline cudnn"):
+        assert needle in conv
+    train = p.stdout[p.stdout.index("[train_step]"):p.stdout.index("[results]")]
+    assert "--model seed,resnet18 --dtype bf16" in train
+    assert "scripts/predict_sm90_convs.py --batch 32 --compare" in p.stdout
+    assert (SCRIPT.parents[1] / "scripts" / "predict_sm90_convs.py").exists()
 
 
 @pytest.mark.skipif(any(shutil.which(t) for t in ("nvidia-smi", "compute-sanitizer", "ncu")),
@@ -61,6 +82,10 @@ def test_stub_run_records_every_stage_and_fails_without_results(tmp_path):
     assert "memcheck         SKIP" in summary and "results          FAIL" in summary
     assert p.stdout.rstrip().splitlines()[-1].startswith(("check.log", "summary.txt"))   # the table is last
     assert len(list((tmp_path / "out").iterdir())) <= 8
+    assert "predictions      SKIP" in summary                   # no bench JSON to set the predictions beside
+    p = run("--stages", "hopper", str(tmp_path / "hop"), env=env)
+    summary = (tmp_path / "hop" / "summary.txt").read_text()
+    assert [s for s in STAGES if s + " " in summary] == HOPPER
 
 
 def test_plain_pytest_does_not_collect_the_benchmarks():

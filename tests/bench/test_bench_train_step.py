@@ -72,3 +72,11 @@ def test_unknown_model_is_a_usage_error(capsys):
     assert main(["bench", "--device", "cpu", "--op", "train_step", "--model", "seed,vgg99"]) == 2
     err = capsys.readouterr().err
     assert "--model must be one of" in err and "vgg99" in err and all(m in err for m in MODELS)
+
+
+@pytest.mark.parametrize("dtype,policy", [("fp32", None), ("bf16", "bf16"), ("fp16", "fp16")])
+def test_fastconv_step_compiles_the_model_in_the_asked_precision(dtype, policy):
+    """--dtype bf16 runs fastconv's step under the bf16 policy (as PyTorch's autocast), not its default fp32."""
+    from fastconv.bench.train_step import _fastconv_model
+    model, xs, ys = _fastconv_model("seed", 4, 1, "cpu", 0, dtype)
+    assert model.precision == policy and xs[0].shape == (4, 28, 28, 1) and len(ys) == 1

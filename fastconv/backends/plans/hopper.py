@@ -1,5 +1,7 @@
-"""Launch plan of the sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA-staged operands, warp-specialized wgmma)
-and the host side of its TMA tensor maps. A mixin of KernelOps (plans/kernel_ops.py).
+"""Launch plan of the sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA-staged operands, warp-specialized wgmma),
+the host side of its TMA tensor maps, and the routing of conv fprop on sm_90 (conv2d_fprop_sm90_route: 1x1
+stride-1 convs through this GEMM, the others through the sm_90a conv kernel of plans/conv2d_sm90.py where it
+can run, else the mma.sync tensor-op conv). A mixin of KernelOps (plans/kernel_ops.py).
 
 The kernel takes each operand twice: as a pointer (what the emulator maps; the GPU does not read it) and as
 a 128-byte tensor map. On a GPU the map comes from the driver's cuTensorMapEncodeTiled, through cuda-bindings
@@ -11,12 +13,15 @@ carries it.
 from __future__ import annotations
 
 import functools
+import importlib
+import sys
 
 import numpy as np
 
 from ...explain import note
+from ...shapes import conv_output_hw
 from . import tensor_map_libcuda
-from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
+from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div, conv2d_problem
 
 # Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
 WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
@@ -149,21 +154,9 @@ class HopperPlans:
     def wgmma_applies(self, m, n, k, dtype):
         """(True, why) when gemm_wgmma would run the sm_90a kernel for this problem, else (False, why not)."""
         target = self._sm90_target()
-        if target is None:
-            return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
-        if target == "sm90" and not self._builds_sm90a():
-            # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
-            # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
-            # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
-            # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
-            reason = getattr(self, "sm90a_reason", None)
-            return False, ((reason() if callable(reason) else None) or
-                           "this backend has no sm_90a code for the device (native: fastconv._C was built "
-                           "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
-        if target == "sm90":
-            encode, why = tensor_map_encoder()
-            if encode is None:
-                return False, why
+        missing = sm90a_unavailable(self)
+        if missing:
+            return False, missing
         if np.dtype(dtype) not in WGMMA_TYPES:
             return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
         if k % 8:
@@ -234,3 +227,173 @@ class HopperPlans:
                       bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]), np.float32(alpha)),
                      shared_bytes=wgmma_shared_bytes(bn))
         return c
+
+    # ---- conv fprop on sm_90 ---------------------------------------------------------------------
+    def conv2d_fprop_tensor_core(self, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+                                 bias=None, activation=None, alpha=0.0, out_dtype=None, residual=None):
+        """y = act(conv2d(x, w) + bias + residual) for tensor-core operands (as conv2d_fprop_tensor_op takes them),
+        on the fastest kernel that can run it: on sm_90 (or in the emulator) a 1x1 stride-1 unpadded conv runs the
+        wgmma GEMM (NHWC x is its (N*H*W, C) A matrix, the (C, K) filter its B), other convs the sm_90a conv
+        kernel (plans/conv2d_sm90.py) where its can_implement agrees; everything else, and everything on other
+        GPUs, the mma.sync conv2d_fprop_tensor_op. fastconv.explain says which and why."""
+        x, w = self._c(x), self._c(w)
+        route, why = self._sm90_fprop_choice(x, w, stride, padding, dilation, groups, residual, out_dtype)
+        if route == "gemm":
+            note(why)
+            n, h, wd, c = x.shape
+            y = self.gemm_wgmma(x.reshape(n * h * wd, c), w.reshape(c, w.shape[3]), bias=bias, activation=activation,
+                                out_dtype=out_dtype, alpha=alpha)
+            return y.reshape(n, h, wd, w.shape[3])
+        if route == "conv":
+            note(why)
+            return sm90_conv_module().conv2d_fprop_sm90(self, x, w, stride, padding, dilation, bias, activation,
+                                                        out_dtype, alpha=alpha)
+        note("mma.sync tensor-op conv instead of the sm_90a kernels: " + why)
+        return self.conv2d_fprop_tensor_op(x, w, stride, padding, dilation, groups, bias, activation, alpha, out_dtype,
+                                           residual)
+
+    def _sm90_fprop_choice(self, x, w, stride, padding, dilation, groups, residual, out_dtype):
+        """('gemm' | 'conv' | 'tensor_op', why) for conv2d_fprop_tensor_core."""
+        missing = sm90a_unavailable(self)
+        if missing:
+            return "tensor_op", missing
+        if residual is not None:
+            return "tensor_op", "a residual add is fused only in the mma.sync conv's epilogue"
+        target = self._sm90_target()
+        route, why = sm90_fprop_route(x.shape, w.shape, stride, padding, groups, x.dtype, sm90_min_tiles(self))
+        if route == "gemm":
+            n, h, wd, c = x.shape
+            ok, gemm_why = self.wgmma_applies(n * h * wd, w.shape[3], c, x.dtype)
+            if not ok:
+                return "tensor_op", gemm_why
+            if self._ptr(x) % 16:
+                return "tensor_op", "x is not 16-byte aligned (a TMA global address must be)"
+            return route, why + (" in the emulator" if target == "emulator" else "")
+        if route != "conv":
+            return route, why
+        module = sm90_conv_module()
+        if module is None:
+            return "tensor_op", f"no sm_90a conv fprop kernel in this build ({SM90_CONV_MODULE} is not installed)"
+        if self._ptr(x) % 16 or self._ptr(w) % 16:
+            return "tensor_op", "x or w is not 16-byte aligned (a TMA global address must be)"
+        ok, reason = module.conv2d_fprop_sm90_can_implement(self, x, w, stride, padding, dilation, groups, out_dtype)
+        if not ok:
+            return "tensor_op", f"conv2d_fprop_sm90 cannot run it: {reason}"
+        return "conv", why + (" in the emulator" if target == "emulator" else "")
+
+    # ---- conv dgrad on sm_90 ---------------------------------------------------------------------
+    def conv2d_dgrad_tensor_core(self, dy, w, x_shape, stride, padding, dilation, groups, out_dtype=None):
+        """dx for tensor-core operands (as conv2d_dgrad_tensor_op takes them): on sm_90 (or in the emulator) a 1x1
+        stride-1 unpadded conv's dgrad is the wgmma GEMM dx (N*H*W, C) = dy (N*H*W, K) @ w^T, the (C, K) filter
+        being already the K-major (N, K) B it reads; everything else runs conv2d_dgrad_tensor_op (mma.sync, by stride
+        phases). fastconv.explain says which and why."""
+        dy, w = self._c(dy), self._c(w)
+        _, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
+        route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype, sm90_min_tiles(self))
+        missing = sm90a_unavailable(self)
+        if route == "gemm" and tuple(dy.shape) == tuple(y_shape):
+            n, h, wd, c = (int(v) for v in x_shape)
+            ok, gemm_why = self.wgmma_applies(n * h * wd, c, w.shape[3], dy.dtype)
+            if ok and not (self._ptr(dy) % 16 or self._ptr(w) % 16):
+                note(why)
+                dx = self.gemm_wgmma(dy.reshape(n * h * wd, w.shape[3]), w.reshape(c, w.shape[3]), out_dtype=out_dtype,
+                                     b_layout="nk")
+                return dx.reshape(n, h, wd, c)
+            why = gemm_why if not ok else "dy or w is not 16-byte aligned (a TMA global address must be)"
+        note("mma.sync tensor-op dgrad instead of the sm_90a wgmma GEMM: " + (missing or why))
+        return self.conv2d_dgrad_tensor_op(dy, w, x_shape, stride, padding, dilation, groups, out_dtype)
+
+
+# ---- sm_90a availability, the sm_90a conv kernel's module, and the routing rules of the shapes alone -----------
+def sm90a_unavailable(ops):
+    """None when the plans' backend `ops` can run sm_90a code (wgmma, TMA) on its device, or is the emulator;
+    else why not. A function of the ops object (not a method), so that tests can hand it a stand-in."""
+    target = ops._sm90_target()
+    if target is None:
+        return "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
+    if target == "sm90" and not ops._builds_sm90a():
+        # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
+        # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
+        # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
+        # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
+        reason = getattr(ops, "sm90a_reason", None)
+        return ((reason() if callable(reason) else None) or
+                "this backend has no sm_90a code for the device (native: fastconv._C was built "
+                "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
+    if target == "sm90":
+        encode, why = tensor_map_encoder()
+        if encode is None:
+            return why
+    return None
+
+
+# plans/conv2d_sm90.py exports conv2d_fprop_sm90(ops, x, w, stride, padding, dilation, bias, activation, out_dtype,
+# alpha=0.0) and conv2d_fprop_sm90_can_implement(ops, x, w, stride, padding, dilation, groups, out_dtype) -> (ok, why).
+SM90_CONV_MODULE = f"{__package__}.conv2d_sm90"
+# The output tile the routing counts: the sm_90a conv kernel's 128 x 128 (M = N*P*Q pixels by K filters).
+SM90_CONV_TILE = (128, 128)
+
+
+def sm90_min_tiles(ops):
+    """Fewest 128 x 128 output tiles for which a conv takes the sm_90a kernels: WGMMA_MIN_TILES on GPUs and in the
+    emulator alike, so an emulated run picks what an H100 would (small test convs stay on mma.sync). Test knob:
+    ops.sm90_conv_min_tiles (0: every size)."""
+    return getattr(ops, "sm90_conv_min_tiles", WGMMA_MIN_TILES)
+
+
+@functools.lru_cache(maxsize=None)
+def _import_sm90_conv():
+    try:
+        return importlib.import_module(SM90_CONV_MODULE)
+    except ModuleNotFoundError as e:
+        if e.name != SM90_CONV_MODULE:
+            raise   # the module is there but one of its imports is not: a real error
+        return None
+
+
+def sm90_conv_module():
+    """plans/conv2d_sm90.py, or None where this checkout has no sm_90a conv kernel. sys.modules is asked first,
+    so a test can register a stand-in."""
+    return sys.modules.get(SM90_CONV_MODULE) or _import_sm90_conv()
+
+
+def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=WGMMA_MIN_TILES):
+    """What the shapes alone say about a conv fprop on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv in a
+    16-bit format (the wgmma GEMM), ('conv', why) for the sm_90a conv kernel, ('tensor_op', why not) for the
+    mma.sync conv, also when there are fewer than min_tiles output tiles (too few for 132 SMs). The device,
+    alignment and the conv kernel's own can_implement are checked by HopperPlans._sm90_fprop_choice."""
+    n, h, wd, c = (int(v) for v in x_shape)
+    r, s, _, k = (int(v) for v in w_shape)
+    dt = np.dtype(dtype)
+    if groups != 1:
+        return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
+    per16 = 16 // dt.itemsize
+    if c % per16:
+        return "tensor_op", (f"C={c} is not a multiple of {per16} (a TMA row of C {dt.itemsize}-byte channels must "
+                             "be a multiple of 16 bytes)")
+    p, q = conv_output_hw((h, wd), (r, s), stride, padding)
+    tiles = ceil_div(n * p * q, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1])
+    if tiles < min_tiles:
+        return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
+                             f"the GPU (under {min_tiles})")
+    one_by_one = (r, s) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
+    if one_by_one and dt in WGMMA_TYPES:
+        return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
+    return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
+
+
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=WGMMA_MIN_TILES):
+    """('gemm', why) when a conv's dgrad is one wgmma GEMM by its shapes (1x1 stride-1 unpadded, groups 1, bf16/fp16,
+    enough tiles on a GPU), else ('tensor_op', why not): there is no sm_90a dgrad kernel for other convs yet."""
+    n, h, wd, c = (int(v) for v in x_shape)
+    r, s, _, k = (int(v) for v in w_shape)
+    one_by_one = (r, s) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
+    if not (one_by_one and groups == 1):
+        return "tensor_op", "no sm_90a dgrad kernel for other than 1x1 stride-1 unpadded convs with groups == 1"
+    if np.dtype(dtype) not in WGMMA_TYPES:
+        return "tensor_op", f"operands are {np.dtype(dtype)}; the wgmma GEMM takes float16 or bfloat16 (uint16 bits)"
+    tiles = ceil_div(n * h * wd, WGMMA_BM) * ceil_div(c, 128)
+    if tiles < min_tiles:
+        return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {min_tiles})"
+    return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, the "
+                    "(C, K) filter its K-major B")

@@ -1,6 +1,8 @@
 """Routing of conv2d and dense under a tf32 / bf16 / fp16 precision policy (fastconv/precision.py) to the
-tensor-core plans (tensor_op.py; for bf16 / fp16 dense, the sm_90a wgmma GEMM of hopper.py where it applies). A mixin of KernelOps (kernel_ops.py), whose conv2d_* / dense_* take
-`precision=` and come here when it is a reduced format and the operands are float32.
+tensor-core plans (tensor_op.py; for bf16 / fp16 dense and 1x1 convs, the sm_90a wgmma GEMM of hopper.py where it
+applies, and on sm_90 the sm_90a conv kernel for other convs: hopper.py conv2d_*_tensor_core). A mixin of
+KernelOps (kernel_ops.py), whose conv2d_* / dense_* take `precision=` and come here when it is a reduced format
+and the operands are float32.
 
 Operands are cast to the compute format at each use (weights stay float32 masters), products are
 accumulated in fp32 and outputs are float32: what the reference does (backends/reference/rounding.py).
@@ -60,14 +62,14 @@ class MixedPrecisionPlans:
     # ---- conv2d ----------------------------------------------------------------------------------
     def _conv2d_fprop_reduced(self, x, w, stride, padding, dilation, groups, bias, activation, alpha, precision):
         note(f"precision {precision}: conv2d_fprop operands cast to {precision}, fp32 accumulation, fp32 output")
-        y = self.conv2d_fprop_tensor_op(self._to_compute(x, precision), self._to_compute(w, precision), stride,
-                                        padding, dilation, groups, bias, activation, alpha)
+        y = self.conv2d_fprop_tensor_core(self._to_compute(x, precision), self._to_compute(w, precision), stride,
+                                          padding, dilation, groups, bias, activation, alpha)
         return self._to_float32(y)
 
     def _conv2d_dgrad_reduced(self, dy, w, x_shape, stride, padding, dilation, groups, precision):
         note(f"precision {precision}: conv2d_dgrad on the tensor-core plan, fp32 accumulation")
         dyc, wc = self._to_compute(dy, precision), self._to_compute(w, precision)
-        return self._to_float32(self.conv2d_dgrad_tensor_op(dyc, wc, x_shape, stride, padding, dilation, groups))
+        return self._to_float32(self.conv2d_dgrad_tensor_core(dyc, wc, x_shape, stride, padding, dilation, groups))
 
     def _conv2d_wgrad_reduced(self, x, dy, w_shape, stride, padding, dilation, groups, precision):
         note(f"precision {precision}: conv2d_wgrad on the tensor-core plan, fp32 accumulation")
