@@ -299,3 +299,6 @@ def format_counters(sites: list[dict]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
 
+
+
+from .emulator_counters import kernel_counters, line_counters  # noqa: E402  (per-kernel totals of profile())
