@@ -30,12 +30,13 @@ racecheck=True runs an instrumented build of the same kernels that reports data 
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import re
 import shutil
 import subprocess
-from functools import lru_cache
+from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 ORDERS = ("forward", "reverse", "random")
@@ -125,33 +126,71 @@ def compile_kernel(source: str, name: str | Sequence[str], filename: str = "kern
 _SITE = re.compile(r"\{site (\S+)\+0x([0-9a-f]+) ([^{}]*)\}")
 
 
-@lru_cache(maxsize=4096)
-def _source_line(path: str, address: str) -> str | None:
-    """file:line of a code address (innermost inlined frame), where the module has line tables."""
-    tool = shutil.which("addr2line")
-    if tool is None:
-        return None
-    try:
-        out = subprocess.run([tool, "-e", path, "-i", address], capture_output=True, text=True, timeout=30).stdout.split()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    frames = []         # "file:line" per inlined frame, innermost first; "??:0" / ":?" when unknown
-    for token in out:
+_LINES: dict[tuple[str, int], str | None] = {}   # (module path, code address) -> file:line
+
+
+def _frame(frames: list[str]) -> str | None:
+    """The innermost inlined frame in the kernel's own code, not in an emulator intrinsic (__ldg,
+    atomicAdd); frames are addr2line's "file:line", innermost first ("??:0" / ":?" when unknown)."""
+    known = []
+    for token in frames:
         file, _, line = token.rpartition(":")
         if file and not file.startswith("??") and line.isdigit() and line != "0":
-            frames.append((os.path.normpath(file), line))
-    # the innermost frame in the kernel's own code, not in an emulator intrinsic (__ldg, atomicAdd)
-    own = [f for f in frames if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or frames
+            known.append((os.path.normpath(file), line))
+    own = [f for f in known if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or known
     return f"{own[0][0]}:{own[0][1]}" if own else None
+
+
+def _source_lines(path: str, addresses) -> None:
+    """Looks up the file:line of every address not yet in _LINES with one addr2line run (a run
+    costs ~0.2 s on a large module: a model step has hundreds of sites)."""
+    todo = sorted({a for a in addresses if (path, a) not in _LINES})
+    if not todo:
+        return
+    _LINES.update({(path, a): None for a in todo})
+    tool = shutil.which("addr2line")
+    if tool is None:
+        return
+    try:
+        out = subprocess.run([tool, "-a", "-i", "-e", path, *(hex(a) for a in todo)], capture_output=True, text=True,
+                             timeout=120).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return
+    address, frames = None, []
+    for token in out + ["0x"]:   # -a prints each address before its frames; the sentinel ends the last
+        if token.startswith("0x"):
+            if address is not None:
+                _LINES[(path, address)] = _frame(frames)
+            address, frames = (int(token, 16) if len(token) > 2 else None), []
+        else:
+            frames.append(token)
+
+
+def _source_line(path: str, address: str) -> str | None:
+    """file:line of a code address (innermost inlined frame), where the module has line tables."""
+    _source_lines(path, [int(address, 16)])
+    return _LINES[(path, int(address, 16))]
 
 
 def _symbolize(message: str) -> str:
     """Replace the C++ side's {site module+0xADDR function+0xOFF} tokens with file:line (function)."""
+    return _symbolize_all([message])[0]
+
+
+def _symbolize_all(messages: list[str]) -> list[str]:
+    """_symbolize for many messages, with one addr2line run per module."""
+    wanted: dict[str, set] = {}
+    for message in messages:
+        for m in _SITE.finditer(message):
+            wanted.setdefault(m.group(1), set()).add(int(m.group(2), 16))
+    for path, addresses in wanted.items():
+        _source_lines(path, addresses)
+
     def one(m):
-        line = _source_line(m.group(1), "0x" + m.group(2))
+        line = _LINES.get((m.group(1), int(m.group(2), 16)))
         function = m.group(3).rsplit("+0x", 1)[0]
         return f"{line} (in {function})" if line else m.group(3)
-    return _SITE.sub(one, message)
+    return [_SITE.sub(one, message) for message in messages]
 
 
 def _race_module():
@@ -234,12 +273,54 @@ def launch(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_b
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
         raise TypeError(f"args must be a sequence with one value per kernel parameter, got {type(args).__name__}")
+    if _counted is not None and not racecheck and not poison_async:
+        sites = _counted_sites(kernel, grid3, block3, args, shared_bytes, order, seed)
+        _counted.append(Launch(name, grid3, block3, int(shared_bytes), sites))
+        return
     try:
         module.launch(name, list(grid3), list(block3), list(args), int(shared_bytes), order, int(seed), bool(poison_async))
     except RuntimeError as exc:   # each built module has its own EmulatorError class: raise the one users catch
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
         raise EmulatorError(_symbolize(str(exc))) from None
+
+
+@dataclass
+class Launch:
+    """One launch run under counting(): the kernel's name, its configuration, profile()'s sites, and
+    the backend op that made it (set by whoever tags launches, e.g. `fastconv profile --emulated`)."""
+    kernel: str
+    grid: tuple
+    block: tuple
+    shared_bytes: int
+    sites: list = field(repr=False)
+    op: str | None = None
+
+
+_counted: list | None = None   # the list counting() yields, while one is open
+
+
+@contextlib.contextmanager
+def counting():
+    """Count every launch() made inside the `with` (by the emulated backend too): each runs once in
+    the instrumented build, as profile() does, and its Launch is appended to the yielded list.
+
+        with emulator.counting() as launches:
+            emulated.conv2d_fprop(x, w, ...)
+        print(emulator.format_kernel_table(emulator.kernel_counters(launches)))
+
+    Launches with racecheck=True or poison_async=True run as asked, uncounted. Not reentrant."""
+    global _counted
+    if _counted is not None:
+        raise RuntimeError("emulator.counting() is already open; it does not nest")
+    _counted = launches = []
+    try:
+        yield launches
+    finally:
+        _counted = None
+        names = _symbolize_all([s["site"] for launch in launches for s in launch.sites])   # one addr2line run
+        for s, name in zip((s for launch in launches for s in launch.sites), names):
+            s["site"] = name
 
 
 def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
@@ -255,6 +336,14 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
     and ideal_wavefronts (one per phase: the excess is bank conflicts). Accesses made by the runtime
     (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Arguments as for launch().
     """
+    sites = _counted_sites(kernel, grid, block, args, shared_bytes, order, seed)
+    for s, site in zip(sites, _symbolize_all([s["site"] for s in sites])):
+        s["site"] = site
+    return sites
+
+
+def _counted_sites(kernel, grid, block, args, shared_bytes, order, seed) -> list[dict]:
+    """profile() without resolving the sites' code addresses to source lines."""
     module, name = (kernel.module(True), kernel.name) if isinstance(kernel, Kernel) else (None, kernel)
     if module is None:
         if not isinstance(kernel, str):
@@ -276,8 +365,6 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
         raise EmulatorError(_symbolize(str(exc))) from None
-    for s in sites:
-        s["site"] = _symbolize(s["site"])
     return sites
 
 
@@ -301,4 +388,5 @@ def format_counters(sites: list[dict]) -> str:
 
 
 
-from .emulator_counters import kernel_counters, line_counters  # noqa: E402  (per-kernel totals of profile())
+from .emulator_counters import (format_kernel_table, format_line_table, kernel_counters,  # noqa: E402,F401
+                                line_counters)

@@ -43,6 +43,8 @@ def _check_launches(launches) -> list[tuple[str, Sequence[Mapping]]]:
                         f"returns them; got {type(launches).__name__}")
     out = []
     for i, item in enumerate(launches):
+        if hasattr(item, "kernel") and hasattr(item, "sites"):   # an emulator.Launch
+            item = (item.kernel, item.sites)
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
             raise TypeError(f"launches[{i}] must be a (kernel name, sites) pair, got {item!r:.80}")
         for s in item[1]:
@@ -87,7 +89,8 @@ def _derive(row: dict) -> dict:
 def kernel_counters(launches: Iterable[tuple[str, Sequence[Mapping]]]) -> dict[str, dict]:
     """{kernel name: counters summed over its launches}, in order of first launch.
 
-    launches: (kernel name, sites) pairs, sites as emulator.profile() returns them for one launch.
+    launches: (kernel name, sites) pairs, sites as emulator.profile() returns them for one launch,
+    or the emulator.Launch records that emulator.counting() collects.
     Each row has `launches`; per space and op (global_ld, global_st, shared_ld, shared_st):
     `_requests`, `_lanes`, `_bytes` (requested by the lanes); global: `_sectors`, `_bytes_moved`
     (sectors x 32), `_sectors_per_request`, `_efficiency` (bytes / bytes moved, 0..1; None without
