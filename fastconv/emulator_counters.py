@@ -141,7 +141,7 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.0f}%"
 
 
-def _table(rows: list[tuple], head: tuple, metrics: tuple | None = None) -> str:
+def format_table(rows: list[tuple], head: tuple, metrics: tuple | None = None) -> str:
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     fmt = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
     lines = [fmt(head), "-" * len(fmt(head))]
@@ -177,7 +177,14 @@ def format_kernel_table(rows: Mapping[str, Mapping], name_width: int = 60) -> st
     for name, r in rows.items():
         short = name if len(name) <= name_width else name[:name_width - 3] + "..."
         body.append((short, *(fmt(r[field]) for _, field, fmt, _ in KERNEL_COLUMNS)))
-    return _table(body, head, (None, *(c[3] for c in KERNEL_COLUMNS)))
+    return format_table(body, head, (None, *(c[3] for c in KERNEL_COLUMNS)))
+
+
+def _short_site(site: str) -> str:
+    """'/path/to/csrc/conv/x.h:40 (in void fc::k<...>(...))' -> 'csrc/conv/x.h:40' (the kernel has its column)."""
+    where = site.split(" (in ", 1)[0]
+    i = where.rfind("/csrc/")
+    return where[i + 1:] if i >= 0 else where
 
 
 def format_line_table(rows: Sequence[Mapping], name_width: int = 40) -> str:
@@ -188,7 +195,7 @@ def format_line_table(rows: Sequence[Mapping], name_width: int = 40) -> str:
     for r in rows:
         name = r["kernel"] if len(r["kernel"]) <= name_width else r["kernel"][:name_width - 3] + "..."
         g = r["space"] == "global"
-        body.append((name, r["site"], r["space"], r["op"], r["requests"],
+        body.append((name, _short_site(r["site"]), r["space"], r["op"], r["requests"],
                      _fmt(r["sectors_per_request"]) if g else "", _pct(r["efficiency"]) if g else "",
                      "" if g else _fmt(r["wavefronts_per_request"]), "" if g else r["conflicts"]))
-    return _table(body, head)
+    return format_table(body, head)
