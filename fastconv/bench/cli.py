@@ -60,7 +60,7 @@ def _profile(args) -> int:
     if args.emulated:
         from .profile_emulated import run_emulated_profile
         return run_emulated_profile(args)
-    for opt in ("lines", "kernel", "image_size", "arch", "no_static"):
+    for opt in ("lines", "kernel", "convs", "image_size", "arch", "no_static"):
         if getattr(args, opt):
             raise ValueError(f"--{opt.replace('_', '-')} applies to --emulated only")
     from .profile import run_profile
@@ -158,6 +158,9 @@ def add_profile_parser(subparsers) -> argparse.ArgumentParser:
                         "per target registers/shared memory/occupancy (fastconv/bench/profile_emulated.py)")
     e.add_argument("--lines", action="store_true", help="--emulated: also the per-source-line table")
     e.add_argument("--kernel", default=None, metavar="REGEX", help="--emulated: only the kernels matching REGEX")
+    e.add_argument("--convs", action="store_true",
+                   help="--emulated --model: the model's distinct convs forward and backward, not a whole step "
+                        "(for resnet18: --batch 1 --image-size 8)")
     e.add_argument("--image-size", type=_positive_int, default=None,
                    help="--emulated --model: square inputs of this size (e.g. 8 for resnet18)")
     e.add_argument("--arch", default=None, help="--emulated: targets of the static report, comma-separated "

@@ -11,7 +11,7 @@ memory, stack/spills, and theoretical occupancy with what limits it.
 
     fastconv profile --emulated --op conv2d_fprop --suite seed [--shape NAME] [--batch 2]
     fastconv profile --emulated --model seed --batch 8          # one train_on_batch step
-    fastconv profile --emulated --model resnet18 --batch 1 --image-size 8
+    fastconv profile --emulated --model resnet18 --convs --batch 1 --image-size 8   # its convs, fwd + bwd
     ... --lines (per source line)  --kernel REGEX (those kernels only)  --json FILE  --no-static
 
 Python: fastconv.emulator.profile_op(...), profile_step(...) (this module's functions). The counts
@@ -275,6 +275,50 @@ def profile_step(model: str = "seed", batch: int = 8, image_size: int | None = N
     return _count(label, lambda: net.train_on_batch(x, y), archs, static)
 
 
+def profile_convs(model: str = "resnet18", batch: int = 1, image_size: int | None = 8, seed: int = 0, archs=ARCHS,
+                  static: bool = True) -> EmulatedProfile:
+    """Every distinct Conv2D of a model of fastconv.models.ZOO (by input shape, filter, stride,
+    padding, dilation, groups), forward and backward (fprop, dgrad, wgrad) through autograd on
+    random data, on the emulated backend with counters: the convs of a model whose whole step (11M
+    parameters through Adam, one fiber per element) is too slow for the emulator. image_size as for
+    profile_step (ResNet-18 at 8x8, batch 1: well under a minute)."""
+    import numpy as np
+
+    import fastconv as fc
+    import fastconv.functional as F
+    from .train_step import MODELS
+    if model not in fc.models.ZOO:
+        raise ValueError(f"model must be one of {sorted(fc.models.ZOO)}, got {model!r}")
+    for what, v in (("batch", batch), ("image_size", image_size)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{what} must be a positive int, got {v!r}")
+    shape = MODELS[model]["input"] if model in MODELS else (32, 32, 3)
+    if image_size is not None:
+        shape = (image_size, image_size, shape[-1])
+    with fc.device.using_device("cpu"):
+        net = fc.models.ZOO[model](tuple(shape), 10)
+        net._ensure_built(tuple(shape))
+    convs = {}
+    for layer in net.layers:
+        if type(layer).__name__ == "Conv2D":
+            kernel = tuple(layer.params["kernel"].shape)
+            key = (tuple(layer.input_shape), kernel, layer.strides, layer.padding, layer.dilation_rate, layer.groups)
+            convs.setdefault(key, layer)
+    if not convs:
+        raise ValueError(f"model {model!r} has no Conv2D layer")
+    rng = np.random.default_rng(seed)
+
+    def run():
+        for (in_shape, kernel, strides, padding, dilation, groups) in convs:
+            x = fc.Tensor(rng.standard_normal((batch, *in_shape), dtype=np.float32), requires_grad=True)
+            w = fc.Tensor(rng.standard_normal(kernel, dtype=np.float32), requires_grad=True)
+            y = F.conv2d(x, w, None, strides, padding, dilation, groups)
+            y.backward(rng.standard_normal(y.shape, dtype=np.float32))
+    label = (f"model {model}: its {len(convs)} distinct convs forward and backward (batch {batch}, "
+             f"{'x'.join(map(str, shape))} input, fp32)")
+    return _count(label, run, archs, static)
+
+
 def run_emulated_profile(args) -> int:
     """The CLI: `fastconv profile --emulated ...` (options parsed by fastconv.bench.cli)."""
     import json
@@ -291,9 +335,14 @@ def run_emulated_profile(args) -> int:
             raise ValueError(f"--emulated does not take {why}: it counts fastconv's fp32 kernels in the emulator")
     if sum(bool(v) for v in (args.op, args.model)) != 1:
         raise ValueError("--emulated: name exactly one of --op OP or --model NAME (--layer is not wired for it)")
+    if args.convs and not args.model:
+        raise ValueError("--convs needs --model NAME (the model whose convs to profile)")
     if args.op:
         prof = profile_op(args.op, args.suite or "seed", args.shape, int(args.batch) if args.batch else None,
                           args.seed, archs, static)
+    elif args.convs:
+        prof = profile_convs(args.model, int(args.batch) if args.batch else 1, args.image_size, args.seed, archs,
+                             static)
     else:
         prof = profile_step(args.model, int(args.batch) if args.batch else 8, args.image_size, args.seed, archs,
                             static)
