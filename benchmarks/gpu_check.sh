@@ -9,14 +9,16 @@
 # tests (pytest -m gpu); compute-sanitizer memcheck, racecheck, synccheck and initcheck over a small
 # run of every fastconv GPU op with the memory pools off; the benchmarks against cuDNN and cuBLAS with bounded sizes (convs,
 # GEMMs and max-pools, the seed model's and ResNet-18's training steps, eager and CUDA graph); a tuning
-# run; a profile with its Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
+# run; a profile with its Nsight Compute run; ncu's memory counters beside the emulator's for a few small
+# kernels; the pytest-benchmark suites' GPU variants; the results file.
 # Each stage has a timeout and the whole run a budget (GPU_CHECK_BUDGET seconds, default 450: under
 # 8 minutes); a failing stage does not stop the later ones; exit 1 when any failed or timed out.
 # A short summary table is printed last.
 #
-# Files written into OUTDIR (at most 8): check.log (every stage's output), summary.txt,
+# Files written into OUTDIR (at most 9): check.log (every stage's output), summary.txt,
 # <date>-<gpu>.json (all benchmark figures: copy it to benchmarks/results/), bench-conv.png,
-# bench-gemm-pool.png, train-step.png, profile.json, tuning.json (fastconv tune of ResNet-50's fp32 fprop).
+# bench-gemm-pool.png, train-step.png, profile.json, tuning.json (fastconv tune of ResNet-50's fp32 fprop),
+# ncu-counters.json (ncu's and the emulator's counters per kernel and metric, where ncu ran).
 set -u -o pipefail
 
 DRY=0
@@ -150,13 +152,18 @@ stage profile 45 'args="--device gpu --op conv2d_fprop --suite resnet50 --shape 
 "$PY" -m fastconv.bench profile $args --json "$OUT/profile.json" || { echo "(fastconv has no GPU path here: profiling the cuDNN baseline)"; "$PY" -m fastconv.bench profile $args --backend torch --json "$OUT/profile.json"; } || exit 1
 if command -v ncu >/dev/null; then "$PY" -m fastconv.bench profile $args --backend torch --ncu --run --ncu-out - --ncu-set basic --ncu-launches 2 | tail -n 40; else echo "(ncu is not on PATH)"; fi; exit 0'
 
+# ncu_counters: the emulator's memory counters (profile --emulated) beside Nsight Compute's for the same few
+# small kernels and launches; optional (SKIP without ncu), never run on a GPU yet.
+stage ncu_counters 45 'if ! command -v ncu >/dev/null; then echo "SKIP: ncu is not on PATH"; exit 3; fi
+"$PY" -m fastconv.bench.ncu_compare --out "$OUT/ncu-counters.json"'
+
 stage pytest_bench 35 '"$PY" -m pytest benchmarks -q -m gpu -p no:cacheprovider --benchmark-max-time=0.05 --benchmark-min-rounds=5 --benchmark-columns=median,iqr,rounds; '"$PYTEST_SKIP5"
 
 stage results 20 'files=$(ls "$WORK"/bench-conv.json "$WORK"/bench-gemm-pool.json "$WORK"/train-step.json 2>/dev/null); [ -n "$files" ] || { echo "no benchmark JSON was written"; exit 1; }
 "$PY" -m fastconv.bench.results merge "$OUT" $files'
 
 if [ "$DRY" = 1 ]; then
-  echo "dry run: 15 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s)"
+  echo "dry run: 16 stages above; a real run writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json, ncu-counters.json into $OUT (budget ${BUDGET}s)"
   exit 0
 fi
 

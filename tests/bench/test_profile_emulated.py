@@ -269,3 +269,35 @@ def test_profile_convs_of_resnet18():
     for name in ("conv2d_fprop", "conv2d_wgrad"):
         assert ops[name]["flops"] > 0 and ops[name]["bytes_moved"] >= ops[name]["min_bytes"] > 0
     assert all(launch.op for launch in prof.launches)
+
+
+# ---- gpu_check.sh's ncu comparison (its GPU half runs only there) --------------------------------
+def test_ncu_compare_skips_without_ncu(monkeypatch, capsys):
+    from fastconv.bench import ncu_compare
+    monkeypatch.setattr(ncu_compare.shutil, "which", lambda name: None)
+    assert ncu_compare.main([]) == 3 and "SKIP: ncu is not on PATH" in capsys.readouterr().out
+
+
+def test_ncu_compare_marks_differences():
+    from fastconv.bench.ncu_compare import compare
+    metric = METRICS["global_ld_sectors"]
+    joined, lines = compare({"k": {metric: 32.0}}, {"k": {metric: 32.0}})
+    assert joined == {"k": {metric: {"emulated": 32.0, "ncu": 32.0}}} and "differs" not in lines[1]
+    _, lines = compare({"k": {metric: 32.0}}, {"k": {metric: 40.0}})
+    assert lines[1].endswith("<- differs")
+    _, lines = compare({"k": {metric: 32.0}}, {})            # ncu did not report it
+    assert lines[1].endswith("<- differs")
+
+
+@needs_emu
+def test_ncu_compare_emulated_side_is_the_hand_computed_counts():
+    from fastconv.bench.ncu_compare import emulated_counters
+    ours = emulated_counters()
+    sectors, conflicts = METRICS["global_ld_sectors"], METRICS["shared_ld_conflicts"]
+    # 8192 threads = 256 warps: 4 sectors per coalesced fp32 request, 32 at stride 32; copy4: 64 warps of
+    # 16-byte loads, 16 sectors each
+    assert ours["copy stride 1"][sectors] == 256 * 4 and ours["copy stride 32"][sectors] == 256 * 32
+    assert ours["copy4 (128-bit)"][sectors] == 64 * 16
+    assert ours["copy stride 1"][METRICS["global_ld_efficiency"]] == 100.0
+    # the column read of an unpadded 32x32 tile: 32 requests of 32 wavefronts, 31 of them conflicts
+    assert ours["transpose32 no pad"][conflicts] == 32 * 31 and ours["transpose32 pad 1"][conflicts] == 0
