@@ -155,7 +155,7 @@ if command -v ncu >/dev/null; then "$PY" -m fastconv.bench profile $args --backe
 # ncu_counters: the emulator's memory counters (profile --emulated) beside Nsight Compute's for the same few
 # small kernels and launches; optional (SKIP without ncu), never run on a GPU yet.
 stage ncu_counters 45 'if ! command -v ncu >/dev/null; then echo "SKIP: ncu is not on PATH"; exit 3; fi
-"$PY" -m fastconv.bench.ncu_compare --out "$OUT/ncu-counters.json"'
+"$PY" benchmarks/ncu_compare.py --out "$OUT/ncu-counters.json"'
 
 stage pytest_bench 35 '"$PY" -m pytest benchmarks -q -m gpu -p no:cacheprovider --benchmark-max-time=0.05 --benchmark-min-rounds=5 --benchmark-columns=median,iqr,rounds; '"$PYTEST_SKIP5"
 

@@ -170,7 +170,7 @@ KERNEL_COLUMNS = (   # (heading, field, formatter, Nsight Compute metric or None
 )
 
 
-def format_kernel_table(rows: Mapping[str, Mapping], name_width: int = 60) -> str:
+def format_kernel_table(rows: Mapping[str, Mapping], name_width: int = 80) -> str:
     """kernel_counters() as a table, one row per kernel, with the ncu metric of each column below it."""
     head = ("kernel", *(c[0] for c in KERNEL_COLUMNS))
     body = []
@@ -181,7 +181,7 @@ def format_kernel_table(rows: Mapping[str, Mapping], name_width: int = 60) -> st
 
 
 def _short_site(site: str) -> str:
-    """'/path/to/csrc/conv/x.h:40 (in void fc::k<...>(...))' -> 'csrc/conv/x.h:40' (the kernel has its column)."""
+    """'/path/to/csrc/<file>:40 (in void fc::k<...>(...))' -> 'csrc/<file>:40' (the kernel has its column)."""
     where = site.split(" (in ", 1)[0]
     i = where.rfind("/csrc/")
     return where[i + 1:] if i >= 0 else where

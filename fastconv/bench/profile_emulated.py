@@ -131,7 +131,7 @@ class EmulatedProfile:
                 "warps/SM", "occupancy", "limited by")
         body = []
         for r in rows:
-            name = r["kernel"] if len(r["kernel"]) <= 60 else r["kernel"][:57] + "..."
+            name = r["kernel"] if len(r["kernel"]) <= 80 else r["kernel"][:77] + "..."
             if "missing" in r:
                 body.append((name, r["arch"], *(["-"] * 9), r["missing"]))
                 continue
@@ -245,6 +245,19 @@ def profile_op(op: str, suite: str = "seed", shape: str | None = None, batch: in
     return _count(f"op {op} {case.problem.name} ({case.shape_text()}, fp32)", lambda: call(inputs), archs, static)
 
 
+def _model_input(model, batch, image_size) -> tuple:
+    """The model's input shape (image_size x image_size when given), after checking the arguments."""
+    import fastconv as fc
+    from .train_step import MODELS
+    if model not in fc.models.ZOO:
+        raise ValueError(f"model must be one of {sorted(fc.models.ZOO)}, got {model!r}")
+    for what, v in (("batch", batch), ("image_size", image_size)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{what} must be a positive int, got {v!r}")
+    shape = tuple(MODELS[model]["input"] if model in MODELS else (32, 32, 3))
+    return shape if image_size is None else (image_size, image_size, shape[-1])
+
+
 def profile_step(model: str = "seed", batch: int = 8, image_size: int | None = None, seed: int = 0, archs=ARCHS,
                  static: bool = True) -> EmulatedProfile:
     """One train_on_batch step (forward, backward, Adam) of a model of fastconv.models.ZOO on random
@@ -253,15 +266,7 @@ def profile_step(model: str = "seed", batch: int = 8, image_size: int | None = N
     import numpy as np
 
     import fastconv as fc
-    from .train_step import MODELS
-    if model not in fc.models.ZOO:
-        raise ValueError(f"model must be one of {sorted(fc.models.ZOO)}, got {model!r}")
-    for what, v in (("batch", batch), ("image_size", image_size)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ValueError(f"{what} must be a positive int, got {v!r}")
-    shape = MODELS[model]["input"] if model in MODELS else (32, 32, 3)
-    if image_size is not None:
-        shape = (image_size, image_size, shape[-1])
+    shape = _model_input(model, batch, image_size)
     fc.set_seed(seed)
     rng = np.random.default_rng(seed)
     x = rng.random((batch,) + tuple(shape), dtype=np.float32)
@@ -286,15 +291,7 @@ def profile_convs(model: str = "resnet18", batch: int = 1, image_size: int | Non
 
     import fastconv as fc
     import fastconv.functional as F
-    from .train_step import MODELS
-    if model not in fc.models.ZOO:
-        raise ValueError(f"model must be one of {sorted(fc.models.ZOO)}, got {model!r}")
-    for what, v in (("batch", batch), ("image_size", image_size)):
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ValueError(f"{what} must be a positive int, got {v!r}")
-    shape = MODELS[model]["input"] if model in MODELS else (32, 32, 3)
-    if image_size is not None:
-        shape = (image_size, image_size, shape[-1])
+    shape = _model_input(model, batch, image_size)
     with fc.device.using_device("cpu"):
         net = fc.models.ZOO[model](tuple(shape), 10)
         net._ensure_built(tuple(shape))

@@ -1,6 +1,6 @@
 """Nsight Compute's counters next to the emulator's, for a few small kernels (benchmarks/gpu_check.sh).
 
-    python -m fastconv.bench.ncu_compare --out ncu-counters.json   # on a GPU machine with ncu
+    python benchmarks/ncu_compare.py --out ncu-counters.json   # on a GPU machine with ncu, from the repo root
 
 The same CUDA source runs twice: in the emulator's instrumented build (emulator.profile: our
 counters) and on the GPU through CuPy under `ncu --metrics` (the hardware's), with the same launch
@@ -57,8 +57,8 @@ CASES = (
 
 def emulated_counters() -> dict:
     """{label: {ncu metric: our value}} from the emulator's instrumented build."""
-    from .. import emulator
-    from ..emulator_counters import METRICS, kernel_counters
+    from fastconv import emulator
+    from fastconv.emulator_counters import METRICS, kernel_counters
     names = sorted({c[1] for c in CASES})
     kernels = dict(zip(names, emulator.compile_kernel(SOURCE, names, filename="ncu_compare.cu")))
     out = {}
@@ -82,9 +82,9 @@ def run_on_gpu() -> None:
 
 def ncu_counters(ncu: str) -> dict:
     """{label: {metric: ncu's value}}: this module rerun under ncu, its launches in CASES order."""
-    from ..emulator_counters import METRICS
+    from fastconv.emulator_counters import METRICS
     cmd = [ncu, "--csv", "--print-units", "base", "--metrics", ",".join(METRICS.values()),
-           sys.executable, "-m", "fastconv.bench.ncu_compare", "--launch"]
+           sys.executable, os.path.abspath(__file__), "--launch"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode:
         raise RuntimeError(f"ncu failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-600:]}")
@@ -146,5 +146,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the checkout's fastconv
     sys.exit(main())
