@@ -27,6 +27,9 @@ Kernels written outside fastconv run without editing csrc/emu/kernel_table.inc:
     emulator.launch(scale, grid=4, block=256, args=(x, y, 2.0, x.size), racecheck=True)
 
 racecheck=True runs an instrumented build of the same kernels that reports data races (see launch).
+profile() counts a launch's memory traffic as Nsight Compute would; counting() counts every launch
+inside a `with`, kernel_counters() sums them per kernel, and profile_op() / profile_step() run an op
+or a model's training step that way (what `fastconv profile --emulated` prints).
 """
 from __future__ import annotations
 
@@ -386,6 +389,21 @@ def format_counters(sites: list[dict]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
 
+
+
+def profile_op(op: str, **kwargs):
+    """One op of a benchmark suite through the emulated backend, every launch counted: see
+    fastconv.bench.profile_emulated.profile_op (what `fastconv profile --emulated --op` runs)."""
+    from .bench.profile_emulated import profile_op as run
+    return run(op, **kwargs)
+
+
+def profile_step(model: str = "seed", **kwargs):
+    """One training step of a model, every launch counted: fastconv.bench.profile_emulated.profile_step;
+    profile_step(model, convs=True, ...) runs the model's distinct convs forward and backward instead."""
+    from .bench import profile_emulated
+    return (profile_emulated.profile_convs if kwargs.pop("convs", False) else profile_emulated.profile_step)(model,
+                                                                                                          **kwargs)
 
 
 from .emulator_counters import (format_kernel_table, format_line_table, kernel_counters,  # noqa: E402,F401

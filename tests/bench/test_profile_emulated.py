@@ -311,3 +311,14 @@ def test_ncu_compare_emulated_side_is_the_hand_computed_counts():
     assert ours["copy stride 1"][METRICS["global_ld_efficiency"]] == 100.0
     # the column read of an unpadded 32x32 tile: 32 requests of 32 wavefronts, 31 of them conflicts
     assert ours["transpose32 no pad"][conflicts] == 32 * 31 and ours["transpose32 pad 1"][conflicts] == 0
+
+
+@needs_emu
+def test_emulator_api_profiles_an_op():
+    prof = emulator.profile_op("maxpool", batch=1, static=False)
+    (op,) = prof.op_rows()
+    # the seed suite's 2x2/2 pool of 26x26x64: reads x once, writes y and a 1-byte argmax per output
+    assert op["op"] == "max_pool2d_fprop" and op["min_bytes"] == (26 * 26 * 64 + 13 * 13 * 64) * 4 + 13 * 13 * 64
+    assert op["bytes_moved"] >= 26 * 26 * 64 * 4 and prof.kernels() and prof.resources is None
+    with pytest.raises(ValueError, match="op must be one of"):
+        emulator.profile_op("conv3d")
