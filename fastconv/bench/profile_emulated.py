@@ -25,6 +25,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..emulator_counters import (METRICS, format_kernel_table, format_line_table, format_table, kernel_counters,
+                                 line_counters)
 from . import roofline as rl
 from .occupancy import TARGETS
 
@@ -45,17 +47,14 @@ class EmulatedProfile:
 
     def kernels(self, pattern: str | None = None) -> dict:
         """emulator.kernel_counters over the launches (of kernels matching `pattern`, a regex)."""
-        from ..emulator_counters import kernel_counters
         return kernel_counters(_matching(self.launches, pattern))
 
     def lines(self, pattern: str | None = None) -> list:
-        from ..emulator_counters import line_counters
         return line_counters(_matching(self.launches, pattern))
 
     def op_rows(self) -> list[dict]:
         """Per op: calls, FLOPs, minimum bytes, global bytes its kernels moved (sectors x 32, loads and
         stores) and moved / minimum."""
-        from ..emulator_counters import kernel_counters
         rows = []
         for op, s in self.ops.items():
             mine = [launch for launch in self.launches if launch.op == op]
@@ -91,7 +90,6 @@ class EmulatedProfile:
         return out
 
     def to_json(self, pattern: str | None = None, lines: bool = False) -> dict:
-        from ..emulator_counters import METRICS
         out = {"label": self.label, "metrics": METRICS, "kernels": self.kernels(pattern), "ops": self.op_rows(),
                "static": self.static_rows(pattern),
                "static_unavailable": self.resources.unavailable if self.resources else "not asked for (--no-static)",
@@ -103,7 +101,6 @@ class EmulatedProfile:
         return out
 
     def format(self, pattern: str | None = None, lines: bool = False) -> str:
-        from ..emulator_counters import format_kernel_table, format_line_table
         kernels = self.kernels(pattern)
         parts = [f"fastconv profile --emulated: {self.label}: {len(self.launches)} launches of "
                  f"{len({launch.kernel for launch in self.launches})} kernels, counted in the emulator "
@@ -140,7 +137,6 @@ class EmulatedProfile:
                          f"{r['spill_stores']}/{r['spill_loads']}", r["threads_per_block"],
                          o["blocks_per_sm"] if o else "-", o["warps_per_sm"] if o else "-",
                          f"{100 * o['occupancy']:.0f}%" if o else "-", o["limiter"] if o else r.get("occupancy_error")))
-        from ..emulator_counters import format_table
         cached = " (cached)" if self.resources.cached else ""
         return (f"static resources per target, from nvcc's ptxas report{cached}; occupancy for each kernel's "
                 "launch with the most dynamic shared memory:\n"
@@ -159,7 +155,6 @@ def _format_ops(rows: list[dict]) -> str:
         body.append((r["op"], r["calls"], r["launches"], "-" if r["flops"] is None else r["flops"], r["min_bytes"],
                      r["bytes_moved"], "-" if r["moved_over_min"] is None else f"{r['moved_over_min']:.2f}",
                      f"{floor * 1e6:.3f}"))
-    from ..emulator_counters import format_table
     return ("per op: FLOPs and minimum bytes (fastconv.bench.roofline: every input read once, every output "
             "written once) against the global bytes its kernels moved (sectors x 32):\n"
             + format_table(body, head) + "\n  model us (H200): a model, not a measurement: max(FLOPs / 67 TFLOP/s fp32, "
@@ -318,7 +313,6 @@ def profile_convs(model: str = "resnet18", batch: int = 1, image_size: int | Non
 
 def run_emulated_profile(args) -> int:
     """The CLI: `fastconv profile --emulated ...` (options parsed by fastconv.bench.cli)."""
-    import json
     archs = tuple(a.strip() for a in args.arch.split(",")) if args.arch else ARCHS
     static = not args.no_static
     if args.kernel:
