@@ -260,7 +260,7 @@ def test_profile_step_counts_every_launch_of_the_seed_step():
 
 
 @needs_emu
-@pytest.mark.slow   # ResNet-18's 11 distinct convs at 8x8, batch 1, forward and backward: ~1 minute
+@pytest.mark.slow   # ResNet-18's 11 distinct convs at 8x8, batch 1, forward and backward: ~40 s of CPU
 def test_profile_convs_of_resnet18():
     from fastconv.bench.profile_emulated import profile_convs
     prof = profile_convs("resnet18", batch=1, image_size=8, static=False)
@@ -322,3 +322,11 @@ def test_emulator_api_profiles_an_op():
     assert op["bytes_moved"] >= 26 * 26 * 64 * 4 and prof.kernels() and prof.resources is None
     with pytest.raises(ValueError, match="op must be one of"):
         emulator.profile_op("conv3d")
+
+
+@needs_emu
+def test_cli_says_when_the_static_report_is_unavailable(capsys, monkeypatch):
+    monkeypatch.setattr(static_resources, "find_nvcc", lambda: None)
+    code, out, _ = _run(capsys, "--emulated", "--op", "gemm", "--batch", "1")
+    assert code == 0 and "static resources: unavailable: no static report: nvcc not found" in out
+    assert "fc::gemm_bias_act" in out                # the counters are there all the same
