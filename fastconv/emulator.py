@@ -337,7 +337,10 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
     summed: ncu l1tex__t_sectors_pipe_lsu_mem_global_op_{ld,st}); shared: wavefronts (banks of 4
     bytes, 128-byte phases, broadcasts: ncu l1tex__data_pipe_lsu_wavefronts_mem_shared_op_{ld,st})
     and ideal_wavefronts (one per phase: the excess is bank conflicts). Accesses made by the runtime
-    (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Arguments as for launch().
+    (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Then one entry per kind of
+    executed warp-level instruction the emulator sees: space 'instruction', op its name (a warp
+    collective: '__shfl_xor_sync', an mma or ldmatrix, 'wgmma.wait_group...'; '__syncthreads', one
+    per warp), requests how many; site ''. Arguments as for launch().
     """
     sites = _counted_sites(kernel, grid, block, args, shared_bytes, order, seed)
     for s, site in zip(sites, _symbolize_all([s["site"] for s in sites])):
@@ -378,6 +381,8 @@ def format_counters(sites: list[dict]) -> str:
     rows = [("site", "space", "op", "requests", "sectors/req", "efficiency", "wavefronts/req", "conflict wavefronts")]
     for s in sites:
         req = max(s["requests"], 1)
+        if s["space"] == "instruction":
+            continue
         if s["space"] == "global":
             moved = 32 * s["sectors"]
             rows.append((s["site"], "global", s["op"], str(s["requests"]), f"{s['sectors'] / req:.2f}",

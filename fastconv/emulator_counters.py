@@ -48,15 +48,15 @@ def _check_launches(launches) -> list[tuple[str, Sequence[Mapping]]]:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
             raise TypeError(f"launches[{i}] must be a (kernel name, sites) pair, got {item!r:.80}")
         for s in item[1]:
-            if (s.get("space"), s.get("op")) not in _SPACE_OP:
-                raise ValueError(f"launches[{i}]: a site needs space 'global'/'shared' and op 'load'/'store', "
-                                 f"got {s!r:.120}")
+            if (s.get("space"), s.get("op")) not in _SPACE_OP and s.get("space") != "instruction":
+                raise ValueError(f"launches[{i}]: a site needs space 'global'/'shared' and op 'load'/'store' "
+                                 f"(or space 'instruction'), got {s!r:.120}")
         out.append((item[0], item[1]))
     return out
 
 
 def _empty() -> dict:
-    row = {"launches": 0}
+    row = {"launches": 0, "instructions": {}}
     for prefix in _SPACE_OP.values():
         own = ("sectors",) if prefix.startswith("global") else ("wavefronts", "ideal_wavefronts")
         row.update({f"{prefix}_{field}": 0 for field in ("requests", "lanes", "bytes", *own)})
@@ -64,6 +64,9 @@ def _empty() -> dict:
 
 
 def _add(row: dict, site: Mapping) -> None:
+    if site["space"] == "instruction":
+        row["instructions"][site["op"]] = row["instructions"].get(site["op"], 0) + int(site["requests"])
+        return
     prefix = _SPACE_OP[(site["space"], site["op"])]
     for field in _SUMMED:
         key = f"{prefix}_{field}"
@@ -95,7 +98,9 @@ def kernel_counters(launches: Iterable[tuple[str, Sequence[Mapping]]]) -> dict[s
     `_requests`, `_lanes`, `_bytes` (requested by the lanes); global: `_sectors`, `_bytes_moved`
     (sectors x 32), `_sectors_per_request`, `_efficiency` (bytes / bytes moved, 0..1; None without
     sectors); shared: `_wavefronts`, `_ideal_wavefronts`, `_conflicts` (the excess: bank conflicts),
-    `_wavefronts_per_request`. METRICS names the Nsight Compute metric of each.
+    `_wavefronts_per_request`; `instructions`: {kind: executed warp-level instructions} (warp
+    collectives by name, `__syncthreads` once per warp). METRICS names the Nsight Compute metric of
+    each memory field.
     """
     rows: dict[str, dict] = {}
     for name, sites in _check_launches(launches):
@@ -113,6 +118,8 @@ def line_counters(launches: Iterable[tuple[str, Sequence[Mapping]]]) -> list[dic
     rows: dict[tuple, dict] = {}
     for name, sites in _check_launches(launches):
         for s in sites:
+            if s["space"] == "instruction":
+                continue
             key = (name, s["site"], s["space"], s["op"])
             row = rows.setdefault(key, {"kernel": name, "site": s["site"], "space": s["space"], "op": s["op"],
                                         **{f: 0 for f in _SUMMED}})
@@ -171,13 +178,20 @@ KERNEL_COLUMNS = (   # (heading, field, formatter, Nsight Compute metric or None
 
 
 def format_kernel_table(rows: Mapping[str, Mapping], name_width: int = 80) -> str:
-    """kernel_counters() as a table, one row per kernel, with the ncu metric of each column below it."""
+    """kernel_counters() as a table, one row per kernel, with the ncu metric of each column below it,
+    then the executed warp-level instructions per kernel."""
     head = ("kernel", *(c[0] for c in KERNEL_COLUMNS))
     body = []
     for name, r in rows.items():
         short = name if len(name) <= name_width else name[:name_width - 3] + "..."
         body.append((short, *(fmt(r[field]) for _, field, fmt, _ in KERNEL_COLUMNS)))
-    return format_table(body, head, (None, *(c[3] for c in KERNEL_COLUMNS)))
+    text = format_table(body, head, (None, *(c[3] for c in KERNEL_COLUMNS)))
+    counted = [(name, r["instructions"]) for name, r in rows.items() if r.get("instructions")]
+    if counted:
+        text += ("\n\nexecuted warp-level instructions (warp collectives by name, __syncthreads once per warp; "
+                 "ncu: Instruction Statistics, SASS SHFL/VOTE/HMMA/LDSM/BAR):\n"
+                 + "\n".join(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(i.items())) for name, i in counted))
+    return text
 
 
 def _short_site(site: str) -> str:

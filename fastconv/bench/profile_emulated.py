@@ -4,7 +4,8 @@ Runs one op, or one training step of a model, through the emulated backend (the 
 the CPU SIMT emulator) with every launch counted in the instrumented build (emulator.counting()),
 and reports per kernel, summed over its launches (emulator.kernel_counters): global requests,
 sectors, sectors per request, bytes requested vs moved; shared requests, wavefronts and the extra
-wavefronts of bank conflicts; each column named by its ncu metric. Per op: its FLOPs and minimum
+wavefronts of bank conflicts; each column named by its ncu metric; then the executed warp
+collectives (shuffles, mma, ldmatrix, ...) and barriers. Per op: its FLOPs and minimum
 bytes (fastconv.bench.roofline's counts) and the ratio of global bytes moved to that floor. Per
 kernel and target (sm_80, sm_90a), from nvcc's ptxas report: registers, static and dynamic shared
 memory, stack/spills, and theoretical occupancy with what limits it.

@@ -330,3 +330,30 @@ def test_cli_says_when_the_static_report_is_unavailable(capsys, monkeypatch):
     code, out, _ = _run(capsys, "--emulated", "--op", "gemm", "--batch", "1")
     assert code == 0 and "static resources: unavailable: no static report: nvcc not found" in out
     assert "fc::gemm_bias_act" in out                # the counters are there all the same
+
+
+WARP_SUM = r"""
+__global__ void warp_sum(const float* x, float* y) {
+  __shared__ float partial[2];
+  float v = x[blockIdx.x * blockDim.x + threadIdx.x];
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) y[blockIdx.x] = partial[0] + partial[1];
+}
+"""
+
+
+@needs_emu
+def test_executed_warp_instructions_are_counted():
+    """3 blocks of 64 threads = 6 warps: 5 butterfly shuffles per warp, one barrier per warp."""
+    k = emulator.compile_kernel(WARP_SUM, "warp_sum", filename="warp_sum.cu")
+    x, y = np.arange(192, dtype=np.float32), np.zeros(3, np.float32)
+    with emulator.counting() as launches:
+        emulator.launch(k, 3, 64, (x, y))
+    np.testing.assert_array_equal(y, x.reshape(3, 64).sum(axis=1))
+    row = kernel_counters(launches)["warp_sum"]
+    assert row["instructions"] == {"__shfl_xor_sync": 6 * 5, "__syncthreads": 6}
+    assert row["shared_st_requests"] == 6 and row["shared_st_lanes"] == 6     # lane 0 of each warp
+    assert "__shfl_xor_sync 30" in format_kernel_table({"warp_sum": row})
+    assert all(s["space"] != "instruction" for s in line_counters(launches))
