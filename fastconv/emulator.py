@@ -169,12 +169,6 @@ def _source_lines(path: str, addresses) -> None:
             frames.append(token)
 
 
-def _source_line(path: str, address: str) -> str | None:
-    """file:line of a code address (innermost inlined frame), where the module has line tables."""
-    _source_lines(path, [int(address, 16)])
-    return _LINES[(path, int(address, 16))]
-
-
 def _symbolize(message: str) -> str:
     """Replace the C++ side's {site module+0xADDR function+0xOFF} tokens with file:line (function)."""
     return _symbolize_all([message])[0]
