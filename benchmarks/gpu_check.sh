@@ -12,7 +12,7 @@
 # ResNet-50, VGG-16 and MobileNet convs in bf16, fprop/dgrad/wgrad, against cuDNN channels_last and NCHW with
 # benchmark=True; the predictions of scripts/predict_sm90_convs.py beside what was measured; the seed model's and
 # ResNet-18's training steps in bf16, eager and CUDA graph; GEMMs and max-pools); a tuning run; a profile with its
-# Nsight Compute run; the pytest-benchmark suites' GPU variants; the results file.
+# Nsight Compute run; ncu's memory counters beside the emulator's for a few small kernels; the pytest-benchmark suites' GPU variants; the results file.
 # --stages hopper = env,install,build_C,bench_conv,predictions,train_step,results: issue 16's checks, sized for one
 # 15-minute device lease (machine start ~1-2 min, then install ~2-4 min, bench_conv <= 180 s, train_step <= 150 s,
 # all inside the 450 s budget).
@@ -20,9 +20,10 @@
 # 8 minutes); a failing stage does not stop the later ones; exit 1 when any failed or timed out.
 # A short summary table is printed last.
 #
-# Files written into OUTDIR (at most 8): check.log (every stage's output), summary.txt (with the predictions table),
+# Files written into OUTDIR (at most 9): check.log (every stage's output), summary.txt (with the predictions table),
 # <date>-<gpu>.json (all benchmark figures: copy it to benchmarks/results/), bench-conv.png,
-# bench-gemm-pool.png, train-step.png, profile.json, tuning.json (fastconv tune of ResNet-50's fp32 fprop).
+# bench-gemm-pool.png, train-step.png, profile.json, tuning.json (fastconv tune of ResNet-50's fp32 fprop),
+# ncu-counters.json (ncu's and the emulator's counters per kernel and metric, where ncu ran).
 set -u -o pipefail
 
 DRY=0
@@ -175,13 +176,18 @@ stage profile 45 'args="--device gpu --op conv2d_fprop --suite resnet50 --shape 
 "$PY" -m fastconv.bench profile $args --json "$OUT/profile.json" || { echo "(fastconv has no GPU path here: profiling the cuDNN baseline)"; "$PY" -m fastconv.bench profile $args --backend torch --json "$OUT/profile.json"; } || exit 1
 if command -v ncu >/dev/null; then "$PY" -m fastconv.bench profile $args --backend torch --ncu --run --ncu-out - --ncu-set basic --ncu-launches 2 | tail -n 40; else echo "(ncu is not on PATH)"; fi; exit 0'
 
+# ncu_counters: the emulator's memory counters (profile --emulated) beside Nsight Compute's for the same few
+# small kernels and launches; optional (SKIP without ncu), never run on a GPU yet.
+stage ncu_counters 45 'if ! command -v ncu >/dev/null; then echo "SKIP: ncu is not on PATH"; exit 3; fi
+"$PY" benchmarks/ncu_compare.py --out "$OUT/ncu-counters.json"'
+
 stage pytest_bench 35 '"$PY" -m pytest benchmarks -q -m gpu -p no:cacheprovider --benchmark-max-time=0.05 --benchmark-min-rounds=5 --benchmark-columns=median,iqr,rounds; '"$PYTEST_SKIP5"
 
 stage results 20 'files=$(ls "$WORK"/bench-conv.json "$WORK"/bench-gemm-pool.json "$WORK"/train-step.json 2>/dev/null); [ -n "$files" ] || { echo "no benchmark JSON was written"; exit 1; }
 "$PY" -m fastconv.bench.results merge "$OUT" $files'
 
 if [ "$DRY" = 1 ]; then
-  echo "dry run: the stages above (${ONLY:-all 16}); a real run of all of them writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json into $OUT (budget ${BUDGET}s; --stages writes the files of its stages only)"
+  echo "dry run: the stages above (${ONLY:-all 17}); a real run of all of them writes check.log, summary.txt, <date>-<gpu>.json, bench-conv.png, bench-gemm-pool.png, train-step.png, profile.json, tuning.json, ncu-counters.json into $OUT (budget ${BUDGET}s; --stages writes the files of its stages only)"
   exit 0
 fi
 

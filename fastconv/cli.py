@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("epochs", "batch_size", "image_size"):
-        if hasattr(args, name) and getattr(args, name) < 1:
+        if getattr(args, name, None) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive int, got {getattr(args, name)}")
     if hasattr(args, "val_split") and not 0 < args.val_split < 1:
         parser.error(f"--val-split must be in (0, 1), got {args.val_split}")

@@ -27,15 +27,19 @@ Kernels written outside fastconv run without editing csrc/emu/kernel_table.inc:
     emulator.launch(scale, grid=4, block=256, args=(x, y, 2.0, x.size), racecheck=True)
 
 racecheck=True runs an instrumented build of the same kernels that reports data races (see launch).
+profile() counts a launch's memory traffic as Nsight Compute would; counting() counts every launch
+inside a `with`, kernel_counters() sums them per kernel, and profile_op() / profile_step() run an op
+or a model's training step that way (what `fastconv profile --emulated` prints).
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 import re
 import shutil
 import subprocess
-from functools import lru_cache
+from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 ORDERS = ("forward", "reverse", "random")
@@ -125,33 +129,65 @@ def compile_kernel(source: str, name: str | Sequence[str], filename: str = "kern
 _SITE = re.compile(r"\{site (\S+)\+0x([0-9a-f]+) ([^{}]*)\}")
 
 
-@lru_cache(maxsize=4096)
-def _source_line(path: str, address: str) -> str | None:
-    """file:line of a code address (innermost inlined frame), where the module has line tables."""
-    tool = shutil.which("addr2line")
-    if tool is None:
-        return None
-    try:
-        out = subprocess.run([tool, "-e", path, "-i", address], capture_output=True, text=True, timeout=30).stdout.split()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    frames = []         # "file:line" per inlined frame, innermost first; "??:0" / ":?" when unknown
-    for token in out:
+_LINES: dict[tuple[str, int], str | None] = {}   # (module path, code address) -> file:line
+
+
+def _frame(frames: list[str]) -> str | None:
+    """The innermost inlined frame in the kernel's own code, not in an emulator intrinsic (__ldg,
+    atomicAdd); frames are addr2line's "file:line", innermost first ("??:0" / ":?" when unknown)."""
+    known = []
+    for token in frames:
         file, _, line = token.rpartition(":")
         if file and not file.startswith("??") and line.isdigit() and line != "0":
-            frames.append((os.path.normpath(file), line))
-    # the innermost frame in the kernel's own code, not in an emulator intrinsic (__ldg, atomicAdd)
-    own = [f for f in frames if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or frames
+            known.append((os.path.normpath(file), line))
+    own = [f for f in known if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or known
     return f"{own[0][0]}:{own[0][1]}" if own else None
+
+
+def _source_lines(path: str, addresses) -> None:
+    """Looks up the file:line of every address not yet in _LINES with one addr2line run (a run
+    costs ~0.2 s on a large module: a model step has hundreds of sites)."""
+    todo = sorted({a for a in addresses if (path, a) not in _LINES})
+    if not todo:
+        return
+    _LINES.update({(path, a): None for a in todo})
+    tool = shutil.which("addr2line")
+    if tool is None:
+        return
+    try:
+        out = subprocess.run([tool, "-a", "-i", "-e", path, *(hex(a) for a in todo)], capture_output=True, text=True,
+                             timeout=120).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return
+    address, frames = None, []
+    for token in out + ["0x"]:   # -a prints each address before its frames; the sentinel ends the last
+        if token.startswith("0x"):
+            if address is not None:
+                _LINES[(path, address)] = _frame(frames)
+            address, frames = (int(token, 16) if len(token) > 2 else None), []
+        else:
+            frames.append(token)
 
 
 def _symbolize(message: str) -> str:
     """Replace the C++ side's {site module+0xADDR function+0xOFF} tokens with file:line (function)."""
+    return _symbolize_all([message])[0]
+
+
+def _symbolize_all(messages: list[str]) -> list[str]:
+    """_symbolize for many messages, with one addr2line run per module."""
+    wanted: dict[str, set] = {}
+    for message in messages:
+        for m in _SITE.finditer(message):
+            wanted.setdefault(m.group(1), set()).add(int(m.group(2), 16))
+    for path, addresses in wanted.items():
+        _source_lines(path, addresses)
+
     def one(m):
-        line = _source_line(m.group(1), "0x" + m.group(2))
+        line = _LINES.get((m.group(1), int(m.group(2), 16)))
         function = m.group(3).rsplit("+0x", 1)[0]
         return f"{line} (in {function})" if line else m.group(3)
-    return _SITE.sub(one, message)
+    return [_SITE.sub(one, message) for message in messages]
 
 
 def _race_module():
@@ -234,12 +270,54 @@ def launch(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_b
         raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
     if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
         raise TypeError(f"args must be a sequence with one value per kernel parameter, got {type(args).__name__}")
+    if _counted is not None and not racecheck and not poison_async:
+        sites = _counted_sites(kernel, grid3, block3, args, shared_bytes, order, seed)
+        _counted.append(Launch(name, grid3, block3, int(shared_bytes), sites))
+        return
     try:
         module.launch(name, list(grid3), list(block3), list(args), int(shared_bytes), order, int(seed), bool(poison_async))
     except RuntimeError as exc:   # each built module has its own EmulatorError class: raise the one users catch
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
         raise EmulatorError(_symbolize(str(exc))) from None
+
+
+@dataclass
+class Launch:
+    """One launch run under counting(): the kernel's name, its configuration, profile()'s sites, and
+    the backend op that made it (set by whoever tags launches, e.g. `fastconv profile --emulated`)."""
+    kernel: str
+    grid: tuple
+    block: tuple
+    shared_bytes: int
+    sites: list = field(repr=False)
+    op: str | None = None
+
+
+_counted: list | None = None   # the list counting() yields, while one is open
+
+
+@contextlib.contextmanager
+def counting():
+    """Count every launch() made inside the `with` (by the emulated backend too): each runs once in
+    the instrumented build, as profile() does, and its Launch is appended to the yielded list.
+
+        with emulator.counting() as launches:
+            emulated.conv2d_fprop(x, w, ...)
+        print(emulator.format_kernel_table(emulator.kernel_counters(launches)))
+
+    Launches with racecheck=True or poison_async=True run as asked, uncounted. Not reentrant."""
+    global _counted
+    if _counted is not None:
+        raise RuntimeError("emulator.counting() is already open; it does not nest")
+    _counted = launches = []
+    try:
+        yield launches
+    finally:
+        _counted = None
+        names = _symbolize_all([s["site"] for launch in launches for s in launch.sites])   # one addr2line run
+        for s, name in zip((s for launch in launches for s in launch.sites), names):
+            s["site"] = name
 
 
 def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
@@ -253,8 +331,19 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
     summed: ncu l1tex__t_sectors_pipe_lsu_mem_global_op_{ld,st}); shared: wavefronts (banks of 4
     bytes, 128-byte phases, broadcasts: ncu l1tex__data_pipe_lsu_wavefronts_mem_shared_op_{ld,st})
     and ideal_wavefronts (one per phase: the excess is bank conflicts). Accesses made by the runtime
-    (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Arguments as for launch().
+    (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Then one entry per kind of
+    executed warp-level instruction the emulator sees: space 'instruction', op its name (a warp
+    collective: '__shfl_xor_sync', an mma or ldmatrix, 'wgmma.wait_group...'; '__syncthreads', one
+    per warp), requests how many; site ''. Arguments as for launch().
     """
+    sites = _counted_sites(kernel, grid, block, args, shared_bytes, order, seed)
+    for s, site in zip(sites, _symbolize_all([s["site"] for s in sites])):
+        s["site"] = site
+    return sites
+
+
+def _counted_sites(kernel, grid, block, args, shared_bytes, order, seed) -> list[dict]:
+    """profile() without resolving the sites' code addresses to source lines."""
     module, name = (kernel.module(True), kernel.name) if isinstance(kernel, Kernel) else (None, kernel)
     if module is None:
         if not isinstance(kernel, str):
@@ -276,8 +365,6 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
         raise EmulatorError(_symbolize(str(exc))) from None
-    for s in sites:
-        s["site"] = _symbolize(s["site"])
     return sites
 
 
@@ -288,6 +375,8 @@ def format_counters(sites: list[dict]) -> str:
     rows = [("site", "space", "op", "requests", "sectors/req", "efficiency", "wavefronts/req", "conflict wavefronts")]
     for s in sites:
         req = max(s["requests"], 1)
+        if s["space"] == "instruction":
+            continue
         if s["space"] == "global":
             moved = 32 * s["sectors"]
             rows.append((s["site"], "global", s["op"], str(s["requests"]), f"{s['sectors'] / req:.2f}",
@@ -299,3 +388,22 @@ def format_counters(sites: list[dict]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines[:1] + ["-" * len(lines[0])] + lines[1:])
 
+
+
+def profile_op(op: str, **kwargs):
+    """One op of a benchmark suite through the emulated backend, every launch counted: see
+    fastconv.bench.profile_emulated.profile_op (what `fastconv profile --emulated --op` runs)."""
+    from .bench.profile_emulated import profile_op as run
+    return run(op, **kwargs)
+
+
+def profile_step(model: str = "seed", **kwargs):
+    """One training step of a model, every launch counted: fastconv.bench.profile_emulated.profile_step;
+    profile_step(model, convs=True, ...) runs the model's distinct convs forward and backward instead."""
+    from .bench import profile_emulated
+    return (profile_emulated.profile_convs if kwargs.pop("convs", False) else profile_emulated.profile_step)(model,
+                                                                                                          **kwargs)
+
+
+from .emulator_counters import (format_kernel_table, format_line_table, kernel_counters,  # noqa: E402,F401
+                                line_counters)

@@ -24,9 +24,10 @@ EMU_OUT = ROOT / "csrc" / "launch" / "emu_kernel_list.inc"
 SHARDS = 4
 TENSOR_OP_SHARDS = 2
 # GEMM-shaped configurations the emulator build registers (tests/kernels force only these): both
-# vector widths of the 32- and 64-bit index paths, the large tile, and the double path.
+# vector widths of the 32- and 64-bit index paths, the large tile, and the double path; and the medium
+# tile on 32-bit indices, which the plans pick for ResNet-18's wgrad (`fastconv profile --emulated`).
 EMU_GEMM_CONFIGS = ("<fc::TileSmall, 1, int, float", "<fc::TileSmall, 4, int, float", "<fc::TileLarge, 1, int, float",
-                    "<fc::TileLarge, 4, int, float",
+                    "<fc::TileLarge, 4, int, float", "<fc::TileMedium, 1, int, float", "<fc::TileMedium, 4, int, float",
                     "<fc::TileMedium, 1, int64_t, float", "<fc::TileMedium, 4, int64_t, float",
                     "<fc::TileSmall, 1, int64_t, double")
 

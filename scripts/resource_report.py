@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -112,23 +111,8 @@ def compile_report(arch: str, names, nvcc=None, extra_flags=()) -> list[dict]:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
-    entries, current = [], None
-    for line in (proc.stdout + proc.stderr).splitlines():
-        m = re.search(r"Compiling entry function '(\w+)' for '(\w+)'", line)
-        if m:
-            current = {"symbol": m.group(1), "arch": m.group(2)}
-            entries.append(current)
-            continue
-        if current is None:
-            continue
-        m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", line)
-        if m:
-            current.update(stack=int(m.group(1)), spill_stores=int(m.group(2)), spill_loads=int(m.group(3)))
-        m = re.search(r"Used (\d+) registers", line)
-        if m:
-            current["registers"] = int(m.group(1))
-            sm = re.search(r"(\d+) bytes smem", line)
-            current["smem"] = int(sm.group(1)) if sm else 0
+    from fastconv.bench.static_resources import parse_ptxas   # the one ptxas parser (profile --emulated too)
+    entries = parse_ptxas(proc.stdout + proc.stderr)
     for e, d in zip(entries, demangle([e["symbol"] for e in entries])):
         e["kernel"] = _canonical(d)
     return entries

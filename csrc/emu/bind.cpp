@@ -242,6 +242,14 @@ py::object launch(const std::string& name, std::vector<unsigned> grid, std::vect
   py::list out;
   for (const auto& s : sites) {
     py::dict d;
+    if (s.instruction) {   // an executed instruction kind, not a memory site
+      d["site"] = "";
+      d["space"] = "instruction";
+      d["op"] = s.instruction;
+      d["requests"] = s.requests;
+      out.append(d);
+      continue;
+    }
     d["site"] = fc_emu::module_symbols().site_token(s.pc);
     d["space"] = s.shared ? "shared" : "global";
     d["op"] = s.store ? "store" : "load";

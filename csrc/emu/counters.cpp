@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 
@@ -38,6 +39,7 @@ struct State {
   std::vector<std::unordered_map<uintptr_t, uint32_t>> occurrence;   // per thread: executions per site
   std::map<std::tuple<unsigned, uintptr_t, uint32_t>, Group> groups;  // (warp, site, occurrence)
   std::map<std::pair<uintptr_t, int>, Site> sites;                   // (site, shared*2+store)
+  std::map<std::string, uint64_t> instructions;                      // kind -> warp-level executions
 };
 State S;
 
@@ -119,10 +121,21 @@ void record(const void* p, size_t n, bool store, uintptr_t pc) {
   g.lanes.push_back({t % 32, reinterpret_cast<uintptr_t>(p), static_cast<uint32_t>(n)});
 }
 
+void count_instruction(const char* kind, uint64_t warps) {
+  if (S.active) S.instructions[kind] += warps;
+}
+
 std::vector<Site> end_launch() {
   flush();
   std::vector<Site> out;
   for (const auto& s : S.sites) out.push_back(s.second);
+  static std::set<std::string> kinds;   // the names outlive the launch
+  for (const auto& i : S.instructions) {
+    Site s;
+    s.instruction = kinds.insert(i.first).first->c_str();
+    s.requests = i.second;
+    out.push_back(s);
+  }
   S = State{};
   return out;
 }

@@ -23,6 +23,9 @@ struct Site {
   uint64_t sectors = 0;           // global: distinct 32-byte sectors per request, summed
   uint64_t wavefronts = 0;        // shared: wavefronts, bank conflicts included
   uint64_t ideal_wavefronts = 0;  // shared: wavefronts without conflicts (one per phase)
+  const char* instruction = nullptr;  // non-null: not a memory site but a kind of executed warp-level
+                                      // instruction (a warp collective's name, __syncthreads); requests
+                                      // then counts how many a launch executed
 };
 
 // Called by the runtime in the instrumented build when a launch asks for counters.
@@ -32,7 +35,8 @@ void begin_block();
 void set_thread(int linear_thread);
 bool active();
 void record(const void* p, size_t n, bool store, uintptr_t pc);
-std::vector<Site> end_launch();   // flushes the last block; sites sorted by code address
+void count_instruction(const char* kind, uint64_t warps);   // `warps` warp-level executions of `kind`
+std::vector<Site> end_launch();   // flushes the last block; sites sorted by code address, then instructions
 
 }  // namespace counters
 }  // namespace fc_emu

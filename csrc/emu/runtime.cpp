@@ -619,6 +619,7 @@ bool resolve_warps(LaunchState& L) {
         if (need >> j & 1u) lanes[j].st = St::Ready;
 #if defined(FC_EMU_RACECHECK)
       if (std::strcmp(f.w_name, "__syncwarp") == 0) race::syncwarp(w);
+      if (counters::active()) counters::count_instruction(f.w_name, 1);   // one warp-level instruction
 #endif
       progress = true;
     }
@@ -741,6 +742,7 @@ void release_barrier(LaunchState& L) {
   }
 #if defined(FC_EMU_RACECHECK)
   race::barrier();
+  if (counters::active()) counters::count_instruction("__syncthreads", L.nwarps);   // each warp executes one
 #endif
 }
 

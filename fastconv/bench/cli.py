@@ -57,6 +57,12 @@ def _bench(args) -> int:
 
 
 def _profile(args) -> int:
+    if args.emulated:
+        from .profile_emulated import run_emulated_profile
+        return run_emulated_profile(args)
+    for opt in ("lines", "kernel", "convs", "image_size", "arch", "no_static"):
+        if getattr(args, opt):
+            raise ValueError(f"--{opt.replace('_', '-')} applies to --emulated only")
     from .profile import run_profile
     return run_profile(args)
 
@@ -145,6 +151,21 @@ def add_profile_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true",
                    help="NVTX ranges only, no PyTorch profiler (for running under ncu or nsys)")
     p.add_argument("--seed", type=_nonnegative_int, default=0)
+    e = p.add_argument_group("--emulated: Nsight Compute's memory counters from the CPU emulator (no GPU)")
+    e.add_argument("--emulated", action="store_true",
+                   help="run --op or --model once through the emulated backend with counters: per kernel global "
+                        "sectors/requests, shared wavefronts and bank conflicts, per op bytes moved vs the minimum, "
+                        "per target registers/shared memory/occupancy (fastconv/bench/profile_emulated.py)")
+    e.add_argument("--lines", action="store_true", help="--emulated: also the per-source-line table")
+    e.add_argument("--kernel", default=None, metavar="REGEX", help="--emulated: only the kernels matching REGEX")
+    e.add_argument("--convs", action="store_true",
+                   help="--emulated --model: the model's distinct convs forward and backward, not a whole step "
+                        "(for resnet18: --batch 1 --image-size 8)")
+    e.add_argument("--image-size", type=_positive_int, default=None,
+                   help="--emulated --model: square inputs of this size (e.g. 8 for resnet18)")
+    e.add_argument("--arch", default=None, help="--emulated: targets of the static report, comma-separated "
+                                                  "(default sm_80,sm_90a)")
+    e.add_argument("--no-static", action="store_true", help="--emulated: skip the static report (needs nvcc)")
     p.set_defaults(func=_guard(_profile), command="profile")
     return p
 

@@ -8,56 +8,11 @@ local_size_bytes > 0 means per-thread local memory: register spills or a local a
 """
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
+
+from .occupancy import SM90, SmLimits, occupancy  # noqa: F401  (the calculator moved; kept importable here)
 
 KERNEL_REGEX = "fastconv|conv2d|pool2d|gemm"
-
-
-@dataclass(frozen=True)
-class SmLimits:
-    """Per-SM resources of a compute capability (CUDA programming guide, table of technical specs)."""
-    name: str
-    max_threads: int = 2048
-    max_warps: int = 64
-    max_blocks: int = 32
-    regs: int = 65536
-    reg_alloc_unit: int = 256          # registers are allocated per warp in units of 256
-    warp_alloc_granularity: int = 4
-    max_regs_per_thread: int = 255
-    smem: int = 228 * 1024             # shared memory per SM
-    smem_per_block_max: int = 227 * 1024
-    smem_reserved_per_block: int = 1024
-    smem_alloc_unit: int = 128
-
-
-SM90 = SmLimits("sm_90 (H100/H200)")
-
-
-def occupancy(threads_per_block: int, regs_per_thread: int, smem_per_block: int = 0, limits: SmLimits = SM90) -> dict:
-    """Theoretical occupancy: resident blocks per SM from each limit (warps, blocks, registers, shared
-    memory), the smallest wins; occupancy = resident warps / max warps."""
-    if threads_per_block < 1:
-        raise ValueError("threads_per_block must be >= 1")
-    warps = math.ceil(threads_per_block / 32)
-    by = {"warps": limits.max_warps // warps, "blocks": limits.max_blocks}
-    if regs_per_thread > 0:
-        if regs_per_thread > limits.max_regs_per_thread:
-            raise ValueError(f"{regs_per_thread} registers per thread exceeds {limits.max_regs_per_thread}")
-        regs_per_warp = math.ceil(regs_per_thread * 32 / limits.reg_alloc_unit) * limits.reg_alloc_unit
-        warps_by_regs = limits.regs // regs_per_warp
-        warps_by_regs -= warps_by_regs % limits.warp_alloc_granularity
-        by["registers"] = warps_by_regs // warps
-    unit = limits.smem_alloc_unit
-    smem = math.ceil((smem_per_block + limits.smem_reserved_per_block) / unit) * unit
-    if smem_per_block > limits.smem_per_block_max:
-        raise ValueError(f"{smem_per_block} B of shared memory per block exceeds {limits.smem_per_block_max}")
-    by["shared memory"] = limits.smem // smem
-    blocks = min(by.values())
-    limiter = min(by, key=lambda k: (by[k], k != "warps"))
-    return {"blocks_per_sm": blocks, "warps_per_sm": blocks * warps, "occupancy": blocks * warps / limits.max_warps,
-            "limiter": limiter, "by": by}
 
 
 _CU_FUNC_ATTRIBUTE = {"max_threads_per_block": 0, "shared_size_bytes": 1, "const_size_bytes": 2,

@@ -8,7 +8,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.sh"
 STAGES = ["env", "install", "build_C", "pytest_gpu", "memcheck", "racecheck", "bench_conv", "predictions",
-          "bench_gemm_pool", "train_step", "profile", "pytest_bench", "results"]
+          "bench_gemm_pool", "train_step", "profile", "ncu_counters", "pytest_bench", "results"]
 HOPPER = ["env", "install", "build_C", "bench_conv", "predictions", "train_step", "results"]
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -81,7 +81,7 @@ def test_stub_run_records_every_stage_and_fails_without_results(tmp_path):
         assert stage in summary
     assert "memcheck         SKIP" in summary and "results          FAIL" in summary
     assert p.stdout.rstrip().splitlines()[-1].startswith(("check.log", "summary.txt"))   # the table is last
-    assert len(list((tmp_path / "out").iterdir())) <= 8
+    assert len(list((tmp_path / "out").iterdir())) <= 9
     assert "predictions      SKIP" in summary                   # no bench JSON to set the predictions beside
     p = run("--stages", "hopper", str(tmp_path / "hop"), env=env)
     summary = (tmp_path / "hop" / "summary.txt").read_text()
