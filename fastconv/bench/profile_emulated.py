@@ -267,7 +267,7 @@ def profile_step(model: str = "seed", batch: int = 8, image_size: int | None = N
     rng = np.random.default_rng(seed)
     x = rng.random((batch,) + tuple(shape), dtype=np.float32)
     y = rng.integers(0, 10, batch)
-    with fc.device.using_device("cpu"):
+    with fc.using_device("cpu"):
         net = fc.models.ZOO[model](tuple(shape), 10)
     net.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with _emulated_backend():
@@ -288,7 +288,7 @@ def profile_convs(model: str = "resnet18", batch: int = 1, image_size: int | Non
     import fastconv as fc
     import fastconv.functional as F
     shape = _model_input(model, batch, image_size)
-    with fc.device.using_device("cpu"):
+    with fc.using_device("cpu"):
         net = fc.models.ZOO[model](tuple(shape), 10)
         net._ensure_built(tuple(shape))
     convs = {}

@@ -105,7 +105,7 @@ def ptxas_resources(names: list[str], arch: str, nvcc: str | None = None) -> dic
     """{kernel template-id: ptxas' resources on `arch`} for kernels of the GPU build (csrc/launch/
     all_kernels.h, and the sm_90a header for the wgmma kernels). Raises FileNotFoundError without
     nvcc, subprocess.CalledProcessError (with nvcc's output) when the build fails."""
-    from .._sources import csrc_dir
+    from ..backends._sources import csrc_dir
     from ..backends.jit import KERNEL_HEADER, SM90A_HEADER
     target_limits(arch)
     nvcc = nvcc or find_nvcc()
@@ -162,7 +162,7 @@ class ResourceReport:
 def _cache_file(arch: str, nvcc: str) -> Path:
     """One JSON file per (csrc/ contents, nvcc version, target): {kernel: resources, or None where
     ptxas reported no entry}; kernels are added to it as runs ask for them."""
-    from .._emu_build import cache_dir, sources_hash
+    from ..backends._emu_build import cache_dir, sources_hash
     try:
         version = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError):
