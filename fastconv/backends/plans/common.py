@@ -48,6 +48,11 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
+def scalar(dtype, v):
+    """v as a NumPy scalar of `dtype`: a kernel's T-typed argument."""
+    return np.dtype(dtype).type(v)
+
+
 # CUDA's grid limits (every GPU since sm_30): x up to 2^31 - 1, y and z up to 65535.
 MAX_GRID_X, MAX_GRID_YZ = 2**31 - 1, 65535
 
