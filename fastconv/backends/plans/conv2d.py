@@ -67,8 +67,9 @@ def conv2d_fprop(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1,
                  activation=None, alpha=0.0, precision=None):
     x, w = lx.c(x), lx.c(w)
     if reduced(lx, precision, x, w):
-        return _conv2d_fprop_reduced(lx, x, w, stride, padding, dilation, groups, bias, activation, alpha,
-                                     precision)
+        note(f"precision {precision}: conv2d_fprop operands cast to {precision}, fp32 accumulation, fp32 output")
+        return to_float32(lx, conv2d_fprop_tensor_op(lx, to_compute(lx, x, precision), to_compute(lx, w, precision),
+                                                     stride, padding, dilation, groups, bias, activation, alpha))
     pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
     y = lx.xp.empty(y_shape, x.dtype)
     t = ctype(x.dtype)
@@ -97,7 +98,9 @@ def conv2d_fprop(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1,
 def conv2d_dgrad(lx, dy, w, x_shape, stride, padding, dilation, groups, precision=None):
     dy, w = lx.c(dy), lx.c(w)
     if reduced(lx, precision, dy, w):
-        return _conv2d_dgrad_reduced(lx, dy, w, x_shape, stride, padding, dilation, groups, precision)
+        note(f"precision {precision}: conv2d_dgrad on the tensor-core plan, fp32 accumulation")
+        dyc, wc = to_compute(lx, dy, precision), to_compute(lx, w, precision)
+        return to_float32(lx, conv2d_dgrad_tensor_op(lx, dyc, wc, x_shape, stride, padding, dilation, groups))
     pb, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
     if tuple(dy.shape) != tuple(y_shape):
         raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
@@ -134,7 +137,9 @@ def conv2d_dgrad(lx, dy, w, x_shape, stride, padding, dilation, groups, precisio
 def conv2d_wgrad(lx, x, dy, w_shape, stride, padding, dilation, groups, precision=None):
     x, dy = lx.c(x), lx.c(dy)
     if reduced(lx, precision, x, dy):
-        return _conv2d_wgrad_reduced(lx, x, dy, w_shape, stride, padding, dilation, groups, precision)
+        note(f"precision {precision}: conv2d_wgrad on the tensor-core plan, fp32 accumulation")
+        xc, dyc = to_compute(lx, x, precision), to_compute(lx, dy, precision)
+        return to_float32(lx, conv2d_wgrad_tensor_op(lx, xc, dyc, w_shape, stride, padding, dilation, groups))
     pb, y_shape = conv2d_problem(x.shape, w_shape, stride, padding, dilation, groups)
     if tuple(dy.shape) != tuple(y_shape):
         raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
@@ -178,25 +183,6 @@ def conv2d_wgrad(lx, x, dy, w_shape, stride, padding, dilation, groups, precisio
     if splits > 1:
         lx.run1d(f"fc::split_k_reduce<{t}>", dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
     return dw
-
-
-def _conv2d_fprop_reduced(lx, x, w, stride, padding, dilation, groups, bias, activation, alpha, precision):
-    note(f"precision {precision}: conv2d_fprop operands cast to {precision}, fp32 accumulation, fp32 output")
-    y = conv2d_fprop_tensor_op(lx, to_compute(lx, x, precision), to_compute(lx, w, precision), stride,
-                               padding, dilation, groups, bias, activation, alpha)
-    return to_float32(lx, y)
-
-
-def _conv2d_dgrad_reduced(lx, dy, w, x_shape, stride, padding, dilation, groups, precision):
-    note(f"precision {precision}: conv2d_dgrad on the tensor-core plan, fp32 accumulation")
-    dyc, wc = to_compute(lx, dy, precision), to_compute(lx, w, precision)
-    return to_float32(lx, conv2d_dgrad_tensor_op(lx, dyc, wc, x_shape, stride, padding, dilation, groups))
-
-
-def _conv2d_wgrad_reduced(lx, x, dy, w_shape, stride, padding, dilation, groups, precision):
-    note(f"precision {precision}: conv2d_wgrad on the tensor-core plan, fp32 accumulation")
-    xc, dyc = to_compute(lx, x, precision), to_compute(lx, dy, precision)
-    return to_float32(lx, conv2d_wgrad_tensor_op(lx, xc, dyc, w_shape, stride, padding, dilation, groups))
 
 
 def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,

@@ -109,13 +109,18 @@ def bias_grad(lx, dy):
 
 def dense_fprop(lx, x, w, b=None, precision=None):
     if reduced(lx, precision, x, w):
-        return _dense_fprop_reduced(lx, x, w, b, precision)
+        return _gemm_reduced(lx, to_compute(lx, x, precision), to_compute(lx, w, precision), precision, b, "dense fprop")
     return gemm(lx, x, w, bias=b)
 
 
 def dense_bprop(lx, dy, x, w, need_dx=True, precision=None):
     if reduced(lx, precision, dy, x, w):
-        return _dense_bprop_reduced(lx, dy, x, w, need_dx, precision)
+        dyc = to_compute(lx, dy, precision)
+        dx = None
+        if need_dx:   # dx = dy @ w^T: w (K_in, units) is w^T in the (N, K) layout the wgmma GEMM reads
+            dx = _gemm_reduced(lx, dyc, to_compute(lx, w, precision), precision, what="dense dgrad", b_layout="nk")
+        dw = _gemm_reduced(lx, lx.c(to_compute(lx, x, precision).T), dyc, precision, what="dense wgrad")
+        return dx, dw, bias_grad(lx, dy)
     dx = gemm(lx, dy, w, trans_b=True) if need_dx else None
     return dx, gemm(lx, x, dy, trans_a=True), bias_grad(lx, dy)
 
@@ -137,20 +142,6 @@ def _gemm_reduced(lx, a, b, precision, bias=None, what="dense", b_layout="kn"):
     if a.dtype.itemsize == 2:   # bf16 / fp16: the sm_90a wgmma GEMM, which falls back to mma.sync (and says why)
         return gemm_wgmma(lx, a, b, bias=bias, b_layout=b_layout)
     return gemm_tensor_op(lx, a, b, bias=bias)
-
-
-def _dense_fprop_reduced(lx, x, w, b, precision):
-    return _gemm_reduced(lx, to_compute(lx, x, precision), to_compute(lx, w, precision), precision, b,
-                         "dense fprop")
-
-
-def _dense_bprop_reduced(lx, dy, x, w, need_dx, precision):
-    dyc = to_compute(lx, dy, precision)
-    dx = None
-    if need_dx:   # dx = dy @ w^T: w (K_in, units) is w^T in the (N, K) layout the wgmma GEMM reads
-        dx = _gemm_reduced(lx, dyc, to_compute(lx, w, precision), precision, what="dense dgrad", b_layout="nk")
-    dw = _gemm_reduced(lx, lx.c(to_compute(lx, x, precision).T), dyc, precision, what="dense wgrad")
-    return dx, dw, bias_grad(lx, dy)
 
 
 def gemm_tensor_op(lx, a, b, bias=None, activation=None, alpha=0.0, out_dtype=None, residual=None):

@@ -1,13 +1,8 @@
-"""KernelOps: the reference API (fastconv/backends/reference) implemented by launching the csrc/ kernels.
-
-The plans are plain functions, one file per op (conv2d.py, gemm.py, pool.py, norm.py, loss.py, ...), each
-taking a Launcher (launcher.py) first: the array module (`xp`: cupy or numpy), a launch function, a
-pointer function, device capabilities and test knobs. So the jit backend (CuPy + NVRTC), the native backend
-(fastconv._C) and the emulator (fastconv._emu) all run the very same plans: which kernel instantiation,
-grid, block and arguments each op uses. KernelOps is a Launcher with those functions bound as its methods.
-Kernel names are C++ template-ids, e.g. ``fc::conv2d_fprop_implicit_gemm<fc::TileSmall, 4, int, float>``;
-every backend registers or compiles kernels under the same strings, so one name means one instantiation
-everywhere.
+"""KernelOps: the reference API (fastconv/backends/reference) implemented by launching the csrc/ kernels: a
+Launcher (launcher.py) with the plan functions of each op's file bound as its methods, so the jit (CuPy +
+NVRTC), native (fastconv._C) and emulated (fastconv._emu) backends run the very same plans. Kernel names
+are C++ template-ids (``fc::conv2d_fprop_implicit_gemm<fc::TileSmall, 4, int, float>``): every backend
+registers or compiles kernels under the same strings, so one name means one instantiation everywhere.
 """
 from __future__ import annotations
 
