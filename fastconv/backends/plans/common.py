@@ -133,7 +133,7 @@ def vector_width(dtype, divisible, pointers):
 
 
 def gemm_configs():
-    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (KernelOps._gemm_config)."""
+    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (gemm.py gemm_config)."""
     out = [(tile, vec, "int", "float") for tile in TILES for vec in (1, 4)]
     out += [("TileMedium", vec, "int64_t", "float") for vec in (1, 4)]
     return out + [("TileSmall", 1, "int64_t", "double")]

@@ -21,8 +21,8 @@ from .common import (ACTIVATIONS, CTYPES, TILES, ceil_div, choose_row_splits, ch
                      gemm_configs, pool2d_problem, scalar)
 from .gemm import gemm_config
 from .reduce import ColumnFinal, column_finalize
-from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, _tensor_op_types,
-                        narrow, tensor_op_name, tensor_op_residual, tensor_op_splits, widen)
+from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
+                        tensor_op_residual, tensor_op_splits, tensor_op_types, widen)
 
 VALID = ((0, 0), (0, 0))
 # Mirrors csrc/fused/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
@@ -192,7 +192,7 @@ def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), di
     fp32 kernel on operands widened to float32 (same values). Operand/output dtypes as in gemm_tensor_op;
     bias float32; residual shaped as y, float32 or the operand dtype, read in y's dtype."""
     x, w = lx.c(x), lx.c(w)
-    dt, out = _tensor_op_types(x.dtype, out_dtype)
+    dt, out = tensor_op_types(x.dtype, out_dtype)
     if w.dtype != dt:
         raise TypeError(f"x is {dt} but w is {w.dtype}")
     pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
@@ -261,7 +261,7 @@ def conv2d_dgrad_tensor_op(lx, dy, w, x_shape, stride, padding, dilation, groups
     (tf32), float16 or uint16 (bfloat16 bits); dx float32 (default) or the operand dtype. Stride > 1 runs
     conv2d_dgrad_strided_tensor_op: the sh*sw stride phases in one launch, each over only its own taps."""
     dy, w = lx.c(dy), lx.c(w)
-    dt, out = _tensor_op_types(dy.dtype, out_dtype)
+    dt, out = tensor_op_types(dy.dtype, out_dtype)
     if w.dtype != dt:
         raise TypeError(f"dy is {dt} but w is {w.dtype}")
     pb, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
@@ -307,7 +307,7 @@ def conv2d_wgrad_tensor_op(lx, x, dy, w_shape, stride, padding, dilation, groups
     to float32 (same values). x and dy: float32 (tf32), float16 or uint16 (bfloat16 bits).
     Knob: force_splits."""
     x, dy = lx.c(x), lx.c(dy)
-    dt, _ = _tensor_op_types(x.dtype, None)
+    dt, _ = tensor_op_types(x.dtype, None)
     if dy.dtype != dt:
         raise TypeError(f"x is {dt} but dy is {dy.dtype}")
     pb, y_shape = conv2d_problem(x.shape, w_shape, stride, padding, dilation, groups)

@@ -14,8 +14,8 @@ from .cast import reduced, to_compute, to_float32
 from .common import ACTIVATIONS, TARGET_BLOCKS, TILES, ceil_div, choose_tile, ctype, scalar, vector_width
 from .reduce import ColumnFinal, ColumnReduceMode, column_reduce
 from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, encode_tensor_map_emulated
-from .tensor_op import (TENSOR_OP_TILES, TENSOR_OP_TUNING_DTYPES, TENSOR_OP_TYPES, _tensor_op_types, tensor_op_name,
-                        tensor_op_residual)
+from .tensor_op import (TENSOR_OP_TILES, TENSOR_OP_TUNING_DTYPES, TENSOR_OP_TYPES, tensor_op_name, tensor_op_residual,
+                        tensor_op_types)
 
 # Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
 WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
@@ -150,7 +150,7 @@ def gemm_tensor_op(lx, a, b, bias=None, activation=None, alpha=0.0, out_dtype=No
     (default) or the operand dtype; residual (M, N), float32 or the operand dtype, is read in C's dtype.
     Knob: force_tensor_op_tile ('Tile64' / 'Tile128')."""
     a, b = lx.c(a), lx.c(b)
-    dt, out = _tensor_op_types(a.dtype, out_dtype)
+    dt, out = tensor_op_types(a.dtype, out_dtype)
     if b.dtype != dt:
         raise TypeError(f"A is {dt} but B is {b.dtype}")
     (m, kdim), (kb, n) = a.shape, b.shape

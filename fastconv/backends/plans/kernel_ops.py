@@ -40,7 +40,7 @@ def all_kernel_names() -> list[str]:
                   "batchnorm_infer_kernel", "batchnorm_dx_kernel", "mse_bprop_kernel", "sgd_update_multi",
                   "adam_update_multi"):
             names.append(f"fc::{k}<{t}>")
-        vecs = (1, 4) if t == "float" else (1,)   # KernelOps._launch_rows: vector_width() is 4 for float32 only
+        vecs = (1, 4) if t == "float" else (1,)   # loss.py launch_rows: vector_width() is 4 for float32 only
         names += [f"fc::softmax_{op}_rows<{t}, {v}>" for op in ("fprop", "bprop") for v in vecs]
         for lt in ("int64_t", t):
             for k in ("softmax_xent_fprop_rows", "softmax_xent_bprop_rows", "cross_entropy_fprop_rows"):

@@ -64,7 +64,8 @@ def tensor_op_splits(rows, cols, kdim, tile="Tile64", bk=32, force=None):
     return ceil_div(kdim, k_per_split), k_per_split
 
 
-def _tensor_op_types(dtype, out_dtype):
+def tensor_op_types(dtype, out_dtype):
+    """(operand dtype, output dtype) of a tensor-core plan, or a TypeError saying what it takes."""
     dt = np.dtype(dtype)
     if dt not in TENSOR_OP_TYPES:
         raise TypeError(f"tensor-core kernels take float32 (tf32), float16 or uint16 (bfloat16 bits), got {dt}")
