@@ -109,3 +109,14 @@ def test_reduction_modes_mirror_reduce_h():
         cpp = {re.sub(r"(?<!^)(?=[A-Z])", "_", name[len(prefix):]).upper(): int(value)
                for name, value in re.findall(r"(k\w+) = (\d+)", body)}
         assert cpp == {m.name: m.value for m in enum}, enum.__name__
+
+
+def test_backend_modules_serve_the_ops_table_only():
+    """jit, native and emulated serve KernelOps' ops as module functions, not the Launcher's fields or helpers."""
+    from fastconv.backends import emulated, jit, native
+    from fastconv.backends.plans import OPS
+    assert {"conv2d_fprop", "gemm", "gemm_wgmma", "normalize_uint8", "sgd_update"} <= OPS
+    assert not OPS & {"xp", "launch", "ptr", "executor", "force_tile", "c", "run1d", "tuned"}
+    for module in (jit, native, emulated):
+        with pytest.raises(AttributeError):
+            module.force_tile
