@@ -4,7 +4,7 @@ plans can choose (fastconv.backends.jit.all_kernel_names), spread over SHARDS tr
 (csrc/launch/kernels_shard*.cu) so a parallel build compiles them at once. The sm_80+ tensor-core
 kernels (tensor_op_kernel_names) get TENSOR_OP_SHARDS shards of their own, after the others, so they
 can be compile-checked alone (nvcc -c csrc/launch/kernels_shard4.cu ...). The sm_90a wgmma GEMMs
-(fastconv.backends.plans.hopper.wgmma_kernel_names) are FC_KERNEL_SM90A lines, registered by
+(fastconv.backends.plans.gemm.wgmma_kernel_names) are FC_KERNEL_SM90A lines, registered by
 csrc/launch/kernels_sm90a.cu alone, with the probe that tells whether the running device has their
 sm_90a machine code (csrc/launch/sm90a_probe.cuh).
 
@@ -60,7 +60,7 @@ def render() -> str:
     lines.append(f"// the sm_80+ tensor-core kernels (csrc/tensor_core/kernel_list.inc), shards {SHARDS} and up")
     for i, name in enumerate(n for n in all_kernel_names() if n in tensor_op):
         lines.append(f"FC_KERNEL_SHARD{SHARDS + i % TENSOR_OP_SHARDS}({operand_align(name)}, {name})")
-    from fastconv.backends.plans.hopper import wgmma_kernel_names
+    from fastconv.backends.plans.gemm import wgmma_kernel_names
     lines.append("// the sm_90a kernels (csrc/hopper/kernel_list.inc): machine code for sm_90a only, kernels_sm90a.cu")
     for name in wgmma_kernel_names():
         lines.append(f"FC_KERNEL_SM90A({operand_align(name)}, {name})")

@@ -1,7 +1,7 @@
 """The precision policy (fastconv/precision.py): the API and its errors, per-layer overrides (config,
 saving, summary), the reference's operand rounding (backends/reference/rounding.py) bit-exact on chosen
 values (ties, NaN, Inf, overflow, subnormals) and against an independent float64 model, and the kernels
-in the emulator (KernelOps routed to the tensor-core plans, plans/mixed_precision.py) against the
+in the emulator (KernelOps routed to the tensor-core plans, plans/conv2d.py and plans/gemm.py) against the
 reference under tf32 / bf16 / fp16: exact on small integers, toleranced on random floats, with the
 fallbacks (C % 8 != 0, odd GEMM sizes) named by fastconv.explain."""
 from __future__ import annotations
@@ -15,6 +15,7 @@ import fastconv as fc
 from fastconv import precision as policy
 from fastconv.backends import backend_status
 from fastconv.backends import reference as ref
+from fastconv.backends.plans.cast import to_compute
 from fastconv.backends.plans.tensor_op import float32_to_bf16_bits
 from fastconv.backends.reference.rounding import round_bf16, round_fp16, round_operand, round_tf32
 from fastconv.functional import conv2d, dense
@@ -358,7 +359,7 @@ def test_emulated_dense_matches_the_reference(case, prec, rng):
 @needs_emu
 @pytest.mark.parametrize("prec", REDUCED)
 def test_cast_kernels_match_the_rounding_oracle_bitwise(prec, rng):
-    """csrc/ops/cast.h (through KernelOps._to_compute) against backends/reference/rounding.py, on random
+    """csrc/ops/cast.h (through plans/cast.py to_compute) against backends/reference/rounding.py, on random
     values of every magnitude, exact ties of each format, overflow, subnormals, +-0, +-inf and NaN."""
     x = (rng.standard_normal(3000) * np.exp2(rng.integers(-140, 128, 3000))).astype(np.float32)
     u = bits(x).copy()
@@ -370,7 +371,7 @@ def test_cast_kernels_match_the_rounding_oracle_bitwise(prec, rng):
                           rng.integers(-14, 15, 300)).astype(np.float32)
     x[-12:] = [65504, 65519.99, 65520, -7e4, 2.0 ** -25, 3 * 2.0 ** -25, 1e-40, 0.0, -0.0, np.inf, -np.inf, np.nan]
     ops = emu_ops()
-    report = fc.explain(lambda: ops._to_compute(x, prec))
+    report = fc.explain(lambda: to_compute(ops, x, prec))
     got = report.result
     assert report.kernels == [{"tf32": "fc::round_tf32_kernel<float>", "fp16": "fc::cast_fp32_kernel<__half>",
                                "bf16": "fc::cast_fp32_kernel<__nv_bfloat16>"}[prec]]

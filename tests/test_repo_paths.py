@@ -23,7 +23,7 @@ BARE_OUTSIDE = {"FACTS.md", "STYLE.md"}
 # bare source file name (jit.py). Data files (.json) a command writes are not checked.
 _PATH = re.compile(r"(?<![\w./~$<-])((?:\.\./)*(?:(?:%s)/[\w.*/-]*|[\w.-]+(?:/[\w.*-]+)*\.(?:%s)))(?![\w/])"
                    % ("|".join(re.escape(d) for d in TOP_DIRS), "|".join(s[1:] for s in SUFFIXES)))
-# A name after a Python file: "kernel_ops.py KernelOps.gemm", "kernel_ops.py's all_kernel_names()", "common.py (TILES)".
+# A name after a Python file: "gemm.py gemm_tensor_op", "kernel_ops.py's all_kernel_names()", "common.py (TILES)".
 _SYMBOL = re.compile(r"`?(?:'s)?\s+\(?`?([A-Za-z_]\w*(?:\.\w+)*)(\()?")
 _DEFINITION = r"^\s*(?:def|class)\s+{0}\b|^\s*{0}\s*[:=]"
 

@@ -136,7 +136,7 @@ void scalar_arg(const py::handle& obj, const ParamInfo& p, const std::string& wh
       uint32_t head = 0;
       std::memcpy(&head, s.data(), 4);
       FC_CHECK(head != 0x4d544346u, where, " holds an emulator tensor map (EmuTensorMap, \"FCTM\"); a GPU needs ",
-               "the driver's (fastconv/backends/plans/hopper.py encode_tensor_map_cuda)");
+               "the driver's (fastconv/backends/plans/tensor_map.py encode_tensor_map_cuda)");
       std::memcpy(slot, s.data(), s.size());
       break;
     }

@@ -35,7 +35,7 @@ namespace sm90 {
 
 // The tensor map, passed by value as a `const __grid_constant__` kernel parameter. On the GPU its 128
 // bytes come from cuTensorMapEncodeTiled (driver); in the emulator from
-// fastconv/backends/plans/hopper.py, which writes EmuTensorMap into the same bytes.
+// fastconv/backends/plans/tensor_map.py, which writes EmuTensorMap into the same bytes.
 struct alignas(64) TensorMap {
   unsigned long long opaque[16];
 };

@@ -22,7 +22,7 @@
 
 namespace fc {
 
-// 48 bytes; mirrored in Python (fastconv/backends/plans: common.py MULTI_TENSOR_WORDS, kernel_ops.py
+// 48 bytes; mirrored in Python (fastconv/backends/plans: common.py MULTI_TENSOR_WORDS, optim.py
 // multi_tensor_table). The kernels take the table as int64 words (6 per entry) so every build, the
 // emulator's included, passes a plain array.
 template <class T>
@@ -37,7 +37,7 @@ struct MultiTensorEntry {
 static_assert(sizeof(MultiTensorEntry<float>) == 6 * sizeof(int64_t), "mirrored in Python as 6 int64 words");
 
 // This step's scalars, in double as the host computes them (fastconv/optimizers.py step_scalars);
-// mirrored in Python as STEP_SCALARS (fastconv/backends/plans/kernel_ops.py). Kernels take it as a
+// mirrored in Python as STEP_SCALARS (fastconv/backends/plans/optim.py). Kernels take it as a
 // plain double array, like the table.
 struct StepScalars {
   double lr;          // this step's learning rate (the schedule's value for step t)

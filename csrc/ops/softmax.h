@@ -20,7 +20,7 @@
 //   1. one thread per row (to 2026-12): a warp's load touched 32 rows, 32 cache lines for 128 useful
 //      bytes, on each of three passes (issue 13, item 7).
 //   2. the *_rows kernels (now): blockDim.x = tpr threads per row, blockDim.y rows per block. tpr is a
-//      power of two chosen on the host from D and V (KernelOps._launch_rows): part of a warp for rows
+//      power of two chosen on the host from D and V (plans/loss.py launch_rows): part of a warp for rows
 //      of at most 32 loads, a warp up to 8 loads per lane, several warps (up to a block) for longer
 //      rows. Thread t reads vectors t, t + tpr, ... of V elements, so a warp's load is consecutive
 //      16-byte (V = 4) or 4-byte (V = 1) pieces; V = 4 needs D % 4 == 0 and 16-byte aligned arrays

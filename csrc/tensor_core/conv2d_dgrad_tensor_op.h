@@ -8,7 +8,7 @@
 // Both operands are contiguous along the GEMM's K (dy and w along k), so the filter runs through the
 // main loop as a column-major B (its stage n-major, fragments by plain ldmatrix). The host requires
 // K % kVec == 0, C % kVec == 0 and 16-byte aligned dy and w; otherwise it falls back
-// (fastconv/backends/plans/tensor_op.py conv2d_dgrad_tensor_op).
+// (fastconv/backends/plans/conv2d.py conv2d_dgrad_tensor_op).
 // Versions: 1. "analytic" like the CUDA-core dgrad: every (r, s) tap is visited, those that miss the
 //              stride grid are zero-filled (wasteful by sh*sw for strided convs; exact for all).
 //           2. conv2d_dgrad_strided_tensor_op: for stride > 1, one launch over the sh*sw stride phases

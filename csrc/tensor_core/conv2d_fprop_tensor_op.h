@@ -7,7 +7,7 @@
 // The activation gather reads kVec channels per cp.async: the host requires C % kVec == 0 (so a
 // vector never straddles two filter taps) and K % kVec == 0 (filter rows), 16-byte aligned x and w;
 // otherwise it falls back to the CUDA-core kernel
-// (fastconv/backends/plans/tensor_op.py TensorOpPlans.conv2d_fprop_tensor_op).
+// (fastconv/backends/plans/conv2d.py conv2d_fprop_tensor_op).
 // Padding taps and rows beyond N*P*Q are zero-filled by cp.async (src-size 0).
 // Versions: 1. conv2d_fprop_tensor_op: mma.sync + ldmatrix + cp.async pipeline, fused bias + residual + activation.
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k conv

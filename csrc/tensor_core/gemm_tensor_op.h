@@ -342,7 +342,7 @@ struct TensorOpStore {
 // C = act(A * B + bias + residual). grid (ceil(M / BM), ceil(N / BN)) or those tiles on grid.x (fc::block_tile),
 // block Traits::kThreads;
 // residual (Out, laid out as C) read only when has_residual.
-// Host checks (fastconv/backends/plans/tensor_op.py TensorOpPlans.gemm_tensor_op): K, N, lda, ldb multiples of kVec,
+// Host checks (fastconv/backends/plans/gemm.py gemm_tensor_op): K, N, lda, ldb multiples of kVec,
 // A and B kVec * sizeof(Element)-byte aligned, every offset below 2^31.
 template <class Traits, int kVec, class Out>
 __global__ void __launch_bounds__(Traits::kThreads, 1)

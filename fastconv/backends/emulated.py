@@ -4,7 +4,7 @@ Same API as the NumPy reference, and the very launch plans the GPU backends use
 (fastconv/backends/plans/kernel_ops.py KernelOps), so a test that compares this module with the reference checks
 the kernels *and* the plans that launch them, with no GPU. Slow (a fiber per CUDA thread): for
 tests on small shapes. `ops(order=..., seed=...)` gives an instance with another thread order;
-knobs for tests: ops.force_tile, force_vec, force_index64, force_splits.
+knobs for tests: plans/launcher.py Launcher's force_* fields.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from .jit import REFERENCE_API, EXTRA_API, KernelOps  # noqa: F401
+from .plans import EXTRA_API, OPS, REFERENCE_API, KernelOps  # noqa: F401  (re-exported names)
 
 
 def status() -> tuple[bool, str]:
@@ -46,9 +46,7 @@ class _EmulatorExecutor:
 
 def ops(order="forward", seed=0) -> KernelOps:
     ex = _EmulatorExecutor(order, seed)
-    k = KernelOps(np, ex.launch, lambda a: int(a.ctypes.data))
-    k.executor = ex
-    return k
+    return KernelOps(np, ex.launch, lambda a: int(a.ctypes.data), executor=ex)
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,6 +57,6 @@ def _default() -> KernelOps:
 
 
 def __getattr__(name):   # module-level op functions: emulated.conv2d_fprop(...) etc.
-    if name.startswith("_") or not hasattr(KernelOps, name):
+    if name not in OPS:
         raise AttributeError(name)
     return getattr(_default(), name)

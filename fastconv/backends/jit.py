@@ -2,7 +2,7 @@
 
 Same API and semantics as the NumPy reference (fastconv/backends/reference), on CuPy arrays. The
 launch plans live in fastconv/backends/plans (KernelOps), shared with the native and emulated
-backends; this module is the CuPy + NVRTC executor, and re-exports the plans' names.
+backends; this module is the CuPy + NVRTC executor.
 """
 from __future__ import annotations
 
@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ._sources import csrc_dir
-from .plans import *  # noqa: F401,F403  (historical import site: jit.KernelOps, jit.TILES, ...)
-from .plans import KernelOps
-from .plans.common import *  # noqa: F401,F403
-from .plans.tensor_op import _tensor_op_types  # noqa: F401
+from .plans import OPS, KernelOps
+from .plans import EXTRA_API, REFERENCE_API, all_kernel_names, tensor_op_kernel_names  # noqa: F401  (scripts/ read them here)
 
 CSRC = csrc_dir()
 KERNEL_HEADER = "launch/all_kernels.h"
@@ -223,15 +221,14 @@ def _cupy_ptr(a):
 @functools.lru_cache(maxsize=None)
 def _ops() -> KernelOps:
     ex = _CupyExecutor()
-    return attach_sm90a_probe(KernelOps(ex.cupy, ex.launch, _cupy_ptr), ex)
+    return KernelOps(ex.cupy, ex.launch, _cupy_ptr, **executor_fields(ex))
 
 
-def attach_sm90a_probe(ops: KernelOps, ex: _CupyExecutor) -> KernelOps:
-    """HopperPlans selects the wgmma GEMM only where `ex`'s probe loaded it (and on sm_90), else says why not."""
-    ops.executor = ex
-    ops.builds_sm90a = lambda: ex.sm90a_support()[0]
-    ops.sm90a_reason = lambda: ex.sm90a_support()[1]
-    return ops
+def executor_fields(ex: _CupyExecutor) -> dict:
+    """The Launcher fields of `ex`: plans/gemm.py selects the wgmma GEMM only where `ex`'s probe loaded it
+    (and on sm_90), else says why not."""
+    return {"executor": ex, "builds_sm90a": lambda: ex.sm90a_support()[0],
+            "sm90a_reason": lambda: ex.sm90a_support()[1]}
 
 
 def loaded_kernels() -> dict:
@@ -243,6 +240,6 @@ def loaded_kernels() -> dict:
 
 
 def __getattr__(name):   # module-level op functions: jit.conv2d_fprop(...) etc.
-    if name.startswith("_") or not hasattr(KernelOps, name):
+    if name not in OPS:
         raise AttributeError(name)
     return getattr(_ops(), name)

@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from .jit import REFERENCE_API, EXTRA_API, KernelOps  # noqa: F401  (re-exported names)
+from .plans import EXTRA_API, OPS, REFERENCE_API, KernelOps  # noqa: F401  (re-exported names)
 
 
 def status() -> tuple[bool, str]:
@@ -52,10 +52,8 @@ class _NativeExecutor:
 
 @functools.lru_cache(maxsize=None)
 def _ops() -> KernelOps:
-    ex = _NativeExecutor()
-    ops = KernelOps(ex.cupy, ex.launch, lambda a: int(a.data.ptr))
-    ops.builds_sm90a = _sm90a_code_fn(ex._C)   # HopperPlans selects the wgmma GEMM only then (and on sm_90)
-    return ops
+    ex = _NativeExecutor()   # plans/gemm.py selects the wgmma GEMM only where _C runs it (and on sm_90)
+    return KernelOps(ex.cupy, ex.launch, lambda a: int(a.data.ptr), builds_sm90a=_sm90a_code_fn(ex._C), executor=ex)
 
 
 def _sm90a_code_fn(c_module):
@@ -66,6 +64,6 @@ def _sm90a_code_fn(c_module):
 
 
 def __getattr__(name):   # module-level op functions: native.conv2d_fprop(...) etc.
-    if name.startswith("_") or not hasattr(KernelOps, name):
+    if name not in OPS:
         raise AttributeError(name)
     return getattr(_ops(), name)

@@ -14,7 +14,7 @@ from .._checks import pair
 from ..explain import note
 from ..shapes import conv_output_hw, resolve_padding
 from ..tensor import Tensor
-from ..backends.plans.fused import fusable_pool_kind
+from ..backends.plans.conv2d import fusable_pool_kind
 from ._util import backend
 from .batchnorm import _infer_backward, check_batch_norm_args, update_running_stats
 from .activations import relu

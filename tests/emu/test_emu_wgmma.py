@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from fastconv import emulator
-from fastconv.backends.plans.hopper import (TMA_SWIZZLE_128B, TMA_SWIZZLE_NONE, encode_tensor_map_emulated)
+from fastconv.backends.plans.tensor_map import (TMA_SWIZZLE_128B, TMA_SWIZZLE_NONE, encode_tensor_map_emulated)
 
 ORDERS = ["forward", "reverse", "random"]
 DESC_SWIZZLE_WIDTH = {0: 0, 1: 128, 2: 64, 3: 32}
@@ -268,7 +268,7 @@ def test_wgmma_fragment_and_descriptor_on_h100(layout):
 @pytest.mark.gpu
 @pytest.mark.parametrize("c0,c1", [(32, 40), (-8, -3)])
 def test_tma_box_on_h100(c0, c1):
-    from fastconv.backends.plans.hopper import encode_tensor_map_cuda
+    from fastconv.backends.plans.tensor_map import encode_tensor_map_cuda
     name = "fc_sm90_selftest::tma_box"
     cupy, module = _h100_module([name])
     tensor = np.random.default_rng(1).integers(1, 2**15, (50, 72)).astype(np.uint16)

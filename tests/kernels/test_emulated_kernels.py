@@ -18,6 +18,7 @@ import pytest
 
 from fastconv import optimizers
 from fastconv.backends import reference as ref
+from fastconv.backends.plans.cast import to_compute, to_float32
 from problems import CONV, GEMM, POOL, conv_args
 from conftest import assert_same, emulated_ops
 
@@ -440,14 +441,14 @@ def test_optimizer_gpu_path_replays_a_recorded_update(name, monkeypatch, rng):
 
     from fastconv.schedules import CosineDecay, StepDecay
     ops = emulated_ops()
-    real, recording, recorded = ops._launch, [False], []
+    real, recording, recorded = ops.launch, [False], []
 
     def launch(kernel, grid, block, args, shared_bytes=0, **kw):
         if recording[0]:
             recorded.append((kernel, grid, block, args))
         else:
             real(kernel, grid, block, args, shared_bytes)
-    ops._launch = launch
+    ops.launch = launch
     monkeypatch.setattr(optimizers, "_cuda_backend", lambda: ops)
     make = {"sgd": lambda: optimizers.SGD(StepDecay(0.1, 2, 0.5), momentum=0.9, nesterov=True, weight_decay=0.01),
             "adam": lambda: optimizers.Adam(CosineDecay(0.01, 5, alpha=0.1), weight_decay=0.05)}[name]
@@ -543,6 +544,6 @@ def test_precision_cast_kernels_match_the_reference_rounding(precision, order, r
     from fastconv.backends.reference.rounding import ROUNDING
     ops = emulated_ops(order)
     x = rng.standard_normal(1000).astype(np.float32) * np.float32(3.0) ** rng.integers(-20, 20, 1000).astype(np.float32)
-    got = ops._to_float32(ops._to_compute(x, precision))
+    got = to_float32(ops, to_compute(ops, x, precision))
     assert ops.executor.launched[0].startswith(("fc::cast_fp32_kernel<", "fc::round_tf32_kernel<"))
     np.testing.assert_array_equal(got.view(np.uint32), ROUNDING[precision](x).view(np.uint32))

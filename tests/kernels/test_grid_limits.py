@@ -218,7 +218,7 @@ def test_folded_tensor_op_kernels_match_the_reference(rng):
 
 
 def test_folded_wgmma_gemm_matches_the_reference(rng):
-    from fastconv.backends.plans.hopper import wgmma_kernel_names
+    from fastconv.backends.plans.gemm import wgmma_kernel_names
     ops = emulated_ops("forward", max_grid_yz=1)
     if wgmma_kernel_names()[0] not in __import__("fastconv.emulator").emulator.kernels():
         pytest.skip("fastconv._emu predates the sm_90a kernels: rebuild it")

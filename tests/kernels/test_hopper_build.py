@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import sass_report_hopper  # noqa: E402
 from fastconv.backends import nvrtc_check  # noqa: E402
-from fastconv.backends.plans.hopper import wgmma_kernel_names  # noqa: E402
+from fastconv.backends.plans.gemm import wgmma_kernel_names  # noqa: E402
 
 
 @pytest.fixture(scope="module")

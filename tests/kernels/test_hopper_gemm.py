@@ -1,5 +1,5 @@
 """The sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA into a 4-stage ring, warp-specialized wgmma) through its
-plan (fastconv/backends/plans/hopper.py gemm_wgmma), run by the CPU emulator against NumPy:
+plan (fastconv/backends/plans/gemm.py gemm_wgmma), run by the CPU emulator against NumPy:
 
 - small integers in [-3, 3]: exact (every product and sum exact in fp32), on shapes with partial tiles in
   M, N and K (TMA zero fill), more k-tiles than stages (the ring wraps: empty/full parities), in forward,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastconv.backends.plans.hopper import wgmma_kernel_names, wgmma_shared_bytes
+from fastconv.backends.plans.gemm import wgmma_kernel_names, wgmma_shared_bytes
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.explain import explain
 
@@ -228,22 +228,18 @@ class _FakeGpuOps:
     """wgmma_applies as a GPU backend sees it, with the device kind and wiring chosen by the test."""
 
     def __init__(self, target, builds):
-        from fastconv.backends.plans.hopper import HopperPlans
-        self.plans, self.target, self.builds_sm90a = HopperPlans, target, builds
-
-    def _builds_sm90a(self):
-        return self.plans._builds_sm90a(self)
+        from fastconv.backends.plans.launcher import Launcher
+        self.lx = Launcher(np, None, None, builds_sm90a=builds)
+        self.lx.sm90_target = lambda: target
 
     def applies(self, *args):
-        return self.plans.wgmma_applies(self, *args)
-
-    def _sm90_target(self):
-        return self.target
+        from fastconv.backends.plans.gemm import wgmma_applies
+        return wgmma_applies(self.lx, *args)
 
 
 def test_wgmma_selection_on_gpus(monkeypatch):
-    from fastconv.backends.plans import hopper
-    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (object(), "fake"))   # test_tensor_map_libcuda.py
+    from fastconv.backends.plans import tensor_map
+    monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (object(), "fake"))   # test_tensor_map_libcuda.py
     big = (4096, 4096, 4096, np.float16)
     assert _FakeGpuOps("sm90", True).applies(*big)[0]
     ok, why = _FakeGpuOps(None, True).applies(*big)
@@ -263,7 +259,7 @@ def test_wgmma_selection_on_gpus(monkeypatch):
 
 def test_cuda_tensor_map_needs_the_driver_and_says_so():
     pytest.importorskip("cuda.bindings")
-    from fastconv.backends.plans.hopper import TMA_SWIZZLE_128B, encode_tensor_map_cuda
+    from fastconv.backends.plans.tensor_map import TMA_SWIZZLE_128B, encode_tensor_map_cuda
     from fastconv.backends.device import cuda_status
     if cuda_status()[0]:
         pytest.skip("a driver is present: the GPU test covers the encoder")

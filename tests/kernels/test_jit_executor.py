@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastconv.backends.plans import KernelOps
-from fastconv.backends.plans.hopper import wgmma_kernel_names
+from fastconv.backends.plans.gemm import wgmma_kernel_names
 from fastconv.explain import explain
 
 cupy = pytest.importorskip("cupy")
@@ -102,9 +102,9 @@ def _driver_error(message):
 def _hopper_ops(ex):
     """The jit plans wired to `ex` as jit._ops wires them, on an sm_90 device, with launches recorded."""
     launched = []
-    ops = KernelOps(np, lambda kernel, *a, **k: launched.append(kernel), lambda a: int(a.ctypes.data))
-    jit.attach_sm90a_probe(ops, ex)
-    ops._sm90_target = lambda: "sm90"
+    ops = KernelOps(np, lambda kernel, *a, **k: launched.append(kernel), lambda a: int(a.ctypes.data),
+                    **jit.executor_fields(ex))
+    ops.sm90_target = lambda: "sm90"
     return ops, launched
 
 

@@ -2,11 +2,16 @@
 32- vs 64-bit indexing, tiles, vector width, split-k, and the backend choice."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fastconv import backends
 from fastconv.backends import jit
+from fastconv.backends.plans.common import TILES, choose_splits, choose_tile, vector_width
+from fastconv.backends.plans.gemm import gemm_config
 from fastconv.shapes import needs_64bit_index
 
 BIG = 2**31  # one element more than INT32_MAX
@@ -30,7 +35,7 @@ def _ops():
     (((1, 1, 1, 1), (1, 1, 1, 1), (BIG, 1, 1, 1)), "int64_t"),
 ])
 def test_index_type_is_64bit_exactly_when_a_tensor_needs_it(shapes, index):
-    tile, vec, chosen = _ops()._gemm_config(np.float32, 10**6, 64, (64, 64), (0, 0), shapes)
+    tile, vec, chosen = gemm_config(_ops(), np.float32, 10**6, 64, (64, 64), (0, 0), shapes)
     assert chosen == index
     if index == "int64_t":
         assert tile == "TileMedium"                              # the one 64-bit tile the registry holds
@@ -38,29 +43,29 @@ def test_index_type_is_64bit_exactly_when_a_tensor_needs_it(shapes, index):
 
 
 def test_double_uses_the_one_double_instantiation():
-    assert _ops()._gemm_config(np.float64, 10**6, 64, (64,), (0,), ((4,),)) == ("TileSmall", 1, "int64_t")
+    assert gemm_config(_ops(), np.float64, 10**6, 64, (64,), (0,), ((4,),)) == ("TileSmall", 1, "int64_t")
 
 
 @pytest.mark.parametrize("divisible, pointers, want", [
     ((64, 64, 128, 128), (0, 256), 4), ((3, 3, 64, 64), (0, 0), 1), ((64, 64, 64, 64), (0, 8), 1),
     ((4, 4, 4, 4), (16, 32), 4)])
 def test_vector_width(divisible, pointers, want):
-    assert jit.vector_width(np.float32, divisible, pointers) == want
-    assert jit.vector_width(np.float64, divisible, pointers) == 1
+    assert vector_width(np.float32, divisible, pointers) == want
+    assert vector_width(np.float64, divisible, pointers) == 1
 
 
 def test_tile_choice_grows_with_the_problem():
-    assert jit.choose_tile(100, 10) == "TileSmall"
-    assert jit.choose_tile(8 * 56 * 56, 64) == "TileMedium"        # 392 x 1 blocks of 64 x 64
-    assert jit.choose_tile(64 * 56 * 56, 256) == "TileLarge"
+    assert choose_tile(100, 10) == "TileSmall"
+    assert choose_tile(8 * 56 * 56, 64) == "TileMedium"        # 392 x 1 blocks of 64 x 64
+    assert choose_tile(64 * 56 * 56, 256) == "TileLarge"
 
 
 @pytest.mark.parametrize("rows, cols, kdim", [(576, 64, 8 * 56 * 56), (27, 64, 100), (9, 1, 7), (4608, 512, 49 * 256),
                                               (9, 3, 1)])
 def test_split_k_covers_the_reduction_exactly(rows, cols, kdim):
-    for tile in jit.TILES:
-        splits, kps = jit.choose_splits(rows, cols, kdim, tile)
-        assert kps % jit.TILES[tile][2] == 0 and splits >= 1
+    for tile in TILES:
+        splits, kps = choose_splits(rows, cols, kdim, tile)
+        assert kps % TILES[tile][2] == 0 and splits >= 1
         assert (splits - 1) * kps < kdim <= splits * kps
 
 
@@ -93,3 +98,25 @@ def test_backend_modules_expose_the_reference_api():
         assert hasattr(reference, name), name
         assert hasattr(jit.KernelOps, name), name
     assert set(jit.REFERENCE_API) >= {n for n in reference.__all__ if n not in ("im2col", "hash32")}
+
+
+def test_reduction_modes_mirror_reduce_h():
+    """plans/reduce.py names the modes of csrc/ops/reduce.h: the same names (less the k<Prefix>), the same values."""
+    from fastconv.backends.plans.reduce import ColumnFinal, ColumnReduceMode, ScalarReduceMode
+    text = (Path(__file__).resolve().parents[2] / "csrc" / "ops" / "reduce.h").read_text()
+    for enum, prefix in ((ColumnReduceMode, "kCol"), (ColumnFinal, "kFinal"), (ScalarReduceMode, "kScalar")):
+        body = re.search(rf"enum {enum.__name__} : int {{([^}}]*)}}", text).group(1)
+        cpp = {re.sub(r"(?<!^)(?=[A-Z])", "_", name[len(prefix):]).upper(): int(value)
+               for name, value in re.findall(r"(k\w+) = (\d+)", body)}
+        assert cpp == {m.name: m.value for m in enum}, enum.__name__
+
+
+def test_backend_modules_serve_the_ops_table_only():
+    """jit, native and emulated serve KernelOps' ops as module functions, not the Launcher's fields or helpers."""
+    from fastconv.backends import emulated, jit, native
+    from fastconv.backends.plans import OPS
+    assert {"conv2d_fprop", "gemm", "gemm_wgmma", "normalize_uint8", "sgd_update"} <= OPS
+    assert not OPS & {"xp", "launch", "ptr", "executor", "force_tile", "c", "run1d", "tuned"}
+    for module in (jit, native, emulated):
+        with pytest.raises(AttributeError):
+            module.force_tile

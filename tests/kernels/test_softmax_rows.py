@@ -1,7 +1,7 @@
 """The row kernels of csrc/ops/softmax.h (softmax, softmax + cross-entropy, cross-entropy) in the emulator,
 through the launch plans, against the NumPy reference.
 
-Row lengths around every threads-per-row choice of KernelOps._launch_rows (D = 1, D not a multiple of 4
+Row lengths around every threads-per-row choice of plans/loss.py launch_rows (D = 1, D not a multiple of 4
 or 32, D = 1000, D > 1024 with several warps and a whole block per row), rows with -inf / +inf / NaN /
 huge values, output buffers filled with NaN (an element no thread writes stays NaN), and every thread
 order of the emulator, which must all give the same bits. Tolerances are derived, not chosen: the
@@ -217,12 +217,12 @@ def test_rows_of_no_classes_still_write_their_loss():
 
 def _launches(ops):
     seen = []
-    launch = ops._launch
+    launch = ops.launch
 
     def record(kernel, grid, block, args, shared_bytes=0, **kw):
         seen.append((kernel, tuple(grid), tuple(block)))
         return launch(kernel, grid, block, args, shared_bytes, **kw)
-    ops._launch = record
+    ops.launch = record
     return seen
 
 

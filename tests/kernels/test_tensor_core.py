@@ -1,5 +1,5 @@
 """The sm_80+ tensor-core kernels (csrc/tensor_core/: mma.sync, ldmatrix, cp.async) run by the CPU SIMT
-emulator through their launch plans (fastconv/backends/plans/tensor_op.py TensorOpPlans.gemm_tensor_op,
+emulator through their launch plans (fastconv/backends/plans/gemm.py gemm_tensor_op,
 conv2d_fprop_tensor_op), against NumPy.
 
 - small integers in [-3, 3] (exact in tf32, fp16 and bf16; every sum exact in fp32): compared for
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from fastconv.backends import reference as ref
-from fastconv.backends.jit import (KernelOps, bf16_bits_to_float32, float32_to_bf16_bits, tensor_op_kernel_names)
+from fastconv.backends.plans import KernelOps
+from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits, tensor_op_kernel_names
 from fastconv.shapes import resolve_padding
 from conftest import assert_same
 from problems import CONV, conv_args

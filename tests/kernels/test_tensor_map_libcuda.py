@@ -9,8 +9,9 @@ import ctypes
 import numpy as np
 import pytest
 
-from fastconv.backends.plans import hopper, tensor_map_libcuda
-from fastconv.backends.plans.hopper import TMA_SWIZZLE_128B, WGMMA_BK, WGMMA_BM, encode_tensor_map_cuda
+from fastconv.backends.plans import tensor_map, tensor_map_libcuda
+from fastconv.backends.plans.gemm import WGMMA_BK, WGMMA_BM
+from fastconv.backends.plans.tensor_map import TMA_SWIZZLE_128B, encode_tensor_map_cuda
 from fastconv.explain import explain
 
 FLOAT16, BFLOAT16 = 6, 9   # CU_TENSOR_MAP_DATA_TYPE_* in cuda.h
@@ -77,23 +78,23 @@ def test_encoder_choice_without_cuda_bindings(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_cuda_bindings)
     fn = fake_driver()
     monkeypatch.setattr(tensor_map_libcuda, "load", lambda: fn)
-    hopper.tensor_map_encoder.cache_clear()
+    tensor_map.tensor_map_encoder.cache_clear()
     try:
-        encode, where = hopper.tensor_map_encoder()
+        encode, where = tensor_map.tensor_map_encoder()
         assert where == "libcuda"
         assert encode_tensor_map_cuda(4096, np.float16, (64, 64), 128, (64, 64), TMA_SWIZZLE_128B) == bytes(range(128))
         assert fn.calls[0]["address"] == 4096
-        hopper.tensor_map_encoder.cache_clear()
+        tensor_map.tensor_map_encoder.cache_clear()
 
         def no_driver():
             raise OSError("libcuda.so.1: cannot open shared object file")
         monkeypatch.setattr(tensor_map_libcuda, "load", no_driver)
-        encode, why = hopper.tensor_map_encoder()
+        encode, why = tensor_map.tensor_map_encoder()
         assert encode is None and "cuda-bindings is not installed" in why and "libcuda.so.1" in why
         with pytest.raises(RuntimeError, match="no TMA tensor-map encoder"):
             encode_tensor_map_cuda(4096, np.float16, (64, 64), 128, (64, 64), TMA_SWIZZLE_128B)
     finally:
-        hopper.tensor_map_encoder.cache_clear()
+        tensor_map.tensor_map_encoder.cache_clear()
 
 
 def hopper_ops(monkeypatch, encoder):
@@ -102,10 +103,9 @@ def hopper_ops(monkeypatch, encoder):
     from fastconv.backends.plans.kernel_ops import KernelOps
     launched = []
     ops = KernelOps(np, lambda kernel, grid, block, args, shared_bytes=0, keep_alive=None:
-                    launched.append((kernel, tuple(grid), args)), lambda a: int(a.ctypes.data))
-    ops._sm90_target = lambda: "sm90"
-    ops.builds_sm90a = True
-    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: encoder)
+                    launched.append((kernel, tuple(grid), args)), lambda a: int(a.ctypes.data), builds_sm90a=True)
+    monkeypatch.setattr(ops, "sm90_target", lambda: "sm90")
+    monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: encoder)
     return ops, launched
 
 

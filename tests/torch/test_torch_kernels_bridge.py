@@ -47,13 +47,13 @@ def kernel_pointers(monkeypatch):
     """A function ops -> list that gets, for every kernel launch of that KernelOps instance, the
     data addresses of its array arguments (what the kernel really reads and writes)."""
     def attach(ops):
-        seen, launch = [], ops._launch
+        seen, launch = [], ops.launch
 
         def recording(kernel, grid, block, args, *rest, **kw):
-            seen.append((kernel, {ops._ptr(a) for a in args if hasattr(a, "shape") and hasattr(a, "strides")
+            seen.append((kernel, {ops.ptr(a) for a in args if hasattr(a, "shape") and hasattr(a, "strides")
                                   and not isinstance(a, np.generic)}))
             return launch(kernel, grid, block, args, *rest, **kw)
-        monkeypatch.setattr(ops, "_launch", recording)
+        monkeypatch.setattr(ops, "launch", recording)
         return seen
     return attach
 

@@ -48,6 +48,11 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
+def scalar(dtype, v):
+    """v as a NumPy scalar of `dtype`: a kernel's T-typed argument."""
+    return np.dtype(dtype).type(v)
+
+
 # CUDA's grid limits (every GPU since sm_30): x up to 2^31 - 1, y and z up to 65535.
 MAX_GRID_X, MAX_GRID_YZ = 2**31 - 1, 65535
 
@@ -128,7 +133,7 @@ def vector_width(dtype, divisible, pointers):
 
 
 def gemm_configs():
-    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (KernelOps._gemm_config)."""
+    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (gemm.py gemm_config)."""
     out = [(tile, vec, "int", "float") for tile in TILES for vec in (1, 4)]
     out += [("TileMedium", vec, "int64_t", "float") for vec in (1, 4)]
     return out + [("TileSmall", 1, "int64_t", "double")]

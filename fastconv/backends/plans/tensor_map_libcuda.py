@@ -1,6 +1,6 @@
 """cuTensorMapEncodeTiled called in the driver library (libcuda) through ctypes: the TMA maps of the sm_90a
 GEMM where cuda-bindings is not installed (the `cuda` / `cuda13` extras install CuPy only, whose driver
-module has no tensor-map call). libcuda is present wherever a GPU driver is. hopper.py checks the map's
+module has no tensor-map call). libcuda is present wherever a GPU driver is. tensor_map.py checks the map's
 arguments first (_check_map) and picks this encoder or cuda-bindings' (tensor_map_encoder).
 """
 from __future__ import annotations

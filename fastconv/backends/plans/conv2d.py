@@ -1,0 +1,429 @@
+"""Launch plans of conv2d: fprop, dgrad and wgrad on CUDA cores (csrc/conv/: implicit GEMM, depthwise, the
+stride-phase dgrad), on tensor cores (csrc/tensor_core/, sm_80+ mma.sync, in tf32 / fp16 / bf16 with fp32
+accumulation and the fused bias + residual + activation epilogue), under a reduced precision policy (the
+operands cast at each use, cast.py), and fused with bias, ReLU and max-pool (csrc/fused/: forward 2x2/2
+'valid' or 3x3/2 with any padding; the pool + ReLU-mask + bias-gradient backward).
+
+Where no tensor-core kernel applies, the CUDA-core fp32 kernel runs on the operands rounded to the compute
+format and widened back, so every path computes the same values (up to summation order) and
+`fastconv.explain` says which ran and why.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tuning
+from ...explain import note
+from ...shapes import needs_64bit_index
+from .activation import act_fprop
+from .cast import reduced, to_compute, to_float32
+from .common import (ACTIVATIONS, CTYPES, TILES, ceil_div, choose_row_splits, choose_splits, conv2d_problem, ctype,
+                     gemm_configs, pool2d_problem, scalar)
+from .gemm import gemm_config
+from .reduce import ColumnFinal, column_finalize
+from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
+                        tensor_op_residual, tensor_op_splits, tensor_op_types, widen)
+
+VALID = ((0, 0), (0, 0))
+# Mirrors csrc/fused/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
+PATCH_3X3S2 = {"TileSmall": (1, 4), "TileMedium": (2, 5)}
+
+
+def fusable_pool_kind(pool, pool_stride, pool_padding=VALID):
+    """'2x2' (2x2/2 'valid'), '3x3s2' (3x3/2, padding up to 2 per side) or None: what csrc/fused/ covers."""
+    pool, pool_stride = tuple(pool), tuple(pool_stride)
+    pads = tuple(tuple(int(v) for v in side) for side in pool_padding)
+    if pool == (2, 2) and pool_stride == (2, 2) and pads == VALID:
+        return "2x2"
+    if pool == (3, 3) and pool_stride == (2, 2) and all(0 <= v < 3 for side in pads for v in side):
+        return "3x3s2"
+    return None
+
+
+def check_fusable_pool(pool, pool_stride, pool_padding=VALID):
+    kind = fusable_pool_kind(pool, pool_stride, pool_padding)
+    if kind is None:
+        raise NotImplementedError(f"the fused conv2d + max-pool kernels take pool (2, 2) stride (2, 2) 'valid' or "
+                                  f"pool (3, 3) stride (2, 2) with padding < 3, got pool {tuple(pool)} stride "
+                                  f"{tuple(pool_stride)} padding {tuple(map(tuple, pool_padding))}")
+    return kind
+
+
+def fused_kernel_names() -> list[str]:
+    """The fused instantiations the plans below can launch (part of all_kernel_names())."""
+    names = [f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>"
+             for tile, vec, index, t in gemm_configs()]
+    # 3x3/2: TileLarge's 128 x 128 conv patch would not fit static shared memory
+    # (csrc/fused/conv2d_bias_relu_maxpool3x3.h).
+    names += [f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>"
+              for tile, vec, index, t in gemm_configs() if tile != "TileLarge"]
+    names += [f"fc::relu_maxpool2x2_bprop<{t}>" for t in CTYPES.values()]
+    names += [f"fc::relu_maxpool_bprop<{t}, uint8_t>" for t in CTYPES.values()]
+    return names + [f"fc::batchnorm_relu_{k}<{t}>" for t in CTYPES.values()
+                    for k in ("apply_kernel", "infer_kernel", "dparams_partial", "dx_kernel")]
+
+
+def conv2d_fprop(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, bias=None,
+                 activation=None, alpha=0.0, precision=None):
+    x, w = lx.c(x), lx.c(w)
+    if reduced(lx, precision, x, w):
+        note(f"precision {precision}: conv2d_fprop operands cast to {precision}, fp32 accumulation, fp32 output")
+        return to_float32(lx, conv2d_fprop_tensor_op(lx, to_compute(lx, x, precision), to_compute(lx, w, precision),
+                                                     stride, padding, dilation, groups, bias, activation, alpha))
+    pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
+    y = lx.xp.empty(y_shape, x.dtype)
+    t = ctype(x.dtype)
+    act = ACTIVATIONS[activation]
+    b = lx.c(bias) if bias is not None else w    # w: a placeholder the kernel never reads
+    n, p, q, k = y_shape
+    if y.size == 0:
+        return y
+    cg, kg = w.shape[2], k // groups
+    if cg == 1:
+        lx.run1d(f"fc::conv2d_fprop_depthwise<{t}>", y.size,
+                 (pb, x, w, y, b, np.int32(bias is not None), np.int32(act), scalar(x.dtype, alpha)))
+        return y
+    m = n * p * q
+    tuned = lx.tuned("conv2d_fprop", x.dtype,
+                     lambda: tuning.conv_problem(x.shape, w.shape, stride, padding, dilation, groups))
+    tile, vec, index = gemm_config(lx, x.dtype, m, kg, (x.shape[3], cg, k, kg), (lx.ptr(x), lx.ptr(w)),
+                                   (x.shape, w.shape, y_shape), groups, tuned)
+    bm, bn, _, threads = TILES[tile]
+    lx.launch(f"fc::conv2d_fprop_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+              lx.tile_grid(ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
+              (pb, x, w, y, b, np.int32(bias is not None), np.int32(act), scalar(x.dtype, alpha)))
+    return y
+
+
+def conv2d_dgrad(lx, dy, w, x_shape, stride, padding, dilation, groups, precision=None):
+    dy, w = lx.c(dy), lx.c(w)
+    if reduced(lx, precision, dy, w):
+        note(f"precision {precision}: conv2d_dgrad on the tensor-core plan, fp32 accumulation")
+        dyc, wc = to_compute(lx, dy, precision), to_compute(lx, w, precision)
+        return to_float32(lx, conv2d_dgrad_tensor_op(lx, dyc, wc, x_shape, stride, padding, dilation, groups))
+    pb, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
+    if tuple(dy.shape) != tuple(y_shape):
+        raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
+    dx = lx.xp.empty(tuple(x_shape), dy.dtype)
+    if dx.size == 0:
+        return dx
+    t = ctype(dy.dtype)
+    n, h, wd, c = x_shape
+    cg, k = w.shape[2], w.shape[3]
+    kg = k // groups
+    if cg == 1:
+        lx.run1d(f"fc::conv2d_dgrad_depthwise<{t}>", dx.size, (pb, dy, w, dx))
+        return dx
+    m = n * h * wd
+    tuned = lx.tuned("conv2d_dgrad", dy.dtype,
+                     lambda: tuning.conv_problem(x_shape, w.shape, stride, padding, dilation, groups))
+    tile, vec, index = gemm_config(lx, dy.dtype, m, cg, (k, kg), (lx.ptr(dy), lx.ptr(w)),
+                                   (x_shape, w.shape, y_shape), groups, tuned)
+    bm, bn, _, threads = TILES[tile]
+    sh, sw = (int(v) for v in stride)
+    if sh * sw > 1:   # csrc/conv/conv2d_dgrad_phase.h: each stride phase a dense GEMM over its own taps
+        note(f"conv2d_dgrad stride-phase decomposition: {sh}x{sw} = {sh * sw} phases in one launch, each over "
+             "only the taps that reach it (no taps masked by the stride)")
+        rows = n * ceil_div(h, sh) * ceil_div(wd, sw)   # phase (0, 0), the largest
+        lx.launch(f"fc::conv2d_dgrad_strided_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+                  lx.tile_grid(ceil_div(rows, bm), ceil_div(cg, bn), groups * sh * sw), (threads,),
+                  (pb, dy, w, dx))
+        return dx
+    lx.launch(f"fc::conv2d_dgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+              lx.tile_grid(ceil_div(m, bm), ceil_div(cg, bn), groups), (threads,), (pb, dy, w, dx))
+    return dx
+
+
+def conv2d_wgrad(lx, x, dy, w_shape, stride, padding, dilation, groups, precision=None):
+    x, dy = lx.c(x), lx.c(dy)
+    if reduced(lx, precision, x, dy):
+        note(f"precision {precision}: conv2d_wgrad on the tensor-core plan, fp32 accumulation")
+        xc, dyc = to_compute(lx, x, precision), to_compute(lx, dy, precision)
+        return to_float32(lx, conv2d_wgrad_tensor_op(lx, xc, dyc, w_shape, stride, padding, dilation, groups))
+    pb, y_shape = conv2d_problem(x.shape, w_shape, stride, padding, dilation, groups)
+    if tuple(dy.shape) != tuple(y_shape):
+        raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
+    r, s, cg, k = (int(v) for v in w_shape)
+    dw = lx.xp.empty((r, s, cg, k), x.dtype)
+    t = ctype(x.dtype)
+    n, p, q, _ = y_shape
+    kdim = n * p * q
+    if kdim == 0:
+        dw[...] = 0
+        return dw
+    if cg == 1:
+        splits = lx.force_splits or max(1, min(ceil_div(kdim, 2048), 64))
+        rows_per_split = ceil_div(kdim, splits)
+        splits = ceil_div(kdim, rows_per_split)
+        out = dw if splits == 1 else lx.xp.empty((splits, r * s, k), x.dtype)
+        lx.launch(f"fc::conv2d_wgrad_depthwise<{t}>", lx.tile_grid(ceil_div(k, 32), r * s, splits), (32, 8),
+                  (pb, x, dy, out, np.int64(rows_per_split)))
+    else:
+        kg = k // groups
+        rows = r * s * cg
+        tuned = lx.tuned("conv2d_wgrad", x.dtype,
+                         lambda: tuning.conv_problem(x.shape, w_shape, stride, padding, dilation, groups))
+        tile, vec, index = gemm_config(lx, x.dtype, rows, kg, (x.shape[3], cg, k, kg),
+                                       (lx.ptr(x), lx.ptr(dy)), (x.shape, w_shape, y_shape), groups,
+                                       tuned)
+        splits, k_per_split = choose_splits(rows, kg, kdim, tile, groups)
+        bk = TILES[tile][2]
+        # the tuned split-k only with the tuned tile it was timed with
+        want = lx.force_splits or (tuned and tuned.config.get("tile") == tile and lx.force_tile is None
+                                   and tuned.splits(ceil_div(kdim, bk)))
+        if want:
+            k_per_split = ceil_div(ceil_div(kdim, want), bk) * bk
+            splits = ceil_div(kdim, k_per_split)
+        out = dw if splits == 1 else lx.xp.empty((splits, rows, k), x.dtype)
+        bm, bn, _, threads = TILES[tile]
+        lx.launch(f"fc::conv2d_wgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+                  lx.tile_grid(ceil_div(rows, bm), ceil_div(kg, bn), groups * splits), (threads,),
+                  (pb, x, dy, out, np.int32(splits),
+                   np.int64(k_per_split) if index == "int64_t" else np.int32(k_per_split)))
+    if splits > 1:
+        lx.run1d(f"fc::split_k_reduce<{t}>", dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
+    return dw
+
+
+def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+                           bias=None, activation=None, alpha=0.0, out_dtype=None, residual=None):
+    """y = act(conv2d(x, w) + bias + residual) on tensor cores (implicit GEMM, fp32 accumulation) when
+    groups == 1, C % 8 == 0, K a multiple of 16 bytes and x, w 16-byte aligned; otherwise the CUDA-core
+    fp32 kernel on operands widened to float32 (same values). Operand/output dtypes as in gemm_tensor_op;
+    bias float32; residual shaped as y, float32 or the operand dtype, read in y's dtype."""
+    x, w = lx.c(x), lx.c(w)
+    dt, out = tensor_op_types(x.dtype, out_dtype)
+    if w.dtype != dt:
+        raise TypeError(f"x is {dt} but w is {w.dtype}")
+    pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
+    ct, prefix = TENSOR_OP_TYPES[dt]
+    out_ct = "float" if out == np.float32 else ct
+    c, k = x.shape[3], w.shape[3]
+    vec = 16 // dt.itemsize
+    reasons = []
+    if groups != 1:
+        reasons.append(f"groups={groups} (the tensor-core kernel takes groups == 1)")
+    if c % TENSOR_OP_CONV_CHANNELS:
+        reasons.append(f"C={c} is not a multiple of {TENSOR_OP_CONV_CHANNELS}")
+    if k % vec:
+        reasons.append(f"K={k} is not a multiple of {vec}")
+    if lx.ptr(x) % 16 or lx.ptr(w) % 16:
+        reasons.append("x or w is not 16-byte aligned")
+    if needs_64bit_index(x.shape, w.shape, y_shape):
+        reasons.append("a tensor has more than 2^31 - 1 elements")
+    name = tensor_op_name("conv2d_fprop_tensor_op", prefix, "Tile64", vec, out_ct)
+    if name is None:
+        reasons.append(f"no tensor-core instantiation for {prefix} with {out_ct} output")
+    res, has_res = tensor_op_residual(lx, residual, y_shape, dt, out)
+    if reasons:
+        note("CUDA-core conv2d_fprop (fp32) instead of tensor cores: " + "; ".join(reasons))
+        y = conv2d_fprop(lx, widen(lx.xp, x), widen(lx.xp, w), stride, padding, dilation, groups,
+                         None if bias is None else lx.c(bias).astype(np.float32),
+                         None if has_res else activation, alpha)
+        if has_res:   # the same order as the fused epilogue: act(conv + bias + residual)
+            y = y + widen(lx.xp, res)
+            if ACTIVATIONS[activation]:
+                y = act_fprop(lx, activation, y, alpha)
+        return narrow(lx.xp, y, out)
+    note("tensor-core implicit GEMM: groups == 1, C % 8 == 0, K a multiple of 16 bytes, pointers aligned")
+    y = lx.xp.empty(y_shape, out)
+    if y.size == 0:
+        return y
+    n, p, q, _ = y_shape
+    bm, bn, threads = TENSOR_OP_TILES["Tile64"]
+    bias_arr = lx.c(bias).astype(np.float32, copy=False) if bias is not None else lx.xp.zeros((1,), np.float32)
+    lx.launch(name, lx.tile_grid(ceil_div(n * p * q, bm), ceil_div(k, bn)), (threads,),
+              (pb, x, w, y, bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]),
+               np.float32(alpha), res, np.int32(has_res)))
+    return y
+
+
+def _tensor_op_grad_reasons(lx, groups, c, k, vec, arrays, shapes):
+    """Why a conv2d dgrad/wgrad cannot run on tensor cores ([] when it can)."""
+    reasons = []
+    if groups != 1:
+        reasons.append(f"groups={groups} (the tensor-core kernels take groups == 1)")
+    if c % vec:
+        reasons.append(f"C={c} is not a multiple of {vec}")
+    if k % vec:
+        reasons.append(f"K={k} is not a multiple of {vec}")
+    if any(lx.ptr(a) % 16 for a in arrays):
+        reasons.append("an operand is not 16-byte aligned")
+    if needs_64bit_index(*shapes):
+        reasons.append("a tensor has more than 2^31 - 1 elements")
+    return reasons
+
+
+def conv2d_dgrad_tensor_op(lx, dy, w, x_shape, stride, padding, dilation, groups, out_dtype=None):
+    """conv2d_dgrad (dx = dy * w^T, NHWC, filter (R, S, C, K)) on tensor cores with fp32 accumulation
+    when groups == 1, C and K multiples of 16 bytes of the operand type, dy and w 16-byte aligned;
+    otherwise the CUDA-core fp32 dgrad on operands widened to float32 (same values). dy and w: float32
+    (tf32), float16 or uint16 (bfloat16 bits); dx float32 (default) or the operand dtype. Stride > 1 runs
+    conv2d_dgrad_strided_tensor_op: the sh*sw stride phases in one launch, each over only its own taps."""
+    dy, w = lx.c(dy), lx.c(w)
+    dt, out = tensor_op_types(dy.dtype, out_dtype)
+    if w.dtype != dt:
+        raise TypeError(f"dy is {dt} but w is {w.dtype}")
+    pb, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
+    if tuple(dy.shape) != tuple(y_shape):
+        raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
+    ct, prefix = TENSOR_OP_TYPES[dt]
+    out_ct = "float" if out == np.float32 else ct
+    n, h, wd, c = (int(v) for v in x_shape)
+    k = int(w.shape[3])
+    vec = 16 // dt.itemsize
+    reasons = _tensor_op_grad_reasons(lx, groups, c, k, vec, (dy, w), (x_shape, w.shape, y_shape))
+    name = tensor_op_name("conv2d_dgrad_tensor_op", prefix, "Tile64", vec, out_ct)
+    if name is None:
+        reasons.append(f"no tensor-core dgrad instantiation for {prefix} with {out_ct} output")
+    if reasons:
+        note("CUDA-core conv2d_dgrad (fp32) instead of tensor cores: " + "; ".join(reasons))
+        dx = conv2d_dgrad(lx, widen(lx.xp, dy), widen(lx.xp, w), x_shape, stride, padding, dilation, groups)
+        return narrow(lx.xp, dx, out)
+    sh, sw = (int(v) for v in stride)
+    phases = sh * sw
+    if phases > 1:   # csrc/conv/conv2d_dgrad_phase.h: each stride phase a dense GEMM over its own taps
+        name = tensor_op_name("conv2d_dgrad_strided_tensor_op", prefix, "Tile64", vec, out_ct)
+        note(f"tensor-core implicit GEMM dgrad, stride-phase decomposition: {sh}x{sw} = {phases} phases in one "
+             "launch, each over only the taps that reach it (no taps masked by the stride)")
+    else:
+        note("tensor-core implicit GEMM dgrad: groups == 1, C and K multiples of 16 bytes, pointers aligned")
+    dx = lx.xp.empty((n, h, wd, c), out)
+    if dx.size == 0:
+        return dx
+    if dy.size == 0 or w.size == 0:
+        dx[...] = 0
+        return dx
+    bm, bn, threads = TENSOR_OP_TILES["Tile64"]
+    rows = n * ceil_div(h, sh) * ceil_div(wd, sw)   # phase (0, 0), the largest
+    lx.launch(name, lx.tile_grid(ceil_div(rows, bm), ceil_div(c, bn), phases), (threads,), (pb, dy, w, dx))
+    return dx
+
+
+def conv2d_wgrad_tensor_op(lx, x, dy, w_shape, stride, padding, dilation, groups):
+    """conv2d_wgrad (dw = x^T * dy, NHWC, dw (R, S, C, K) float32) on tensor cores with fp32 accumulation
+    and a deterministic split-k (fixed-order reduction) when groups == 1, C and K multiples of 16 bytes
+    of the operand type, x and dy 16-byte aligned; otherwise the CUDA-core fp32 wgrad on operands widened
+    to float32 (same values). x and dy: float32 (tf32), float16 or uint16 (bfloat16 bits).
+    Knob: force_splits."""
+    x, dy = lx.c(x), lx.c(dy)
+    dt, _ = tensor_op_types(x.dtype, None)
+    if dy.dtype != dt:
+        raise TypeError(f"x is {dt} but dy is {dy.dtype}")
+    pb, y_shape = conv2d_problem(x.shape, w_shape, stride, padding, dilation, groups)
+    if tuple(dy.shape) != tuple(y_shape):
+        raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
+    _, prefix = TENSOR_OP_TYPES[dt]
+    r, s, cg, k = (int(v) for v in w_shape)
+    c = int(x.shape[3])
+    vec = 16 // dt.itemsize
+    reasons = _tensor_op_grad_reasons(lx, groups, c, k, vec, (x, dy), (x.shape, w_shape, y_shape))
+    name = tensor_op_name("conv2d_wgrad_tensor_op", prefix, "Tile64", vec)
+    if name is None:
+        reasons.append(f"no tensor-core wgrad instantiation for {prefix}")
+    if reasons:
+        note("CUDA-core conv2d_wgrad (fp32) instead of tensor cores: " + "; ".join(reasons))
+        return conv2d_wgrad(lx, widen(lx.xp, x), widen(lx.xp, dy), w_shape, stride, padding, dilation,
+                            groups)
+    n, p, q, _ = y_shape
+    kdim, rows = n * p * q, r * s * c
+    dw = lx.xp.empty((r, s, c, k), np.float32)
+    if dw.size == 0:
+        return dw
+    if kdim == 0:
+        dw[...] = 0
+        return dw
+    bk = 16 if dt == np.float32 else 32   # Tile64's BK: 64 bytes of each row (gemm_tensor_op.h)
+    splits, k_per_split = tensor_op_splits(rows, k, kdim, "Tile64", bk, lx.force_splits)
+    note(f"tensor-core implicit GEMM wgrad: {rows} x {k} x {kdim}, {splits} split(s) of {k_per_split}, "
+         "summed in a fixed order")
+    out = dw if splits == 1 else lx.xp.empty((splits, rows, k), np.float32)
+    bm, bn, threads = TENSOR_OP_TILES["Tile64"]
+    lx.launch(name, lx.tile_grid(ceil_div(rows, bm), ceil_div(k, bn), splits), (threads,),
+              (pb, x, dy, out, np.int32(k_per_split)))
+    if splits > 1:
+        lx.run1d("fc::split_k_reduce<float>", dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
+    return dw
+
+
+def conv2d_bias_relu_maxpool_fprop(lx, x, w, b, stride=(1, 1), padding=VALID, dilation=(1, 1), groups=1,
+                                   pool=(2, 2), pool_stride=(2, 2), pool_padding=VALID):
+    """-> (y, argmax) of max_pool2d(relu(conv2d(x, w) + b), pool, pool_stride, pool_padding); b may be
+    None. The full-resolution conv output is never written."""
+    kind = check_fusable_pool(pool, pool_stride, pool_padding)
+    x, w = lx.c(x), lx.c(w)
+    pb, (n, p, q, k) = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
+    ppb, y_shape = pool2d_problem((n, p, q, k), pool, pool_stride, pool_padding)   # the pool's own checks
+    y = lx.xp.empty(y_shape, x.dtype)
+    argmax = lx.xp.empty(y_shape, np.uint8)
+    if y.size == 0:
+        return y, argmax
+    t = ctype(x.dtype)
+    bias = lx.c(b) if b is not None else w    # w: a placeholder the kernel never reads
+    cg, kg = w.shape[2], k // groups
+    pp, qq = y_shape[1:3]
+    if kind == "2x2":
+        m = n * pp * qq * 4                      # GEMM rows: the 4 taps of every pool window
+    else:
+        m = n * 4 * pp * qq                      # conv outputs the windows need (about): picks the tile
+    tile, vec, index = gemm_config(lx, x.dtype, m, kg, (x.shape[3], cg, k, kg), (lx.ptr(x), lx.ptr(w)),
+                                   (x.shape, w.shape, (n, p, q, k)), groups)
+    bm, bn, _, threads = TILES[tile]
+    if kind == "2x2":
+        lx.launch(f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>",
+                  lx.tile_grid(ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
+                  (pb, x, w, bias, np.int32(b is not None), y, argmax))
+        return y, argmax
+    if tile == "TileLarge":
+        tile = "TileMedium"
+        bm, bn, _, threads = TILES[tile]
+        note("3x3/2 pool: TileMedium instead of TileLarge (a 128 x 128 conv patch exceeds static shared memory)")
+    tp, tq = PATCH_3X3S2[tile]
+    blocks = n * ceil_div(pp, tp) * ceil_div(qq, tq)
+    if index == "int" and blocks * bm > 2**31 - 1:   # GEMM rows count the patches' halo and padding too
+        tile, index = "TileMedium", "int64_t"
+        bm, bn, _, threads = TILES[tile]
+        tp, tq = PATCH_3X3S2[tile]
+        blocks = n * ceil_div(pp, tp) * ceil_div(qq, tq)
+        note("64-bit index arithmetic: the 3x3/2 patches' GEMM rows exceed 2^31 - 1")
+    note(f"3x3/2 pool fused: each block pools {tp} x {tq} windows from a {2 * tp + 1} x {2 * tq + 1} conv "
+         f"patch in shared memory ({bm / (4 * tp * tq):.2f}x the conv FLOPs)")
+    lx.launch(f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>",
+              lx.tile_grid(blocks, ceil_div(kg, bn), groups), (threads,),
+              (pb, ppb, x, w, bias, np.int32(b is not None), y, argmax))
+    return y, argmax
+
+
+def relu_maxpool_bprop(lx, dy, argmax, y, conv_shape, pool=(2, 2), pool_stride=(2, 2), pool_padding=VALID):
+    """-> (dz, db): the conv output gradient from the pooled gradient (max-pool backward and the
+    ReLU mask, recovered from the pooled y, in one pass) and the bias gradient (its column sums,
+    reduced in the same pass in a fixed order)."""
+    kind = check_fusable_pool(pool, pool_stride, pool_padding)
+    dy, argmax, y = lx.c(dy), lx.c(argmax), lx.c(y)
+    n, p, q, k = (int(v) for v in conv_shape)
+    ppb, y_shape = pool2d_problem((n, p, q, k), pool, pool_stride, pool_padding)
+    if tuple(dy.shape) != y_shape or tuple(argmax.shape) != y_shape or argmax.dtype != np.uint8:
+        raise ValueError(f"dy {tuple(dy.shape)} / argmax {tuple(argmax.shape)} {argmax.dtype} do not fit conv "
+                         f"output {tuple(conv_shape)} pooled to {y_shape} (argmax uint8)")
+    t = ctype(dy.dtype)
+    dz = lx.xp.empty((n, p, q, k), dy.dtype)
+    db = lx.xp.empty((k,), dy.dtype)
+    rows = n * y_shape[1] * y_shape[2] if kind == "2x2" else n * p * q   # windows / conv positions
+    if rows == 0 or k == 0:
+        dz[...] = 0
+        db[...] = 0
+        return dz, db
+    splits = lx.force_splits or choose_row_splits(rows)
+    per_split = ceil_div(rows, splits)
+    splits = ceil_div(rows, per_split)
+    partial = db if splits == 1 else lx.xp.empty((splits, k), dy.dtype)
+    if kind == "2x2":
+        lx.launch(f"fc::relu_maxpool2x2_bprop<{t}>", (ceil_div(k, 32), splits), (32, 8),
+                  (np.int32(n), np.int32(p), np.int32(q), np.int32(k), dy, argmax, y, dz, partial,
+                   np.int64(per_split)))
+    else:
+        lx.launch(f"fc::relu_maxpool_bprop<{t}, uint8_t>", (ceil_div(k, 32), splits), (32, 8),
+                  (ppb, dy, argmax, y, dz, partial, np.int64(per_split)))
+    if splits > 1:
+        column_finalize(lx, partial, splits, k, ColumnFinal.SUM, rows, 0.0, db)
+    return dz, db
