@@ -35,7 +35,6 @@ import os
 import re
 import shutil
 import subprocess
-from functools import lru_cache
 from typing import Sequence, Union
 
 ORDERS = ("forward", "reverse", "random")
@@ -125,33 +124,59 @@ def compile_kernel(source: str, name: str | Sequence[str], filename: str = "kern
 _SITE = re.compile(r"\{site (\S+)\+0x([0-9a-f]+) ([^{}]*)\}")
 
 
-@lru_cache(maxsize=4096)
-def _source_line(path: str, address: str) -> str | None:
-    """file:line of a code address (innermost inlined frame), where the module has line tables."""
-    tool = shutil.which("addr2line")
-    if tool is None:
-        return None
-    try:
-        out = subprocess.run([tool, "-e", path, "-i", address], capture_output=True, text=True, timeout=30).stdout.split()
+_LINES: dict[tuple[str, str], str | None] = {}   # (module path, code address) -> file:line
+
+
+def _source_lines(path: str, addresses) -> None:
+    """Look up file:line of code addresses of one module into _LINES (innermost inlined frame), where the
+    module has line tables: one addr2line run for all of them (each run reads the module's whole line
+    table, ~0.1 s for the instrumented table of every kernel)."""
+    todo = sorted({a for a in addresses if (path, a) not in _LINES})
+    tool, out, blocks = shutil.which("addr2line"), [], []
+    try:   # -a echoes each address first: it separates the frames of one address from the next
+        if todo and tool:
+            out = subprocess.run([tool, "-e", path, "-i", "-a"], input="\n".join(todo), capture_output=True, text=True,
+                                 timeout=120).stdout.split()
     except (OSError, subprocess.SubprocessError):
-        return None
-    frames = []         # "file:line" per inlined frame, innermost first; "??:0" / ":?" when unknown
+        pass
     for token in out:
-        file, _, line = token.rpartition(":")
-        if file and not file.startswith("??") and line.isdigit() and line != "0":
-            frames.append((os.path.normpath(file), line))
-    # the innermost frame in the kernel's own code, not in an emulator intrinsic (__ldg, atomicAdd)
-    own = [f for f in frames if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or frames
-    return f"{own[0][0]}:{own[0][1]}" if own else None
+        if token.startswith("0x"):
+            blocks.append([])
+        elif blocks:
+            blocks[-1].append(token)
+    for address, tokens in zip(todo, blocks if len(blocks) == len(todo) else [[]] * len(todo)):
+        frames = []     # "file:line" per inlined frame, innermost first; "??:0" / ":?" when unknown
+        for token in tokens:
+            file, _, line = token.rpartition(":")
+            if file and not file.startswith("??") and line.isdigit() and line != "0":
+                frames.append((os.path.normpath(file), line))
+        # the innermost frame in the kernel's own code, not in an emulator intrinsic (__ldg, atomicAdd)
+        own = [f for f in frames if "/csrc/emu/" not in f[0] and "/_csrc/emu/" not in f[0]] or frames
+        _LINES[(path, address)] = f"{own[0][0]}:{own[0][1]}" if own else None
 
 
-def _symbolize(message: str) -> str:
+def _symbolize_all(messages: list[str]) -> list[str]:
     """Replace the C++ side's {site module+0xADDR function+0xOFF} tokens with file:line (function)."""
+    wanted: dict[str, set[str]] = {}
+    for message in messages:
+        for m in _SITE.finditer(message):
+            wanted.setdefault(m.group(1), set()).add("0x" + m.group(2))
+    for path, addresses in wanted.items():
+        _source_lines(path, addresses)
+
     def one(m):
-        line = _source_line(m.group(1), "0x" + m.group(2))
+        line = _LINES.get((m.group(1), "0x" + m.group(2)))
         function = m.group(3).rsplit("+0x", 1)[0]
         return f"{line} (in {function})" if line else m.group(3)
-    return _SITE.sub(one, message)
+    return [_SITE.sub(one, message) for message in messages]
+
+
+def symbolize(sites: list[dict]) -> list[dict]:
+    """profile(..., source_lines=False)'s sites with file:line filled in (in place, and returned): one
+    addr2line run for the sites of many launches, where one per launch would dominate the time."""
+    for s, text in zip(sites, _symbolize_all([s["site"] for s in sites])):
+        s["site"] = text
+    return sites
 
 
 def _race_module():
@@ -239,11 +264,11 @@ def launch(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_b
     except RuntimeError as exc:   # each built module has its own EmulatorError class: raise the one users catch
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
-        raise EmulatorError(_symbolize(str(exc))) from None
+        raise EmulatorError(_symbolize_all([str(exc)])[0]) from None
 
 
 def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
-            seed: int = 0) -> list[dict]:
+            seed: int = 0, source_lines: bool = True) -> list[dict]:
     """Run a kernel once in the instrumented build and return its memory counters per load/store
     site (computed from the addresses each lane touched, as Nsight Compute counts them):
 
@@ -254,6 +279,8 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
     bytes, 128-byte phases, broadcasts: ncu l1tex__data_pipe_lsu_wavefronts_mem_shared_op_{ld,st})
     and ideal_wavefronts (one per phase: the excess is bank conflicts). Accesses made by the runtime
     (cp.async, TMA, wgmma operands, ldmatrix's rows) are not counted. Arguments as for launch().
+    source_lines=False leaves each site as the build's code address token: symbolize() turns the sites
+    of many launches into file:line at once.
     """
     module, name = (kernel.module(True), kernel.name) if isinstance(kernel, Kernel) else (None, kernel)
     if module is None:
@@ -275,10 +302,8 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
     except RuntimeError as exc:
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
-        raise EmulatorError(_symbolize(str(exc))) from None
-    for s in sites:
-        s["site"] = _symbolize(s["site"])
-    return sites
+        raise EmulatorError(_symbolize_all([str(exc)])[0]) from None
+    return symbolize(sites) if source_lines else sites
 
 
 def format_counters(sites: list[dict]) -> str:
