@@ -79,6 +79,19 @@ struct MatrixGather {
   }
 };
 
+// Where column c of a k-major shared tile row is stored: its 16-byte vectors swapped in pairs in the
+// upper half of every 16 (g ^ bit 3 of g). A thread reads TN / (16 / sizeof(T)) vectors of B's row
+// at vector 2 tn, 2 tn + 1 when it holds two (TileLarge's 8 floats, the double tiles' 4 doubles):
+// lanes tn and tn + 4 of a 16-byte phase then hit the same banks (2-way conflicts on every B
+// fragment read, benchmarks/counters/emulated.json); swapped, the phase's 8 vectors cover all 32
+// banks. Reads of one aligned group of 8 vectors (the other tiles) stay conflict-free: a permutation.
+template <class T>
+FC_DEVICE int swizzled_col(int c) {
+  constexpr int kElems = 16 / int(sizeof(T));
+  const int g = c / kElems;
+  return (g ^ ((g >> 3) & 1)) * kElems + c % kElems;
+}
+
 template <class T, class Index, int kRows, int BK, int kThreads, int kVec, bool kContigK, class Gather>
 struct TileLoader {
   static constexpr int kVecs = kRows * BK / kVec;                   // vectors per slice
@@ -129,9 +142,9 @@ struct TileLoader {
       if (!active(s)) continue;
       if (kContigK) {
 #pragma unroll
-        for (int i = 0; i < kVec; ++i) smem[(k_off[s] + i) * kLd + r_off[s]] = buf[s][i];
-      } else {
-        store_vec<kVec>(smem + k_off[s] * kLd + r_off[s], buf[s]);
+        for (int i = 0; i < kVec; ++i) smem[(k_off[s] + i) * kLd + swizzled_col<T>(r_off[s])] = buf[s][i];
+      } else {   // kVec elements never straddle a 16-byte vector: the swizzle moves them whole
+        store_vec<kVec>(smem + k_off[s] * kLd + swizzled_col<T>(r_off[s]), buf[s]);
       }
     }
   }
@@ -187,14 +200,14 @@ FC_DEVICE void gemm_mainloop(const GatherA& ga, const GatherB& gb, Index M, Inde
 #pragma unroll
       for (int i = 0; i < TM; i += kSmemVec) {
         T v[kSmemVec];
-        load_vec<kSmemVec>(As + k * kLdA + tm * TM + i, v);
+        load_vec<kSmemVec>(As + k * kLdA + swizzled_col<T>(tm * TM + i), v);
 #pragma unroll
         for (int u = 0; u < kSmemVec; ++u) a[i + u] = v[u];
       }
 #pragma unroll
       for (int j = 0; j < TN; j += kSmemVec) {
         T v[kSmemVec];
-        load_vec<kSmemVec>(Bs + k * kLdB + tn * TN + j, v);
+        load_vec<kSmemVec>(Bs + k * kLdB + swizzled_col<T>(tn * TN + j), v);
 #pragma unroll
         for (int u = 0; u < kSmemVec; ++u) b[j + u] = v[u];
       }
