@@ -29,10 +29,6 @@ struct GemmTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
   static constexpr int kThreadsM = BM / TM, kThreadsN = BN / TN;
   static constexpr int kThreads = kThreadsM * kThreadsN;
-  // Rows of the k-major shared tiles are padded by one 16-byte vector: the transposed stores of a
-  // k-contiguous operand (As[k + i][m]) then fall in distinct banks (4-way conflicts without it).
-  static constexpr int kPad = 4;
-  static constexpr int kLdA = BM + kPad, kLdB = BN + kPad;
 
   static_assert(BM % TM == 0 && BN % TN == 0, "the thread grid must tile the block tile exactly");
   static_assert(TM % 4 == 0 && TN % 4 == 0, "register fragments are read from shared memory as 4-vectors");
@@ -157,7 +153,11 @@ template <class Tile, int kVec, class T, class Index, bool kContigKA, bool kCont
 FC_DEVICE void gemm_mainloop(const GatherA& ga, const GatherB& gb, Index M, Index N, Index k_begin, Index k_end,
                              Index m0, Index n0, const Epilogue& epi) {
   constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, TM = Tile::TM, TN = Tile::TN;
-  constexpr int kLdA = Tile::kLdA, kLdB = Tile::kLdB;
+  // Rows of the k-major shared tiles are padded by one 16-byte vector: the transposed stores of a
+  // k-contiguous operand (As[k + i][m]) then fall in distinct banks (4-way conflicts without it).
+  // For double that is 2 elements: a pitch of 4 put rows k and k + 4 in the same banks (2-way
+  // conflicts on those stores, benchmarks/counters/emulated.json).
+  constexpr int kLdA = BM + 16 / int(sizeof(T)), kLdB = BN + 16 / int(sizeof(T));
   constexpr int kSmemVec = 16 / int(sizeof(T));   // fragments read as 16-byte vectors
   static_assert(kVec * sizeof(T) <= 16, "global vector loads are at most 16 bytes");
   static_assert(TM % kSmemVec == 0 && TN % kSmemVec == 0, "fragments are whole 16-byte vectors");
@@ -224,7 +224,10 @@ FC_DEVICE void gemm_mainloop(const GatherA& ga, const GatherB& gb, Index M, Inde
     stage ^= 1;
   }
 
-  // Epilogue stage: each thread hands its register block to the epilogue functor.
+  // Epilogue stage: each thread hands its register block to the epilogue functor. Not vectorized: a
+  // warp's stores of one (i, j) land TN elements apart, 25% sector efficiency (12% for TileLarge) in
+  // benchmarks/counters/emulated.json; L2 merges the partial sectors before DRAM, and a vector
+  // epilogue would have to change every functor (conv/*.h, gemm.h, fused/*.h).
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const Index m = m0 + tm * TM + i;
