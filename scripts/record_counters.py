@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))   # this checkout's fastconv, not another installed one
 FILE = ROOT / "benchmarks" / "counters" / "emulated.json"
 UPDATE = "python scripts/record_counters.py --update"
 CATEGORIES = ("global load", "global store", "shared load", "shared store")
@@ -181,8 +182,10 @@ def _reduced_precision(ops, rng, dtype):
     for out in ("float32", "bf16"):
         ops.normalize_uint8(img, np.ones(3, np.float32), np.zeros(3, np.float32), out)
     one, pads = (1, 1), ((1, 1), (1, 1))
+    ops.force_tensor_op_tile = "Tile64"          # what these sizes choose; a tuning file must not change it
     for precision in ("tf32", "fp16", "bf16"):
-        x, w = ops._to_compute(_data(rng, (1, 4, 4, 8)), precision), ops._to_compute(_data(rng, (3, 3, 8, 8)), precision)
+        x = ops._to_compute(_data(rng, (1, 4, 4, 8)), precision)
+        w = ops._to_compute(_data(rng, (3, 3, 8, 8)), precision)
         a, b = ops._to_compute(_data(rng, (16, 16)), precision), ops._to_compute(_data(rng, (16, 16)), precision)
         outs = (None,) if precision == "tf32" else (None, x.dtype)
         for out in outs:
@@ -220,7 +223,8 @@ def jobs():
                     functools.partial(_gemm_shaped, fused_only=fused_only), np.dtype(t.replace("float", "float32"))))
     for dtype in (np.float32, np.float64):
         name = np.dtype(dtype).name
-        out += [(f"split-k wgrad {name}", {"force_splits": 2, "force_tile": "TileSmall", "force_vec": 1}, _split_k, dtype),
+        split_k = {"force_splits": 2, "force_tile": "TileSmall", "force_vec": 1}
+        out += [(f"split-k wgrad {name}", split_k, _split_k, dtype),
                 (f"depthwise {name}", {}, _depthwise, dtype), (f"pooling {name}", {}, _pooling, dtype),
                 (f"pointwise {name}", {}, _pointwise, dtype)]
     return out + [("reduced precision", {}, _reduced_precision, np.float32)]
@@ -278,7 +282,8 @@ def describe(cat: str, c: dict | None) -> str:
     if c is None:
         return "not recorded"
     if cat.startswith("global"):
-        return (f"{c['requests']} requests, {c['sectors']} sectors ({c['sectors'] / max(c['requests'], 1):.2f}/request), "
+        per_request = c["sectors"] / max(c["requests"], 1)
+        return (f"{c['requests']} requests, {c['sectors']} sectors ({per_request:.2f}/request), "
                 f"efficiency {float(efficiency(c)):.1%}")
     return (f"{c['requests']} requests, {c['wavefronts']} wavefronts, {conflicts(c)} from bank conflicts")
 
