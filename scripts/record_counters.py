@@ -69,7 +69,7 @@ class _Counting:
 
 
 def _site(site: str) -> str:
-    """'/any/checkout/csrc/conv/x.h:12 (in f)' -> 'conv/x.h:12': the same key in every checkout."""
+    """A site's file:line from under csrc/ (the function name dropped): the same key in every checkout."""
     where = site.split(" (in ", 1)[0]
     return where.rsplit("/csrc/", 1)[-1] if "/csrc/" in where else where
 
