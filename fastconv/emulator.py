@@ -190,6 +190,14 @@ def _symbolize_all(messages: list[str]) -> list[str]:
     return [_SITE.sub(one, message) for message in messages]
 
 
+def symbolize(sites: list[dict]) -> list[dict]:
+    """profile(..., source_lines=False)'s sites with file:line filled in (in place, and returned): one
+    addr2line run for the sites of many launches, where one per launch would dominate the time."""
+    for s, text in zip(sites, _symbolize_all([s["site"] for s in sites])):
+        s["site"] = text
+    return sites
+
+
 def _race_module():
     """The racecheck build of every registered kernel (built on first use: minutes; then cached)."""
     from .backends import _emu_build
@@ -279,7 +287,7 @@ def launch(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_b
     except RuntimeError as exc:   # each built module has its own EmulatorError class: raise the one users catch
         if type(exc) is not getattr(module, "EmulatorError", None):
             raise
-        raise EmulatorError(_symbolize(str(exc))) from None
+        raise EmulatorError(_symbolize_all([str(exc)])[0]) from None
 
 
 @dataclass
@@ -321,7 +329,7 @@ def counting():
 
 
 def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_bytes: int = 0, order: str | None = None,
-            seed: int = 0) -> list[dict]:
+            seed: int = 0, source_lines: bool = True) -> list[dict]:
     """Run a kernel once in the instrumented build and return its memory counters per load/store
     site (computed from the addresses each lane touched, as Nsight Compute counts them):
 
@@ -335,11 +343,11 @@ def profile(kernel: str | Kernel, grid: Dim, block: Dim, args: Sequence, shared_
     executed warp-level instruction the emulator sees: space 'instruction', op its name (a warp
     collective: '__shfl_xor_sync', an mma or ldmatrix, 'wgmma.wait_group...'; '__syncthreads', one
     per warp), requests how many; site ''. Arguments as for launch().
+    source_lines=False leaves each site as the build's code address token: symbolize() turns the sites
+    of many launches into file:line at once.
     """
     sites = _counted_sites(kernel, grid, block, args, shared_bytes, order, seed)
-    for s, site in zip(sites, _symbolize_all([s["site"] for s in sites])):
-        s["site"] = site
-    return sites
+    return symbolize(sites) if source_lines else sites
 
 
 def _counted_sites(kernel, grid, block, args, shared_bytes, order, seed) -> list[dict]:

@@ -21,13 +21,29 @@ struct __align__(sizeof(T) * V) Vec {
   T v[V];
 };
 
+#if defined(FASTCONV_EMULATOR)
+// g++ splits a Vec copy whose elements are then used one by one into V scalar accesses, so the
+// emulator's counters saw four 4-byte loads at 25% sector efficiency where the GPU issues one
+// LDG.128 / LDS.128. A GCC vector type of the same size is copied in one access.
+template <int kBytes>
+struct EmuVec {
+  typedef unsigned char type __attribute__((vector_size(kBytes)));
+};
+#endif
+
 // Loads V consecutive elements; V > 1 requires p to be aligned to sizeof(T) * V (checked on the host).
 template <int V, class T>
 FC_DEVICE void load_vec(const T* p, T (&out)[V]) {
   if (V == 1) {
     out[0] = p[0];
   } else {
+#if defined(FASTCONV_EMULATOR)
+    Vec<T, V> v;   // one access of the whole vector (see EmuVec)
+    const typename EmuVec<sizeof(v)>::type raw = *reinterpret_cast<const typename EmuVec<sizeof(v)>::type*>(p);
+    __builtin_memcpy(&v, &raw, sizeof(v));
+#else
     const Vec<T, V> v = *reinterpret_cast<const Vec<T, V>*>(p);
+#endif
 #pragma unroll
     for (int i = 0; i < V; ++i) out[i] = v.v[i];
   }
@@ -41,7 +57,13 @@ FC_DEVICE void store_vec(T* p, const T (&in)[V]) {
     Vec<T, V> v;
 #pragma unroll
     for (int i = 0; i < V; ++i) v.v[i] = in[i];
+#if defined(FASTCONV_EMULATOR)
+    typename EmuVec<sizeof(v)>::type raw;
+    __builtin_memcpy(&raw, &v, sizeof(v));
+    *reinterpret_cast<typename EmuVec<sizeof(v)>::type*>(p) = raw;
+#else
     *reinterpret_cast<Vec<T, V>*>(p) = v;
+#endif
   }
 }
 

@@ -103,7 +103,10 @@ conv2d_bias_relu_maxpool3x3s2_fprop(Conv2dProblem pb, Pool2dProblem pool, const 
                                     const T* __restrict__ w, const T* __restrict__ bias, int has_bias,
                                     T* __restrict__ y, uint8_t* __restrict__ argmax) {
   using Traits = MaxPool3x3s2Traits<Tile>;
-  __shared__ T patch[Tile::BM][Tile::BN + 1];   // +1: the pooling reads walk rows at a fixed column
+  // +1: the pooling reads walk rows at a fixed column. The epilogue's stores stay 2-way conflicted
+  // (benchmarks/counters/emulated.json): its lanes are TN = 4 columns apart, which gemm_mainloop's
+  // thread-to-column mapping fixes, not this pitch.
+  __shared__ T patch[Tile::BM][Tile::BN + 1];
   const int Kg = pb.Kg();
   const int tiles_p = (pool.P + Traits::TP - 1) / Traits::TP;
   const int tiles_q = (pool.Q + Traits::TQ - 1) / Traits::TQ;

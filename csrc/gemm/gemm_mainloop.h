@@ -29,10 +29,6 @@ struct GemmTile {
   static constexpr int BM = BM_, BN = BN_, BK = BK_, TM = TM_, TN = TN_;
   static constexpr int kThreadsM = BM / TM, kThreadsN = BN / TN;
   static constexpr int kThreads = kThreadsM * kThreadsN;
-  // Rows of the k-major shared tiles are padded by one 16-byte vector: the transposed stores of a
-  // k-contiguous operand (As[k + i][m]) then fall in distinct banks (4-way conflicts without it).
-  static constexpr int kPad = 4;
-  static constexpr int kLdA = BM + kPad, kLdB = BN + kPad;
 
   static_assert(BM % TM == 0 && BN % TN == 0, "the thread grid must tile the block tile exactly");
   static_assert(TM % 4 == 0 && TN % 4 == 0, "register fragments are read from shared memory as 4-vectors");
@@ -78,6 +74,19 @@ struct MatrixGather {
     }
   }
 };
+
+// Where column c of a k-major shared tile row is stored: its 16-byte vectors swapped in pairs in the
+// upper half of every 16 (g ^ bit 3 of g). A thread reads TN / (16 / sizeof(T)) vectors of B's row
+// at vector 2 tn, 2 tn + 1 when it holds two (TileLarge's 8 floats, the double tiles' 4 doubles):
+// lanes tn and tn + 4 of a 16-byte phase then hit the same banks (2-way conflicts on every B
+// fragment read, benchmarks/counters/emulated.json); swapped, the phase's 8 vectors cover all 32
+// banks. Reads of one aligned group of 8 vectors (the other tiles) stay conflict-free: a permutation.
+template <class T>
+FC_DEVICE int swizzled_col(int c) {
+  constexpr int kElems = 16 / int(sizeof(T));
+  const int g = c / kElems;
+  return (g ^ ((g >> 3) & 1)) * kElems + c % kElems;
+}
 
 template <class T, class Index, int kRows, int BK, int kThreads, int kVec, bool kContigK, class Gather>
 struct TileLoader {
@@ -129,9 +138,9 @@ struct TileLoader {
       if (!active(s)) continue;
       if (kContigK) {
 #pragma unroll
-        for (int i = 0; i < kVec; ++i) smem[(k_off[s] + i) * kLd + r_off[s]] = buf[s][i];
-      } else {
-        store_vec<kVec>(smem + k_off[s] * kLd + r_off[s], buf[s]);
+        for (int i = 0; i < kVec; ++i) smem[(k_off[s] + i) * kLd + swizzled_col<T>(r_off[s])] = buf[s][i];
+      } else {   // kVec elements never straddle a 16-byte vector: the swizzle moves them whole
+        store_vec<kVec>(smem + k_off[s] * kLd + swizzled_col<T>(r_off[s]), buf[s]);
       }
     }
   }
@@ -144,7 +153,11 @@ template <class Tile, int kVec, class T, class Index, bool kContigKA, bool kCont
 FC_DEVICE void gemm_mainloop(const GatherA& ga, const GatherB& gb, Index M, Index N, Index k_begin, Index k_end,
                              Index m0, Index n0, const Epilogue& epi) {
   constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, TM = Tile::TM, TN = Tile::TN;
-  constexpr int kLdA = Tile::kLdA, kLdB = Tile::kLdB;
+  // Rows of the k-major shared tiles are padded by one 16-byte vector: the transposed stores of a
+  // k-contiguous operand (As[k + i][m]) then fall in distinct banks (4-way conflicts without it).
+  // For double that is 2 elements: a pitch of 4 put rows k and k + 4 in the same banks (2-way
+  // conflicts on those stores, benchmarks/counters/emulated.json).
+  constexpr int kLdA = BM + 16 / int(sizeof(T)), kLdB = BN + 16 / int(sizeof(T));
   constexpr int kSmemVec = 16 / int(sizeof(T));   // fragments read as 16-byte vectors
   static_assert(kVec * sizeof(T) <= 16, "global vector loads are at most 16 bytes");
   static_assert(TM % kSmemVec == 0 && TN % kSmemVec == 0, "fragments are whole 16-byte vectors");
@@ -187,14 +200,14 @@ FC_DEVICE void gemm_mainloop(const GatherA& ga, const GatherB& gb, Index M, Inde
 #pragma unroll
       for (int i = 0; i < TM; i += kSmemVec) {
         T v[kSmemVec];
-        load_vec<kSmemVec>(As + k * kLdA + tm * TM + i, v);
+        load_vec<kSmemVec>(As + k * kLdA + swizzled_col<T>(tm * TM + i), v);
 #pragma unroll
         for (int u = 0; u < kSmemVec; ++u) a[i + u] = v[u];
       }
 #pragma unroll
       for (int j = 0; j < TN; j += kSmemVec) {
         T v[kSmemVec];
-        load_vec<kSmemVec>(Bs + k * kLdB + tn * TN + j, v);
+        load_vec<kSmemVec>(Bs + k * kLdB + swizzled_col<T>(tn * TN + j), v);
 #pragma unroll
         for (int u = 0; u < kSmemVec; ++u) b[j + u] = v[u];
       }
@@ -211,7 +224,10 @@ FC_DEVICE void gemm_mainloop(const GatherA& ga, const GatherB& gb, Index M, Inde
     stage ^= 1;
   }
 
-  // Epilogue stage: each thread hands its register block to the epilogue functor.
+  // Epilogue stage: each thread hands its register block to the epilogue functor. Not vectorized: a
+  // warp's stores of one (i, j) land TN elements apart, 25% sector efficiency (12% for TileLarge) in
+  // benchmarks/counters/emulated.json; L2 merges the partial sectors before DRAM, and a vector
+  // epilogue would have to change every functor (conv/*.h, gemm.h, fused/*.h).
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const Index m = m0 + tm * TM + i;

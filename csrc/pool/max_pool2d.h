@@ -36,6 +36,10 @@ FC_DEVICE NhwcCoord nhwc_coord(int64_t i, int rows, int cols, int C) {
   return k;
 }
 
+// One thread per output, lanes along c then q: with C < 32 a warp's loads of one tap skip the
+// stride_w - 1 pixels between windows (50% sector efficiency at 2x2/2 in
+// benchmarks/counters/emulated.json); the next tap reads the skipped half, from L1. Kept: a
+// shared-memory staged version would add a barrier per tile for bytes L1 already serves.
 template <class T, class Arg>
 __global__ void max_pool2d_fprop(Pool2dProblem pb, const T* __restrict__ x, T* __restrict__ y, Arg* __restrict__ argmax) {
   const int64_t total = int64_t(pb.N) * pb.P * pb.Q * pb.C;

@@ -12,8 +12,11 @@ namespace fc_selftest {
 template <int TILE, bool kSecondBarrier>
 __global__ void __launch_bounds__(TILE * TILE)
 sgemm_tiled(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C, int M, int N, int K) {
+  // No padding: a warp reads Bs[k][tx] along a row (two 16-lane rows read the same words: a
+  // broadcast) and stores Bs[ty][tx] over two whole rows; a +1 pad made that store 2-way conflicted
+  // (tests/emu/test_emu_counters.py).
   __shared__ float As[TILE][TILE];
-  __shared__ float Bs[TILE][TILE + 1];
+  __shared__ float Bs[TILE][TILE];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int row = blockIdx.y * TILE + ty, col = blockIdx.x * TILE + tx;
   float acc = 0.0f;

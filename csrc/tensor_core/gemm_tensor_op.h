@@ -310,7 +310,10 @@ FC_DEVICE void gemm_tensor_op_mainloop(const GatherA& ga, const GatherB& gb, int
   }
   cp_async_wait_group<0>();   // only empty groups remain; leave no copy in flight at exit
 
-  // Epilogue stage: c_i of tile (i, j) is C[g + 8(c/2)][2t + c%2] within the 16 x 8 tile.
+  // Epilogue stage: c_i of tile (i, j) is C[g + 8(c/2)][2t + c%2] within the 16 x 8 tile. Scalar
+  // stores of the fragments: 4 lanes per row of 8 columns, 50% sector efficiency for float C (25%
+  // for 16-bit C; benchmarks/counters/emulated.json). Staging C through shared memory for 16-byte
+  // stores is the known fix, not done: it needs shared memory the pipeline stages hold.
 #pragma unroll
   for (int i = 0; i < kMmaM; ++i)
 #pragma unroll
