@@ -46,6 +46,8 @@ class _Counting:
                                       source_lines=False)
         per_site = self.raw.setdefault(kernel, {})
         for s in sites:
+            if s["space"] not in ("global", "shared"):   # executed-instruction counts: not ratcheted
+                continue
             got = per_site.setdefault((s["site"], s["space"], s["op"]), [0, 0, 0])
             got[0] += s["requests"]
             if s["space"] == "global":        # [requests, sectors, bytes]
@@ -175,35 +177,36 @@ def _pointwise(ops, rng, dtype):
 def _reduced_precision(ops, rng, dtype):
     """The casts, the uint8 image normalization, and every tensor-core kernel (tf32 / fp16 / bf16
     operands, float32 or operand-type outputs; Tile128 on a GEMM wide enough to choose it)."""
+    from fastconv.backends.plans.cast import to_compute
     x = rng.standard_normal((4, 8)).astype(np.float32)
     for precision in ("tf32", "fp16", "bf16"):
-        ops._to_compute(x, precision)
+        to_compute(ops, x, precision)
     img = rng.integers(0, 256, (1, 2, 4, 3)).astype(np.uint8)
     for out in ("float32", "bf16"):
         ops.normalize_uint8(img, np.ones(3, np.float32), np.zeros(3, np.float32), out)
     one, pads = (1, 1), ((1, 1), (1, 1))
     ops.force_tensor_op_tile = "Tile64"          # what these sizes choose; a tuning file must not change it
     for precision in ("tf32", "fp16", "bf16"):
-        x = ops._to_compute(_data(rng, (1, 4, 4, 8)), precision)
-        w = ops._to_compute(_data(rng, (3, 3, 8, 8)), precision)
-        a, b = ops._to_compute(_data(rng, (16, 16)), precision), ops._to_compute(_data(rng, (16, 16)), precision)
+        x = to_compute(ops, _data(rng, (1, 4, 4, 8)), precision)
+        w = to_compute(ops, _data(rng, (3, 3, 8, 8)), precision)
+        a, b = to_compute(ops, _data(rng, (16, 16)), precision), to_compute(ops, _data(rng, (16, 16)), precision)
         outs = (None,) if precision == "tf32" else (None, x.dtype)
         for out in outs:
             ops.gemm_tensor_op(a, b, out_dtype=out)
             y = ops.conv2d_fprop_tensor_op(x, w, one, pads, one, 1, out_dtype=out)
-            dy = ops._to_compute(y, precision) if y.dtype != x.dtype else y
+            dy = to_compute(ops, y, precision) if y.dtype != x.dtype else y
             ops.conv2d_dgrad_tensor_op(dy, w, x.shape, one, pads, one, 1, out_dtype=out)
-            ops.conv2d_dgrad_tensor_op(ops._to_compute(_data(rng, (1, 2, 2, 8)), precision), w, x.shape, (2, 2), pads,
+            ops.conv2d_dgrad_tensor_op(to_compute(ops, _data(rng, (1, 2, 2, 8)), precision), w, x.shape, (2, 2), pads,
                                        one, 1, out_dtype=out)
         ops.conv2d_wgrad_tensor_op(x, dy, w.shape, one, pads, one, 1)
         if precision != "tf32":
-            a2, b2 = ops._to_compute(_data(rng, (16, 6)), precision), ops._to_compute(_data(rng, (6, 6)), precision)
+            a2, b2 = to_compute(ops, _data(rng, (16, 6)), precision), to_compute(ops, _data(rng, (6, 6)), precision)
             ops.gemm_tensor_op(a2, b2)                     # 4-byte copies: K, N not multiples of 8
     a2, b2 = _data(rng, (16, 6)), _data(rng, (6, 6))
     ops.gemm_tensor_op(a2, b2)                             # tf32 with 4-byte copies
     ops.force_tensor_op_tile = "Tile128"
     for precision, out in (("fp16", None), ("bf16", "operand")):
-        a, b = ops._to_compute(_data(rng, (16, 16)), precision), ops._to_compute(_data(rng, (16, 16)), precision)
+        a, b = to_compute(ops, _data(rng, (16, 16)), precision), to_compute(ops, _data(rng, (16, 16)), precision)
         ops.gemm_tensor_op(a, b, out_dtype=a.dtype if out else None)
 
 
