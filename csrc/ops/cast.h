@@ -11,7 +11,7 @@
 // Checked by: python -m pytest tests/test_precision.py -q -k cast
 #pragma once
 #include "../common/index.h"
-#include "../common/mma.h"
+#include "../arch/sm80/mma.h"
 
 namespace fc {
 

@@ -10,7 +10,7 @@
 // Checked by: python -m pytest tests/data/test_data_images_normalize.py -q
 #pragma once
 #include "../common/index.h"
-#include "../common/mma.h"
+#include "../arch/sm80/mma.h"
 
 namespace fc {
 

@@ -77,16 +77,16 @@ def _sm90a_status() -> str:
             "else gemm_tensor_op (fastconv.explain says why)")
 
 
-# The sm_90a kernels (csrc/hopper/: wgmma, setmaxnreg) exist only for the arch-specific target sm_90a,
+# The sm_90a kernels (csrc/gemm/gemm_wgmma_sm90.h: wgmma, setmaxnreg) exist only for the arch-specific target sm_90a,
 # while CuPy compiles for the device's plain sm_90. They are compiled by NVRTC directly (through
 # cuda-bindings, fastconv/nvrtc_check.py) into an sm_90a cubin that CuPy then loads.
 SM90A_KERNEL_PREFIXES = ("fc::gemm_wgmma<",)
-SM90A_HEADER = "hopper/gemm_wgmma.h"
+SM90A_HEADER = "gemm/gemm_wgmma_sm90.h"
 DEFAULT_SHARED_BYTES = 48 * 1024   # above this a kernel must opt in (cudaFuncAttributeMaxDynamicSharedMemorySize)
 
 
 def compile_sm90a(name: str):
-    """(cubin bytes, mangled name) of one csrc/hopper kernel instantiation, compiled for sm_90a."""
+    """(cubin bytes, mangled name) of one sm_90a kernel instantiation (csrc/gemm/gemm_wgmma_sm90.h)."""
     from .. import nvrtc_check
     code = f"// fastconv kernel sources {source_hash()}\n#include \"{SM90A_HEADER}\"\n"
     result = nvrtc_check.compile_source(code, arch="sm_90a", name_expressions=(name,))

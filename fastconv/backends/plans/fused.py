@@ -1,6 +1,6 @@
-"""Launch plans of the fused kernels (csrc/fused/): conv2d + bias + ReLU + max-pool forward (2x2/2
-'valid', 3x3/2 any padding), and the pool + ReLU-mask + bias-gradient backward. A mixin of KernelOps
-(plans/kernel_ops.py)."""
+"""Launch plans of the fused kernels (csrc/conv/conv2d_bias_relu_maxpool*.h, csrc/norm/batchnorm_relu.h):
+conv2d + bias + ReLU + max-pool forward (2x2/2 'valid', 3x3/2 any padding), and the pool + ReLU-mask +
+bias-gradient backward. A mixin of KernelOps (plans/kernel_ops.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,12 +10,13 @@ from .common import (CTYPES, TILES, ceil_div, choose_row_splits, conv2d_problem,
                      pool2d_problem)
 
 VALID = ((0, 0), (0, 0))
-# Mirrors csrc/fused/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
+# Mirrors csrc/conv/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
 PATCH_3X3S2 = {"TileSmall": (1, 4), "TileMedium": (2, 5)}
 
 
 def fusable_pool_kind(pool, pool_stride, pool_padding=VALID):
-    """'2x2' (2x2/2 'valid'), '3x3s2' (3x3/2, padding up to 2 per side) or None: what csrc/fused/ covers."""
+    """'2x2' (2x2/2 'valid'), '3x3s2' (3x3/2, padding up to 2 per side) or None:
+    what the fused conv kernels (csrc/conv/conv2d_bias_relu_maxpool*.h) cover."""
     pool, pool_stride = tuple(pool), tuple(pool_stride)
     pads = tuple(tuple(int(v) for v in side) for side in pool_padding)
     if pool == (2, 2) and pool_stride == (2, 2) and pads == VALID:
@@ -39,7 +40,7 @@ def fused_kernel_names() -> list[str]:
     names = [f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>"
              for tile, vec, index, t in gemm_configs()]
     # 3x3/2: TileLarge's 128 x 128 conv patch would not fit static shared memory
-    # (csrc/fused/conv2d_bias_relu_maxpool3x3.h).
+    # (csrc/conv/conv2d_bias_relu_maxpool3x3.h).
     names += [f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>"
               for tile, vec, index, t in gemm_configs() if tile != "TileLarge"]
     names += [f"fc::relu_maxpool2x2_bprop<{t}>" for t in CTYPES.values()]
@@ -132,7 +133,7 @@ class FusedPlans:
                           self._scalar(dy.dtype, 0.0), db))
         return dz, db
 
-    # ---- batch normalization + ReLU (csrc/fused/batchnorm_relu.h) ----------------------------------
+    # ---- batch normalization + ReLU (csrc/norm/batchnorm_relu.h) ----------------------------------
     def batchnorm_relu_fprop_train(self, x, gamma, beta, eps):
         """-> (y, mean, invstd) of relu(batchnorm(x)) with batch statistics; the normalize pass applies ReLU."""
         x, gamma, beta = self._c(x), self._c(gamma), self._c(beta)

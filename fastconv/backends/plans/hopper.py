@@ -1,11 +1,11 @@
-"""Launch plan of the sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA-staged operands, warp-specialized wgmma)
+"""Launch plan of the sm_90a GEMM (csrc/gemm/gemm_wgmma_sm90.h: TMA-staged operands, warp-specialized wgmma)
 and the host side of its TMA tensor maps. A mixin of KernelOps (plans/kernel_ops.py).
 
 The kernel takes each operand twice: as a pointer (what the emulator maps; the GPU does not read it) and as
 a 128-byte tensor map. On a GPU the map comes from the driver's cuTensorMapEncodeTiled, through cuda-bindings
 where it is installed, else straight from libcuda (tensor_map_libcuda.py); with neither the plan falls back
 to mma.sync. In the emulator it comes from encode_tensor_map_emulated, which writes the fields
-csrc/hopper/sm90_primitives.h (EmuTensorMap) reads, naming the global tensor by the kernel parameter that
+csrc/arch/sm90/primitives.h (EmuTensorMap) reads, naming the global tensor by the kernel parameter that
 carries it.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ...explain import note
 from . import tensor_map_libcuda
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
 
-# Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
+# Mirrors fc::WgmmaTile<BN, 4> (csrc/gemm/gemm_wgmma_sm90.h): BN 128, or 256 when N >= 256.
 WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
 WGMMA_BNS = (128, 256)
 
@@ -37,7 +37,7 @@ WGMMA_MIN_TILES = TARGET_BLOCKS
 # CUtensorMapSwizzle values (the kernel's maps use 128B).
 TMA_SWIZZLE_NONE, TMA_SWIZZLE_32B, TMA_SWIZZLE_64B, TMA_SWIZZLE_128B = 0, 1, 2, 3
 EMU_TENSOR_MAP_MAGIC = 0x4D544346
-# struct EmuTensorMap in csrc/hopper/sm90_primitives.h, padded to the 128 bytes of a CUtensorMap.
+# struct EmuTensorMap in csrc/arch/sm90/primitives.h, padded to the 128 bytes of a CUtensorMap.
 EMU_TENSOR_MAP_DTYPE = np.dtype({
     "names": ["magic", "param_index", "elem_bytes", "swizzle", "dims", "row_stride", "box", "base_offset"],
     "formats": ["<u4", "<i4", "<u4", "<u4", ("<u8", 2), "<u8", ("<u4", 2), "<u8"],
@@ -45,7 +45,7 @@ EMU_TENSOR_MAP_DTYPE = np.dtype({
 
 
 def wgmma_kernel_names() -> list[str]:
-    """The GEMM instantiations csrc/hopper/kernel_list.inc registers (same order)."""
+    """The GEMM instantiations csrc/selftest/sm90_table.inc registers (same order)."""
     return [f"fc::gemm_wgmma<{wgmma_tile(bn)}, {t}, {o}>"
             for bn in WGMMA_BNS for t in ("__nv_bfloat16", "__half") for o in ("float", t)]
 
@@ -152,7 +152,7 @@ class HopperPlans:
         if target is None:
             return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
         if target == "sm90" and not self._builds_sm90a():
-            # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
+            # The executor must run sm_90a machine code for csrc/gemm/gemm_wgmma_sm90.h (not plain sm_90): jit compiles it
             # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
             # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
             # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.

@@ -703,5 +703,5 @@ REFERENCE_API = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "max_pool2d_fpr
                  "mse_bprop")
 EXTRA_API = ("gemm", "bias_grad", "sgd_update", "adam_update")
 FUSED_API = ("conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop", "batchnorm_relu_fprop_train",
-             "batchnorm_relu_fprop_infer", "batchnorm_relu_bprop")   # reference/fused.py, csrc/fused/
+             "batchnorm_relu_fprop_infer", "batchnorm_relu_bprop")   # reference/fused.py, csrc/norm/batchnorm_relu.h
 REFERENCE_API += FUSED_API

@@ -1,4 +1,4 @@
-"""Launch plans of the tensor-core kernels (csrc/tensor_core/, sm_80+ mma.sync): GEMM and conv2d
+"""Launch plans of the tensor-core kernels (csrc/*/*_tensor_op_sm80.h, sm_80+ mma.sync): GEMM and conv2d
 fprop / dgrad / wgrad in tf32, fp16 and bf16 with fp32 accumulation, and the fused bias + residual +
 activation epilogue. A mixin of KernelOps (plans/kernel_ops.py)."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div, conv2d_problem
 # CuPy have no bfloat16), so a uint16 array means bf16 operands; float32 operands run as tf32.
 TENSOR_OP_TYPES = {np.dtype(np.float32): ("float", "Tf32"), np.dtype(np.float16): ("__half", "F16"),
                    np.dtype(np.uint16): ("__nv_bfloat16", "Bf16")}
-# Mirrors csrc/tensor_core/gemm_tensor_op.h: traits suffix -> (BM, BN, threads).
+# Mirrors csrc/gemm/gemm_tensor_op_sm80.h: traits suffix -> (BM, BN, threads).
 TENSOR_OP_TILES = {"Tile64": (64, 64, 128), "Tile128": (128, 128, 256)}
 # C % TENSOR_OP_CONV_CHANNELS == 0 selects the tensor-core conv fprop (the vector path; 16-byte
 # cp.async of 8 halves, or 2 x 4 floats); other shapes run the CUDA-core kernel.
@@ -26,7 +26,7 @@ TENSOR_OP_TUNING_DTYPES = {np.dtype(np.float32): "tf32", np.dtype(np.float16): "
 
 
 def tensor_op_kernel_names() -> list[str]:
-    """The tensor-core instantiations (csrc/tensor_core/kernel_list.inc lists the same, in this order)."""
+    """The tensor-core instantiations (csrc/launch/tensor_op_kernel_list.inc lists the same, in this order)."""
     g = "fc::gemm_tensor_op"
     c = "fc::conv2d_fprop_tensor_op"
     return [f"{g}<fc::TensorOpTf32Tile64, 4, float>", f"{g}<fc::TensorOpTf32Tile64, 1, float>",
@@ -316,7 +316,7 @@ class TensorOpPlans:
         if kdim == 0:
             dw[...] = 0
             return dw
-        bk = 16 if dt == np.float32 else 32   # Tile64's BK: 64 bytes of each row (gemm_tensor_op.h)
+        bk = 16 if dt == np.float32 else 32   # Tile64's BK: 64 bytes of each row (gemm_tensor_op_sm80.h)
         splits, k_per_split = tensor_op_splits(rows, k, kdim, "Tile64", bk, getattr(self, "force_splits", None))
         note(f"tensor-core implicit GEMM wgrad: {rows} x {k} x {kdim}, {splits} split(s) of {k_per_split}, "
              "summed in a fixed order")

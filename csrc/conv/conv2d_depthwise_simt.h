@@ -1,4 +1,4 @@
-// conv2d_depthwise.h — direct kernels for depthwise convolution (groups == C, so Cg == 1, with a
+// conv2d_depthwise_simt.h — direct kernels for depthwise convolution (groups == C, so Cg == 1, with a
 // channel multiplier Kg = K / C): an implicit GEMM would have a reduction of only R*S and a tile
 // width of Kg (1 or 2), wasting almost all of a 32-wide tile.
 //   fprop: y[n, p, q, k]  = epilogue( sum_{r, s} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, k / Kg] * w[r, s, 0, k] )

@@ -2,7 +2,7 @@
 // pool; pool padding 'valid', 'same' or explicit) as one kernel, and a backward for any max-pool
 // geometry (pool backward + ReLU mask + bias gradient in one pass). NHWC.
 //
-//   fprop:  z[n, p, q, k] = conv2d(x, w)[n, p, q, k] + b[k]                (conv2d_fprop.h's GEMM)
+//   fprop:  z[n, p, q, k] = conv2d(x, w)[n, p, q, k] + b[k]                (conv2d_fprop_simt.h's GEMM)
 //           y[n, pp, qq, k] = max over the window's real taps (r, s) < (3, 3) of
 //                             relu(z[n, 2pp - pt + r, 2qq - pl + s, k])
 //           argmax = r*3 + s of the chosen tap (uint8; max_pool2d.h's tie / NaN / padding rules).
@@ -26,9 +26,9 @@
 #pragma once
 #include "../common/problem.h"
 #include "../common/math.h"
-#include "../conv/conv2d_fprop.h"
+#include "conv2d_fprop_simt.h"
 #include "../epilogue/activation.h"
-#include "../gemm/gemm_mainloop.h"
+#include "../gemm/gemm_mainloop_simt.h"
 #include "../pool/max_pool2d.h"
 
 namespace fc {

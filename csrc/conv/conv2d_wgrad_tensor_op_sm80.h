@@ -1,5 +1,5 @@
-// conv2d_wgrad_tensor_op.h — the filter gradient of conv2d on tensor cores, as an implicit GEMM on the
-// tensor-core main loop (gemm_tensor_op.h):
+// conv2d_wgrad_tensor_op_sm80.h — the filter gradient of conv2d on tensor cores, as an implicit GEMM on the
+// tensor-core main loop (gemm_tensor_op_sm80.h):
 //     dw[r, s, c, k] = sum_{n, p, q} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, c] * dy[n, p, q, k]
 // M = R*S*C rows (r, s, c), N = K columns, GEMM K = N*P*Q (n, p, q): dw = x^T * dy, fp32 out.
 // x^T is contiguous along the GEMM's m (c), so A runs column-major through the main loop (its
@@ -14,7 +14,7 @@
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k wgrad
 #pragma once
 #include "../common/problem.h"
-#include "gemm_tensor_op.h"
+#include "../gemm/gemm_tensor_op_sm80.h"
 
 namespace fc {
 
