@@ -18,9 +18,9 @@
 // a thread's register block holds whole windows: the epilogue reduces each window in registers
 // (no shared memory, no extra barrier) and each CTA covers whole windows; a partial last tile has
 // whole invalid windows only (M is a multiple of 4).
-// Versions: 1. conv2d_bias_relu_maxpool2x2_fprop: the shared CUDA-core main loop + a pooling epilogue.
-//           1. relu_maxpool2x2_bprop: one (32-channel x 8-window-row) block per (channel tile, split).
-//           3x3/2 (overlapping windows): conv2d_bias_relu_maxpool3x3.h, a smem-staged conv patch.
+// conv2d_bias_relu_maxpool2x2_fprop: the shared CUDA-core main loop + a pooling epilogue.
+// relu_maxpool2x2_bprop: one (32-channel x 8-window-row) block per (channel tile, split).
+// 3x3/2 (overlapping windows): conv2d_bias_relu_maxpool3x3.h, a smem-staged conv patch.
 // Checked by: python -m pytest tests/kernels/test_fused_kernels.py -q  (emulator vs NumPy reference)
 #pragma once
 #include "../common/problem.h"

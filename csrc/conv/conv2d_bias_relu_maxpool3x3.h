@@ -20,8 +20,8 @@
 // tile: BM / (4 * TP * TQ) = 32/16 = 2.0x for TileSmall (3 x 9 patch) and 64/40 = 1.6x for
 // TileMedium (5 x 11 patch), against 2.25x. TileLarge is not used: a 128 x 128 fp32 patch (64 KiB)
 // exceeds the 48 KiB of static shared memory. (Unmeasured: no GPU this session.)
-// Versions: 1. conv2d_bias_relu_maxpool3x3s2_fprop: the shared CUDA-core main loop + smem pooling.
-//           1. relu_maxpool_bprop: gather per conv output, one (32-channel x 8-row) block per split.
+// conv2d_bias_relu_maxpool3x3s2_fprop: the shared CUDA-core main loop + smem pooling.
+// relu_maxpool_bprop: gather per conv output, one (32-channel x 8-row) block per split.
 // Checked by: python -m pytest tests/kernels/test_fused_kernels.py -q -k 3x3  (emulator vs reference)
 #pragma once
 #include "../common/problem.h"

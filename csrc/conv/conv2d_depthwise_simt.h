@@ -4,9 +4,9 @@
 //   fprop: y[n, p, q, k]  = epilogue( sum_{r, s} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, k / Kg] * w[r, s, 0, k] )
 //   dgrad: dx[n, h, w, c] = sum_{r, s, j < Kg} dy[n, p, q, c*Kg + j] * w[r, s, 0, c*Kg + j]  (taps on the stride grid)
 //   wgrad: dw[r, s, 0, k] = sum_{n, p, q} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, k / Kg] * dy[n, p, q, k]
-// Versions: 1. one thread per output element (fprop, dgrad; channel fastest, so a warp reads
-//              consecutive channels); wgrad: a 32-channel x 8-row block reduces a slice of the N*P*Q
-//              rows, partial sums per split, then split_k_reduce (deterministic). 64-bit indices.
+// One thread per output element (fprop, dgrad; channel fastest, so a warp reads
+// consecutive channels); wgrad: a 32-channel x 8-row block reduces a slice of the N*P*Q
+// rows, partial sums per split, then split_k_reduce (deterministic). 64-bit indices.
 // Checked by: python -m pytest tests/kernels -q -k depthwise
 #pragma once
 #include "../common/problem.h"

@@ -4,10 +4,10 @@
 // as an implicit GEMM per group g: M = N*P*Q rows (n, p, q), N = Kg columns, K = R*S*Cg (r, s, c);
 // padding taps read as zero. Every stride, padding (asymmetric, larger than the stride), dilation
 // and group count of the reference.
-// Versions: 1. conv2d_fprop_implicit_gemm: the shared CUDA-core main loop (gemm/gemm_mainloop_simt.h),
-//              kVec = 4 (16-byte loads along c and k) when C, Cg, K, Kg are multiples of 4 and the
-//              pointers 16-byte aligned, else kVec = 1; the bias + activation epilogue fused.
-//           (depthwise, Cg == 1, has its own direct kernel: conv2d_depthwise_simt.h)
+// conv2d_fprop_implicit_gemm: the shared CUDA-core main loop (gemm/gemm_mainloop_simt.h),
+// kVec = 4 (16-byte loads along c and k) when C, Cg, K, Kg are multiples of 4 and the
+// pointers 16-byte aligned, else kVec = 1; the bias + activation epilogue fused.
+// (depthwise, Cg == 1, has its own direct kernel: conv2d_depthwise_simt.h)
 // Checked by: python -m pytest tests/kernels -q -k fprop   (emulator vs NumPy; nvcc + NVRTC builds)
 #pragma once
 #include "../common/problem.h"

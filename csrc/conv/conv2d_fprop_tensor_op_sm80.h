@@ -9,7 +9,7 @@
 // otherwise it falls back to the CUDA-core kernel
 // (fastconv/backends/plans/tensor_op.py TensorOpPlans.conv2d_fprop_tensor_op).
 // Padding taps and rows beyond N*P*Q are zero-filled by cp.async (src-size 0).
-// Versions: 1. conv2d_fprop_tensor_op: mma.sync + ldmatrix + cp.async pipeline, fused bias + residual + activation.
+// conv2d_fprop_tensor_op: mma.sync + ldmatrix + cp.async pipeline, fused bias + residual + activation.
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k conv
 #pragma once
 #include "../common/problem.h"

@@ -5,9 +5,9 @@
 // = group * splits + split, each split writes its partial sums to workspace[split] and
 // split_k_reduce (gemm/split_k_reduce.h) adds them in a fixed order: deterministic, no atomics.
 // With splits == 1 the kernel writes dw directly.
-// Versions: 1. conv2d_wgrad_implicit_gemm: kVec = 4 along c (x) and j (dy) when C, Cg, K, Kg are
-//              multiples of 4, split-k chosen by the launcher from the shape alone (not the GPU),
-//              so a shape always sums in the same order.
+// conv2d_wgrad_implicit_gemm: kVec = 4 along c (x) and j (dy) when C, Cg, K, Kg are
+// multiples of 4, split-k chosen by the launcher from the shape alone (not the GPU),
+// so a shape always sums in the same order.
 // Checked by: python -m pytest tests/kernels -q -k wgrad
 #pragma once
 #include "../common/problem.h"

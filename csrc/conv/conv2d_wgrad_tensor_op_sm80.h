@@ -10,7 +10,7 @@
 // are chosen from the shape alone (plans/tensor_op.py), so a shape always sums in the same order.
 // With splits == 1 the kernel writes dw directly.
 // The host requires C % kVec == 0, K % kVec == 0 and 16-byte aligned x and dy; otherwise it falls back.
-// Versions: 1. conv2d_wgrad_tensor_op: mma.sync + ldmatrix.trans + cp.async pipeline, split-k.
+// conv2d_wgrad_tensor_op: mma.sync + ldmatrix.trans + cp.async pipeline, split-k.
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k wgrad
 #pragma once
 #include "../common/problem.h"

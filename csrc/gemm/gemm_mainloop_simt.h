@@ -16,7 +16,7 @@
 // contiguous along k (kContigK: A of fprop, vector loads run along k) or along its rows (A of wgrad,
 // B of fprop: vector loads run along m or n). The epilogue functor receives each finished value.
 //
-// Versions: 1. register-prefetched double-buffered smem, scalar or 16-byte global loads (kVec).
+// Register-prefetched double-buffered smem, scalar or 16-byte global loads (kVec).
 // Checked by: python -m pytest tests/kernels -q (emulator vs the NumPy reference, nvcc/NVRTC builds).
 #pragma once
 #include "../common/index.h"

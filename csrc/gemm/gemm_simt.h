@@ -3,8 +3,8 @@
 //     op(A)[m, k] = kTransA ? A[k * lda + m] : A[m * lda + k]   (row-major storage, leading dims given)
 //     op(B)[k, n] = kTransB ? B[n * ldb + k] : B[k * ldb + n]
 // All four transpose combinations: dense fprop is NN (x @ w), dgrad NT (dy @ w.T), wgrad TN (x.T @ dy).
-// Versions: 1. gemm_bias_act on the shared CUDA-core main loop (gemm_mainloop_simt.h); kVec = 4 when
-//              M, N, K and the leading dimensions are multiples of 4 and the pointers 16-byte aligned.
+// gemm_bias_act on the shared CUDA-core main loop (gemm_mainloop_simt.h); kVec = 4 when
+// M, N, K and the leading dimensions are multiples of 4 and the pointers 16-byte aligned.
 // Checked by: python -m pytest tests/kernels -q -k gemm
 #pragma once
 #include "../epilogue/bias_act.h"

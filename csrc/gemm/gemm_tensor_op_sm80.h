@@ -25,8 +25,8 @@
 //   * either operand may instead be contiguous along k-for-B / m-for-A ("column-major", template flags
 //     of the main loop): conv2d_wgrad_tensor_op's x^T and conv2d_dgrad_tensor_op's filter.
 //
-// Versions: 1. mma.sync + ldmatrix + cp.async multi-stage, padded shared memory (this file).
-//           (next: wgmma + TMA for sm_90a, which needs its own emulation first)
+// mma.sync + ldmatrix + cp.async multi-stage, padded shared memory.
+// (the sm_90a GEMM, wgmma + TMA, is gemm/gemm_wgmma_sm90.h)
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q   (emulator vs NumPy; nvcc/NVRTC
 //             builds for sm_80 and sm_90a; SASS: python scripts/sass_report.py)
 #pragma once

@@ -6,7 +6,7 @@
 //   bprop:       dbeta = sum(dy), dgamma = sum(dy * xhat) (ops/reduce.h), then batchnorm_dx_kernel:
 //                dx = (gamma * invstd) * (dy - (dbeta + xhat * dgamma) / M),  xhat = (x - mean) * invstd
 // The formulas and their evaluation order are the reference's (fastconv/backends/reference/batchnorm.py).
-// Versions: 1. elementwise kernels with per-channel parameters; deterministic column reductions.
+// Elementwise kernels with per-channel parameters; deterministic column reductions.
 // Checked by: python -m pytest tests/kernels -q -k batchnorm
 #pragma once
 #include "../common/index.h"

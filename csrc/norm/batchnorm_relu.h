@@ -11,7 +11,7 @@
 //                (unfused: a ReLU pass writing g, then two column passes); column_finalize adds the
 //                splits in order; batchnorm_relu_dx_kernel: dx = (gamma*invstd) * (g - (dbeta + xhat*dgamma)/M).
 // Deterministic: fixed-order column sums (split count chosen from the shape), no atomics.
-// Versions: 1. elementwise kernels with per-channel parameters + a two-output column reduction.
+// Elementwise kernels with per-channel parameters + a two-output column reduction.
 // Checked by: python -m pytest tests/kernels/test_fused_kernels.py -q -k batchnorm_relu
 #pragma once
 #include "../common/index.h"
