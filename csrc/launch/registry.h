@@ -1,6 +1,6 @@
 // registry.h — the native build's table of kernel instantiations and its one checked launch path.
 //
-// Every instantiation the launch plans can choose (fastconv/backends/plans/kernel_ops.py all_kernel_names) is
+// Every instantiation the launch plans can choose (the kernel table, fastconv/backends/kernel_table.py) is
 // registered by one generated line in kernel_list.inc, under its C++ template-id: the same string
 // the jit backend hands NVRTC and the emulator registers. fastconv._C.launch(name, grid, block,
 // args, shared_bytes, stream) finds the entry, converts and checks every argument against the

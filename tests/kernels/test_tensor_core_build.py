@@ -1,4 +1,4 @@
-"""Build checks of the tensor-core kernels (csrc/launch/tensor_op_kernel_list.inc), no GPU needed:
+"""Build checks of the tensor-core kernels (the sm80 families of fastconv/backends/kernel_table.py), no GPU needed:
 - nvcc builds each for sm_80 and sm_90a, and its SASS (scripts/sass_report.py) holds HMMA, cp.async
   (LDGSTS) and, for 16-bit operands, ldmatrix (LDSM), and no local-memory traffic (LDL/STL: spills);
 - NVRTC builds each with CuPy's options for both targets (the jit path).

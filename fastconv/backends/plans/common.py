@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import conv_output_hw
+from .. import kernel_table
 
 # Mirrors csrc/epilogue/activation.h ActivationKind.
 ACTIVATIONS = {None: 0, "identity": 0, "linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -128,7 +129,6 @@ def vector_width(dtype, divisible, pointers):
 
 
 def gemm_configs():
-    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (KernelOps._gemm_config)."""
-    out = [(tile, vec, "int", "float") for tile in TILES for vec in (1, 4)]
-    out += [("TileMedium", vec, "int64_t", "float") for vec in (1, 4)]
-    return out + [("TileSmall", 1, "int64_t", "double")]
+    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (KernelOps._gemm_config): the kernel
+    table's (fastconv/backends/kernel_table.py GEMM_CONFIGS)."""
+    return list(kernel_table.GEMM_CONFIGS)

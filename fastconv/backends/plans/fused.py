@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from ...explain import note
-from .common import (CTYPES, TILES, ceil_div, choose_row_splits, conv2d_problem, ctype, gemm_configs,
-                     pool2d_problem)
+from .. import kernel_table
+from .common import TILES, ceil_div, choose_row_splits, conv2d_problem, ctype, pool2d_problem
 
 VALID = ((0, 0), (0, 0))
+# The files of the fused kernels (fastconv/backends/kernel_table.py names each family's header).
+FUSED_HEADERS = ("conv/conv2d_bias_relu_maxpool.h", "conv/conv2d_bias_relu_maxpool3x3.h", "norm/batchnorm_relu.h")
 # Mirrors csrc/conv/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
 PATCH_3X3S2 = {"TileSmall": (1, 4), "TileMedium": (2, 5)}
 
@@ -36,17 +38,9 @@ def check_fusable_pool(pool, pool_stride, pool_padding=VALID):
 
 
 def fused_kernel_names() -> list[str]:
-    """The fused instantiations the plans below can launch (part of all_kernel_names())."""
-    names = [f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>"
-             for tile, vec, index, t in gemm_configs()]
-    # 3x3/2: TileLarge's 128 x 128 conv patch would not fit static shared memory
-    # (csrc/conv/conv2d_bias_relu_maxpool3x3.h).
-    names += [f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>"
-              for tile, vec, index, t in gemm_configs() if tile != "TileLarge"]
-    names += [f"fc::relu_maxpool2x2_bprop<{t}>" for t in CTYPES.values()]
-    names += [f"fc::relu_maxpool_bprop<{t}, uint8_t>" for t in CTYPES.values()]
-    return names + [f"fc::batchnorm_relu_{k}<{t}>" for t in CTYPES.values()
-                    for k in ("apply_kernel", "infer_kernel", "dparams_partial", "dx_kernel")]
+    """The fused instantiations the plans below can launch (part of all_kernel_names()): a view of
+    fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(headers=FUSED_HEADERS)
 
 
 class FusedPlans:

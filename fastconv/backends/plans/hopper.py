@@ -15,6 +15,7 @@ import functools
 import numpy as np
 
 from ...explain import note
+from .. import kernel_table
 from . import tensor_map_libcuda
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div
 
@@ -45,9 +46,8 @@ EMU_TENSOR_MAP_DTYPE = np.dtype({
 
 
 def wgmma_kernel_names() -> list[str]:
-    """The GEMM instantiations csrc/selftest/sm90_table.inc registers (same order)."""
-    return [f"fc::gemm_wgmma<{wgmma_tile(bn)}, {t}, {o}>"
-            for bn in WGMMA_BNS for t in ("__nv_bfloat16", "__half") for o in ("float", t)]
+    """The sm_90a instantiations: a view of fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(("sm90a",))
 
 
 def _check_map(dims, row_stride, box, elem_bytes, swizzle):

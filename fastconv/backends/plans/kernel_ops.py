@@ -16,49 +16,22 @@ from ... import tuning
 from ...explain import active as explain_active, note, traced_launch
 from ...shapes import needs_64bit_index
 from .common import *  # noqa: F401,F403  (the constants and choices the plans below use)
-from .common import (ACTIVATIONS, ARGMAX_CTYPES, CTYPES, ELEMENTWISE_THREADS, MAX_ELEMENTWISE_BLOCKS,
+from .. import kernel_table
+from .common import (ACTIVATIONS, ARGMAX_CTYPES, ELEMENTWISE_THREADS, MAX_ELEMENTWISE_BLOCKS,
                      MAX_GRID_YZ, MULTI_TENSOR_WORDS, OPTIMIZER_CHUNK, TILES, argmax_dtype, ceil_div, check_grid,
-                     choose_row_splits, choose_splits, choose_tile, conv2d_problem, ctype, gemm_configs,
+                     choose_row_splits, choose_splits, choose_tile, conv2d_problem, ctype,
                      pool2d_problem, tile_grid, vector_width)
-from .fused import FusedPlans, fused_kernel_names
+from .fused import FusedPlans
 from .hopper import HopperPlans
-from .mixed_precision import MixedPrecisionPlans, cast_kernel_names
-from .tensor_op import TensorOpPlans, tensor_op_kernel_names
+from .mixed_precision import MixedPrecisionPlans
+from .tensor_op import TensorOpPlans
 
 
 def all_kernel_names() -> list[str]:
-    """Every kernel instantiation the plans below can launch: the native build's registry
-    (csrc/launch/kernel_list.inc, written by scripts/gen_kernel_list.py) holds exactly these."""
-    names = []
-    for tile, vec, index, t in gemm_configs():
-        for op in ("fprop", "dgrad", "wgrad", "dgrad_strided"):
-            names.append(f"fc::conv2d_{op}_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>")
-        for ta in ("false", "true"):
-            for tb in ("false", "true"):
-                names.append(f"fc::gemm_bias_act<fc::{tile}, {vec}, {index}, {t}, {ta}, {tb}>")
-    names += fused_kernel_names()
-    for t in CTYPES.values():
-        for op in ("fprop", "dgrad", "wgrad"):
-            names.append(f"fc::conv2d_{op}_depthwise<{t}>")
-        for a in ARGMAX_CTYPES.values():
-            names += [f"fc::max_pool2d_fprop<{t}, {a}>", f"fc::max_pool2d_bprop<{t}, {a}>"]
-        for k in ("split_k_reduce", "avg_pool2d_fprop", "avg_pool2d_bprop", "global_avg_pool_fprop",
-                  "global_avg_pool_bprop", "column_reduce_partial", "column_finalize", "reduce_to_scalar",
-                  "activation_fprop_kernel", "activation_bprop_kernel", "softmax_fprop_strided",
-                  "softmax_bprop_strided", "dropout_mask_kernel", "multiply_kernel", "batchnorm_apply_kernel",
-                  "batchnorm_infer_kernel", "batchnorm_dx_kernel", "mse_bprop_kernel", "sgd_update_multi",
-                  "adam_update_multi"):
-            names.append(f"fc::{k}<{t}>")
-        vecs = (1, 4) if t == "float" else (1,)   # KernelOps._launch_rows: vector_width() is 4 for float32 only
-        names += [f"fc::softmax_{op}_rows<{t}, {v}>" for op in ("fprop", "bprop") for v in vecs]
-        for lt in ("int64_t", t):
-            for k in ("softmax_xent_fprop_rows", "softmax_xent_bprop_rows", "cross_entropy_fprop_rows"):
-                names += [f"fc::{k}<{t}, {lt}, {v}>" for v in vecs]
-            names.append(f"fc::cross_entropy_bprop_kernel<{t}, {lt}>")
-    names.append("fc::set_step_scalars<double>")
-    names += cast_kernel_names()
-    names += list(NORMALIZE_KERNELS.values())
-    return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
+    """Every kernel instantiation the plans below can launch, sm_90a aside (hopper.py wgmma_kernel_names()):
+    a view of fastconv/backends/kernel_table.py, from which the native registry's list
+    (csrc/launch/kernel_list.inc, written by scripts/gen_kernel_list.py) is generated."""
+    return kernel_table.kernel_names(("any", "sm80"))
 
 
 # output dtype -> the kernel that widens uint8 images to it (csrc/ops/normalize.h); bf16 comes back as uint16 bits

@@ -8,6 +8,7 @@ import numpy as np
 from ... import tuning
 from ...explain import note
 from ...shapes import needs_64bit_index
+from .. import kernel_table
 from .common import ACTIVATIONS, TARGET_BLOCKS, ceil_div, conv2d_problem
 
 
@@ -26,33 +27,8 @@ TENSOR_OP_TUNING_DTYPES = {np.dtype(np.float32): "tf32", np.dtype(np.float16): "
 
 
 def tensor_op_kernel_names() -> list[str]:
-    """The tensor-core instantiations (csrc/launch/tensor_op_kernel_list.inc lists the same, in this order)."""
-    g = "fc::gemm_tensor_op"
-    c = "fc::conv2d_fprop_tensor_op"
-    return [f"{g}<fc::TensorOpTf32Tile64, 4, float>", f"{g}<fc::TensorOpTf32Tile64, 1, float>",
-            f"{g}<fc::TensorOpF16Tile64, 8, float>", f"{g}<fc::TensorOpF16Tile64, 8, __half>",
-            f"{g}<fc::TensorOpF16Tile64, 2, float>",
-            f"{g}<fc::TensorOpBf16Tile64, 8, float>", f"{g}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>",
-            f"{g}<fc::TensorOpBf16Tile64, 2, float>",
-            f"{g}<fc::TensorOpF16Tile128, 8, float>", f"{g}<fc::TensorOpBf16Tile128, 8, __nv_bfloat16>",
-            f"{c}<fc::TensorOpTf32Tile64, 4, float>",
-            f"{c}<fc::TensorOpF16Tile64, 8, float>", f"{c}<fc::TensorOpF16Tile64, 8, __half>",
-            f"{c}<fc::TensorOpBf16Tile64, 8, float>", f"{c}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>",
-            *conv2d_grad_tensor_op_kernel_names()]
-
-
-def conv2d_grad_tensor_op_kernel_names() -> list[str]:
-    """dgrad (float or operand-type dx), wgrad (fp32 dw) and the stride-phase dgrad, in kernel_list.inc's
-    order."""
-    w = "fc::conv2d_wgrad_tensor_op"
-
-    def dgrad(d):
-        return [f"{d}<fc::TensorOpTf32Tile64, 4, float>",
-                f"{d}<fc::TensorOpF16Tile64, 8, float>", f"{d}<fc::TensorOpF16Tile64, 8, __half>",
-                f"{d}<fc::TensorOpBf16Tile64, 8, float>", f"{d}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>"]
-    return [*dgrad("fc::conv2d_dgrad_tensor_op"),
-            f"{w}<fc::TensorOpTf32Tile64, 4>", f"{w}<fc::TensorOpF16Tile64, 8>", f"{w}<fc::TensorOpBf16Tile64, 8>",
-            *dgrad("fc::conv2d_dgrad_strided_tensor_op")]
+    """The sm_80+ tensor-core instantiations: a view of fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(("sm80",))
 
 
 def tensor_op_splits(rows, cols, kdim, tile="Tile64", bk=32, force=None):
