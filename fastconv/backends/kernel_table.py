@@ -11,6 +11,7 @@ is not instantiated. Adding a configuration touches one entry here, the kernel f
 """
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Callable
@@ -49,6 +50,11 @@ class Family:
 
     def render(self, config: tuple) -> str:
         return self.template.format(**{p: _cpp(v) for p, v in zip(self.params, config)})
+
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        """Every configuration's template-id, rendered once (the plans ask for the views per launch)."""
+        return tuple(self.render(c) for c in self.configs)
 
 
 def _cpp(value) -> str:
@@ -195,13 +201,18 @@ class Instance:
 
 def instances(archs=ARCHS) -> list[Instance]:
     """Every instantiation of the families for the given targets, in table order."""
+    _check_archs(archs)
+    return [Instance(f, dict(zip(f.params, c)), n)
+            for f in FAMILIES.values() if f.arch in archs for c, n in zip(f.configs, f.names)]
+
+
+def _check_archs(archs):
     unknown = set(archs) - set(ARCHS)
     if unknown:
         raise ValueError(f"archs must be among {ARCHS}, got {sorted(unknown)}")
-    return [Instance(f, dict(zip(f.params, c)), f.render(c))
-            for f in FAMILIES.values() if f.arch in archs for c in f.configs]
 
 
 def kernel_names(archs=ARCHS, headers=None) -> list[str]:
     """The template-ids of every instantiation for `archs`, optionally only those defined in `headers`."""
-    return [i.name for i in instances(archs) if headers is None or i.family.header in headers]
+    _check_archs(archs)
+    return [n for f in FAMILIES.values() if f.arch in archs and (headers is None or f.header in headers) for n in f.names]
