@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...shapes import conv_output_hw
-from .. import kernel_table
 
 # Mirrors csrc/epilogue/activation.h ActivationKind.
 ACTIVATIONS = {None: 0, "identity": 0, "linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
@@ -127,8 +126,3 @@ def vector_width(dtype, divisible, pointers):
         return 1
     return 4 if all(p % 16 == 0 for p in pointers) else 1
 
-
-def gemm_configs():
-    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (KernelOps._gemm_config): the kernel
-    table's (fastconv/backends/kernel_table.py GEMM_CONFIGS)."""
-    return list(kernel_table.GEMM_CONFIGS)

@@ -100,7 +100,7 @@ class KernelOps(FusedPlans, TensorOpPlans, MixedPrecisionPlans, HopperPlans):
         return tuning.lookup(self.tuning_device or (lambda: tuning.device_id(self.xp)), op, name, problem)
 
     def _gemm_config(self, dtype, m, n, divisible, pointers, shapes, batches=1, tuned=None):
-        """(tile, vec, index-ctype) of a GEMM-shaped kernel; see gemm_configs() for the full set.
+        """(tile, vec, index-ctype) of a GEMM-shaped kernel; see kernel_table.GEMM_CONFIGS for the full set.
         tuned: the tuning file's entry for this problem (self._tuned), preferred to the heuristic."""
         if np.dtype(dtype) == np.float64:   # one double instantiation per kernel: correctness, not speed
             note("float64 runs the one TileSmall, scalar-load, 64-bit-index instantiation (correctness, not speed)")
