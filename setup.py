@@ -11,6 +11,7 @@ Two extensions: the emulator (always) and the native CUDA extension (optional, o
 
 Development build: python setup.py build_ext --inplace
 """
+import runpy
 from glob import glob
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
@@ -21,8 +22,8 @@ CSRC_HEADERS = sorted(glob("csrc/**/*.h", recursive=True) + glob("csrc/**/*.cuh"
                       + glob("csrc/**/*.inc", recursive=True))
 # Everything a compiled extension depends on: every file under csrc/ (BuildExt also hashes the flags).
 CSRC_ALL = sorted(set(CSRC_HEADERS + glob("csrc/**/*.cpp", recursive=True) + glob("csrc/**/*.cu", recursive=True)))
-EMU_RUNTIME_SOURCES = ["csrc/emu/runtime.cpp", "csrc/emu/symbols.cpp", "csrc/emu/racecheck.cpp", "csrc/emu/counters.cpp",
-                       "csrc/emu/bind.cpp"]
+EMU = runpy.run_path("fastconv/_emu_flags.py")   # by path: the package itself is not importable here
+EMU_RUNTIME_SOURCES = [f"csrc/emu/{name}" for name in EMU["RUNTIME_SOURCES"]]
 
 
 def emulator_extension():
@@ -31,12 +32,10 @@ def emulator_extension():
         sources=[*EMU_RUNTIME_SOURCES, "csrc/emu/kernels.cpp"],
         include_dirs=["csrc"],
         depends=CSRC_ALL,  # BuildExt also rebuilds when their contents differ from the last build's
-        define_macros=[("FASTCONV_EMULATOR", "1")],
-        cxx_std=17,
-        # -fno-strict-aliasing: kernels type-pun (float4 loads, half2 bits) as nvcc allows;
-        # -fstack-clash-protection: a thread's oversized local array faults in its stack guard.
-        extra_compile_args=["-O2", "-fno-strict-aliasing", "-fstack-clash-protection", "-Wno-unknown-pragmas"],
-        extra_link_args=["-pthread"],
+        define_macros=list(EMU["DEFINES"]),
+        cxx_std=EMU["CXX_STD"],
+        extra_compile_args=list(EMU["COMPILE_FLAGS"]),
+        extra_link_args=list(EMU["LINK_FLAGS"]),
     )
 
 

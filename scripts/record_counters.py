@@ -213,10 +213,10 @@ def _reduced_precision(ops, rng, dtype):
 def jobs():
     """(name, knobs, run(ops, rng, dtype), dtype): together they launch every emulated plan kernel."""
     from fastconv import emulator
-    from fastconv.backends.plans.common import gemm_configs
+    from fastconv.backends.kernel_table import GEMM_CONFIGS
     registered = set(emulator.kernels())
     out = []
-    for tile, vec, index, t in gemm_configs():
+    for tile, vec, index, t in GEMM_CONFIGS:
         knobs = {"force_splits": 1}
         if t == "float":
             knobs.update(force_tile=tile, force_vec=vec, force_index64=index == "int64_t")

@@ -29,15 +29,17 @@ sys.path.insert(0, str(ROOT))
 ARCHS = ("sm_80", "sm_90a")
 
 
+def _gemm_shaped(op, tile, vec, index="int", t="float", trans=(False, False)):
+    from fastconv.backends.kernel_table import kernel_name   # the checkout's (ROOT is on sys.path)
+    if op == "gemm_bias_act":
+        return kernel_name(op, tile=tile, vec=vec, index=index, t=t, trans_a=trans[0], trans_b=trans[1])
+    return kernel_name(f"conv2d_{op}_implicit_gemm", tile=tile, vec=vec, index=index, t=t)
+
+
 def main_kernels() -> list[str]:
     """The hot kernels: every GEMM-shaped kernel in each tile at both vector widths, 32-bit index."""
-    out = []
-    for tile in ("TileSmall", "TileMedium", "TileLarge"):
-        for vec in (1, 4):
-            for op in ("fprop", "dgrad", "wgrad"):
-                out.append(f"fc::conv2d_{op}_implicit_gemm<fc::{tile}, {vec}, int, float>")
-            out.append(f"fc::gemm_bias_act<fc::{tile}, {vec}, int, float, false, false>")
-    return out
+    return [_gemm_shaped(op, tile, vec) for tile in ("TileSmall", "TileMedium", "TileLarge") for vec in (1, 4)
+            for op in ("fprop", "dgrad", "wgrad", "gemm_bias_act")]
 
 
 def coverage_kernels() -> list[str]:
@@ -45,19 +47,17 @@ def coverage_kernels() -> list[str]:
     ones (scalar and 16-byte loads, 32- and 64-bit index, float and double, all four GEMM
     transposes), including the register-heaviest (TileLarge, scalar): what the compile checks
     build (about 20 s per target on one core)."""
-    from fastconv.backends.jit import all_kernel_names
-    names = [f"fc::conv2d_{op}_implicit_gemm<fc::{cfg}>" for op in ("fprop", "dgrad", "wgrad")
-             for cfg in ("TileLarge, 1, int, float", "TileSmall, 4, int, float", "TileMedium, 4, int64_t, float")]
-    names += [f"fc::conv2d_fprop_implicit_gemm<fc::TileSmall, 1, int64_t, double>"]
-    names += [f"fc::gemm_bias_act<fc::TileSmall, 4, int, float, {a}, {b}>" for a in ("false", "true")
-              for b in ("false", "true")]
-    names += ["fc::gemm_bias_act<fc::TileLarge, 1, int, float, false, false>"]
+    from fastconv.backends.kernel_table import instances
+    names = [_gemm_shaped(op, *cfg) for op in ("fprop", "dgrad", "wgrad")
+             for cfg in (("TileLarge", 1), ("TileSmall", 4), ("TileMedium", 4, "int64_t"))]
+    names += [_gemm_shaped("fprop", "TileSmall", 1, "int64_t", "double")]
+    names += [_gemm_shaped("gemm_bias_act", "TileSmall", 4, trans=(a, b)) for a in (False, True) for b in (False, True)]
+    names += [_gemm_shaped("gemm_bias_act", "TileLarge", 1)]
     seen = {n.split("<")[0] for n in names}
-    for n in all_kernel_names():   # the first float instantiation of every other template
-        base = n.split("<")[0]
-        if base not in seen and "double" not in n:
-            names.append(n)
-            seen.add(base)
+    for i in instances(("any", "sm80")):   # the first non-double instantiation of every other template
+        if i.family.name not in {s[len("fc::"):] for s in seen} and "double" not in i.config.values():
+            names.append(i.name)
+            seen.add(f"fc::{i.family.name}")
     return names
 
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""SASS report of the tensor-core kernels (csrc/tensor_core/): per kernel and GPU target, how many
-HMMA (tensor-core mma), LDSM (ldmatrix), LDGSTS (cp.async) and LDL/STL (local memory: spills)
+"""SASS report of the tensor-core kernels (csrc/conv/*_tensor_op_sm80.h, csrc/gemm/gemm_tensor_op_sm80.h): per
+kernel and GPU target, how many HMMA (tensor-core mma), LDSM (ldmatrix), LDGSTS (cp.async) and LDL/STL (local memory: spills)
 instructions the machine code holds, and the registers it uses.
 
     python scripts/sass_report.py                   # sm_80 and sm_90a
     python scripts/sass_report.py --arch sm_90a --json out.json
 
-Compiles one translation unit instantiating every kernel of csrc/tensor_core/kernel_list.inc with nvcc
+Compiles one translation unit instantiating every sm80 kernel of fastconv/backends/kernel_table.py with nvcc
 into a cubin per target (the flags of the native build: -O3 --ftz=true), disassembles it with
 `cuobjdump -sass` and reads the register counts from `cuobjdump -res-usage`. cuobjdump comes with the
 toolkit or `pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm`. The counts are static
@@ -25,30 +25,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cuda_tools import demangle, find_tool, opcode_counts
+from gen_kernel_list import instantiation_source
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
-KERNEL_LIST = CSRC / "tensor_core" / "kernel_list.inc"
 ARCHS = ("sm_80", "sm_90a")
 OPCODES = ("HMMA", "LDSM", "LDGSTS", "LDL", "STL")
 
 
 def kernel_names() -> list[str]:
-    return re.findall(r"^FC_TENSOR_OP_KERNEL\((.*)\)$", KERNEL_LIST.read_text(), re.M)
+    from fastconv.backends import kernel_table   # the checkout's: gen_kernel_list put it on sys.path
+    return kernel_table.kernel_names(("sm80",))
 
 
 def translation_unit() -> str:
-    return ('#include "tensor_core/tensor_core.h"\n'
-            "#define FC_CAT2(a, b) a##b\n#define FC_CAT(a, b) FC_CAT2(a, b)\n"
-            "// taking the address instantiates the kernel\n"
-            "#define FC_TENSOR_OP_KERNEL(...) static const void* const FC_CAT(fc_instance_, __LINE__) = "
-            "reinterpret_cast<const void*>(&__VA_ARGS__);\n"
-            '#include "tensor_core/kernel_list.inc"\n')
+    return instantiation_source(("sm80",))
 
 
 def _aliases():
-    """'fc::TensorOpTraits<float, 64, 64, 16, 32, 32, 3>' -> 'fc::TensorOpTf32Tile64' (gemm_tensor_op.h)."""
-    text = (CSRC / "tensor_core" / "gemm_tensor_op.h").read_text()
+    """'fc::TensorOpTraits<float, 64, 64, 16, 32, 32, 3>' -> 'fc::TensorOpTf32Tile64' (gemm_tensor_op_sm80.h)."""
+    text = (CSRC / "gemm" / "gemm_tensor_op_sm80.h").read_text()
     return {f"fc::TensorOpTraits<{args}>": f"fc::{alias}"
             for alias, args in re.findall(r"^using (\w+) = TensorOpTraits<(.*)>;", text, re.M)}
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""SASS report of the sm_90a kernels (csrc/hopper/): per kernel, how many HGMMA (wgmma), UTMALDG (TMA
-tensor loads), SYNCS (mbarrier operations) and LDL/STL (local memory: spills) instructions the sm_90a
+"""SASS report of the sm_90a kernels (csrc/gemm/gemm_wgmma_sm90.h) and the sm90 primitive selftests
+(csrc/selftest/sm90.cuh): per kernel, how many HGMMA (wgmma), UTMALDG (TMA tensor loads), SYNCS (mbarrier operations) and LDL/STL (local memory: spills) instructions the sm_90a
 machine code holds, with its registers and stack frame.
 
     python scripts/sass_report_hopper.py [--json out.json]
 
-A sibling of sass_report.py (the sm_80 tensor-core kernels): one translation unit instantiating every kernel
-of csrc/hopper/kernel_list.inc, nvcc -gencode=arch=compute_90a,code=sm_90a (-O3 --ftz=true, as the native
+A sibling of sass_report.py (the sm_80 tensor-core kernels): one translation unit instantiating every sm90a kernel
+of fastconv/backends/kernel_table.py and every selftest of csrc/selftest/sm90_table.inc, nvcc -gencode=arch=compute_90a,code=sm_90a (-O3 --ftz=true, as the native
 build), `cuobjdump -sass` / `-res-usage`. Static counts: HGMMA = 0 means the matrix work left the tensor
 cores' warpgroup path; LDL/STL > 0 that the accumulators spilled. tests/kernels/test_hopper_build.py
 asserts both for the GEMMs.
@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from cuda_tools import demangle, find_tool, opcode_counts
+from gen_kernel_list import instantiation_source
 
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
@@ -29,11 +30,11 @@ OPCODES = ("HGMMA", "UTMALDG", "SYNCS", "LDL", "STL")
 
 
 def translation_unit() -> str:
-    return ("#define FC_CAT2(a, b) a##b\n#define FC_CAT(a, b) FC_CAT2(a, b)\n"
+    return (instantiation_source(("sm90a",)) + "#define FC_CAT2(a, b) a##b\n#define FC_CAT(a, b) FC_CAT2(a, b)\n"
             "// taking the address instantiates the kernel\n"
             "#define FC_EMU_KERNEL(name, ...) static const void* const FC_CAT(fc_instance_, __LINE__) = "
             "reinterpret_cast<const void*>(&__VA_ARGS__);\n"
-            '#include "hopper/kernel_list.inc"\n')
+            '#include "selftest/sm90_table.inc"\n')
 
 
 def compile_cubin(out_dir: Path, nvcc=None, arch=ARCH) -> Path:

@@ -394,7 +394,7 @@ def test_cast_kernels_match_the_rounding_oracle_bitwise(prec, rng):
 @pytest.mark.parametrize("prec, tag", [("tf32", "Tf32"), ("bf16", "Bf16"), ("fp16", "F16")])
 def test_dgrad_and_wgrad_launch_the_tensor_core_kernels_and_match_the_reference(prec, tag, rng):
     """Under a reduced policy, a conv's backward runs the tensor-core dgrad / wgrad kernels
-    (csrc/tensor_core/) on operands cast to the compute format, and matches the rounding oracle."""
+    (csrc/conv/*_tensor_op_sm80.h) on operands cast to the compute format, and matches the rounding oracle."""
     ops = emu_ops()
     x = rng.standard_normal((1, 5, 5, 8)).astype(np.float32)
     w = rng.standard_normal((3, 3, 8, 8)).astype(np.float32)

@@ -1,5 +1,5 @@
 // conv2d_dgrad_phase.h — the stride-phase decomposition of conv2d dgrad, shared by the CUDA-core
-// (conv2d_dgrad.h) and tensor-core (tensor_core/conv2d_dgrad_tensor_op.h) strided kernels.
+// (conv2d_dgrad_simt.h) and tensor-core (conv/conv2d_dgrad_tensor_op_sm80.h) strided kernels.
 // dx pixel h takes tap r when (h + pad - r*dil) is a multiple of the stride (then p = that / stride).
 // Split dx's rows by phase ph = h mod stride, h = ph + stride*i: tap r serves phase ph iff
 //     r*dil == ph + pad (mod stride),

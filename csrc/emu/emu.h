@@ -105,7 +105,7 @@ void cp_async_commit();
 void cp_async_wait(unsigned n_pending_allowed);
 bool poison_async();
 
-// ---- Hopper asynchronous machinery (csrc/hopper/sm90_primitives.h) ---------------------------------
+// ---- Hopper asynchronous machinery (csrc/arch/sm90/primitives.h) ---------------------------------
 // A blocking wait on a condition: the thread sleeps until ready(ctx) is true (checked by the
 // scheduler); if no thread can run any more and it is still false, the launch fails with
 // describe(ctx) (a deadlock is reported, never a hang). Used for mbarrier.try_wait.

@@ -3,7 +3,7 @@
 // The main loop hands each finished accumulator to an epilogue object; this one adds an optional
 // per-column bias, applies an optional activation (activation.h) and casts to the output type.
 // Fusing it saves one full read + write of the output per stage it replaces.
-// Versions: 1. bias + activation + cast per element, stored straight from registers.
+// Bias + activation + cast per element, stored straight from registers.
 #pragma once
 #include "activation.h"
 

@@ -3,7 +3,7 @@
 // The residual has the output's type and layout (read at the very offset the output is written),
 // so the block's `add` and its activation cost no extra pass over memory. The final cast is the
 // output conversion of bias_act.h (static_cast: round to nearest even for __half / __nv_bfloat16).
-// Versions: 1. per element, stored straight from registers (used by csrc/tensor_core/).
+// Per element, stored straight from registers (used by the tensor-core kernels, gemm/gemm_tensor_op_sm80.h).
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k residual
 #pragma once
 #include "bias_act.h"

@@ -2,7 +2,7 @@
 // order, so the result is deterministic (no atomics):
 //     out[i] = sum_{s < splits} partial[s * count + i]      (s ascending)
 // Used by conv2d_wgrad (its reduction runs over N*P*Q, far longer than its output is wide) and the
-// depthwise wgrad. Versions: 1. one thread per output element, coalesced across threads.
+// depthwise wgrad. One thread per output element, coalesced across threads.
 // Checked by: python -m pytest tests/kernels -q -k wgrad
 #pragma once
 #include "../common/index.h"

@@ -6,7 +6,7 @@
 #include <type_traits>
 
 #include "all_kernels.h"
-#include "../hopper/sm90_primitives.h"
+#include "../arch/sm90/primitives.h"
 #include "registry.h"
 
 namespace fc {

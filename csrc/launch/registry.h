@@ -1,13 +1,13 @@
 // registry.h — the native build's table of kernel instantiations and its one checked launch path.
 //
-// Every instantiation the launch plans can choose (fastconv/backends/plans/kernel_ops.py all_kernel_names) is
+// Every instantiation the launch plans can choose (the kernel table, fastconv/backends/kernel_table.py) is
 // registered by one generated line in kernel_list.inc, under its C++ template-id: the same string
 // the jit backend hands NVRTC and the emulator registers. fastconv._C.launch(name, grid, block,
 // args, shared_bytes, stream) finds the entry, converts and checks every argument against the
 // kernel's parameter types (bind/fastconv_c.cpp), and launch_kernel checks the launch
 // configuration and every CUDA call. The tile/vector/index choice is made once, in the plans, and
 // tested in the emulator; this file only makes the native launch safe.
-// The sm_90a kernels (csrc/hopper: wgmma, TMA) have machine code only in the sm_90a binary of their
+// The sm_90a kernels (csrc/gemm/gemm_wgmma_sm90.h: wgmma, TMA) have machine code only in the sm_90a binary of their
 // shard (kernels_sm90a.cu); for any other target their body traps. Their entries say so (needs_sm90a),
 // has_device_code asks the CUDA runtime which binary it picked for the current device (through the
 // probe kernel of sm90a_probe.cuh), and launch_kernel refuses them with a clear error where it is not

@@ -6,12 +6,12 @@
 // The tensor-core plans multiply these (weights stay float32 masters, cast at each use); the CUDA-core
 // fallbacks widen them back, so every path sees the same operand values. The oracle is
 // fastconv/backends/reference/rounding.py. Templates (one instantiation each), so that the header can
-// be included by every translation unit of the native build. Versions: 1. scalar grid-stride loops
+// be included by every translation unit of the native build. Scalar grid-stride loops
 // (memory-bound: one read, one narrower write; the CuPy expression it replaces made ~6 passes for bf16).
 // Checked by: python -m pytest tests/test_precision.py -q -k cast
 #pragma once
 #include "../common/index.h"
-#include "../common/mma.h"
+#include "../arch/sm80/mma.h"
 
 namespace fc {
 

@@ -8,7 +8,7 @@
 //        The offset is read from device memory (the Dropout layer's counter, advanced on the device
 //        after each draw), so a CUDA graph replay draws the next mask, not the captured one.
 //   multiply_kernel:         out = a * b (dropout forward and backward).
-// Versions: 1. scalar grid-stride loops (memory-bound; the loads are coalesced).
+// Scalar grid-stride loops (memory-bound; the loads are coalesced).
 // Checked by: python -m pytest tests/kernels -q -k "activation or dropout"
 #pragma once
 #include "../common/index.h"

@@ -6,11 +6,11 @@
 // scale = 1 / (255 std) and bias = -mean / std are float32, computed once by the host. The explicit _rn
 // intrinsics keep the product and the sum separately rounded (never contracted into an FMA), as the
 // oracle fastconv/data/images/normalize.py computes them, so the float32 output matches it bit for bit.
-// Versions: 1. scalar grid-stride loop (memory-bound: 1 byte read, 4 or 2 written per element).
+// Scalar grid-stride loop (memory-bound: 1 byte read, 4 or 2 written per element).
 // Checked by: python -m pytest tests/data/test_data_images_normalize.py -q
 #pragma once
 #include "../common/index.h"
-#include "../common/mma.h"
+#include "../arch/sm80/mma.h"
 
 namespace fc {
 

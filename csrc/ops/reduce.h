@@ -8,8 +8,8 @@
 //       then column_finalize adds the splits in order and applies `final`:
 //         kFinalSum: out = s;  kFinalMean: out = s / rows;  kFinalInvStd: out = 1 / sqrt(s / rows + eps)
 //   reduce_to_scalar: out[0] = (sum_i f(i)) / divisor in one block, f = a[i] or (a[i] - b[i])^2.
-// Versions: 1. column reductions: a 32-column x 8-row block per (column tile, split); the split count
-//              is chosen from the shape alone, so a shape always sums in the same order.
+// Column reductions: a 32-column x 8-row block per (column tile, split); the split count
+// is chosen from the shape alone, so a shape always sums in the same order.
 // Checked by: python -m pytest tests/kernels -q -k "reduce or batchnorm or bias"
 #pragma once
 #include "../common/index.h"

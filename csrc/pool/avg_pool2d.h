@@ -5,7 +5,7 @@
 //   avg bprop: dx[n, h, w, c] = sum over the windows covering (h, w), in tap order, of dy / divisor
 //              (a gather: deterministic, no atomics; bit-identical to the reference's tap loop).
 //   global fprop: y[n, c] = sum_{h, w} x[n, h, w, c] / (H*W);  global bprop: dx = dy[n, c] / (H*W).
-// Versions: 1. one thread per output / input element, channel fastest.
+// One thread per output / input element, channel fastest.
 // Checked by: python -m pytest tests/kernels -q -k avg_pool
 #pragma once
 #include "max_pool2d.h"

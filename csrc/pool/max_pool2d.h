@@ -10,7 +10,7 @@
 //          (h + pt - p*sh, w + pl - q*sw) of dy[n, p, q, c]. Each input element *gathers* from the
 //          windows that cover it, so there are no atomics and the result is deterministic; the
 //          windows are visited in the reference's order (tap r*S + s ascending).
-// Versions: 1. one thread per output (fprop) / input (bprop) element, channel fastest (coalesced).
+// One thread per output (fprop) / input (bprop) element, channel fastest (coalesced).
 // Checked by: python -m pytest tests/kernels -q -k max_pool
 #pragma once
 #include "../common/index.h"

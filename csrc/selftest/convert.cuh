@@ -3,7 +3,7 @@
 #pragma once
 
 #include "../common/platform.h"
-#include "../common/mma.h"
+#include "../arch/sm80/mma.h"
 
 namespace fc_selftest {
 

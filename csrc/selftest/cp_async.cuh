@@ -3,7 +3,7 @@
 #pragma once
 
 #include "../common/platform.h"
-#include "../common/cp_async.h"
+#include "../arch/sm80/cp_async.h"
 
 namespace fc_selftest {
 

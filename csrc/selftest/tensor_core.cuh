@@ -1,11 +1,11 @@
-// tensor_core.cuh — selftest: the mma.sync and ldmatrix wrappers of csrc/common/mma.h.
+// tensor_core.cuh — selftest: the mma.sync and ldmatrix wrappers of csrc/arch/sm80/mma.h.
 // The *_fragments / *_probe kernels pass registers through raw, so tests/emu/test_emu_tensor_core.py
 // can check every lane's elements against the PTX ISA layout written out independently in Python;
 // hgemm_ldmatrix_mma and tf32_gemm_mma use the wrappers the way a kernel does.
 #pragma once
 
 #include "../common/platform.h"
-#include "../common/mma.h"
+#include "../arch/sm80/mma.h"
 
 namespace fc_selftest {
 

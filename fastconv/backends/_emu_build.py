@@ -20,11 +20,11 @@ import tempfile
 import threading
 from pathlib import Path
 
+from ._emu_flags import COMPILE_FLAGS, CXX_STD, DEFINES, LINK_FLAGS, RUNTIME_SOURCES
 from ._sources import csrc_dir
 
-RUNTIME_SOURCES = ("runtime.cpp", "symbols.cpp", "racecheck.cpp", "counters.cpp", "bind.cpp")
-COMMON_FLAGS = ["-std=c++17", "-O2", "-fPIC", "-fvisibility=hidden", "-fno-strict-aliasing", "-fstack-clash-protection",
-                "-Wno-unknown-pragmas", "-DFASTCONV_EMULATOR=1"]
+# setup.py's recipe for fastconv._emu (fastconv/_emu_flags.py), plus what pybind11's build adds there
+COMMON_FLAGS = [f"-std=c++{CXX_STD}", "-fPIC", "-fvisibility=hidden", *COMPILE_FLAGS, *(f"-D{k}={v}" for k, v in DEFINES)]
 # The racecheck build: every load and store of the kernels' translation unit calls a __tsan_* hook
 # (g++'s thread-sanitizer instrumentation, without its runtime: csrc/emu/racecheck.cpp defines the
 # hooks).
@@ -137,7 +137,7 @@ def build_module(unit: str, racecheck: bool = False) -> object:
                 _run([cxx, *flags, *_includes(), f"-fdebug-prefix-map={target.parent}=", "-c", str(cpp), "-o", str(obj)],
                      cwd=str(target.parent))
                 # linked without -fsanitize: racecheck.cpp defines the hooks, libtsan must not come in
-                _run([cxx, "-shared", str(obj), *map(str, objs), "-o", tmp, "-pthread"])
+                _run([cxx, "-shared", str(obj), *map(str, objs), "-o", tmp, *LINK_FLAGS])
             finally:
                 cpp.unlink()
                 obj.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ._sources import csrc_dir
+from . import kernel_table
 from .plans import OPS, KernelOps
 from .plans import EXTRA_API, REFERENCE_API, all_kernel_names, tensor_op_kernel_names  # noqa: F401  (scripts/ read them here)
 
@@ -75,18 +76,21 @@ def _sm90a_status() -> str:
             "else gemm_tensor_op (fastconv.explain says why)")
 
 
-# The sm_90a kernels (csrc/hopper/: wgmma, setmaxnreg) exist only for the arch-specific target sm_90a,
-# while CuPy compiles for the device's plain sm_90. They are compiled by NVRTC directly (through
-# cuda-bindings, fastconv/backends/nvrtc_check.py) into an sm_90a cubin that CuPy then loads.
-SM90A_KERNEL_PREFIXES = ("fc::gemm_wgmma<",)
-SM90A_HEADER = "hopper/gemm_wgmma.h"
+# The kernel table's sm90a kernels (wgmma, setmaxnreg) exist only for the arch-specific target sm_90a, while CuPy
+# compiles for the device's plain sm_90: NVRTC compiles them directly (through cuda-bindings, fastconv/backends/nvrtc_check.py)
+# into an sm_90a cubin that CuPy then loads. Template-id prefix -> the header that defines it.
+SM90A_HEADERS = {f"fc::{f.name}<": f.header for f in kernel_table.FAMILIES.values() if f.arch == "sm90a"}
+SM90A_KERNEL_PREFIXES = tuple(SM90A_HEADERS)
 DEFAULT_SHARED_BYTES = 48 * 1024   # above this a kernel must opt in (cudaFuncAttributeMaxDynamicSharedMemorySize)
 
 
 def compile_sm90a(name: str):
-    """(cubin bytes, mangled name) of one csrc/hopper kernel instantiation, compiled for sm_90a."""
+    """(cubin bytes, mangled name) of one sm_90a kernel instantiation."""
     from . import nvrtc_check
-    code = f"// fastconv kernel sources {source_hash()}\n#include \"{SM90A_HEADER}\"\n"
+    header = next((h for prefix, h in SM90A_HEADERS.items() if name.startswith(prefix)), None)
+    if header is None:
+        raise ValueError(f"name must be an sm_90a kernel ({', '.join(SM90A_KERNEL_PREFIXES)}...), got {name!r}")
+    code = f"// fastconv kernel sources {source_hash()}\n#include \"{header}\"\n"
     result = nvrtc_check.compile_source(code, arch="sm_90a", name_expressions=(name,))
     return result.binary, result.lowered_names[name]
 
@@ -112,7 +116,7 @@ def builds_sm90a() -> bool:
 
 
 # The kernel the per-device probe compiles and loads: the most used instantiation (bf16 in, float32 out).
-SM90A_PROBE_KERNEL = "fc::gemm_wgmma<fc::WgmmaTile<128, 4>, __nv_bfloat16, float>"
+SM90A_PROBE_KERNEL = kernel_table.kernel_name("gemm_wgmma", bn=128, stages=4, t="__nv_bfloat16", out="float")
 
 
 def _sm90a_failure(stage: str, exc: BaseException) -> str:

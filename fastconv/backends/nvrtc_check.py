@@ -6,7 +6,7 @@ passes (-ftz=true, --std=c++17) and the include paths the jit path uses (csrc/ a
 directory that holds cuda_fp16.h):
 
     from fastconv.backends import nvrtc_check
-    result = nvrtc_check.compile_source('#include "gemm/gemm.h"\\n', arch="sm_90a",
+    result = nvrtc_check.compile_source('#include "gemm/gemm_simt.h"\\n', arch="sm_90a",
                                         name_expressions=["fc::gemm_bias_act<...>"])
     result.lowered_names    # name expression -> mangled symbol in result.binary
 

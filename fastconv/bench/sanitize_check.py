@@ -48,7 +48,7 @@ def problems(rng):
         out.append((f"dense_bprop {m}x{k}x{n}", "dense_bprop", (f(m, n), f(m, k), f(k, n)), {}))
     x = f(5, 7, 3)
     out.append(("relu_fprop", "relu_fprop", (x,), {}))
-    # the tensor-core kernels (csrc/tensor_core/, the cast kernels, and the sm_90a wgmma GEMM on an H100)
+    # the tensor-core kernels (csrc/*/*_tensor_op_sm80.h, the cast kernels, and the sm_90a wgmma GEMM on an H100)
     # through the precision routing; the reference rounds the operands alike (fp32 accumulation in both)
     xs, ws, st, pad = (2, 9, 7, 16), (3, 3, 16, 24), (2, 2), ((1, 1), (0, 1))
     x, w = f(*xs), f(*ws)

@@ -146,7 +146,7 @@ def _gpu_build_names() -> set[str]:
     from ..backends.jit import all_kernel_names
     names = set(all_kernel_names())
     with contextlib.suppress(ImportError):   # moved: then only the plans' list counts
-        from ..backends.plans.hopper import wgmma_kernel_names
+        from ..backends.plans.gemm import wgmma_kernel_names
         names.update(wgmma_kernel_names())
     return names
 

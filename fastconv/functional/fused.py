@@ -23,7 +23,8 @@ from .pooling import max_pool2d
 
 
 def fusable_pool(pool_size, strides, padding, conv_hw) -> bool:
-    """Whether csrc/fused/ covers this max-pool over a conv output of conv_hw (P, Q)."""
+    """Whether the fused kernels (csrc/conv/conv2d_bias_relu_maxpool*.h) cover this max-pool over a
+    conv output of conv_hw (P, Q)."""
     pool = pair(pool_size, "pool_size")
     stride = pool if strides is None else pair(strides, "strides")
     return fusable_pool_kind(pool, stride, resolve_padding(padding, conv_hw, pool, stride)) is not None
@@ -34,7 +35,7 @@ def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilatio
     pool = pair(pool_size, "pool_size")
     pool_stride = pool if strides is None else pair(strides, "strides")
     prec = precision_kwargs(precision)
-    if prec:   # csrc/fused/ is fp32 only: run the chain it fuses, its conv on the tensor-core plan
+    if prec:   # the fused kernels are fp32 only: run the chain it fuses, its conv on the tensor-core plan
         note(f"conv2d_bias_relu_maxpool unfused: precision {prec['precision']} and the fused kernel is fp32 only")
         return max_pool2d(relu(conv2d(x, w, bias, stride, padding, dilation, groups, **prec)), pool, pool_stride,
                           pool_padding)
@@ -65,7 +66,7 @@ def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilatio
 
 def batch_norm_relu(x, gamma, beta, running_mean, running_var, training: bool, momentum: float = 0.99,
                     epsilon: float = 1e-3) -> Tensor:
-    """relu(batch_norm(...)) as one op (csrc/fused/batchnorm_relu.h): the normalize pass applies ReLU and
+    """relu(batch_norm(...)) as one op (csrc/norm/batchnorm_relu.h): the normalize pass applies ReLU and
     the backward folds the ReLU mask into batch norm's; running statistics update as batch_norm's."""
     x, gamma, beta, epsilon = check_batch_norm_args(x, gamma, beta, running_mean, running_var, epsilon)
     B = backend(x)

@@ -18,7 +18,7 @@ the model's output: its value is never materialized.
 
 Fused groups compute what their layers compute (bitwise on the reference backend; see
 tests/test_fusion.py). The default, "auto", fuses where the model's weights live on a kernel backend
-(native, jit, emulated: csrc/fused/ runs there); the NumPy reference composes the fused op from the
+(native, jit, emulated: csrc/conv/conv2d_bias_relu_maxpool*.h and csrc/norm/batchnorm_relu.h run there); the NumPy reference composes the fused op from the
 very ops it replaces, so on it fusion would only rename the ops (and profiles of the reference path
 keep their per-op rows). `fastconv.models.fusion.set_fusion(True | False | "auto")` sets it for every
 model, `model.fusion = True | False` for one (None, the default, follows the global switch): A/B

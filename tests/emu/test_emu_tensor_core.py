@@ -1,7 +1,7 @@
 """mma.sync / ldmatrix / cvt.rna.tf32 wrappers: every lane must hold exactly the elements the PTX ISA
 assigns it. The layouts below are transcribed from the PTX ISA ("Matrix Fragments for
 mma.m16n8k8", "... for mma.m16n8k16 with floating point type", "ldmatrix"), independently of the
-C++ code in csrc/common/mma.h: groupID = laneid >> 2, threadID_in_group = laneid % 4.
+C++ code in csrc/arch/sm80/mma.h: groupID = laneid >> 2, threadID_in_group = laneid % 4.
 """
 import functools
 

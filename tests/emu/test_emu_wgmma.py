@@ -1,4 +1,4 @@
-"""The emulated sm_90a primitives (csrc/hopper/sm90_primitives.h) against the PTX ISA, transcribed here
+"""The emulated sm_90a primitives (csrc/arch/sm90/primitives.h) against the PTX ISA, transcribed here
 independently of the C++:
 
 - wgmma m64nNk16 accumulator fragment ("Register Fragments: m64nNk16", figure for D): warp w of the
@@ -237,7 +237,7 @@ def _h100_module(names):
         pytest.skip("needs an sm_90 (Hopper) GPU")
     from pathlib import Path
     csrc = Path(__file__).resolve().parents[2] / "csrc"
-    module = cupy.RawModule(code='#include "hopper/sm90_selftest.cuh"\n',
+    module = cupy.RawModule(code='#include "selftest/sm90.cuh"\n',
                             options=("-std=c++17", f"-I{csrc}", "-arch=sm_90a"), name_expressions=names)
     return cupy, module
 

@@ -1,4 +1,5 @@
-"""The fused kernels (csrc/fused/: conv2d + bias + ReLU + 2x2/2 or 3x3/2 max-pool, batch norm + ReLU), run
+"""The fused kernels (csrc/conv/conv2d_bias_relu_maxpool*.h, csrc/norm/batchnorm_relu.h:
+conv2d + bias + ReLU + 2x2/2 or 3x3/2 max-pool, batch norm + ReLU), run
 by the CPU SIMT emulator through their launch plans, against the reference (fastconv/backends/reference/fused.py, itself
 composed of the unfused reference ops). Small-integer data compares exactly (ties after ReLU are
 everywhere, so the first-max rule is exercised); random floats with tolerances; forward and reverse
@@ -183,7 +184,7 @@ def test_fused_kernels_build_with_nvrtc(arch):
     assert ok, f"NVRTC failed for {arch}:\n{log}"
 
 
-# ---- conv2d + bias + ReLU + 3x3/2 max-pool (csrc/fused/conv2d_bias_relu_maxpool3x3.h) -----------------
+# ---- conv2d + bias + ReLU + 3x3/2 max-pool (csrc/conv/conv2d_bias_relu_maxpool3x3.h) -----------------
 # name: (conv problem, pool padding spec over the conv output). Conv outputs: odd_pq_vec4 7 x 11,
 # same_s2_c3 6 x 5 ('same' pads (0, 1) rows, (1, 1) columns), k40_s2 5 x 5 with K = 40 (two column
 # tiles of TileSmall), groups2_dil2_vec4 6 x 5, depthwise_x2 5 x 5, asym_pad_s3x2 4 x 5, and
@@ -315,7 +316,7 @@ def test_fused3x3_explain_says_which_kernel_and_why(rng):
     assert rep.kernels and all("maxpool3x3s2_fprop<fc::TileMedium" in k for k in rep.kernels)
 
 
-# ---- batch norm + ReLU (csrc/fused/batchnorm_relu.h) ----------------------------------------------------
+# ---- batch norm + ReLU (csrc/norm/batchnorm_relu.h) ----------------------------------------------------
 BN_SHAPES = {"c37_partial_rows": (3, 5, 7, 37), "c4_vec": (2, 3, 3, 4), "dense_c10": (9, 10)}
 
 

@@ -1,4 +1,4 @@
-"""Build checks of the sm_90a kernels (csrc/hopper/): the nvcc sm_90a cubin holds HGMMA (wgmma) and UTMALDG
+"""Build checks of the sm_90a kernels (csrc/gemm/gemm_wgmma_sm90.h): the nvcc sm_90a cubin holds HGMMA (wgmma) and UTMALDG
 (TMA) with no local-memory traffic (scripts/sass_report_hopper.py), NVRTC compiles the same source for
 sm_90a (the jit path), and the plan's kernel names match the emulator's registry. No GPU needed."""
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_nvrtc_builds_the_sm90a_gemm():
         pytest.skip("the CUDA headers (cuda_fp16.h) are not installed")
     names = wgmma_kernel_names()
     try:
-        result = nvrtc_check.compile_source('#include "hopper/gemm_wgmma.h"\n', arch="sm_90a", name_expressions=names)
+        result = nvrtc_check.compile_source('#include "gemm/gemm_wgmma_sm90.h"\n', arch="sm_90a", name_expressions=names)
     except nvrtc_check.NvrtcError as exc:
         pytest.fail(f"NVRTC failed for sm_90a:\n{exc}")
     assert all(result.lowered_names.get(n) for n in names)

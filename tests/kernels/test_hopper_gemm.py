@@ -1,4 +1,4 @@
-"""The sm_90a GEMM (csrc/hopper/gemm_wgmma.h: TMA into a 4-stage ring, warp-specialized wgmma) through its
+"""The sm_90a GEMM (csrc/gemm/gemm_wgmma_sm90.h: TMA into a 4-stage ring, warp-specialized wgmma) through its
 plan (fastconv/backends/plans/gemm.py gemm_wgmma), run by the CPU emulator against NumPy:
 
 - small integers in [-3, 3]: exact (every product and sum exact in fp32), on shapes with partial tiles in

@@ -37,7 +37,7 @@ def test_generated_list_puts_the_wgmma_kernels_in_the_sm90a_shard_only():
     assert [n for _, n in listed] == wgmma_kernel_names() and {a for a, _ in listed} == {"16"}
     shard = (LAUNCH / "kernels_sm90a.cu").read_text()
     assert "#define FC_KERNEL_SM90A(align, ...) FC_REGISTER_SM90A(align, __VA_ARGS__)" in shard
-    assert '#include "sm90a_probe.cuh"' in shard and '#include "../hopper/gemm_wgmma.h"' in shard
+    assert '#include "sm90a_probe.cuh"' in shard and '#include "../gemm/gemm_wgmma_sm90.h"' in shard
     assert not re.search(r"#define FC_KERNEL_SHARD\d\(align, \.\.\.\) FC_REGISTER", shard)
     for other in sorted(LAUNCH.glob("kernels_shard*.cu")):
         assert "#define FC_KERNEL_SM90A(align, ...)\n" in other.read_text(), other.name

@@ -1,4 +1,4 @@
-"""The sm_80+ tensor-core kernels (csrc/tensor_core/: mma.sync, ldmatrix, cp.async) run by the CPU SIMT
+"""The sm_80+ tensor-core kernels (csrc/conv/*_tensor_op_sm80.h, csrc/gemm/gemm_tensor_op_sm80.h: mma.sync, ldmatrix, cp.async) run by the CPU SIMT
 emulator through their launch plans (fastconv/backends/plans/gemm.py gemm_tensor_op,
 conv2d_fprop_tensor_op), against NumPy.
 
@@ -86,16 +86,17 @@ def rel_err(got, want):
     return float(np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30))
 
 
-def test_kernel_list_matches_plans():
-    text = (ROOT / "csrc" / "tensor_core" / "kernel_list.inc").read_text()
-    listed = re.findall(r"^FC_TENSOR_OP_KERNEL\((.*)\)$", text, re.M)
-    assert listed == tensor_op_kernel_names()
+def test_emulator_list_registers_every_tensor_core_kernel():
+    """The generated emulator list (csrc/launch/emu_kernel_list.inc) holds every tensor-core kernel the plans
+    can choose, in the table's order."""
+    text = (ROOT / "csrc" / "launch" / "emu_kernel_list.inc").read_text()
+    listed = re.findall(r"^FC_EMU_KERNEL_ID\((fc::\w+_tensor_op<.*)\)$", text, re.M)
+    assert listed and listed == tensor_op_kernel_names()
 
 
 def test_native_registry_holds_every_tensor_core_kernel():
     """fastconv._C registers the tensor-core kernels (csrc/launch/kernel_list.inc, generated from
-    all_kernel_names()) in shards of their own, each with the alignment of one 16- or 4-byte cp.async;
-    the emulator's generated list leaves them out (it registers csrc/tensor_core/kernel_list.inc)."""
+    all_kernel_names()) in shards of their own, each with the alignment of one 16- or 4-byte cp.async."""
     from fastconv.backends.jit import all_kernel_names
     text = (ROOT / "csrc" / "launch" / "kernel_list.inc").read_text()
     listed = re.findall(r"^FC_KERNEL_SHARD(\d+)\((\d+), (.*)\)$", text, re.M)
@@ -107,8 +108,6 @@ def test_native_registry_holds_every_tensor_core_kernel():
     for _, align, n in tensor_op:
         vec = int(re.search(r"Tile\d+, (\d+)", n).group(1))
         assert align == vec * (4 if "Tf32" in n else 2), n
-    emu = (ROOT / "csrc" / "launch" / "emu_kernel_list.inc").read_text()
-    assert "tensor_op" not in emu
     for shard in (4, 5):
         src = (ROOT / "csrc" / "launch" / f"kernels_shard{shard}.cu").read_text()
         assert f"#define FC_KERNEL_SHARD{shard}(align, ...) FC_REGISTER(align, __VA_ARGS__)" in src
@@ -289,7 +288,7 @@ def test_conv2d_fprop_falls_back_to_cuda_cores(prec, problem, rng):
 
 # ---- shared-memory bank arithmetic of the padded layouts (the emulator has no banks) --------------
 def _traits():
-    text = (ROOT / "csrc" / "tensor_core" / "gemm_tensor_op.h").read_text()
+    text = (ROOT / "csrc" / "gemm" / "gemm_tensor_op_sm80.h").read_text()
     out = {}
     for alias, args in re.findall(r"^using (\w+) = TensorOpTraits<(.*)>;", text, re.M):
         elem, *dims = [v.strip() for v in args.split(",")]

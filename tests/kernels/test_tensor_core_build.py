@@ -1,4 +1,4 @@
-"""Build checks of the tensor-core kernels (csrc/tensor_core/kernel_list.inc), no GPU needed:
+"""Build checks of the tensor-core kernels (the sm80 families of fastconv/backends/kernel_table.py), no GPU needed:
 - nvcc builds each for sm_80 and sm_90a, and its SASS (scripts/sass_report.py) holds HMMA, cp.async
   (LDGSTS) and, for 16-bit operands, ldmatrix (LDSM), and no local-memory traffic (LDL/STL: spills);
 - NVRTC builds each with CuPy's options for both targets (the jit path).
@@ -53,7 +53,7 @@ def test_nvrtc_builds_tensor_core_kernels(arch):
         pytest.skip("the CUDA headers (cuda_fp16.h) are not installed")
     names = sass_report.kernel_names()
     try:
-        result = nvrtc_check.compile_source('#include "tensor_core/tensor_core.h"\n', arch=arch, name_expressions=names)
+        result = nvrtc_check.compile_source('#include "conv/conv2d.h"\n#include "gemm/gemm.h"\n', arch=arch, name_expressions=names)
     except nvrtc_check.NvrtcError as exc:
         pytest.fail(f"NVRTC failed for {arch}:\n{exc}")
     missing = [n for n in names if not result.lowered_names.get(n)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...explain import note
+from .. import kernel_table
 from .tensor_op import bf16_bits_to_float32
 
 # precision -> (cast kernel, the operand dtype the tensor-core plans take; bf16 travels as uint16 raw bits)
@@ -15,8 +16,9 @@ CASTS = {"tf32": ("fc::round_tf32_kernel<float>", np.dtype(np.float32)),
 
 
 def cast_kernel_names() -> list[str]:
-    """The cast kernels (csrc/ops/cast.h); all_kernel_names() registers them."""
-    return [kernel for kernel, _ in CASTS.values()]
+    """The cast kernels (csrc/ops/cast.h); all_kernel_names() registers them. A view of
+    fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(headers=("ops/cast.h",))
 
 
 def reduced(lx, precision, *arrays) -> bool:

@@ -10,7 +10,7 @@ from ...shapes import conv_output_hw
 # Mirrors csrc/epilogue/activation.h ActivationKind.
 ACTIVATIONS = {None: 0, "identity": 0, "linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
-# Mirrors csrc/gemm/gemm_mainloop.h: name -> (BM, BN, BK, threads).
+# Mirrors csrc/gemm/gemm_mainloop_simt.h: name -> (BM, BN, BK, threads).
 TILES = {"TileSmall": (32, 32, 8, 64), "TileMedium": (64, 64, 8, 256), "TileLarge": (128, 128, 8, 256)}
 
 # Enough blocks to fill an H100/H200 (132 SMs) twice. A fixed number, not the device's SM count, so
@@ -99,7 +99,7 @@ def pool2d_problem(x_shape, pool, stride, padding):
     return np.array([values], POOL2D_PROBLEM_DTYPE)[0], (n, p, q, c)
 
 
-# ---- tile, vector-width and index choices (the tiles are csrc/gemm/gemm_mainloop.h's) ----------------
+# ---- tile, vector-width and index choices (the tiles are csrc/gemm/gemm_mainloop_simt.h's) ----------------
 def choose_tile(m, n, batches=1):
     """The largest tile that still gives TARGET_BLOCKS blocks; small problems get TileSmall."""
     for name in ("TileLarge", "TileMedium"):
@@ -131,9 +131,3 @@ def vector_width(dtype, divisible, pointers):
         return 1
     return 4 if all(p % 16 == 0 for p in pointers) else 1
 
-
-def gemm_configs():
-    """Every (tile, vec, index, ctype) a GEMM-shaped plan can choose (gemm.py gemm_config)."""
-    out = [(tile, vec, "int", "float") for tile in TILES for vec in (1, 4)]
-    out += [("TileMedium", vec, "int64_t", "float") for vec in (1, 4)]
-    return out + [("TileSmall", 1, "int64_t", "double")]

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tuning
+from .. import kernel_table, tuning
 from ...explain import note
 from ...shapes import needs_64bit_index
 from .activation import act_fprop
 from .cast import reduced, to_compute, to_float32
 from .common import (ACTIVATIONS, CTYPES, TILES, ceil_div, choose_row_splits, choose_splits, conv2d_problem, ctype,
-                     gemm_configs, pool2d_problem, scalar)
+                     pool2d_problem, scalar)
 from .gemm import gemm_config
 from .reduce import ColumnFinal, column_finalize
 from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
                         tensor_op_residual, tensor_op_splits, tensor_op_types, widen)
 
 VALID = ((0, 0), (0, 0))
+# The files of the fused kernels (fastconv/backends/kernel_table.py names each family's header).
+FUSED_HEADERS = ("conv/conv2d_bias_relu_maxpool.h", "conv/conv2d_bias_relu_maxpool3x3.h", "norm/batchnorm_relu.h")
 # Mirrors csrc/fused/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
 PATCH_3X3S2 = {"TileSmall": (1, 4), "TileMedium": (2, 5)}
 
@@ -50,17 +52,9 @@ def check_fusable_pool(pool, pool_stride, pool_padding=VALID):
 
 
 def fused_kernel_names() -> list[str]:
-    """The fused instantiations the plans below can launch (part of all_kernel_names())."""
-    names = [f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>"
-             for tile, vec, index, t in gemm_configs()]
-    # 3x3/2: TileLarge's 128 x 128 conv patch would not fit static shared memory
-    # (csrc/fused/conv2d_bias_relu_maxpool3x3.h).
-    names += [f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>"
-              for tile, vec, index, t in gemm_configs() if tile != "TileLarge"]
-    names += [f"fc::relu_maxpool2x2_bprop<{t}>" for t in CTYPES.values()]
-    names += [f"fc::relu_maxpool_bprop<{t}, uint8_t>" for t in CTYPES.values()]
-    return names + [f"fc::batchnorm_relu_{k}<{t}>" for t in CTYPES.values()
-                    for k in ("apply_kernel", "infer_kernel", "dparams_partial", "dx_kernel")]
+    """The fused instantiations the plans below can launch (part of all_kernel_names()): a view of
+    fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(headers=FUSED_HEADERS)
 
 
 def conv2d_fprop(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, bias=None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import tuning
+from .. import kernel_table, tuning
 from ...explain import active as explain_active, note
 from ...shapes import needs_64bit_index
 from . import tensor_map
@@ -35,13 +35,12 @@ WGMMA_MIN_TILES = TARGET_BLOCKS
 
 
 def wgmma_kernel_names() -> list[str]:
-    """The GEMM instantiations csrc/hopper/kernel_list.inc registers (same order)."""
-    return [f"fc::gemm_wgmma<{wgmma_tile(bn)}, {t}, {o}>"
-            for bn in WGMMA_BNS for t in ("__nv_bfloat16", "__half") for o in ("float", t)]
+    """The sm_90a instantiations: a view of fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(("sm90a",))
 
 
 def gemm_config(lx, dtype, m, n, divisible, pointers, shapes, batches=1, tuned=None):
-    """(tile, vec, index-ctype) of a GEMM-shaped kernel; see gemm_configs() for the full set.
+    """(tile, vec, index-ctype) of a GEMM-shaped kernel; see kernel_table.GEMM_CONFIGS for the full set.
     tuned: the tuning file's entry for this problem (lx.tuned), preferred to the heuristic."""
     if np.dtype(dtype) == np.float64:   # one double instantiation per kernel: correctness, not speed
         note("float64 runs the one TileSmall, scalar-load, 64-bit-index instantiation (correctness, not speed)")

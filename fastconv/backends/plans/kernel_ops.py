@@ -8,48 +8,16 @@ from __future__ import annotations
 
 import inspect
 
+from .. import kernel_table
 from . import activation, conv2d, dropout, gemm, images, loss, norm, optim, pool
-from .cast import cast_kernel_names
-from .common import ARGMAX_CTYPES, CTYPES, gemm_configs
-from .conv2d import fused_kernel_names
-from .images import NORMALIZE_KERNELS
 from .launcher import Launcher
-from .tensor_op import tensor_op_kernel_names
 
 
 def all_kernel_names() -> list[str]:
-    """Every kernel instantiation the plans below can launch: the native build's registry
-    (csrc/launch/kernel_list.inc, written by scripts/gen_kernel_list.py) holds exactly these."""
-    names = []
-    for tile, vec, index, t in gemm_configs():
-        for op in ("fprop", "dgrad", "wgrad", "dgrad_strided"):
-            names.append(f"fc::conv2d_{op}_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>")
-        for ta in ("false", "true"):
-            for tb in ("false", "true"):
-                names.append(f"fc::gemm_bias_act<fc::{tile}, {vec}, {index}, {t}, {ta}, {tb}>")
-    names += fused_kernel_names()
-    for t in CTYPES.values():
-        for op in ("fprop", "dgrad", "wgrad"):
-            names.append(f"fc::conv2d_{op}_depthwise<{t}>")
-        for a in ARGMAX_CTYPES.values():
-            names += [f"fc::max_pool2d_fprop<{t}, {a}>", f"fc::max_pool2d_bprop<{t}, {a}>"]
-        for k in ("split_k_reduce", "avg_pool2d_fprop", "avg_pool2d_bprop", "global_avg_pool_fprop",
-                  "global_avg_pool_bprop", "column_reduce_partial", "column_finalize", "reduce_to_scalar",
-                  "activation_fprop_kernel", "activation_bprop_kernel", "softmax_fprop_strided",
-                  "softmax_bprop_strided", "dropout_mask_kernel", "multiply_kernel", "batchnorm_apply_kernel",
-                  "batchnorm_infer_kernel", "batchnorm_dx_kernel", "mse_bprop_kernel", "sgd_update_multi",
-                  "adam_update_multi"):
-            names.append(f"fc::{k}<{t}>")
-        vecs = (1, 4) if t == "float" else (1,)   # loss.py launch_rows: vector_width() is 4 for float32 only
-        names += [f"fc::softmax_{op}_rows<{t}, {v}>" for op in ("fprop", "bprop") for v in vecs]
-        for lt in ("int64_t", t):
-            for k in ("softmax_xent_fprop_rows", "softmax_xent_bprop_rows", "cross_entropy_fprop_rows"):
-                names += [f"fc::{k}<{t}, {lt}, {v}>" for v in vecs]
-            names.append(f"fc::cross_entropy_bprop_kernel<{t}, {lt}>")
-    names.append("fc::set_step_scalars<double>")
-    names += cast_kernel_names()
-    names += list(NORMALIZE_KERNELS.values())
-    return names + tensor_op_kernel_names()   # sm_80+ (setup.py builds sm_80 and newer only)
+    """Every kernel instantiation the plans can launch, sm_90a aside (gemm.py wgmma_kernel_names()):
+    a view of fastconv/backends/kernel_table.py, from which the native registry's list
+    (csrc/launch/kernel_list.inc, written by scripts/gen_kernel_list.py) is generated."""
+    return kernel_table.kernel_names(("any", "sm80"))
 
 
 class KernelOps(Launcher):
@@ -97,5 +65,5 @@ REFERENCE_API = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "max_pool2d_fpr
                  "mse_bprop")
 EXTRA_API = ("gemm", "bias_grad", "sgd_update", "adam_update")
 FUSED_API = ("conv2d_bias_relu_maxpool_fprop", "relu_maxpool_bprop", "batchnorm_relu_fprop_train",
-             "batchnorm_relu_fprop_infer", "batchnorm_relu_bprop")   # reference/fused.py, csrc/fused/
+             "batchnorm_relu_fprop_infer", "batchnorm_relu_bprop")   # reference/fused.py, csrc/norm/batchnorm_relu.h
 REFERENCE_API += FUSED_API

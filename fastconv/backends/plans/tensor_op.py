@@ -1,9 +1,10 @@
-"""What the tensor-core plans (csrc/tensor_core/, sm_80+ mma.sync; conv2d.py and gemm.py) share: operand
+"""What the tensor-core plans (csrc/*/*_tensor_op_sm80.h, sm_80+ mma.sync; conv2d.py and gemm.py) share: operand
 types, tiles, the instantiations we build, split-k, bf16 bits, and the residual input of the fused epilogue."""
 from __future__ import annotations
 
 import numpy as np
 
+from .. import kernel_table
 from .common import TARGET_BLOCKS, ceil_div
 
 
@@ -11,7 +12,7 @@ from .common import TARGET_BLOCKS, ceil_div
 # CuPy have no bfloat16), so a uint16 array means bf16 operands; float32 operands run as tf32.
 TENSOR_OP_TYPES = {np.dtype(np.float32): ("float", "Tf32"), np.dtype(np.float16): ("__half", "F16"),
                    np.dtype(np.uint16): ("__nv_bfloat16", "Bf16")}
-# Mirrors csrc/tensor_core/gemm_tensor_op.h: traits suffix -> (BM, BN, threads).
+# Mirrors csrc/gemm/gemm_tensor_op_sm80.h: traits suffix -> (BM, BN, threads).
 TENSOR_OP_TILES = {"Tile64": (64, 64, 128), "Tile128": (128, 128, 256)}
 # C % TENSOR_OP_CONV_CHANNELS == 0 selects the tensor-core conv fprop (the vector path; 16-byte
 # cp.async of 8 halves, or 2 x 4 floats); other shapes run the CUDA-core kernel.
@@ -22,33 +23,8 @@ TENSOR_OP_TUNING_DTYPES = {np.dtype(np.float32): "tf32", np.dtype(np.float16): "
 
 
 def tensor_op_kernel_names() -> list[str]:
-    """The tensor-core instantiations (csrc/tensor_core/kernel_list.inc lists the same, in this order)."""
-    g = "fc::gemm_tensor_op"
-    c = "fc::conv2d_fprop_tensor_op"
-    return [f"{g}<fc::TensorOpTf32Tile64, 4, float>", f"{g}<fc::TensorOpTf32Tile64, 1, float>",
-            f"{g}<fc::TensorOpF16Tile64, 8, float>", f"{g}<fc::TensorOpF16Tile64, 8, __half>",
-            f"{g}<fc::TensorOpF16Tile64, 2, float>",
-            f"{g}<fc::TensorOpBf16Tile64, 8, float>", f"{g}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>",
-            f"{g}<fc::TensorOpBf16Tile64, 2, float>",
-            f"{g}<fc::TensorOpF16Tile128, 8, float>", f"{g}<fc::TensorOpBf16Tile128, 8, __nv_bfloat16>",
-            f"{c}<fc::TensorOpTf32Tile64, 4, float>",
-            f"{c}<fc::TensorOpF16Tile64, 8, float>", f"{c}<fc::TensorOpF16Tile64, 8, __half>",
-            f"{c}<fc::TensorOpBf16Tile64, 8, float>", f"{c}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>",
-            *conv2d_grad_tensor_op_kernel_names()]
-
-
-def conv2d_grad_tensor_op_kernel_names() -> list[str]:
-    """dgrad (float or operand-type dx), wgrad (fp32 dw) and the stride-phase dgrad, in kernel_list.inc's
-    order."""
-    w = "fc::conv2d_wgrad_tensor_op"
-
-    def dgrad(d):
-        return [f"{d}<fc::TensorOpTf32Tile64, 4, float>",
-                f"{d}<fc::TensorOpF16Tile64, 8, float>", f"{d}<fc::TensorOpF16Tile64, 8, __half>",
-                f"{d}<fc::TensorOpBf16Tile64, 8, float>", f"{d}<fc::TensorOpBf16Tile64, 8, __nv_bfloat16>"]
-    return [*dgrad("fc::conv2d_dgrad_tensor_op"),
-            f"{w}<fc::TensorOpTf32Tile64, 4>", f"{w}<fc::TensorOpF16Tile64, 8>", f"{w}<fc::TensorOpBf16Tile64, 8>",
-            *dgrad("fc::conv2d_dgrad_strided_tensor_op")]
+    """The sm_80+ tensor-core instantiations: a view of fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(("sm80",))
 
 
 def tensor_op_splits(rows, cols, kdim, tile="Tile64", bk=32, force=None):

@@ -1,4 +1,5 @@
-"""Fused ops, composed from the reference ops they replace: the oracle of csrc/fused/.
+"""Fused ops, composed from the reference ops they replace: the oracle of
+csrc/conv/conv2d_bias_relu_maxpool*.h and csrc/norm/batchnorm_relu.h.
 
 conv2d_bias_relu_maxpool_fprop is max_pool2d(relu(conv2d(x, w) + b)) (any pool geometry); its
 backward is split where the kernels split it: relu_maxpool_bprop turns the pooled gradient into the

@@ -1,9 +1,9 @@
-// conv2d_dgrad_tensor_op.h — the activation gradient of conv2d on tensor cores, as an implicit GEMM on
-// the tensor-core main loop (gemm_tensor_op.h):
+// conv2d_dgrad_tensor_op_sm80.h — the activation gradient of conv2d on tensor cores, as an implicit GEMM on
+// the tensor-core main loop (gemm_tensor_op_sm80.h):
 //     dx[n, h, w, c] = epilogue( sum_{r, s, k} dy[n, p, q, k] * w[r, s, c, k] )
 //         over the taps with h + pt - r*dh = p*sh and w + pl - s*dw = q*sw, 0 <= p < P, 0 <= q < Q
 // M = N*H*W rows (n, h, w), N = C columns, K = R*S*K (r, s, k): dx = dy * w^T. Every stride, padding
-// and dilation, with the tap rules of the CUDA-core dgrad (conv/conv2d_dgrad.h): a tap that lands
+// and dilation, with the tap rules of the CUDA-core dgrad (conv/conv2d_dgrad_simt.h): a tap that lands
 // between strides or outside dy reads zero (cp.async src-size 0). groups == 1 only.
 // Both operands are contiguous along the GEMM's K (dy and w along k), so the filter runs through the
 // main loop as a column-major B (its stage n-major, fragments by plain ldmatrix). The host requires
@@ -17,8 +17,8 @@
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k dgrad
 #pragma once
 #include "../common/problem.h"
-#include "../conv/conv2d_dgrad_phase.h"
-#include "gemm_tensor_op.h"
+#include "conv2d_dgrad_phase.h"
+#include "../gemm/gemm_tensor_op_sm80.h"
 
 namespace fc {
 

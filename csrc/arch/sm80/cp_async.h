@@ -19,7 +19,7 @@
 // is filled with NaN at issue time, so such a read produces NaN.
 #pragma once
 
-#include "platform.h"
+#include "../../common/platform.h"
 
 namespace fc {
 

@@ -1,4 +1,4 @@
-// sm90_primitives.h — the Hopper (sm_90a) asynchronous primitives behind our own device functions:
+// arch/sm90/primitives.h — the Hopper (sm_90a) asynchronous primitives behind our own device functions:
 // inline PTX on the GPU (__CUDA_ARCH__ >= 900, built for sm_90a), the PTX ISA semantics in the CPU
 // emulator (csrc/emu). Kernel source is identical for both.
 //
@@ -28,7 +28,7 @@
 //   exactly what the instruction gives it. Products exact in double, one rounding to float.
 #pragma once
 
-#include "../common/platform.h"
+#include "../../common/platform.h"
 
 namespace fc {
 namespace sm90 {

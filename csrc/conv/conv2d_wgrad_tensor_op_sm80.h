@@ -1,5 +1,5 @@
-// conv2d_wgrad_tensor_op.h — the filter gradient of conv2d on tensor cores, as an implicit GEMM on the
-// tensor-core main loop (gemm_tensor_op.h):
+// conv2d_wgrad_tensor_op_sm80.h — the filter gradient of conv2d on tensor cores, as an implicit GEMM on the
+// tensor-core main loop (gemm_tensor_op_sm80.h):
 //     dw[r, s, c, k] = sum_{n, p, q} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, c] * dy[n, p, q, k]
 // M = R*S*C rows (r, s, c), N = K columns, GEMM K = N*P*Q (n, p, q): dw = x^T * dy, fp32 out.
 // x^T is contiguous along the GEMM's m (c), so A runs column-major through the main loop (its
@@ -10,11 +10,11 @@
 // are chosen from the shape alone (plans/tensor_op.py), so a shape always sums in the same order.
 // With splits == 1 the kernel writes dw directly.
 // The host requires C % kVec == 0, K % kVec == 0 and 16-byte aligned x and dy; otherwise it falls back.
-// Versions: 1. conv2d_wgrad_tensor_op: mma.sync + ldmatrix.trans + cp.async pipeline, split-k.
+// conv2d_wgrad_tensor_op: mma.sync + ldmatrix.trans + cp.async pipeline, split-k.
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k wgrad
 #pragma once
 #include "../common/problem.h"
-#include "gemm_tensor_op.h"
+#include "../gemm/gemm_tensor_op_sm80.h"
 
 namespace fc {
 

@@ -1,17 +1,17 @@
 // batchnorm.h — batch normalization with channels last (x seen as (M, C), statistics over M rows).
 //   train fprop: mean = sum(x) / M;  invstd = 1 / sqrt(sum((x - mean)^2) / M + eps)   (two-pass variance,
-//                both column sums by column_reduce_partial + column_finalize in reduce.h), then
+//                both column sums by column_reduce_partial + column_finalize in ops/reduce.h), then
 //                batchnorm_apply_kernel: y = (x - mean) * (gamma * invstd) + beta
 //   infer fprop: batchnorm_infer_kernel: scale = gamma / sqrt(var + eps); y = x * scale + (beta - mean * scale)
-//   bprop:       dbeta = sum(dy), dgamma = sum(dy * xhat) (reduce.h), then batchnorm_dx_kernel:
+//   bprop:       dbeta = sum(dy), dgamma = sum(dy * xhat) (ops/reduce.h), then batchnorm_dx_kernel:
 //                dx = (gamma * invstd) * (dy - (dbeta + xhat * dgamma) / M),  xhat = (x - mean) * invstd
 // The formulas and their evaluation order are the reference's (fastconv/backends/reference/batchnorm.py).
-// Versions: 1. elementwise kernels with per-channel parameters; deterministic column reductions.
+// Elementwise kernels with per-channel parameters; deterministic column reductions.
 // Checked by: python -m pytest tests/kernels -q -k batchnorm
 #pragma once
 #include "../common/index.h"
 #include "../common/math.h"
-#include "reduce.h"
+#include "../ops/reduce.h"
 
 namespace fc {
 

@@ -1,4 +1,4 @@
-// conv2d_dgrad.h — the activation gradient of conv2d (the transposed convolution of dy):
+// conv2d_dgrad_simt.h — the activation gradient of conv2d (the transposed convolution of dy):
 //     dx[n, h, w, g*Cg + c] = sum_{r, s, j < Kg} dy[n, p, q, g*Kg + j] * w[r, s, c, g*Kg + j]
 //         over the taps with h + pt - r*dh = p*sh and w + pl - s*dw = q*sw, 0 <= p < P, 0 <= q < Q
 // as an implicit GEMM per group: M = N*H*W rows (n, h, w), N = Cg columns (c), K = R*S*Kg (r, s, j).
@@ -12,7 +12,7 @@
 // Checked by: python -m pytest tests/kernels -q -k dgrad
 #pragma once
 #include "conv2d_dgrad_phase.h"
-#include "conv2d_fprop.h"
+#include "conv2d_fprop_simt.h"
 
 namespace fc {
 

@@ -1,9 +1,9 @@
-// sm90_selftest.cuh — kernels that exercise one sm90 primitive each, for tests/emu/test_emu_wgmma.py:
+// selftest/sm90.cuh — kernels that exercise one sm90 primitive each, for tests/emu/test_emu_wgmma.py:
 // the wgmma fragment layout and descriptor addressing, mbarrier phases, and the TMA box copy.
 #pragma once
 
 #include "../common/platform.h"
-#include "sm90_primitives.h"
+#include "../arch/sm90/primitives.h"
 
 namespace fc_sm90_selftest {
 

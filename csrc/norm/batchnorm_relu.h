@@ -1,7 +1,7 @@
 // batchnorm_relu.h — batch normalization followed by ReLU (channels last, x seen as (M, C)), forward
-// beside backward. The statistics and formulas are ops/batchnorm.h's (and the reference's,
+// beside backward. The statistics and formulas are norm/batchnorm.h's (and the reference's,
 // fastconv/backends/reference/fused.py composes batchnorm + relu):
-//   train fprop: mean, invstd by reduce.h's two column passes (two-pass variance: a one-pass
+//   train fprop: mean, invstd by ops/reduce.h's two column passes (two-pass variance: a one-pass
 //                sum/sum-of-squares would change the numbers and cancel badly), then one pass
 //                batchnorm_relu_apply_kernel: y = relu((x - mean) * (gamma * invstd) + beta).
 //                3 reads of x and 1 write of y, against 4 reads and 2 writes unfused (no separate ReLU).
@@ -11,7 +11,7 @@
 //                (unfused: a ReLU pass writing g, then two column passes); column_finalize adds the
 //                splits in order; batchnorm_relu_dx_kernel: dx = (gamma*invstd) * (g - (dbeta + xhat*dgamma)/M).
 // Deterministic: fixed-order column sums (split count chosen from the shape), no atomics.
-// Versions: 1. elementwise kernels with per-channel parameters + a two-output column reduction.
+// Elementwise kernels with per-channel parameters + a two-output column reduction.
 // Checked by: python -m pytest tests/kernels/test_fused_kernels.py -q -k batchnorm_relu
 #pragma once
 #include "../common/index.h"

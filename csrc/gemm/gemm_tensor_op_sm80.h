@@ -1,4 +1,4 @@
-// gemm_tensor_op.h — the sm_80+ tensor-core GEMM main loop (warp-level mma.sync) and the dense GEMM
+// gemm_tensor_op_sm80.h — the sm_80+ tensor-core GEMM main loop (warp-level mma.sync) and the dense GEMM
 // built on it:
 //     C[m, n] = epilogue( sum_k A[m, k] * B[k, n] )      A: M x K row-major, B: K x N row-major
 // with fp32 accumulation, for three operand types (Traits::Element):
@@ -25,14 +25,14 @@
 //   * either operand may instead be contiguous along k-for-B / m-for-A ("column-major", template flags
 //     of the main loop): conv2d_wgrad_tensor_op's x^T and conv2d_dgrad_tensor_op's filter.
 //
-// Versions: 1. mma.sync + ldmatrix + cp.async multi-stage, padded shared memory (this file).
-//           (next: wgmma + TMA for sm_90a, which needs its own emulation first)
+// mma.sync + ldmatrix + cp.async multi-stage, padded shared memory.
+// (the sm_90a GEMM, wgmma + TMA, is gemm/gemm_wgmma_sm90.h)
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q   (emulator vs NumPy; nvcc/NVRTC
 //             builds for sm_80 and sm_90a; SASS: python scripts/sass_report.py)
 #pragma once
-#include "../common/cp_async.h"
+#include "../arch/sm80/cp_async.h"
 #include "../common/index.h"
-#include "../common/mma.h"
+#include "../arch/sm80/mma.h"
 #include "../epilogue/bias_residual_act.h"
 
 namespace fc {

@@ -1,4 +1,4 @@
-// gemm_mainloop.h — the fp32/fp64 CUDA-core GEMM main loop behind every GEMM-shaped kernel:
+// gemm_mainloop_simt.h — the fp32/fp64 CUDA-core GEMM main loop behind every GEMM-shaped kernel:
 // conv2d fprop/dgrad/wgrad (implicit GEMM: the operands are gathered from NHWC tensors on the fly)
 // and the dense GEMM (plain row-major matrices).
 //
@@ -10,13 +10,13 @@
 // double-buffered and the next slice is loaded into registers while the current one is multiplied:
 // one __syncthreads per slice.
 //
-// Operands are described by *gathers* (see conv/*.h, gemm/gemm.h): `row(i)` precomputes what a row
+// Operands are described by *gathers* (see conv/*.h, gemm/gemm_simt.h): `row(i)` precomputes what a row
 // of the operand needs (base offsets, validity; computed once per thread), `load<V>(row, k, out)`
 // returns V elements, zero where the operand is padding or out of bounds. An operand is either
 // contiguous along k (kContigK: A of fprop, vector loads run along k) or along its rows (A of wgrad,
 // B of fprop: vector loads run along m or n). The epilogue functor receives each finished value.
 //
-// Versions: 1. register-prefetched double-buffered smem, scalar or 16-byte global loads (kVec).
+// Register-prefetched double-buffered smem, scalar or 16-byte global loads (kVec).
 // Checked by: python -m pytest tests/kernels -q (emulator vs the NumPy reference, nvcc/NVRTC builds).
 #pragma once
 #include "../common/index.h"

@@ -1,12 +1,12 @@
-// conv2d_depthwise.h — direct kernels for depthwise convolution (groups == C, so Cg == 1, with a
+// conv2d_depthwise_simt.h — direct kernels for depthwise convolution (groups == C, so Cg == 1, with a
 // channel multiplier Kg = K / C): an implicit GEMM would have a reduction of only R*S and a tile
 // width of Kg (1 or 2), wasting almost all of a 32-wide tile.
 //   fprop: y[n, p, q, k]  = epilogue( sum_{r, s} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, k / Kg] * w[r, s, 0, k] )
 //   dgrad: dx[n, h, w, c] = sum_{r, s, j < Kg} dy[n, p, q, c*Kg + j] * w[r, s, 0, c*Kg + j]  (taps on the stride grid)
 //   wgrad: dw[r, s, 0, k] = sum_{n, p, q} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, k / Kg] * dy[n, p, q, k]
-// Versions: 1. one thread per output element (fprop, dgrad; channel fastest, so a warp reads
-//              consecutive channels); wgrad: a 32-channel x 8-row block reduces a slice of the N*P*Q
-//              rows, partial sums per split, then split_k_reduce (deterministic). 64-bit indices.
+// One thread per output element (fprop, dgrad; channel fastest, so a warp reads
+// consecutive channels); wgrad: a 32-channel x 8-row block reduces a slice of the N*P*Q
+// rows, partial sums per split, then split_k_reduce (deterministic). 64-bit indices.
 // Checked by: python -m pytest tests/kernels -q -k depthwise
 #pragma once
 #include "../common/problem.h"

@@ -1,19 +1,19 @@
-// conv2d_fprop_tensor_op.h — forward convolution on tensor cores, as an implicit GEMM on the
-// tensor-core main loop (gemm_tensor_op.h):
+// conv2d_fprop_tensor_op_sm80.h — forward convolution on tensor cores, as an implicit GEMM on the
+// tensor-core main loop (gemm_tensor_op_sm80.h):
 //     y[n, p, q, k] = epilogue( sum_{r, s, c} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, c] * w[r, s, c, k] )
 // NHWC activations, Keras filters (R, S, C, K); M = N*P*Q rows (n, p, q), N = K columns,
 // K = R*S*C (r, s, c). Every stride, padding and dilation; groups == 1 only (grouped convolutions
-// take the CUDA-core kernel, conv/conv2d_fprop.h).
+// take the CUDA-core kernel, conv/conv2d_fprop_simt.h).
 // The activation gather reads kVec channels per cp.async: the host requires C % kVec == 0 (so a
 // vector never straddles two filter taps) and K % kVec == 0 (filter rows), 16-byte aligned x and w;
 // otherwise it falls back to the CUDA-core kernel
 // (fastconv/backends/plans/conv2d.py conv2d_fprop_tensor_op).
 // Padding taps and rows beyond N*P*Q are zero-filled by cp.async (src-size 0).
-// Versions: 1. conv2d_fprop_tensor_op: mma.sync + ldmatrix + cp.async pipeline, fused bias + residual + activation.
+// conv2d_fprop_tensor_op: mma.sync + ldmatrix + cp.async pipeline, fused bias + residual + activation.
 // Checked by: python -m pytest tests/kernels/test_tensor_core.py -q -k conv
 #pragma once
 #include "../common/problem.h"
-#include "gemm_tensor_op.h"
+#include "../gemm/gemm_tensor_op_sm80.h"
 
 namespace fc {
 

@@ -1,17 +1,17 @@
-// conv2d_wgrad.h — the filter gradient of conv2d:
+// conv2d_wgrad_simt.h — the filter gradient of conv2d:
 //     dw[r, s, c, g*Kg + j] = sum_{n, p, q} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, g*Cg + c] * dy[n, p, q, g*Kg + j]
 // as an implicit GEMM per group: M = R*S*Cg rows (r, s, c), N = Kg columns, K = N*P*Q (n, p, q).
 // The reduction (N*P*Q) is usually far longer than the output is large, so it is split: blockIdx.z
 // = group * splits + split, each split writes its partial sums to workspace[split] and
 // split_k_reduce (gemm/split_k_reduce.h) adds them in a fixed order: deterministic, no atomics.
 // With splits == 1 the kernel writes dw directly.
-// Versions: 1. conv2d_wgrad_implicit_gemm: kVec = 4 along c (x) and j (dy) when C, Cg, K, Kg are
-//              multiples of 4, split-k chosen by the launcher from the shape alone (not the GPU),
-//              so a shape always sums in the same order.
+// conv2d_wgrad_implicit_gemm: kVec = 4 along c (x) and j (dy) when C, Cg, K, Kg are
+// multiples of 4, split-k chosen by the launcher from the shape alone (not the GPU),
+// so a shape always sums in the same order.
 // Checked by: python -m pytest tests/kernels -q -k wgrad
 #pragma once
 #include "../common/problem.h"
-#include "../gemm/gemm_mainloop.h"
+#include "../gemm/gemm_mainloop_simt.h"
 #include "../gemm/split_k_reduce.h"
 
 namespace fc {

@@ -1,4 +1,4 @@
-// gemm_wgmma.h — the sm_90a GEMM: C(M,N) = act(A(M,K) · B(K,N) + bias), A and B bf16 or fp16,
+// gemm_wgmma_sm90.h — the sm_90a GEMM: C(M,N) = act(A(M,K) · B(K,N) + bias), A and B bf16 or fp16,
 // fp32 accumulation, C fp32 or the input type. B is read as Bt (N,K) row-major, so that both operands
 // are K-major in shared memory (the layout every wgmma input type accepts without transposition).
 //
@@ -23,7 +23,7 @@
 #include "../common/platform.h"
 #include "../common/index.h"
 #include "../epilogue/bias_act.h"
-#include "sm90_primitives.h"
+#include "../arch/sm90/primitives.h"
 
 namespace fc {
 

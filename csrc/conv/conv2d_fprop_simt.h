@@ -1,18 +1,18 @@
-// conv2d_fprop.h — forward convolution (cross-correlation) on NHWC activations, Keras filters:
+// conv2d_fprop_simt.h — forward convolution (cross-correlation) on NHWC activations, Keras filters:
 //     y[n, p, q, g*Kg + j] = epilogue( sum_{r, s, c < Cg} x[n, p*sh - pt + r*dh, q*sw - pl + s*dw, g*Cg + c]
 //                                                    * w[r, s, c, g*Kg + j] )
 // as an implicit GEMM per group g: M = N*P*Q rows (n, p, q), N = Kg columns, K = R*S*Cg (r, s, c);
 // padding taps read as zero. Every stride, padding (asymmetric, larger than the stride), dilation
 // and group count of the reference.
-// Versions: 1. conv2d_fprop_implicit_gemm: the shared CUDA-core main loop (gemm/gemm_mainloop.h),
-//              kVec = 4 (16-byte loads along c and k) when C, Cg, K, Kg are multiples of 4 and the
-//              pointers 16-byte aligned, else kVec = 1; the bias + activation epilogue fused.
-//           (depthwise, Cg == 1, has its own direct kernel: conv2d_depthwise.h)
+// conv2d_fprop_implicit_gemm: the shared CUDA-core main loop (gemm/gemm_mainloop_simt.h),
+// kVec = 4 (16-byte loads along c and k) when C, Cg, K, Kg are multiples of 4 and the
+// pointers 16-byte aligned, else kVec = 1; the bias + activation epilogue fused.
+// (depthwise, Cg == 1, has its own direct kernel: conv2d_depthwise_simt.h)
 // Checked by: python -m pytest tests/kernels -q -k fprop   (emulator vs NumPy; nvcc + NVRTC builds)
 #pragma once
 #include "../common/problem.h"
 #include "../epilogue/bias_act.h"
-#include "../gemm/gemm_mainloop.h"
+#include "../gemm/gemm_mainloop_simt.h"
 
 namespace fc {
 

@@ -25,7 +25,7 @@
 // (convert with float_to_tf32 first to get round-to-nearest).
 #pragma once
 
-#include "platform.h"
+#include "../../common/platform.h"
 
 #if defined(FC_TARGET_EMULATOR)
 namespace fc {

@@ -1,7 +1,7 @@
 // conv2d_bias_relu_maxpool.h — conv2d + bias + ReLU + 2x2/2 'valid' max-pool as one kernel, and the
 // matching backward pass (max-pool backward + ReLU mask + bias gradient) as one kernel. NHWC.
 //
-//   fprop:  z[n, p, q, k] = conv2d(x, w)[n, p, q, k] + b[k]              (conv2d_fprop.h's GEMM)
+//   fprop:  z[n, p, q, k] = conv2d(x, w)[n, p, q, k] + b[k]              (conv2d_fprop_simt.h's GEMM)
 //           y[n, pp, qq, k] = max_{t < 4} relu(z[n, 2pp + t/2, 2qq + t%2, k])
 //           argmax[n, pp, qq, k] = the first t reaching the max (uint8, max_pool2d.h's tie/NaN rules)
 //           PP = P/2, QQ = Q/2 (a 'valid' pool drops the last conv row/column when P/Q is odd; the
@@ -10,7 +10,7 @@
 //           (the ReLU mask is recovered from the pooled value: the selected element passed ReLU
 //           <=> y > 0 (or NaN); unselected elements get zero anyway), zeros in the dropped row/col;
 //           db[k] = sum of dz[..., k], a fixed-order (deterministic, atomic-free) reduction in the
-//           same pass; dgrad/wgrad then run on dz (conv2d_dgrad.h, conv2d_wgrad.h).
+//           same pass; dgrad/wgrad then run on dz (conv2d_dgrad_simt.h, conv2d_wgrad_simt.h).
 //
 // Tiling of the fprop: the GEMM row index m enumerates pool windows with the 4 taps fastest,
 //     m = ((n * PP + pp) * QQ + qq) * 4 + t,     conv output (p, q) = (2pp + t/2, 2qq + t%2),
@@ -18,16 +18,16 @@
 // a thread's register block holds whole windows: the epilogue reduces each window in registers
 // (no shared memory, no extra barrier) and each CTA covers whole windows; a partial last tile has
 // whole invalid windows only (M is a multiple of 4).
-// Versions: 1. conv2d_bias_relu_maxpool2x2_fprop: the shared CUDA-core main loop + a pooling epilogue.
-//           1. relu_maxpool2x2_bprop: one (32-channel x 8-window-row) block per (channel tile, split).
-//           3x3/2 (overlapping windows): conv2d_bias_relu_maxpool3x3.h, a smem-staged conv patch.
+// conv2d_bias_relu_maxpool2x2_fprop: the shared CUDA-core main loop + a pooling epilogue.
+// relu_maxpool2x2_bprop: one (32-channel x 8-window-row) block per (channel tile, split).
+// 3x3/2 (overlapping windows): conv2d_bias_relu_maxpool3x3.h, a smem-staged conv patch.
 // Checked by: python -m pytest tests/kernels/test_fused_kernels.py -q  (emulator vs NumPy reference)
 #pragma once
 #include "../common/problem.h"
 #include "../common/math.h"
-#include "../conv/conv2d_fprop.h"
+#include "conv2d_fprop_simt.h"
 #include "../epilogue/activation.h"
-#include "../gemm/gemm_mainloop.h"
+#include "../gemm/gemm_mainloop_simt.h"
 
 namespace fc {
 

@@ -2,7 +2,7 @@
 // pool; pool padding 'valid', 'same' or explicit) as one kernel, and a backward for any max-pool
 // geometry (pool backward + ReLU mask + bias gradient in one pass). NHWC.
 //
-//   fprop:  z[n, p, q, k] = conv2d(x, w)[n, p, q, k] + b[k]                (conv2d_fprop.h's GEMM)
+//   fprop:  z[n, p, q, k] = conv2d(x, w)[n, p, q, k] + b[k]                (conv2d_fprop_simt.h's GEMM)
 //           y[n, pp, qq, k] = max over the window's real taps (r, s) < (3, 3) of
 //                             relu(z[n, 2pp - pt + r, 2qq - pl + s, k])
 //           argmax = r*3 + s of the chosen tap (uint8; max_pool2d.h's tie / NaN / padding rules).
@@ -20,15 +20,15 @@
 // tile: BM / (4 * TP * TQ) = 32/16 = 2.0x for TileSmall (3 x 9 patch) and 64/40 = 1.6x for
 // TileMedium (5 x 11 patch), against 2.25x. TileLarge is not used: a 128 x 128 fp32 patch (64 KiB)
 // exceeds the 48 KiB of static shared memory. (Unmeasured: no GPU this session.)
-// Versions: 1. conv2d_bias_relu_maxpool3x3s2_fprop: the shared CUDA-core main loop + smem pooling.
-//           1. relu_maxpool_bprop: gather per conv output, one (32-channel x 8-row) block per split.
+// conv2d_bias_relu_maxpool3x3s2_fprop: the shared CUDA-core main loop + smem pooling.
+// relu_maxpool_bprop: gather per conv output, one (32-channel x 8-row) block per split.
 // Checked by: python -m pytest tests/kernels/test_fused_kernels.py -q -k 3x3  (emulator vs reference)
 #pragma once
 #include "../common/problem.h"
 #include "../common/math.h"
-#include "../conv/conv2d_fprop.h"
+#include "conv2d_fprop_simt.h"
 #include "../epilogue/activation.h"
-#include "../gemm/gemm_mainloop.h"
+#include "../gemm/gemm_mainloop_simt.h"
 #include "../pool/max_pool2d.h"
 
 namespace fc {
