@@ -22,7 +22,7 @@ CSRC_HEADERS = sorted(glob("csrc/**/*.h", recursive=True) + glob("csrc/**/*.cuh"
                       + glob("csrc/**/*.inc", recursive=True))
 # Everything a compiled extension depends on: every file under csrc/ (BuildExt also hashes the flags).
 CSRC_ALL = sorted(set(CSRC_HEADERS + glob("csrc/**/*.cpp", recursive=True) + glob("csrc/**/*.cu", recursive=True)))
-EMU = runpy.run_path("fastconv/_emu_flags.py")   # by path: the package itself is not importable here
+EMU = runpy.run_path("fastconv/backends/_emu_flags.py")   # by path: the package itself is not importable here
 EMU_RUNTIME_SOURCES = [f"csrc/emu/{name}" for name in EMU["RUNTIME_SOURCES"]]
 
 

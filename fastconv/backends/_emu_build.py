@@ -23,7 +23,7 @@ from pathlib import Path
 from ._emu_flags import COMPILE_FLAGS, CXX_STD, DEFINES, LINK_FLAGS, RUNTIME_SOURCES
 from ._sources import csrc_dir
 
-# setup.py's recipe for fastconv._emu (fastconv/_emu_flags.py), plus what pybind11's build adds there
+# setup.py's recipe for fastconv._emu (fastconv/backends/_emu_flags.py), plus what pybind11's build adds there
 COMMON_FLAGS = [f"-std=c++{CXX_STD}", "-fPIC", "-fvisibility=hidden", *COMPILE_FLAGS, *(f"-D{k}={v}" for k, v in DEFINES)]
 # The racecheck build: every load and store of the kernels' translation unit calls a __tsan_* hook
 # (g++'s thread-sanitizer instrumentation, without its runtime: csrc/emu/racecheck.cpp defines the
