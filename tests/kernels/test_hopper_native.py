@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90_kernel_names
 from fastconv.backends.plans.hopper import (EMU_TENSOR_MAP_MAGIC, TMA_SWIZZLE_128B, encode_tensor_map_emulated,
                                             wgmma_kernel_names, wgmma_shared_bytes)
 
@@ -34,10 +35,11 @@ def test_generated_list_puts_the_wgmma_kernels_in_the_sm90a_shard_only():
     import re
     text = (LAUNCH / "kernel_list.inc").read_text()
     listed = re.findall(r"^FC_KERNEL_SM90A\((\d+), (.*)\)$", text, re.M)
-    assert [n for _, n in listed] == wgmma_kernel_names() and {a for a, _ in listed} == {"16"}
+    assert [n for _, n in listed] == wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names()
+    assert {a for a, _ in listed} == {"16"}
     shard = (LAUNCH / "kernels_sm90a.cu").read_text()
     assert "#define FC_KERNEL_SM90A(align, ...) FC_REGISTER_SM90A(align, __VA_ARGS__)" in shard
-    assert '#include "sm90a_probe.cuh"' in shard and '#include "../hopper/gemm_wgmma.h"' in shard
+    assert '#include "sm90a_probe.cuh"' in shard and '#include "../conv/conv2d_fprop_wgmma_sm90.h"' in shard
     assert not re.search(r"#define FC_KERNEL_SHARD\d\(align, \.\.\.\) FC_REGISTER", shard)
     for other in sorted(LAUNCH.glob("kernels_shard*.cu")):
         assert "#define FC_KERNEL_SM90A(align, ...)\n" in other.read_text(), other.name
