@@ -20,7 +20,9 @@
 // Limits (checked by conv2d_fprop_sm90_can_implement in fastconv/backends/plans/conv2d_sm90.py): groups 1,
 // C % 8 == 0 (TMA strides are multiples of 16 bytes), x and w 16-byte aligned, strides <= 8 (TMA element
 // strides), sm_90a. Any padding and dilation.
-// Checks: tests/kernels/test_conv2d_fprop_sm90.py (emulator), scripts/sass_report_hopper.py (SASS).
+// Versions: 1. this (TMA tiled boxes per tap, fp32 accumulators, scalar epilogue stores; not yet timed on a GPU).
+// Checks: python -m pytest tests/kernels/test_conv2d_fprop_sm90.py (emulator; -m gpu on an H100/H200),
+// python scripts/sass_report_hopper.py (HGMMA, UTMALDG, registers, spills). Timing: benchmarks/gpu_check.sh.
 #pragma once
 
 #include "../common/platform.h"

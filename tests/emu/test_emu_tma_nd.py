@@ -128,3 +128,34 @@ def test_tma_nd_errors_are_clear():
         encode_tensor_map_emulated(0, 2, dims, (160, 2250, 29120), box, TMA_SWIZZLE_128B)
     with pytest.raises(ValueError, match="rank 6"):
         encode_tensor_map_emulated(0, 2, (8,) * 6, (16,) * 5, (8,) * 6, TMA_SWIZZLE_NONE)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("coords", CONV_CASES[1:3])
+def test_tma_4d_box_with_element_strides_on_h100(coords):
+    """The same box on the hardware: the emulator's reading of boxDim / elementStrides (ceil(box / stride)
+    kept, zero fill per coordinate) is what the TMA unit does."""
+    from fastconv.backends.plans.hopper import encode_tensor_map_cuda
+    from fastconv.device import cuda_status
+    ok, why = cuda_status()
+    if not ok:
+        pytest.skip(why)
+    cupy = pytest.importorskip("cupy")
+    if str(cupy.cuda.Device().compute_capability) != "90":
+        pytest.skip("needs an sm_90 (Hopper) GPU")
+    from pathlib import Path
+    name = "fc_sm90_selftest::tma_box_nd<4>"
+    csrc = Path(__file__).resolve().parents[2] / "csrc"
+    module = cupy.RawModule(code='#include "hopper/sm90_selftest.cuh"\n',
+                            options=("-std=c++17", f"-I{csrc}", "-arch=sm_90a"), name_expressions=[name])
+    tensor = nonzero((3, 13, 14, 80), 11)
+    dims, box, es = (72, 14, 13, 3), (64, 16, 12, 2), (1, 2, 3, 1)
+    dev = cupy.asarray(tensor)
+    tmap = encode_tensor_map_cuda(int(dev.data.ptr), np.uint16, dims, (160, 14 * 160, 13 * 14 * 160), box,
+                                  TMA_SWIZZLE_128B, elem_strides=es)
+    nbytes = int(np.prod(tile_counts(box, es))) * 2
+    out = cupy.zeros(nbytes, np.uint8)
+    fn = module.get_function(name)
+    fn((1,), (64,), (dev, np.frombuffer(tmap, np.dtype((np.void, 128)))[0], *(np.int32(c) for c in coords), np.int32(0),
+                     np.int32(nbytes), np.int32(1), out), shared_mem=nbytes + 1024)
+    np.testing.assert_array_equal(out.get(), expect(tensor, dims, coords, box, es, 128))

@@ -12,6 +12,7 @@ element strides and zero fill, a 3-D box of KRSC filters, warp-specialized wgmma
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -230,3 +231,60 @@ def test_pixel_tile_fits_tma_and_covers_with_the_fewest_tiles(n, p, q, stride, t
     assert -(-q // tq) * -(-p // tp) * -(-n // tn) == tiles
     if (n, p, q) == (1, 56, 56):
         assert (tq, tp, tn) == (64, 2, 1)   # of the boxes with 28 tiles, the widest rows
+
+
+def _suite_convs():
+    from fastconv.bench.suites import load_suite
+    return [(suite, p) for suite in ("resnet50", "vgg16") for p in load_suite(suite).problems if p.kind == "conv2d"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("FASTCONV_EMU_SUITES"),
+                    reason="the suite sweep takes minutes in the emulator: set FASTCONV_EMU_SUITES=1")
+@pytest.mark.parametrize("suite,problem", _suite_convs(), ids=lambda v: v if isinstance(v, str) else v.name)
+def test_conv2d_fprop_sm90_runs_every_resnet50_and_vgg16_conv(suite, problem):
+    """Every conv of the ResNet-50 and VGG-16 suites at batch 1 (224 x 224), bf16 integers in [-2, 2] (sums
+    below 2^24: exact), or the reason can_implement gives for the stems with C = 3. Opt-in (minutes of
+    emulated wgmma on 2 cores): FASTCONV_EMU_SUITES=1 python -m pytest -n 2 -k every_resnet50."""
+    n, h, w, c, k, r, s = 1, problem["H"], problem["W"], problem["C"], problem["K"], problem["R"], problem["S"]
+    stride, padding, dilation = tuple(problem["stride"]), tuple(map(tuple, problem["padding"])), tuple(problem["dilation"])
+    rng = np.random.default_rng(c * k + h)
+    x = float32_to_bf16_bits(np, rng.integers(-2, 3, (n, h, w, c)).astype(np.float32))
+    wt = float32_to_bf16_bits(np, rng.integers(-2, 3, (r, s, c, k)).astype(np.float32))
+    ops = emu_ops(poison=False)
+    ok, why = conv2d_fprop_sm90_can_implement(ops, x, wt, stride, padding, dilation)
+    if c % 8:
+        assert not ok and f"C={c} is not a multiple of 8" in why
+        return
+    y = conv2d_fprop_sm90(ops, x, wt, stride, padding, dilation)
+    x64, w64 = (bf16_bits_to_float32(np, v).astype(np.float64) for v in (x, wt))
+    np.testing.assert_array_equal(y, reference(x64, w64, stride, padding, dilation).astype(np.float32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["bf16", "f16"])
+@pytest.mark.parametrize("problem", [PROBLEMS[0], PROBLEMS[2], (8, 56, 56, 64, 64, 3, 3, (1, 1), "same", (1, 1)),
+                                     (8, 28, 28, 256, 512, 3, 3, (2, 2), "same", (1, 1))])
+def test_conv2d_fprop_sm90_on_h100(kind, problem):
+    """On an sm_90 GPU through the jit backend (NVRTC sm_90a): the emulator's bound doubled, allowing per k16
+    step one rounding of the 16-product sum (not exact in the tensor core) besides the accumulator's."""
+    from fastconv.device import cuda_status
+    ok, why = cuda_status()
+    if not ok:
+        pytest.skip(why)
+    cupy = pytest.importorskip("cupy")
+    if str(cupy.cuda.Device().compute_capability) != "90":
+        pytest.skip("needs an sm_90 (Hopper) GPU")
+    from fastconv.backends import jit
+    if not jit.status()[0]:
+        pytest.skip(jit.status()[1])
+    n, h, w, c, k, r, s, stride, padding, dilation = problem
+    rng = np.random.default_rng(0)
+    x, wt, x64, w64 = operands(kind, (n, h, w, c), (r, s, c, k), rng, integers=False)
+    ops = jit._ops()
+    ok, why = conv2d_fprop_sm90_can_implement(ops, cupy.asarray(x), cupy.asarray(wt), stride, padding, dilation)
+    assert ok, why
+    y = cupy.asnumpy(conv2d_fprop_sm90(ops, cupy.asarray(x), cupy.asarray(wt), stride, padding, dilation))
+    want = reference(x64, w64, stride, padding, dilation)
+    bound = r * s * -(-c // 16) * 2.0**-24 * reference(np.abs(x64), np.abs(w64), stride, padding, dilation)
+    assert (np.abs(y - want) <= 2 * bound).all(), np.abs(y - want).max()
