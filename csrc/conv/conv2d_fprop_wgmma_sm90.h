@@ -1,6 +1,7 @@
 // conv2d_fprop_wgmma_sm90.h — the sm_90a conv2d fprop: y = act(conv2d(x, w) + bias) as an implicit GEMM on
 // wgmma fed by TMA, x NHWC and w KRSC (the plan transposes the Keras RSCK filter once), bf16 or fp16
-// operands, fp32 accumulation, y (N, P, Q, K) fp32 or the operand type.
+// operands, fp32 accumulation, y (N, P, Q, K) fp32 or the operand type; with a residual shaped as y (a
+// ResNet block's skip connection): y = act(conv2d(x, w) + bias + residual).
 //
 //   GEMM view: M = N*P*Q output pixels, N = K filters, K = R*S*C (one k-tile = 64 channels of one tap).
 //   Activation tile: a box of the 4-D tensor map over x = (C, W, H, N) (innermost first): 64 channels x
@@ -15,8 +16,8 @@
 //   Pipeline, stages and consumers: the sm_90a GEMM's (csrc/hopper/gemm_wgmma.h: WgmmaTile, producer
 //     warpgroup issuing both boxes per k-tile on a `full` mbarrier, two consumer warpgroups running
 //     wgmma_mainloop); 128x128 (BN 128) and 128x256 (BN 256, setmaxnreg) tiles.
-//   Epilogue: a separate stage from the accumulator fragment: bias + activation + cast
-//     (BiasActEpilogue), rows outside P x Q x N and columns beyond K not stored.
+//   Epilogue: a separate stage from the accumulator fragment: bias + residual + activation + cast
+//     (BiasResidualActEpilogue), rows outside P x Q x N and columns beyond K not stored.
 // Limits (checked by conv2d_fprop_sm90_can_implement in fastconv/backends/plans/conv2d_sm90.py): groups 1,
 // C % 8 == 0 (TMA strides are multiples of 16 bytes), x and w 16-byte aligned, strides <= 8 (TMA element
 // strides), sm_90a. Any padding and dilation.
@@ -28,7 +29,7 @@
 #include "../common/platform.h"
 #include "../common/index.h"
 #include "../common/problem.h"
-#include "../epilogue/bias_act.h"
+#include "../epilogue/bias_residual_act.h"
 #include "../hopper/gemm_wgmma.h"
 
 namespace fc {
@@ -42,15 +43,17 @@ struct ConvPixelTile {
 template <class Tile, class Out>
 FC_DEVICE void conv2d_fprop_sm90_epilogue(const float (&acc)[Tile::BN / 2], const Conv2dProblem& pb, ConvPixelTile pt,
                                           int q0, int p0, int n0, int k0, int half, Out* __restrict__ y,
-                                          const float* __restrict__ bias, int has_bias, int act, float alpha);
+                                          const BiasResidualActEpilogue<Out>& ep);
 
 // x, w: the global tensors the maps describe (the GPU reads them only through the maps; the emulator
-// finds them through these parameters, 0 and 1). y: (N, P, Q, K).
+// finds them through these parameters, 0 and 1). y: (N, P, Q, K); bias (float) read only when has_bias,
+// residual (Out, shaped as y) only when has_residual.
 template <class Tile, class In, class Out>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, const __grid_constant__ sm90::TensorMap map_x,
                         const __grid_constant__ sm90::TensorMap map_w, Out* __restrict__ y, const Conv2dProblem pb,
-                        const ConvPixelTile pt, const float* __restrict__ bias, int has_bias, int act, float alpha) {
+                        const ConvPixelTile pt, const float* __restrict__ bias, int has_bias, int act, float alpha,
+                        const Out* __restrict__ residual, int has_residual) {
 #if defined(FC_SM90A_AVAILABLE)
   constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
   __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
@@ -99,12 +102,13 @@ conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, cons
     if constexpr (Tile::kConsumerRegs > 0) sm90::setmaxnreg_inc<Tile::kConsumerRegs>();
     float acc[BN / 2];
     wgmma_mainloop<Tile, In>(smem_addr, full, empty, wg - 1, k_tiles, acc);
-    conv2d_fprop_sm90_epilogue<Tile, Out>(acc, pb, pt, q0, p0, n0, k0, wg - 1, y, bias, has_bias, act, alpha);
+    const BiasResidualActEpilogue<Out> ep{bias, has_bias, residual, has_residual, act, alpha};
+    conv2d_fprop_sm90_epilogue<Tile, Out>(acc, pb, pt, q0, p0, n0, k0, wg - 1, y, ep);
   }
 #else
   // Built for a target without wgmma (anything but sm_90a): the host plan never launches it there.
   (void)x, (void)w, (void)map_x, (void)map_w, (void)y, (void)pb, (void)pt, (void)bias, (void)has_bias, (void)act,
-      (void)alpha;
+      (void)alpha, (void)residual, (void)has_residual;
   __trap();
 #endif
 }
@@ -115,8 +119,7 @@ conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, cons
 template <class Tile, class Out>
 FC_DEVICE void conv2d_fprop_sm90_epilogue(const float (&acc)[Tile::BN / 2], const Conv2dProblem& pb, ConvPixelTile pt,
                                           int q0, int p0, int n0, int k0, int half, Out* __restrict__ y,
-                                          const float* __restrict__ bias, int has_bias, int act, float alpha) {
-  const BiasActEpilogue<float, Out> ep{bias, has_bias, act, alpha};
+                                          const BiasResidualActEpilogue<Out>& ep) {
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
   int64_t out_row[2];
 #pragma unroll
@@ -130,7 +133,7 @@ FC_DEVICE void conv2d_fprop_sm90_epilogue(const float (&acc)[Tile::BN / 2], cons
   for (int j = 0; j < Tile::BN / 2; ++j) {
     const int64_t row = out_row[(j % 4) / 2];
     const int col = k0 + 8 * (j / 4) + 2 * t + (j % 2);
-    if (row >= 0 && col < pb.K) y[row + col] = ep(acc[j], col);
+    if (row >= 0 && col < pb.K) y[row + col] = ep(acc[j], row + col, col);
   }
 }
 

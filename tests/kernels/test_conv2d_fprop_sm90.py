@@ -8,7 +8,7 @@ element strides and zero fill, a 3-D box of KRSC filters, warp-specialized wgmma
   tile; with poison_async (a TMA destination read before its mbarrier completes is NaN) and the output
   prefilled with NaN (an element the epilogue misses stays NaN), in forward, reverse and random order;
 - random floats: within the fp32 rounding bound of the emulated wgmma (one rounding per k16 step);
-- bias + activation + 16-bit output, BN 256, can_implement's reasons and the plan's argument errors.
+- bias + residual + activation + 16-bit output, BN 256, can_implement's reasons and the plan's argument errors.
 """
 from __future__ import annotations
 
@@ -163,6 +163,30 @@ def test_conv2d_fprop_sm90_bias_relu_and_16bit_output(kind):
     got = bf16_bits_to_float32(np, y) if kind == "bf16" else y.astype(np.float32)
     np.testing.assert_array_equal(got, want.astype(np.float32))
     assert ops.launched[0][0] == conv2d_fprop_sm90_kernel_names()[1 if kind == "bf16" else 3]
+
+
+@pytest.mark.parametrize("out,res_dtype", [(np.float32, np.uint16), (np.uint16, np.float32), (np.float32, np.float32)])
+def test_conv2d_fprop_sm90_residual_block(out, res_dtype):
+    """act(conv + bias + residual), a ResNet block's add: the residual converted to y's dtype and added before
+    the activation; small integers, so every output dtype is exact."""
+    rng = np.random.default_rng(12)
+    x = rng.integers(-1, 2, (2, 6, 7, 16)).astype(np.float32)
+    w = rng.integers(-1, 2, (3, 3, 16, 16)).astype(np.float32)
+    bias = rng.integers(-3, 4, 16).astype(np.float32)
+    res = rng.integers(-20, 21, (2, 6, 7, 16)).astype(np.float32)
+    want = np.maximum(reference(x.astype(np.float64), w.astype(np.float64), (1, 1), "same", (1, 1)) + bias + res, 0)
+    ops = emu_ops()
+    y = conv2d_fprop_sm90(ops, float32_to_bf16_bits(np, x), float32_to_bf16_bits(np, w), (1, 1), "same", (1, 1),
+                          bias=bias, activation="relu", out_dtype=out,
+                          residual=float32_to_bf16_bits(np, res) if res_dtype == np.uint16 else res)
+    got = bf16_bits_to_float32(np, y) if out == np.uint16 else y
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+    with pytest.raises(ValueError, match=r"residual has shape \(2, 6, 7\), expected the output's \(2, 6, 7, 16\)"):
+        conv2d_fprop_sm90(ops, float32_to_bf16_bits(np, x), float32_to_bf16_bits(np, w), (1, 1), "same", (1, 1),
+                          residual=res[..., 0])
+    with pytest.raises(TypeError, match="residual must be float32 or the operand dtype uint16, got float16"):
+        conv2d_fprop_sm90(ops, float32_to_bf16_bits(np, x), float32_to_bf16_bits(np, w), (1, 1), "same", (1, 1),
+                          residual=res.astype(np.float16))
 
 
 def test_conv2d_fprop_sm90_explain_names_the_kernel_and_tile():

@@ -6,7 +6,7 @@ and `_tile_grid` (plans/kernel_ops.py); routing (when to call this rather than m
     conv2d_fprop_sm90_can_implement(launcher, x, w, stride, padding, dilation, groups=1, out_dtype=None)
         -> (True, what) or (False, why not)
     conv2d_fprop_sm90(launcher, x, w, stride, padding, dilation, bias=None, activation=None, out_dtype=None,
-                      alpha=0.0, w_layout="rsck", bn=None) -> y (N, P, Q, K)
+                      alpha=0.0, residual=None, w_layout="rsck", bn=None) -> y (N, P, Q, K)
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 from ...explain import note
 from ...shapes import resolve_padding
 from .common import ACTIVATIONS, ceil_div, conv2d_problem
+from .tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from .hopper import (TMA_SWIZZLE_128B, WGMMA_BK, WGMMA_THREADS, WGMMA_TYPES, HopperPlans, _as_struct,
                      encode_tensor_map_cuda, encode_tensor_map_emulated, tensor_map_encoder, wgmma_shared_bytes,
                      wgmma_tile)
@@ -50,6 +51,22 @@ def pixel_tile(n, p, q, stride):
             if best is None or key < best[0]:
                 best = (key, (tq, tp, tn))
     return best[1]
+
+
+def _residual(launcher, residual, shape, dt, out):
+    """The epilogue's residual input in the output dtype: (array, has_residual)."""
+    if residual is None:
+        return launcher.xp.zeros((1,), out), 0
+    r = launcher._c(residual)
+    if tuple(r.shape) != tuple(shape):
+        raise ValueError(f"conv2d_fprop_sm90: residual has shape {tuple(r.shape)}, expected the output's {tuple(shape)}")
+    if r.dtype not in (np.dtype(np.float32), dt):
+        raise TypeError(f"conv2d_fprop_sm90: residual must be float32 or the operand dtype {dt}, got {r.dtype}")
+    if r.dtype == out:
+        return r, 1
+    if out == np.float32:   # 16-bit residual, fp32 output
+        return (bf16_bits_to_float32(launcher.xp, r) if dt == np.uint16 else r.astype(np.float32)), 1
+    return launcher._c(float32_to_bf16_bits(launcher.xp, r) if dt == np.uint16 else r.astype(out)), 1
 
 
 def _target(launcher):
@@ -107,10 +124,11 @@ def conv2d_fprop_sm90_can_implement(launcher, x, w, stride=(1, 1), padding=((0, 
 
 
 def conv2d_fprop_sm90(launcher, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), bias=None,
-                      activation=None, out_dtype=None, alpha=0.0, w_layout="rsck", bn=None):
-    """y = act(conv2d(x, w) + bias) on the sm_90a kernel: x NHWC, w (R, S, C, K) (w_layout 'rsck', copied
-    once into KRSC) or already (K, R, S, C) ('krsc', no copy), float16 or uint16 (bfloat16 bits); bias
-    float32 (K,); y (N, P, Q, K) float32 (default) or the operand dtype. padding: anything
+                      activation=None, out_dtype=None, alpha=0.0, residual=None, w_layout="rsck", bn=None):
+    """y = act(conv2d(x, w) + bias + residual) on the sm_90a kernel: x NHWC, w (R, S, C, K) (w_layout 'rsck',
+    copied once into KRSC) or already (K, R, S, C) ('krsc', no copy), float16 or uint16 (bfloat16 bits); bias
+    float32 (K,); residual shaped as y, float32 or the operand dtype (read in y's dtype, as the mma.sync conv
+    does); y (N, P, Q, K) float32 (default) or the operand dtype. padding: anything
     fastconv.shapes.resolve_padding takes. bn: the filter tile, 128 or 256 (bf16 only); default 256 for
     bf16 with K >= 256. Raises ValueError when conv2d_fprop_sm90_can_implement says no."""
     x, w = launcher._c(x), launcher._c(w)
@@ -125,6 +143,7 @@ def conv2d_fprop_sm90(launcher, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), d
         raise ValueError(f"conv2d_fprop_sm90: bias has shape {tuple(bias.shape)}; expected ({k},), one per filter")
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_fprop_sm90: activation {activation!r} is not one of {sorted(map(str, ACTIVATIONS))}")
+    res, has_res = _residual(launcher, residual, y_shape, x.dtype, out)
     ct = WGMMA_TYPES[x.dtype]
     bn = bn or (256 if ct == "__nv_bfloat16" and k >= 256 else 128)
     if bn not in CONV_SM90_BNS[ct]:
@@ -154,6 +173,6 @@ def conv2d_fprop_sm90(launcher, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), d
     m_tiles = ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn)
     launcher._launch(name, launcher._tile_grid(ceil_div(k, bn), m_tiles), (WGMMA_THREADS,),
                      (x, wt, _as_struct(map_x), _as_struct(map_w), y, pb, pt, bias_arr, np.int32(bias is not None),
-                      np.int32(ACTIVATIONS[activation]), np.float32(alpha)),
+                      np.int32(ACTIVATIONS[activation]), np.float32(alpha), res, np.int32(has_res)),
                      shared_bytes=wgmma_shared_bytes(bn))
     return y
