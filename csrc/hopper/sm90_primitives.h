@@ -114,8 +114,8 @@ inline void mbar_add_tx(::fc_emu::MBarrierState& s, int64_t bytes, const char* w
 // "Data Movement: cp.async.bulk.tensor" (tile mode) with the map of cuTensorMapEncodeTiled (CUDA driver
 // API, "Tensor Map Object Management"): the box at coordinates c (signed, innermost first) traverses
 // box[i] elements of dimension i taking every elem_strides[i]-th, so ceil(box[i] / elem_strides[i])
-// land in shared memory per dimension (nvFuser's doc/dev/tma.md calls that the tile: box (6, 4) with
-// strides (1, 3) gives a (6, 2) tile), packed innermost first. Elements whose coordinate is negative
+// land in shared memory per dimension (nvFuser's "TMA Support in NVFuser" notes call that the tile: box
+// (6, 4) with strides (1, 3) gives a (6, 2) tile), packed innermost first. Elements whose coordinate is negative
 // or >= dims[i] in any dimension are zero (OOB fill NONE) and still count towards the transaction bytes.
 struct TmaJob {
   char* dst;

@@ -5,8 +5,8 @@ emu::tma_issue / tma_run) against the semantics transcribed here independently o
   (innermost first), globalStrides in bytes for dimensions 1..rank-1 (multiples of 16 below 2^40), boxDim
   the elements *traversed* per dimension (1..256), elementStrides the traversal stride (1..8).
 - With traversal stride e the box keeps every e-th element: ceil(box / e) per dimension land in shared
-  memory (nvFuser doc/dev/tma.md: box (6, 4) with stride (1, 3) is a (6, 2) tile), packed innermost first;
-  the transaction bytes are those of the packed tile.
+  memory (nvFuser's "TMA Support in NVFuser" notes: box (6, 4) with stride (1, 3) is a (6, 2) tile), packed
+  innermost first; the transaction bytes are those of the packed tile.
 - "Data Movement: cp.async.bulk.tensor" (tile mode): the coordinates are signed; every element whose
   coordinate is negative or >= globalDim in any dimension is zero-filled (OOB fill NONE), including
   elements that lie inside the allocation but outside the map's dims; the instruction's dimension
