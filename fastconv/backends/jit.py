@@ -78,8 +78,8 @@ def _sm90a_status() -> str:
 # The sm_90a kernels (csrc/hopper/: wgmma, setmaxnreg) exist only for the arch-specific target sm_90a,
 # while CuPy compiles for the device's plain sm_90. They are compiled by NVRTC directly (through
 # cuda-bindings, fastconv/backends/nvrtc_check.py) into an sm_90a cubin that CuPy then loads.
-SM90A_KERNEL_PREFIXES = ("fc::gemm_wgmma<",)
-SM90A_HEADER = "hopper/gemm_wgmma.h"
+SM90A_KERNEL_PREFIXES = ("fc::gemm_wgmma<", "fc::conv2d_fprop_wgmma_sm90<")
+SM90A_HEADER = "conv/conv2d_fprop_wgmma_sm90.h"   # includes hopper/gemm_wgmma.h: every sm_90a kernel
 DEFAULT_SHARED_BYTES = 48 * 1024   # above this a kernel must opt in (cudaFuncAttributeMaxDynamicSharedMemorySize)
 
 
