@@ -46,7 +46,7 @@ enum TmaSwizzle : uint32_t { kTmaSwizzleNone = 0, kTmaSwizzle32B = 1, kTmaSwizzl
 enum DescSwizzle : uint32_t { kDescInterleave = 0, kDescSwizzle128B = 1, kDescSwizzle64B = 2, kDescSwizzle32B = 3 };
 
 // What the emulated TMA reads from a TensorMap: a tiled map of rank 1..5 (cuTensorMapEncodeTiled's
-// fields; fastconv/backends/plans/hopper.py EMU_TENSOR_MAP_DTYPE mirrors the offsets).
+// fields; fastconv/backends/plans/tensor_map.py EMU_TENSOR_MAP_DTYPE mirrors the offsets).
 struct EmuTensorMap {
   uint32_t magic;            // kEmuTensorMapMagic
   int32_t param_index;       // the kernel parameter (a pointer) that carries the global tensor
