@@ -23,8 +23,8 @@ from ...shapes import conv_output_hw, needs_64bit_index
 from . import conv2d_dgrad_sm90, conv2d_sm90
 from .activation import act_fprop
 from .cast import reduced, to_compute, to_float32
-from .common import (ACTIVATIONS, CTYPES, TARGET_BLOCKS, TILES, ceil_div, choose_row_splits, choose_splits, conv2d_problem, ctype,
-                     gemm_configs, pool2d_problem, scalar)
+from .common import (ACTIVATIONS, CTYPES, TARGET_BLOCKS, TILES, ceil_div, choose_row_splits, choose_splits,
+                     conv2d_problem, ctype, gemm_configs, pool2d_problem, scalar)
 from .gemm import WGMMA_BM, WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
 from .reduce import ColumnFinal, column_finalize
 from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
