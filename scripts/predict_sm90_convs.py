@@ -3,7 +3,7 @@
 op (bf16 fprop, dgrad, wgrad): FLOPs and minimum bytes (fastconv.bench.roofline, through the suite's cases), the
 floor at the H200's datasheet rates, the time expected of a 128 x 128-tile sm_90a implicit GEMM (a wave
 simulation of its tiles over 132 SMs, the K-loop, the epilogue bytes, the host's launch cost), its % of the floor,
-a guess at cuDNN's time and the ratio, and the kernel the plan picks today (hopper.sm90_fprop_route).
+a guess at cuDNN's time and the ratio, and the kernel the plan picks today (plans/conv2d.py sm90_fprop_route).
 
     python scripts/predict_sm90_convs.py [--batch 32]            # the markdown table benchmarks/NOTES.md holds
     python scripts/predict_sm90_convs.py --check benchmarks/NOTES.md   # exit 1 if NOTES.md's copy differs
@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from dgrad_phase_count import phase_axis  # noqa: E402
-from fastconv.backends.plans.hopper import WGMMA_MIN_TILES, sm90_dgrad_route, sm90_fprop_route  # noqa: E402
+from fastconv.backends.plans.conv2d import sm90_dgrad_route, sm90_fprop_route  # noqa: E402
+from fastconv.backends.plans.gemm import WGMMA_MIN_TILES  # noqa: E402
 from fastconv.bench import roofline as rl  # noqa: E402
 from fastconv.bench.roofline import geomean  # noqa: E402
 from fastconv.bench.suites import expand_cases, load_suite  # noqa: E402
@@ -38,7 +39,7 @@ KTILE_CYCLES = 2 * BM * BN * BK / FLOP_PER_CLK   # 512 cycles at peak
 # The wgmma GEMM at 128 x 128 was predicted at 55-65% of peak in its steady K-loop (NOTES.md, 2026-11-28: 64 B/clk
 # per SM of L2 traffic at peak, above what L2 is assumed to deliver); the conv's A boxes are the same bytes.
 MAINLOOP_EFF = 0.60
-BETTER_EFF = 0.80                     # what-if: cuBLAS's ~80% (FACTS.md), e.g. with 128 x 256 tiles and TMA multicast
+BETTER_EFF = 0.80                     # what-if: cuBLAS's ~80% (../shared/FACTS.md), e.g. with 128 x 256 tiles and TMA multicast
 FILL_CYCLES = 1000                    # first TMA round trip before the first wgmma (~0.55 us; a guess)
 STORE_BYTES_PER_CLK = 64              # epilogue stores from registers, per SM (a guess)
 HBM_ACHIEVED = 4.3e12                 # device-to-device copy measured on H200s here (../shared/FACTS.md)
@@ -48,7 +49,7 @@ LAUNCH_S = 2e-6                       # launch and ramp per kernel between back-
 # VM: not representative of the GPU machine's host); PyTorch: ~5 us per op from Python (FACTS) plus dispatch.
 HOST_S = {"fastconv": 30e-6, "cudnn": 8e-6}
 # cuDNN: no published per-layer efficiency of cuDNN's Hopper convs was found. Guess: 70% of the bf16 peak on
-# compute-bound convs (cuBLAS reaches ~80% on an 8192^3 GEMM, FACTS.md; convs gather), the achieved copy
+# compute-bound convs (cuBLAS reaches ~80% on an 8192^3 GEMM, ../shared/FACTS.md; convs gather), the achieved copy
 # bandwidth on memory-bound ones, with benchmark=True picking tiles and split-k that avoid wave quantization.
 CUDNN_COMPUTE_EFF = 0.70
 BEGIN, END = "<!-- predict_sm90_convs: begin -->", "<!-- predict_sm90_convs: end -->"
@@ -103,7 +104,9 @@ def plan_today(case):
         route, why = sm90_dgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
         if route == "gemm":
             return "wgmma GEMM"
-        return "mma.sync: few tiles" if "too few" in why else "mma.sync (no sm_90a kernel yet)"
+        if route == "conv":
+            return "sm_90a conv (fprop of dy)"
+        return "mma.sync: few tiles" if "too few" in why else "mma.sync: stride phases" if "stride" in why else why
     route, why = sm90_fprop_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
     if route == "gemm":
         return "wgmma GEMM"

@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""SASS report of the sm_90a kernels (csrc/gemm/gemm_wgmma_sm90.h) and the sm90 primitive selftests
+"""SASS report of the sm_90a kernels (the kernel table's sm90a families: csrc/gemm/gemm_wgmma_sm90.h, csrc/conv/conv2d_fprop_wgmma_sm90.h) and the sm90 primitive selftests
 (csrc/selftest/sm90.cuh): per kernel, how many HGMMA (wgmma), UTMALDG (TMA tensor loads), SYNCS (mbarrier operations) and LDL/STL (local memory: spills) instructions the sm_90a
 machine code holds, with its registers and stack frame.
 
-    python scripts/sass_report_hopper.py [--json out.json]
+    python scripts/sass_report_hopper.py [--json out.json] [--markdown]   (--markdown: the register table of
+                                                                          benchmarks/NOTES.md)
 
 A sibling of sass_report.py (the sm_80 tensor-core kernels): one translation unit instantiating every sm90a kernel
 of fastconv/backends/kernel_table.py and every selftest of csrc/selftest/sm90_table.inc, nvcc -gencode=arch=compute_90a,code=sm_90a (-O3 --ftz=true, as the native
 build), `cuobjdump -sass` / `-res-usage`. Static counts: HGMMA = 0 means the matrix work left the tensor
 cores' warpgroup path; LDL/STL > 0 that the accumulators spilled. tests/kernels/test_hopper_build.py
-asserts both for the GEMMs.
+asserts both for the GEMMs and the convs (which also need UTMALDG >= 2: the activation and filter boxes).
 """
 from __future__ import annotations
 
@@ -79,19 +80,31 @@ def format_table(rows) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(rows) -> str:
+    """The plan kernels (GEMMs, convs) as a Markdown table: the registers and spills column of NOTES.md."""
+    lines = ["| kernel (sm_90a) | HGMMA | UTMALDG | registers | stack | LDL/STL |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in sorted(rows, key=lambda r: r["kernel"]):
+        if not r["kernel"].startswith("fc::"):
+            continue
+        lines.append(f"| `{r['kernel']}` | {r['HGMMA']} | {r['UTMALDG']} | {r['registers']} | {r['stack']} | "
+                     f"{r['LDL'] + r['STL']} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", help="also write the rows to this file")
+    ap.add_argument("--markdown", action="store_true", help="print the plan kernels as a Markdown table instead")
     args = ap.parse_args(argv)
     try:
         rows = report()
     except subprocess.CalledProcessError as exc:
         print(f"{' '.join(exc.cmd)} failed:\n{exc.stdout}\n{exc.stderr}", file=sys.stderr)
         return 2
-    print(format_table(rows))
-    gemms = [r for r in rows if "gemm_wgmma" in r["kernel"]]
-    bad = [r for r in gemms if r["HGMMA"] == 0 or r["UTMALDG"] == 0 or r["LDL"] or r["STL"]]
-    print(f"\n{len(gemms)} GEMM builds, {len(bad)} without HGMMA/UTMALDG or with local-memory traffic")
+    print(format_markdown(rows) if args.markdown else format_table(rows))
+    plan = [r for r in rows if r["kernel"].startswith(("fc::gemm_wgmma<", "fc::conv2d_fprop_wgmma_sm90<"))]
+    bad = [r for r in plan if r["HGMMA"] == 0 or r["UTMALDG"] == 0 or r["LDL"] or r["STL"]]
+    print(f"\n{len(plan)} GEMM and conv builds, {len(bad)} without HGMMA/UTMALDG or with local-memory traffic")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 1 if bad else 0

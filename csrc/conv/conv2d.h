@@ -5,6 +5,10 @@
 //          conv/conv2d_depthwise_simt.h       direct kernels for groups == C (fprop, dgrad, wgrad)
 //          conv/conv2d_fprop_tensor_op_sm80.h mma.sync implicit GEMM (tf32, f16, bf16), groups == 1,
 //                                             on the sm_80 main loop of gemm/gemm_tensor_op_sm80.h
+//          conv/conv2d_fprop_wgmma_sm90.h     sm_90a: wgmma fed by TMA (a 4-D NHWC box per filter tap), on the
+//                                             warp-specialized main loop of gemm/gemm_wgmma_sm90.h (f16, bf16);
+//                                             also the stride-1 dgrad (fprop of dy with the filter turned 180 deg,
+//                                             fastconv/backends/plans/conv2d_dgrad_sm90.py)
 //   dgrad  conv/conv2d_dgrad_simt.h           "analytic" (every tap) and stride-phase (conv/conv2d_dgrad_phase.h)
 //          conv/conv2d_dgrad_tensor_op_sm80.h the same two on tensor cores
 //   wgrad  conv/conv2d_wgrad_simt.h           split-k implicit GEMM, reduced by gemm/split_k_reduce.h

@@ -42,6 +42,40 @@ struct WgmmaTile {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one block");
 };
 
+// The consumer warpgroups' main loop, shared by every wgmma kernel whose stages hold A (128 x 64) then
+// B (BN x 64), both K-major and 128B-swizzled: wait for `full`, issue 4 wgmma m64nBNk16 on this
+// warpgroup's 64 rows (half 0: rows 0..63, half 1: 64..127), and release the previous stage on `empty`
+// once its wgmmas are done (wait_group 1). acc: the m64nBNk16 fp32 fragment, zeroed here.
+template <class Tile, class In>
+FC_DEVICE void wgmma_mainloop(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, int k_tiles,
+                              float (&acc)[Tile::BN / 2]) {
+#if defined(FC_SM90A_AVAILABLE)
+  constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
+#pragma unroll
+  for (int j = 0; j < BN / 2; ++j) acc[j] = 0.f;
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int s = kt % STAGES;
+    sm90::mbarrier_wait_parity(&full[s], (kt / STAGES) & 1);
+    const uint32_t a_addr = smem_addr + s * Tile::kStageBytes + half * 64 * 128, b_addr = smem_addr + s * Tile::kStageBytes + Tile::kABytes;
+    sm90::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; ++kk) {    // k16 steps: +32 bytes inside the swizzled 128-byte rows
+      const uint64_t da = sm90::make_smem_desc(a_addr + kk * 32, sm90::kDescSwizzle128B, 16, 1024);
+      const uint64_t db = sm90::make_smem_desc(b_addr + kk * 32, sm90::kDescSwizzle128B, 16, 1024);
+      sm90::wgmma_m64nNk16<BN, In>(acc, da, db, 1);
+    }
+    sm90::wgmma_commit();
+    sm90::wgmma_wait<1>();                    // the previous k-tile's wgmmas are done: release its stage
+    sm90::wgmma_fence_operands(acc);
+    if (kt > 0) sm90::mbarrier_arrive(&empty[(kt - 1) % STAGES]);
+  }
+  sm90::wgmma_wait<0>();
+  sm90::wgmma_fence_operands(acc);
+#else
+  (void)smem_addr, (void)full, (void)empty, (void)half, (void)k_tiles, (void)acc;
+#endif
+}
+
 template <class Tile, class In, class Out>
 FC_DEVICE void consume(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, int m0,
                        int n0, int k_tiles, Out* __restrict__ c, int M, int N, const float* __restrict__ bias,
@@ -108,29 +142,10 @@ FC_DEVICE void consume(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int 
                        int n0, int k_tiles, Out* __restrict__ c, int M, int N, const float* __restrict__ bias,
                        int has_bias, int act, float alpha) {
 #if defined(FC_SM90A_AVAILABLE)
-  constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
+  constexpr int BN = Tile::BN;
   const int tid = static_cast<int>(threadIdx.x);
   float acc[BN / 2];
-#pragma unroll
-  for (int j = 0; j < BN / 2; ++j) acc[j] = 0.f;
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    const int s = kt % STAGES;
-    sm90::mbarrier_wait_parity(&full[s], (kt / STAGES) & 1);
-    const uint32_t a_addr = smem_addr + s * Tile::kStageBytes + half * 64 * 128, b_addr = smem_addr + s * Tile::kStageBytes + Tile::kABytes;
-    sm90::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) {    // k16 steps: +32 bytes inside the swizzled 128-byte rows
-      const uint64_t da = sm90::make_smem_desc(a_addr + kk * 32, sm90::kDescSwizzle128B, 16, 1024);
-      const uint64_t db = sm90::make_smem_desc(b_addr + kk * 32, sm90::kDescSwizzle128B, 16, 1024);
-      sm90::wgmma_m64nNk16<BN, In>(acc, da, db, 1);
-    }
-    sm90::wgmma_commit();
-    sm90::wgmma_wait<1>();                    // the previous k-tile's wgmmas are done: release its stage
-    sm90::wgmma_fence_operands(acc);
-    if (kt > 0) sm90::mbarrier_arrive(&empty[(kt - 1) % STAGES]);
-  }
-  sm90::wgmma_wait<0>();
-  sm90::wgmma_fence_operands(acc);
+  wgmma_mainloop<Tile, In>(smem_addr, full, empty, half, k_tiles, acc);
 
   // Epilogue from the accumulator fragment: d[j] is row 16w + g + 8((j%4)/2), column 8(j/4) + 2t + j%2.
   const BiasActEpilogue<float, Out> ep{bias, has_bias, act, alpha};

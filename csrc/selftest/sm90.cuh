@@ -139,4 +139,31 @@ __global__ void tma_box(const uint16_t* tensor, const __grid_constant__ fc::sm90
 #endif
 }
 
+// One box of a rank-3..5 tiled map (element strides, zero fill) into shared memory, then copied out.
+template <int Rank>
+__global__ void tma_box_nd(const uint16_t* tensor, const __grid_constant__ fc::sm90::TensorMap map, int c0, int c1,
+                           int c2, int c3, int c4, int box_bytes, int wait, uint8_t* out) {
+#if defined(FC_SM90_AVAILABLE)
+  __shared__ __align__(8) uint64_t bar;
+  FC_DYNAMIC_SHARED(uint8_t, smem_raw);
+  const uint32_t raw = fc::sm90::shared_address(smem_raw);
+  uint8_t* smem = smem_raw + ((1024 - (raw & 1023)) & 1023);
+  if (threadIdx.x == 0) {
+    fc::sm90::mbarrier_init(&bar, 1);
+    fc::sm90::fence_mbarrier_init();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    fc::sm90::mbarrier_arrive_expect_tx(&bar, box_bytes);
+    if constexpr (Rank == 3) fc::sm90::tma_load_3d(smem, &map, c0, c1, c2, &bar);
+    if constexpr (Rank == 4) fc::sm90::tma_load_4d(smem, &map, c0, c1, c2, c3, &bar);
+    if constexpr (Rank == 5) fc::sm90::tma_load_5d(smem, &map, c0, c1, c2, c3, c4, &bar);
+  }
+  if (wait) fc::sm90::mbarrier_wait_parity(&bar, 0);
+  for (int i = threadIdx.x; i < box_bytes; i += blockDim.x) out[i] = smem[i];
+  if (!wait) fc::sm90::mbarrier_wait_parity(&bar, 0);
+  (void)tensor, (void)c3, (void)c4;
+#endif
+}
+
 }  // namespace fc_sm90_selftest

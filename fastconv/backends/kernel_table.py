@@ -165,6 +165,12 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("gemm_wgmma", "gemm/gemm_wgmma_sm90.h", ("bn", "stages", "t", "out"),
            tuple((bn, 4, t, out) for bn in (128, 256) for t in ("__nv_bfloat16", "__half") for out in ("float", t)),
            "fc::gemm_wgmma<fc::WgmmaTile<{bn}, {stages}>, {t}, {out}>", arch="sm90a", align=lambda c: 16),
+    # implicit-GEMM conv fprop, a TMA box of NHWC per filter tap; BN 256 (m64n256, setmaxnreg) for bf16 only
+    Family("conv2d_fprop_wgmma_sm90", "conv/conv2d_fprop_wgmma_sm90.h", ("bn", "stages", "t", "out"),
+           tuple((bn, 4, t, out) for bn in (128, 256) for t in ("__nv_bfloat16", "__half")
+                 if bn == 128 or t == "__nv_bfloat16" for out in ("float", t)),
+           "fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<{bn}, {stages}>, {t}, {out}>", arch="sm90a",
+           align=lambda c: 16),
 ]}
 
 

@@ -12,7 +12,6 @@ only when a kernel changed. Without nvcc, report.unavailable says so and rows is
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -144,11 +143,8 @@ def ptxas_resources(names: list[str], arch: str, nvcc: str | None = None) -> dic
 def _gpu_build_names() -> set[str]:
     """The kernel instantiations of the native/jit build: the plans' kernels and the sm_90a ones."""
     from ..backends.jit import all_kernel_names
-    names = set(all_kernel_names())
-    with contextlib.suppress(ImportError):   # moved: then only the plans' list counts
-        from ..backends.plans.gemm import wgmma_kernel_names
-        names.update(wgmma_kernel_names())
-    return names
+    from ..backends.plans.gemm import sm90a_kernel_names
+    return set(all_kernel_names() + sm90a_kernel_names())
 
 
 @dataclass

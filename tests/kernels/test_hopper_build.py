@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import sass_report_hopper  # noqa: E402
 from fastconv.backends import nvrtc_check  # noqa: E402
+from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90_kernel_names  # noqa: E402
 from fastconv.backends.plans.gemm import wgmma_kernel_names  # noqa: E402
 
 
@@ -37,9 +38,21 @@ def test_gemm_sass_uses_hgmma_and_tma_without_spills(sass_rows):
     assert not bad, "GEMMs without HGMMA/UTMALDG/mbarrier or with local memory:\n" + sass_report_hopper.format_table(bad)
 
 
+def test_conv_sass_uses_hgmma_and_both_tma_boxes_without_spills(sass_rows):
+    """Every sm_90a conv kernel: HGMMA, the 4-D activation and 3-D filter TMA loads (UTMALDG >= 2), mbarriers,
+    no local memory."""
+    convs = [r for r in sass_rows if r["kernel"].startswith("fc::conv2d_fprop_wgmma_sm90<")]
+    assert sorted(r["kernel"] for r in convs) == sorted(conv2d_fprop_sm90_kernel_names()), \
+        sass_report_hopper.format_table(sass_rows)
+    bad = [r for r in convs if r["HGMMA"] == 0 or r["UTMALDG"] < 2 or r["SYNCS"] == 0 or r["LDL"] or r["STL"]
+           or r["stack"]]
+    assert not bad, "convs without HGMMA/UTMALDG/mbarrier or with local memory:\n" + sass_report_hopper.format_table(bad)
+
+
 def test_primitive_selftests_reach_the_hardware_instructions(sass_rows):
     by = {r["kernel"]: r for r in sass_rows}
     assert by["fc_sm90_selftest::tma_box"]["UTMALDG"] == 1
+    assert all(by[f"fc_sm90_selftest::tma_box_nd<{rank}>"]["UTMALDG"] == 1 for rank in (3, 4, 5))
     assert all(by[k]["HGMMA"] == 1 for k in by if k.startswith("fc_sm90_selftest::wgmma_from_image"))
 
 
@@ -65,11 +78,24 @@ def test_nvrtc_builds_the_sm90a_gemm():
     assert all(result.lowered_names.get(n) for n in names)
 
 
+def test_nvrtc_builds_the_sm90a_conv():
+    pytest.importorskip("cuda.bindings")
+    if not nvrtc_check.cuda_include_dirs():
+        pytest.skip("the CUDA headers (cuda_fp16.h) are not installed")
+    names = conv2d_fprop_sm90_kernel_names()
+    try:
+        result = nvrtc_check.compile_source('#include "conv/conv2d_fprop_wgmma_sm90.h"\n', arch="sm_90a",
+                                            name_expressions=names)
+    except nvrtc_check.NvrtcError as exc:
+        pytest.fail(f"NVRTC failed for sm_90a:\n{exc}")
+    assert all(result.lowered_names.get(n) for n in names)
+
+
 def test_plan_names_are_registered_in_the_emulator():
     emulator = pytest.importorskip("fastconv.emulator")
     if not emulator.available():
         pytest.skip("fastconv._emu is not built")
-    assert set(wgmma_kernel_names()) <= set(emulator.kernels())
+    assert set(wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names()) <= set(emulator.kernels())
 
 
 @pytest.mark.skipif(not nvrtc_check.available(), reason="NVRTC (cuda-bindings) is not installed")

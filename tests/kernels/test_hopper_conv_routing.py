@@ -1,24 +1,24 @@
-"""Conv fprop routing on sm_90 (fastconv/backends/plans/hopper.py conv2d_fprop_tensor_core):
+"""Conv fprop and dgrad routing on sm_90 (fastconv/backends/plans/conv2d.py conv2d_fprop_tensor_core,
+conv2d_dgrad_tensor_core):
 
 - a 1x1 stride-1 unpadded conv in bf16 / fp16 runs the sm_90a wgmma GEMM (NHWC x is its A matrix), checked for
   real in the CPU emulator against the NumPy reference: exact on small integers (partial tiles in M, N and K,
   TMA destinations poisoned until their mbarrier completes, random thread order), and through a bf16 / fp16
   precision policy;
-- every fallback to the mma.sync conv and its explain note (residual, C not a multiple of 8, groups,
-  alignment, no sm_90a code, not an sm_90 device, too few tiles);
-- the other convs ask the sm_90a conv kernel's can_implement (plans/conv2d_sm90.py), here a stand-in
-  registered by the test: the tests check the decision and the note, not that kernel.
+- every fallback to the mma.sync conv and its explain note (C not a multiple of 8, groups, alignment, no
+  sm_90a code, not an sm_90 device, too few tiles);
+- the other convs (and 1x1 ones with a residual) ask the sm_90a conv kernel's can_implement
+  (plans/conv2d_sm90.py), in the decision tests a stand-in patched in by the test; the tests at the end run
+  the real kernel in the emulator, fprop and stride-1 dgrad, exactly.
 """
 from __future__ import annotations
-
-import sys
-import types
 
 import numpy as np
 import pytest
 
 from fastconv.backends import reference as ref
-from fastconv.backends.plans import hopper
+from fastconv.backends.plans import conv2d as plans_conv2d
+from fastconv.backends.plans import conv2d_sm90, tensor_map
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.explain import explain
 
@@ -32,7 +32,7 @@ def emu_ops(order="random", poison=False, min_tiles=0):
     emulator = pytest.importorskip("fastconv.emulator")
     if not emulator.available():
         pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
-    if hopper.wgmma_kernel_names()[0] not in emulator.kernels():
+    if conv2d_sm90.conv2d_fprop_sm90_kernel_names()[0] not in emulator.kernels():
         pytest.skip("fastconv._emu predates the sm_90a kernels: rebuild it")
     from fastconv.backends.emulated import _python_value
     from fastconv.backends.plans.kernel_ops import KernelOps
@@ -124,7 +124,6 @@ def _unaligned(shape, dtype, rng):
 
 
 @pytest.mark.parametrize("case,why", [
-    ("residual", "a residual add is fused only in the mma.sync conv's epilogue"),
     ("c12", "C=12 is not a multiple of 8"),
     ("groups", "groups=2 (the sm_90a conv and GEMM take groups == 1)"),
     ("unaligned", "x is not 16-byte aligned"),
@@ -134,8 +133,6 @@ def test_1x1_conv_falls_back_to_mma_sync_and_says_why(case, why, rng):
     x = ints(rng, (2, 4, 5, c)).astype(np.float16)
     w = ints(rng, (1, 1, c // (2 if case == "groups" else 1), 16)).astype(np.float16)
     kwargs = {}
-    if case == "residual":
-        kwargs["residual"] = ints(rng, (2, 4, 5, 16))
     if case == "groups":
         kwargs["groups"] = 2
     if case == "unaligned":
@@ -145,25 +142,41 @@ def test_1x1_conv_falls_back_to_mma_sync_and_says_why(case, why, rng):
     assert "mma.sync tensor-op conv instead of the sm_90a kernels: " + why in notes(report), notes(report)
     assert not any("wgmma" in k for k in report.kernels), report.kernels
     want = ref.conv2d_fprop(x.astype(np.float32), w.astype(np.float32), groups=kwargs.get("groups", 1))
-    np.testing.assert_array_equal(report.result, want + kwargs.get("residual", 0))
+    np.testing.assert_array_equal(report.result, want)
 
 
-# ---- the other convs: the sm_90a conv kernel's can_implement decides (a stand-in module here) ----------------
+@pytest.mark.parametrize("kind", ["f16", "bf16"])
+def test_1x1_conv_with_a_residual_runs_the_sm90_conv_kernel_exactly(kind, rng):
+    """The wgmma GEMM's epilogue has no residual add; the sm_90a conv kernel's has: act(conv + bias + residual)."""
+    (x, x64), (w, w64) = to16(kind, ints(rng, (2, 4, 5, 16))), to16(kind, ints(rng, (1, 1, 16, 24)))
+    residual, bias = ints(rng, (2, 4, 5, 24)), rng.integers(-3, 4, 24).astype(np.float32)
+    report = explain(lambda: emu_ops().conv2d_fprop_tensor_core(x, w, bias=bias, activation="relu", residual=residual))
+    assert [k.split("<")[0] for k in report.kernels] == ["fc::conv2d_fprop_wgmma_sm90"], report.kernels
+    assert "(a 1x1 conv with a residual add) in the emulator" in notes(report), notes(report)
+    want = np.maximum(ref.conv2d_fprop(x64, w64) + bias + residual, 0).astype(np.float32)
+    np.testing.assert_array_equal(report.result, want)
+
+
+# ---- the other convs: the sm_90a conv kernel's can_implement decides (a stand-in patched in here) --------------
+class StubConv:
+    """Stands in for plans/conv2d_sm90.py's two functions: can_implement answers what the test sets; the kernel
+    records its call and returns a marker array."""
+    def __init__(self):
+        self.answer, self.calls = (True, ""), []
+
+    def can_implement(self, ops, x, w, stride, padding, dilation, groups=1, out_dtype=None):
+        return self.answer
+
+    def conv(self, ops, x, w, stride, padding, dilation, bias, activation, out_dtype, alpha=0.0, residual=None):
+        self.calls.append((x.shape, w.shape, stride, padding, dilation, activation, out_dtype, alpha))
+        return np.full((1,), 7.0, np.float32)
+
+
 @pytest.fixture
 def stub_sm90_conv(monkeypatch):
-    """Registers a stand-in plans/conv2d_sm90.py: can_implement answers what the test sets; the kernel records its
-    call and returns a marker array."""
-    stub = types.ModuleType(hopper.SM90_CONV_MODULE)
-    stub.answer, stub.calls = (True, ""), []
-
-    def can_implement(ops, x, w, stride, padding, dilation, groups=1, out_dtype=None):
-        return stub.answer
-
-    def conv(ops, x, w, stride, padding, dilation, bias, activation, out_dtype, alpha=0.0):
-        stub.calls.append((x.shape, w.shape, stride, padding, dilation, activation, out_dtype, alpha))
-        return np.full((1,), 7.0, np.float32)
-    stub.conv2d_fprop_sm90_can_implement, stub.conv2d_fprop_sm90 = can_implement, conv
-    monkeypatch.setitem(sys.modules, hopper.SM90_CONV_MODULE, stub)
+    stub = StubConv()
+    monkeypatch.setattr(conv2d_sm90, "conv2d_fprop_sm90_can_implement", stub.can_implement)
+    monkeypatch.setattr(conv2d_sm90, "conv2d_fprop_sm90", stub.conv)
     return stub
 
 
@@ -174,7 +187,7 @@ def fake_ops(target="emulator", builds=True, min_tiles=0):
     launched = []
     ops = KernelOps(np, lambda kernel, grid, block, args, shared_bytes=0: launched.append(kernel),
                     lambda a: int(a.ctypes.data))
-    ops._sm90_target = lambda: target
+    ops.sm90_target = lambda: target
     ops.builds_sm90a, ops.launched = builds, launched
     if min_tiles is not None:
         ops.sm90_conv_min_tiles = min_tiles
@@ -220,20 +233,13 @@ def test_3x3_conv_fallbacks_before_can_implement(stub_sm90_conv, why, setup, rng
     assert stub_sm90_conv.calls == []
 
 
-def test_no_sm90_conv_module_falls_back_and_says_so(monkeypatch, rng):
-    monkeypatch.setattr(hopper, "sm90_conv_module", lambda: None)
-    x, w = conv3x3(rng)
-    report = explain(lambda: fake_ops().conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
-    assert "no sm_90a conv fprop kernel in this build" in notes(report)
-
-
 @pytest.mark.parametrize("target,builds,why", [
     (None, True, "the device is not sm_90"),
     ("sm90", False, "no sm_90a code for the device"),
     ("sm90", lambda: False, "built without the sm_90a gencode"),
 ])
 def test_gpus_without_sm90a_code_run_mma_sync(stub_sm90_conv, monkeypatch, target, builds, why, rng):
-    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (object(), "fake"))
+    monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (object(), "fake"))
     for x, w, pad in (conv3x3(rng, n=64, hw=32, k=256) + (SAME,),
                       (ints(rng, (64, 32, 32, 64)).astype(np.uint16), ints(rng, (1, 1, 64, 256)).astype(np.uint16),
                        VALID)):
@@ -247,7 +253,7 @@ def test_gpus_without_sm90a_code_run_mma_sync(stub_sm90_conv, monkeypatch, targe
 def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(stub_sm90_conv, monkeypatch, rng):
     """On an H100/H200 the tiles are counted: 64 x 32 x 32 pixels x 256 filters = 1024 tiles of 128 x 128 take the
     sm_90a kernels; 2 x 6 x 6 x 32 = 1 tile does not (too few to fill 132 SMs)."""
-    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
+    monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
     x, w = conv3x3(rng, n=64, hw=32, k=256)
     report = explain(lambda: fake_ops("sm90", min_tiles=None).conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
     assert len(stub_sm90_conv.calls) == 1 and "sm_90a wgmma + TMA implicit-GEMM conv fprop" in notes(report)
@@ -273,7 +279,7 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op"),   # stem: C = 3
 ])
 def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
-    route, why = hopper.sm90_fprop_route(*shape, stride, pad, 1, dtype)
+    route, why = plans_conv2d.sm90_fprop_route(*shape, stride, pad, 1, dtype)
     assert route == want, why
     if want == "tensor_op":
         assert ("too few to fill the GPU" in why) or ("C=3 is not a multiple of 8" in why), why
@@ -297,22 +303,41 @@ def test_1x1_dgrad_runs_the_wgmma_gemm_exactly(kind, x_shape, k, rng):
 
 
 @pytest.mark.parametrize("prec", ["bf16", "fp16"])
-def test_dgrad_under_a_16bit_policy_routes_1x1_to_the_gemm_and_3x3_to_mma_sync(prec, rng):
+def test_dgrad_under_a_16bit_policy_routes_by_shape(prec, rng):
+    """1x1 stride 1 to the wgmma GEMM, 3x3 stride 1 to the sm_90a conv (the fprop of dy), 3x3 stride 2 to the mma.sync
+    stride phases; each exact against the reference's rounding oracle on small integers."""
     ops = emu_ops()
-    for r, pad, want_kernel, why in ((1, VALID, "fc::gemm_wgmma<", "dgrad as the sm_90a wgmma GEMM"),
-                                     (3, SAME, "fc::conv2d_dgrad_tensor_op<", "mma.sync tensor-op dgrad instead of "
-                                      "the sm_90a wgmma GEMM: no sm_90a dgrad kernel for other than 1x1")):
+    for r, stride, pad, want_kernel, why in (
+            (1, (1, 1), VALID, "fc::gemm_wgmma<", "dgrad as the sm_90a wgmma GEMM"),
+            (3, (1, 1), SAME, "fc::conv2d_fprop_wgmma_sm90<", "stride-1 conv's dgrad as the sm_90a wgmma + TMA conv "
+             "fprop of dy with the turned filter in the emulator"),
+            (3, (2, 2), SAME, "fc::conv2d_dgrad_strided_tensor_op<", "mma.sync tensor-op dgrad instead of the sm_90a "
+             "kernels: stride (2, 2): the sm_90a dgrad takes stride 1")):
         x_shape, wi = (2, 5, 6, 24), ints(rng, (r, r, 24, 16))
-        dyi = ints(rng, (2, 5, 6, 16))
-        args = (x_shape, (1, 1), pad, (1, 1), 1)
+        args = (x_shape, stride, pad, (1, 1), 1)
+        dyi = ints(rng, ref.conv2d_fprop(np.zeros(x_shape, np.float32), wi, stride, pad).shape)
         report = explain(lambda: ops.conv2d_dgrad(dyi, wi, *args, precision=prec))
         assert report.kernels[-1].startswith(want_kernel), report.kernels
         assert why in notes(report), notes(report)
         np.testing.assert_array_equal(report.result, ref.conv2d_dgrad(dyi, wi, *args, precision=prec))
 
 
+def test_dgrad_falls_back_when_the_sm90_conv_cannot_implement(rng):
+    """Padding beyond dilation * (R - 1) would need the turned filter cropped: conv2d_dgrad_sm90 says no, mma.sync runs."""
+    ops = emu_ops()
+    x_shape, w = (2, 5, 6, 16), ints(rng, (3, 3, 16, 16)).astype(np.float16)
+    pad = ((3, 3), (0, 0))
+    dy = ints(rng, ref.conv2d_fprop(np.zeros(x_shape, np.float32), w.astype(np.float32), (1, 1), pad).shape)
+    report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy.astype(np.float16), w, x_shape, (1, 1), pad, (1, 1), 1))
+    assert ("mma.sync tensor-op dgrad instead of the sm_90a kernels: conv2d_dgrad_sm90 cannot run it: padding exceeds"
+            in notes(report)), notes(report)
+    assert report.kernels[-1].startswith("fc::conv2d_dgrad_tensor_op<"), report.kernels
+    want = ref.conv2d_dgrad(dy, w.astype(np.float32), x_shape, (1, 1), pad, (1, 1), 1)
+    np.testing.assert_array_equal(report.result, want)
+
+
 def test_dgrad_on_an_sm90_gpu_counts_tiles(monkeypatch, rng):
-    monkeypatch.setattr(hopper, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
+    monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
     dy, w = ints(rng, (64, 32, 32, 256)).astype(np.uint16), ints(rng, (1, 1, 64, 256)).astype(np.uint16)
     ops = fake_ops("sm90", min_tiles=None)
     ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1)
@@ -342,12 +367,9 @@ def test_the_emulator_routes_small_convs_as_an_h100_would(stub_sm90_conv, rng):
 @pytest.mark.parametrize("x_shape,w_shape,stride,pad", [((2, 9, 7, 16), (3, 3, 16, 24), (1, 1), SAME),
                                                         ((1, 11, 10, 32), (3, 3, 32, 40), (2, 2), ((0, 1), (1, 0)))])
 def test_3x3_conv_through_the_real_sm90_kernel(x_shape, w_shape, stride, pad, rng):
-    """With plans/conv2d_sm90.py present (another helper's; skipped where it is not), the routed conv runs its
-    kernel in the emulator and matches the reference exactly, leaky_relu's slope included."""
-    module = pytest.importorskip(hopper.SM90_CONV_MODULE)
+    """The routed conv runs plans/conv2d_sm90.py's kernel in the emulator and matches the reference exactly,
+    leaky_relu's slope included."""
     ops = emu_ops()
-    if module.conv2d_fprop_sm90_kernel_names()[0] not in pytest.importorskip("fastconv.emulator").kernels():
-        pytest.skip("fastconv._emu predates the sm_90a conv kernel: rebuild it")
     xi, wi = ints(rng, x_shape), ints(rng, w_shape)
     (x, _), (w, _) = to16("bf16", xi), to16("bf16", wi)
     report = explain(lambda: ops.conv2d_fprop_tensor_core(x, w, stride, pad, (1, 1), 1, None, "leaky_relu", 0.25))

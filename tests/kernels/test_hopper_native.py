@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90_kernel_names
 from fastconv.backends.plans.gemm import wgmma_kernel_names, wgmma_shared_bytes
 from fastconv.backends.plans.tensor_map import EMU_TENSOR_MAP_MAGIC, TMA_SWIZZLE_128B, encode_tensor_map_emulated
 
@@ -34,10 +35,12 @@ def test_generated_list_puts_the_wgmma_kernels_in_the_sm90a_shard_only():
     import re
     text = (LAUNCH / "kernel_list.inc").read_text()
     listed = re.findall(r"^FC_KERNEL_SM90A\((\d+), (.*)\)$", text, re.M)
-    assert [n for _, n in listed] == wgmma_kernel_names() and {a for a, _ in listed} == {"16"}
+    assert [n for _, n in listed] == wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names()
+    assert {a for a, _ in listed} == {"16"}
     shard = (LAUNCH / "kernels_sm90a.cu").read_text()
     assert "#define FC_KERNEL_SM90A(align, ...) FC_REGISTER_SM90A(align, __VA_ARGS__)" in shard
     assert '#include "sm90a_probe.cuh"' in shard and '#include "../gemm/gemm_wgmma_sm90.h"' in shard
+    assert '#include "../conv/conv2d_fprop_wgmma_sm90.h"' in shard
     assert not re.search(r"#define FC_KERNEL_SHARD\d\(align, \.\.\.\) FC_REGISTER", shard)
     for other in sorted(LAUNCH.glob("kernels_shard*.cu")):
         assert "#define FC_KERNEL_SM90A(align, ...)\n" in other.read_text(), other.name
@@ -84,9 +87,10 @@ int main() {
 
 
 def test_sm90a_shard_registers_the_planned_kernels_with_tensor_map_parameters(objects):
-    """Exactly wgmma_kernel_names(), each marked needs_sm90a, 16-byte operand alignment (TMA global
-    addresses), and the parameter list the plan passes: A, Bt (const 16-bit), two 128-byte tensor maps,
-    C (float32 or the operand type), M, N, K, bias (const float32), has_bias, act, alpha."""
+    """Exactly wgmma_kernel_names() and conv2d_fprop_sm90_kernel_names(), each marked needs_sm90a, 16-byte
+    operand alignment (TMA global addresses), and the parameter list the plans pass: A, Bt (const 16-bit),
+    two 128-byte tensor maps, C (float32 or the operand type), M, N, K, bias (const float32), has_bias, act,
+    alpha; the conv's as its launch in plans/conv2d_sm90.py."""
     nvcc, out, objs = objects
     lister = out / "list_sm90a.cu"
     lister.write_text(LISTER)
@@ -96,13 +100,18 @@ def test_sm90a_shard_registers_the_planned_kernels_with_tensor_map_parameters(ob
     lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
     probe = [ln for ln in lines if ln.startswith("probe|")]
     rows = [ln.split("|") for ln in lines if not ln.startswith("probe|")]
-    assert sorted(r[0] for r in rows) == sorted(wgmma_kernel_names())
+    assert sorted(r[0] for r in rows) == sorted(wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names())
     for name, align, needs, params in rows:
         operand = "u2" if "__nv_bfloat16" in name else "f2"
         c = "f4" if name.endswith(", float>") else operand
         assert (align, needs) == ("16", "1"), name
-        assert params.rstrip(",").split(",") == [f"c{operand}", f"c{operand}", "T128", "T128", c, "s1:4", "s1:4",
-                                                 "s1:4", "cf4", "s1:4", "s1:4", "s3:4"], name
+        if name.startswith("fc::gemm_wgmma<"):
+            want = [f"c{operand}", f"c{operand}", "T128", "T128", c, "s1:4", "s1:4", "s1:4", "cf4", "s1:4", "s1:4",
+                    "s3:4"]
+        else:   # conv: x, w, maps, y, Conv2dProblem, ConvPixelTile, bias, has_bias, act, alpha, residual, has_residual
+            want = [f"c{operand}", f"c{operand}", "T128", "T128", c, "s4:64", "s4:12", "cf4", "s1:4", "s1:4", "s3:4",
+                    f"c{c}", "s1:4"]
+        assert params.rstrip(",").split(",") == want, name
     # The probe asks the runtime about the current device: a value on a GPU machine, a clear error without one.
     assert len(probe) == 1
     answer = probe[0].split("|", 1)[1]
@@ -132,8 +141,8 @@ def _per_kernel(text, arch):
 @pytest.mark.slow
 def test_native_sm90a_shard_machine_code(tmp_path, monkeypatch):
     """kernels_sm90a.cu built as setup.py builds _C (sm_80 + sm_90a machine code, compute_90 PTX; ~2 min
-    on 2 cores): in the sm_90a binary every wgmma GEMM holds HGMMA and TMA loads (UTMALDG) and the probe its
-    4 KiB shared marker; in the sm_80 binary the GEMMs are traps and the probe has no marker, so
+    on 2 cores): in the sm_90a binary every wgmma GEMM and conv holds HGMMA and TMA loads (UTMALDG) and the probe its
+    4 KiB shared marker; in the sm_80 binary they are traps and the probe has no marker, so
     sm90a_code_on_current_device can tell the two apart."""
     nvcc, cuobjdump = sass_report.find_tool("nvcc"), sass_report.find_tool("cuobjdump")
     if nvcc is None or cuobjdump is None:
@@ -164,7 +173,9 @@ def test_native_sm90a_shard_machine_code(tmp_path, monkeypatch):
         assert (shared >= 4096) == (arch == "sm_90a"), (arch, shared)
         gemms = {k: v for k, v in sass[arch].items() if "gemm_wgmma" in k}
         assert len(gemms) == len(wgmma_kernel_names()), sass[arch].keys()
-        for name, code in gemms.items():
+        convs = {k: v for k, v in sass[arch].items() if "conv2d_fprop_wgmma_sm90" in k}
+        assert len(convs) == len(conv2d_fprop_sm90_kernel_names()), sass[arch].keys()
+        for name, code in {**gemms, **convs}.items():
             if arch == "sm_90a":
                 assert "HGMMA" in code and "UTMALDG" in code and not re.search(r"\b(LDL|STL)\b", code), name
             else:
@@ -206,8 +217,9 @@ def _driver_like_map(seed):
 
 
 def test_binding_reports_which_kernels_need_sm90a(c_module):
-    assert sorted(c_module.kernel_names()) == sorted(wgmma_kernel_names())
-    assert all(c_module.kernel_requires(n) == "sm_90a" for n in wgmma_kernel_names())
+    sm90a = wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names()
+    assert sorted(c_module.kernel_names()) == sorted(sm90a)
+    assert all(c_module.kernel_requires(n) == "sm_90a" for n in sm90a)
     with pytest.raises(ValueError, match="no kernel named 'fc::nope'"):
         c_module.kernel_requires("fc::nope")
     if c_module.device_count() == 0:   # no device: asking is an error, never a silent yes

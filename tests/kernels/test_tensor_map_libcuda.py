@@ -130,7 +130,8 @@ def test_hopper_without_an_encoder_falls_back_to_mma_sync_and_says_why(monkeypat
 def test_hopper_with_an_encoder_launches_wgmma_with_its_maps(monkeypatch):
     seen = []
 
-    def encode(address, dtype, dims, row_stride, box, swizzle):
+    def encode(address, dtype, dims, row_stride, box, swizzle, elem_strides=None):
+        assert elem_strides == (1, 1)
         seen.append((address, np.dtype(dtype), tuple(dims), row_stride, tuple(box), swizzle))
         return bytes([len(seen)]) * 128
     ops, launched = hopper_ops(monkeypatch, (encode, "fake"))

@@ -5,7 +5,7 @@
 //   shared_address(p)                        shared-window address of p (cvta.to.shared)
 //   mbarrier_init / arrive / arrive_expect_tx / expect_tx / complete_tx / try_wait_parity / wait_parity
 //   fence_mbarrier_init(), fence_proxy_async_shared()
-//   tma_load_2d(dst, &map, c0, c1, bar)      cp.async.bulk.tensor.2d ... mbarrier::complete_tx::bytes
+//   tma_load_{2,3,4,5}d(dst, &map, c0, .., bar)   cp.async.bulk.tensor.Nd ... mbarrier::complete_tx::bytes
 //   make_smem_desc(addr, swizzle, lbo, sbo)  the 64-bit wgmma shared-memory matrix descriptor
 //   wgmma_fence / wgmma_commit / wgmma_wait<N>, setmaxnreg_inc<N> / setmaxnreg_dec<N>
 //   wgmma_m64nNk16<N, In>(d, desc_a, desc_b, scale_d)   D(64xN, f32) (+)= A(64x16) * B(16xN), A and B
@@ -45,21 +45,28 @@ enum TmaSwizzle : uint32_t { kTmaSwizzleNone = 0, kTmaSwizzle32B = 1, kTmaSwizzl
 // The descriptor's 2-bit "swizzle mode" field (bits 62-63).
 enum DescSwizzle : uint32_t { kDescInterleave = 0, kDescSwizzle128B = 1, kDescSwizzle64B = 2, kDescSwizzle32B = 3 };
 
-// What the emulated TMA reads from a TensorMap (2-D tiled maps only).
+// What the emulated TMA reads from a TensorMap: a tiled map of rank 1..5 (cuTensorMapEncodeTiled's
+// fields; fastconv/backends/plans/tensor_map.py EMU_TENSOR_MAP_DTYPE mirrors the offsets).
 struct EmuTensorMap {
-  uint32_t magic;          // kEmuTensorMapMagic
-  int32_t param_index;     // the kernel parameter (a pointer) that carries the global tensor
-  uint32_t elem_bytes;     // 1, 2, 4 or 8
-  uint32_t swizzle;        // TmaSwizzle
-  uint64_t dims[2];        // elements; dims[0] innermost
-  uint64_t row_stride;     // bytes between consecutive dims[1] indices (multiple of 16)
-  uint32_t box[2];         // box elements, box[0] innermost
-  uint64_t base_offset;    // bytes from the parameter's pointer to element (0, 0)
+  uint32_t magic;            // kEmuTensorMapMagic
+  int32_t param_index;       // the kernel parameter (a pointer) that carries the global tensor
+  uint32_t elem_bytes;       // 1, 2, 4 or 8
+  uint32_t swizzle;          // TmaSwizzle
+  uint32_t rank;             // 1..5
+  uint16_t box[5];           // boxDim: elements traversed per dimension, box[0] innermost (<= 256)
+  uint8_t elem_strides[5];   // elementStrides: traversal stride per dimension (1..8; [0] must be 1)
+  uint64_t dims[5];          // globalDim: elements; dims[0] innermost
+  uint64_t strides[4];       // globalStrides: bytes between consecutive indices of dims 1..rank-1 (x16)
+  uint64_t base_offset;      // bytes from the parameter's pointer to element (0, ..., 0)
 };
 constexpr uint32_t kEmuTensorMapMagic = 0x4d544346u;  // "FCTM"
 
 #if defined(FC_TARGET_EMULATOR)
 static_assert(sizeof(EmuTensorMap) <= sizeof(TensorMap), "EmuTensorMap must fit in the 128-byte tensor map");
+static_assert(offsetof(EmuTensorMap, box) == 20 && offsetof(EmuTensorMap, elem_strides) == 30 &&
+                  offsetof(EmuTensorMap, dims) == 40 && offsetof(EmuTensorMap, strides) == 80 &&
+                  offsetof(EmuTensorMap, base_offset) == 112,
+              "EmuTensorMap's offsets are mirrored by EMU_TENSOR_MAP_DTYPE in fastconv/backends/plans/hopper.py");
 namespace emu {
 
 inline uint32_t swizzle_bytes_of_desc(uint32_t mode) {
@@ -104,33 +111,99 @@ inline void mbar_add_tx(::fc_emu::MBarrierState& s, int64_t bytes, const char* w
 }
 
 // ---- TMA ----
+// "Data Movement: cp.async.bulk.tensor" (tile mode) with the map of cuTensorMapEncodeTiled (CUDA driver
+// API, "Tensor Map Object Management"): the box at coordinates c (signed, innermost first) traverses
+// box[i] elements of dimension i taking every elem_strides[i]-th, so ceil(box[i] / elem_strides[i])
+// land in shared memory per dimension (nvFuser's "TMA Support in NVFuser" notes call that the tile: box
+// (6, 4) with strides (1, 3) gives a (6, 2) tile), packed innermost first. Elements whose coordinate is negative
+// or >= dims[i] in any dimension are zero (OOB fill NONE) and still count towards the transaction bytes.
 struct TmaJob {
   char* dst;
-  const char* src;          // element (0, 0) of the global tensor
+  const char* src;          // element (0, ..., 0) of the global tensor
   EmuTensorMap map;
-  int c0, c1;
+  int c[5];
   void* bar;
   uint32_t dst_offset;      // shared-window address of dst (for the swizzle)
 };
-inline void tma_run(const void* c) {
-  const TmaJob& j = *static_cast<const TmaJob*>(c);
+inline uint32_t tma_count(const EmuTensorMap& m, uint32_t i) {
+  return i < m.rank ? (m.box[i] + m.elem_strides[i] - 1u) / m.elem_strides[i] : 1u;
+}
+inline uint32_t tma_box_bytes(const EmuTensorMap& m) {
+  uint32_t n = m.elem_bytes;
+  for (uint32_t i = 0; i < 5; ++i) n *= tma_count(m, i);
+  return n;
+}
+inline void tma_run(const void* ctx) {
+  const TmaJob& j = *static_cast<const TmaJob*>(ctx);
   const EmuTensorMap& m = j.map;
-  const uint32_t width = swizzle_bytes_of_tma(m.swizzle), row_bytes = m.box[0] * m.elem_bytes;
-  for (uint32_t y = 0; y < m.box[1]; ++y)
-    for (uint32_t x = 0; x < m.box[0]; ++x) {
-      const int64_t gx = static_cast<int64_t>(j.c0) + x, gy = static_cast<int64_t>(j.c1) + y;
-      const uint32_t lin = j.dst_offset + y * row_bytes + x * m.elem_bytes;
-      char* d = j.dst + (swizzle_address(lin, width) - j.dst_offset);
-      if (gx < 0 || gy < 0 || gx >= static_cast<int64_t>(m.dims[0]) || gy >= static_cast<int64_t>(m.dims[1]))
-        std::memset(d, 0, m.elem_bytes);           // out of bounds: zero fill (OOB fill NONE)
-      else
-        std::memcpy(d, j.src + gy * m.row_stride + gx * m.elem_bytes, m.elem_bytes);
-      ::fc_emu::async_proxy_wrote(static_cast<uint32_t>(d - j.dst) + j.dst_offset, m.elem_bytes);
-    }
+  const uint32_t width = swizzle_bytes_of_tma(m.swizzle);
+  uint32_t lin = j.dst_offset;
+  for (uint32_t y4 = 0; y4 < tma_count(m, 4); ++y4)
+    for (uint32_t y3 = 0; y3 < tma_count(m, 3); ++y3)
+      for (uint32_t y2 = 0; y2 < tma_count(m, 2); ++y2)
+        for (uint32_t y1 = 0; y1 < tma_count(m, 1); ++y1) {
+          const uint32_t y[5] = {0, y1, y2, y3, y4};
+          bool row_in = true;
+          int64_t row_src = 0;
+          for (uint32_t i = 1; i < m.rank; ++i) {
+            const int64_t g = static_cast<int64_t>(j.c[i]) + static_cast<int64_t>(y[i]) * m.elem_strides[i];
+            row_in = row_in && g >= 0 && g < static_cast<int64_t>(m.dims[i]);
+            row_src += g * static_cast<int64_t>(m.strides[i - 1]);
+          }
+          for (uint32_t x = 0; x < m.box[0]; ++x, lin += m.elem_bytes) {
+            const int64_t gx = static_cast<int64_t>(j.c[0]) + x;
+            char* d = j.dst + (swizzle_address(lin, width) - j.dst_offset);
+            if (!row_in || gx < 0 || gx >= static_cast<int64_t>(m.dims[0]))
+              std::memset(d, 0, m.elem_bytes);
+            else
+              std::memcpy(d, j.src + row_src + gx * m.elem_bytes, m.elem_bytes);
+            ::fc_emu::async_proxy_wrote(static_cast<uint32_t>(d - j.dst) + j.dst_offset, m.elem_bytes);
+          }
+        }
   ::fc_emu::MBarrierState* s = ::fc_emu::mbarrier_lookup(j.bar);
   if (!s) ::fc_emu::fail("the mbarrier it completes on is no longer initialised");
-  mbar_add_tx(*s, -static_cast<int64_t>(row_bytes) * m.box[1], "cp.async.bulk.tensor complete_tx");
+  mbar_add_tx(*s, -static_cast<int64_t>(tma_box_bytes(m)), "cp.async.bulk.tensor complete_tx");
   ::fc_emu::mbarrier_maybe_complete(*s);
+}
+
+// Checks the map against the instruction and queues the copy (it runs when no thread of the block can run).
+inline void tma_issue(void* smem_dst, const TensorMap* map, const int* c, uint32_t rank, uint64_t* bar,
+                      ::fc_emu::Site site) {
+  static const char* const names[6] = {"", "cp.async.bulk.tensor.1d", "cp.async.bulk.tensor.2d",
+                                       "cp.async.bulk.tensor.3d", "cp.async.bulk.tensor.4d", "cp.async.bulk.tensor.5d"};
+  const char* what = names[rank];
+  TmaJob job;
+  std::memcpy(&job.map, map, sizeof job.map);
+  const EmuTensorMap& m = job.map;
+  if (m.magic != kEmuTensorMapMagic)
+    ::fc_emu::fail("%s at %s:%u: the tensor map was not made by the emulator's encoder (magic 0x%08x)", what,
+                   site.file, site.line, m.magic);
+  if (m.rank != rank)
+    ::fc_emu::fail("%s at %s:%u: the tensor map has rank %u; the instruction's dimension must match it", what,
+                   site.file, site.line, m.rank);
+  for (uint32_t i = 0; i < rank; ++i)
+    if (m.elem_strides[i] < 1 || m.elem_strides[i] > 8 || m.box[i] < 1 || m.box[i] > 256 || (i == 0 && m.elem_strides[0] != 1))
+      ::fc_emu::fail("%s at %s:%u: dimension %u has box %u and element stride %u; the emulator takes boxes in [1, 256], "
+                     "strides in [1, 8] and an innermost stride of 1", what, site.file, site.line, i, m.box[i],
+                     m.elem_strides[i]);
+  const uint32_t width = swizzle_bytes_of_tma(m.swizzle), row_bytes = m.box[0] * m.elem_bytes;
+  if (width && row_bytes != width)
+    ::fc_emu::fail("%s at %s:%u: the box's inner extent is %u bytes; with a %u-byte swizzle the emulator needs it equal "
+                   "to the swizzle width", what, site.file, site.line, row_bytes, width);
+  job.dst = static_cast<char*>(smem_dst);
+  job.dst_offset = ::fc_emu::shared_offset(smem_dst, what, site);
+  const uint32_t align = width ? 8 * width : 128;   // 128 B, and the swizzle pattern's period when swizzled
+  if (job.dst_offset % align)
+    ::fc_emu::fail("%s at %s:%u: shared destination offset %u is not %u-byte aligned", what, site.file, site.line,
+                   job.dst_offset, align);
+  const uint32_t bytes = tma_box_bytes(m);
+  ::fc_emu::shared_pointer(job.dst_offset, bytes, what, site);
+  job.src = static_cast<const char*>(::fc_emu::kernel_pointer_param(m.param_index, what, site)) + m.base_offset;
+  for (uint32_t i = 0; i < 5; ++i) job.c[i] = i < rank ? c[i] : 0;
+  job.bar = bar;
+  ::fc_emu::mbarrier_state(bar, what, site);
+  if (::fc_emu::poison_async()) ::fc_emu::poison_fill(smem_dst, bytes);
+  ::fc_emu::defer_async(&tma_run, &job, sizeof job, what, site);
 }
 
 // ---- wgmma ----
@@ -343,40 +416,57 @@ FC_DEVICE void mbarrier_wait_parity(uint64_t* bar, uint32_t parity FC_SITE_PARAM
 #endif
 }
 
-// ---- TMA: one 2-D box from global to shared memory, completing its bytes on bar ------------------------
-// c0 is the innermost coordinate (elements), c1 the row. Elements outside the tensor are zero-filled
-// and still count towards the transaction bytes (the whole box).
+// ---- TMA: one box from global to shared memory, completing its bytes on bar --------------------------
+// c0 is the innermost coordinate (elements). Elements outside the tensor are zero-filled and still count
+// towards the transaction bytes (the whole box); with element strides the box holds ceil(box / stride)
+// elements per dimension (see emu::TmaJob).
 FC_DEVICE void tma_load_2d(void* smem_dst, const TensorMap* map, int c0, int c1, uint64_t* bar FC_SITE_PARAM) {
 #if defined(FC_TARGET_EMULATOR)
-  const char* what = "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes";
-  emu::TmaJob job;
-  std::memcpy(&job.map, map, sizeof job.map);
-  const EmuTensorMap& m = job.map;
-  if (m.magic != kEmuTensorMapMagic)
-    ::fc_emu::fail("%s at %s:%u: the tensor map was not made by the emulator's encoder (magic 0x%08x)", what,
-                   fc_site.file, fc_site.line, m.magic);
-  const uint32_t width = emu::swizzle_bytes_of_tma(m.swizzle), row_bytes = m.box[0] * m.elem_bytes;
-  if (width && row_bytes != width)
-    ::fc_emu::fail("%s at %s:%u: the box's inner extent is %u bytes; with a %u-byte swizzle the emulator needs it equal "
-                   "to the swizzle width", what, fc_site.file, fc_site.line, row_bytes, width);
-  job.dst = static_cast<char*>(smem_dst);
-  job.dst_offset = ::fc_emu::shared_offset(smem_dst, what, fc_site);
-  const uint32_t align = width ? 8 * width : 128;   // 128 B, and the swizzle pattern's period when swizzled
-  if (job.dst_offset % align)
-    ::fc_emu::fail("%s at %s:%u: shared destination offset %u is not %u-byte aligned", what, fc_site.file, fc_site.line,
-                   job.dst_offset, align);
-  ::fc_emu::shared_pointer(job.dst_offset, static_cast<size_t>(row_bytes) * m.box[1], what, fc_site);
-  job.src = static_cast<const char*>(::fc_emu::kernel_pointer_param(m.param_index, what, fc_site)) + m.base_offset;
-  job.c0 = c0;
-  job.c1 = c1;
-  job.bar = bar;
-  ::fc_emu::mbarrier_state(bar, what, fc_site);
-  if (::fc_emu::poison_async()) ::fc_emu::poison_fill(smem_dst, static_cast<size_t>(row_bytes) * m.box[1]);
-  ::fc_emu::defer_async(&emu::tma_run, &job, sizeof job, what, fc_site);
+  const int c[2] = {c0, c1};
+  emu::tma_issue(smem_dst, map, c, 2, bar, fc_site);
 #elif defined(FC_SM90_AVAILABLE)
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
       ::"r"(shared_address(smem_dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(shared_address(bar))
+      : "memory");
+#endif
+}
+FC_DEVICE void tma_load_3d(void* smem_dst, const TensorMap* map, int c0, int c1, int c2, uint64_t* bar FC_SITE_PARAM) {
+#if defined(FC_TARGET_EMULATOR)
+  const int c[3] = {c0, c1, c2};
+  emu::tma_issue(smem_dst, map, c, 3, bar, fc_site);
+#elif defined(FC_SM90_AVAILABLE)
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n"
+      ::"r"(shared_address(smem_dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2),
+        "r"(shared_address(bar))
+      : "memory");
+#endif
+}
+FC_DEVICE void tma_load_4d(void* smem_dst, const TensorMap* map, int c0, int c1, int c2, int c3,
+                           uint64_t* bar FC_SITE_PARAM) {
+#if defined(FC_TARGET_EMULATOR)
+  const int c[4] = {c0, c1, c2, c3};
+  emu::tma_issue(smem_dst, map, c, 4, bar, fc_site);
+#elif defined(FC_SM90_AVAILABLE)
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n"
+      ::"r"(shared_address(smem_dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
+        "r"(shared_address(bar))
+      : "memory");
+#endif
+}
+FC_DEVICE void tma_load_5d(void* smem_dst, const TensorMap* map, int c0, int c1, int c2, int c3, int c4,
+                           uint64_t* bar FC_SITE_PARAM) {
+#if defined(FC_TARGET_EMULATOR)
+  const int c[5] = {c0, c1, c2, c3, c4};
+  emu::tma_issue(smem_dst, map, c, 5, bar, fc_site);
+#elif defined(FC_SM90_AVAILABLE)
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5, %6}], "
+      "[%7];\n"
+      ::"r"(shared_address(smem_dst)), "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
+        "r"(c4), "r"(shared_address(bar))
       : "memory");
 #endif
 }

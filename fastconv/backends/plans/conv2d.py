@@ -4,6 +4,11 @@ accumulation and the fused bias + residual + activation epilogue), under a reduc
 operands cast at each use, cast.py), and fused with bias, ReLU and max-pool (csrc/fused/: forward 2x2/2
 'valid' or 3x3/2 with any padding; the pool + ReLU-mask + bias-gradient backward).
 
+On sm_90 (and in the emulator) the tensor-core fprop and dgrad are routed by conv2d_*_tensor_core: a 1x1
+stride-1 unpadded conv through the wgmma GEMM (gemm.py), other convs through the sm_90a conv kernel
+(conv2d_sm90.py; dgrad at stride 1 as the fprop of dy, conv2d_dgrad_sm90.py) where it can implement them,
+everything else through mma.sync.
+
 Where no tensor-core kernel applies, the CUDA-core fp32 kernel runs on the operands rounded to the compute
 format and widened back, so every path computes the same values (up to summation order) and
 `fastconv.explain` says which ran and why.
@@ -14,12 +19,13 @@ import numpy as np
 
 from .. import kernel_table, tuning
 from ...explain import note
-from ...shapes import needs_64bit_index
+from ...shapes import conv_output_hw, needs_64bit_index
+from . import conv2d_dgrad_sm90, conv2d_sm90
 from .activation import act_fprop
 from .cast import reduced, to_compute, to_float32
-from .common import (ACTIVATIONS, CTYPES, TILES, ceil_div, choose_row_splits, choose_splits, conv2d_problem, ctype,
-                     pool2d_problem, scalar)
-from .gemm import gemm_config
+from .common import (ACTIVATIONS, CTYPES, TARGET_BLOCKS, TILES, ceil_div, choose_row_splits, choose_splits,
+                     conv2d_problem, ctype, pool2d_problem, scalar)
+from .gemm import WGMMA_BM, WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
 from .reduce import ColumnFinal, column_finalize
 from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
                         tensor_op_residual, tensor_op_splits, tensor_op_types, widen)
@@ -62,8 +68,8 @@ def conv2d_fprop(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1,
     x, w = lx.c(x), lx.c(w)
     if reduced(lx, precision, x, w):
         note(f"precision {precision}: conv2d_fprop operands cast to {precision}, fp32 accumulation, fp32 output")
-        return to_float32(lx, conv2d_fprop_tensor_op(lx, to_compute(lx, x, precision), to_compute(lx, w, precision),
-                                                     stride, padding, dilation, groups, bias, activation, alpha))
+        return to_float32(lx, conv2d_fprop_tensor_core(lx, to_compute(lx, x, precision), to_compute(lx, w, precision),
+                                                       stride, padding, dilation, groups, bias, activation, alpha))
     pb, y_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
     y = lx.xp.empty(y_shape, x.dtype)
     t = ctype(x.dtype)
@@ -94,7 +100,7 @@ def conv2d_dgrad(lx, dy, w, x_shape, stride, padding, dilation, groups, precisio
     if reduced(lx, precision, dy, w):
         note(f"precision {precision}: conv2d_dgrad on the tensor-core plan, fp32 accumulation")
         dyc, wc = to_compute(lx, dy, precision), to_compute(lx, w, precision)
-        return to_float32(lx, conv2d_dgrad_tensor_op(lx, dyc, wc, x_shape, stride, padding, dilation, groups))
+        return to_float32(lx, conv2d_dgrad_tensor_core(lx, dyc, wc, x_shape, stride, padding, dilation, groups))
     pb, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
     if tuple(dy.shape) != tuple(y_shape):
         raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
@@ -230,6 +236,149 @@ def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), di
               (pb, x, w, y, bias_arr, np.int32(bias is not None), np.int32(ACTIVATIONS[activation]),
                np.float32(alpha), res, np.int32(has_res)))
     return y
+
+
+# ---- sm_90 routing of the tensor-core fprop and dgrad -----------------------------------------------------------
+# The output tile the routing counts: the sm_90a kernels' 128 x 128 (M = output pixels by K filters, or C for dgrad).
+SM90_CONV_TILE = (128, 128)
+
+
+def _one_by_one(w_shape, stride, padding):
+    return tuple(w_shape[:2]) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
+
+
+def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
+    """What the shapes alone say about a conv fprop on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv in a
+    16-bit format (the wgmma GEMM), ('conv', why) for the sm_90a conv kernel, ('tensor_op', why not) for the
+    mma.sync conv, also when there are fewer than min_tiles output tiles (too few for 132 SMs). The device,
+    alignment and the conv kernel's own can_implement are checked by conv2d_fprop_tensor_core."""
+    n, h, wd, c = (int(v) for v in x_shape)
+    r, s, _, k = (int(v) for v in w_shape)
+    dt = np.dtype(dtype)
+    if groups != 1:
+        return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
+    per16 = 16 // dt.itemsize
+    if c % per16:
+        return "tensor_op", (f"C={c} is not a multiple of {per16} (a TMA row of C {dt.itemsize}-byte channels must "
+                             "be a multiple of 16 bytes)")
+    p, q = conv_output_hw((h, wd), (r, s), stride, padding)
+    tiles = ceil_div(n * p * q, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1])
+    if tiles < min_tiles:
+        return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
+                             f"the GPU (under {min_tiles})")
+    if _one_by_one(w_shape, stride, padding) and dt in WGMMA_TYPES:
+        return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
+    return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
+
+
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
+    """What the shapes alone say about a conv dgrad on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv (the
+    wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other stride-1 convs (the sm_90a conv kernel on
+    dy and the turned filter, conv2d_dgrad_sm90.py), else ('tensor_op', why not), also under min_tiles tiles."""
+    n, h, wd, c = (int(v) for v in x_shape)
+    k = int(w_shape[3])
+    dt = np.dtype(dtype)
+    if groups != 1:
+        return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
+    if dt not in WGMMA_TYPES:
+        return "tensor_op", f"operands are {dt}; the sm_90a kernels take float16 or bfloat16 (uint16 bits)"
+    tiles = ceil_div(n * h * wd, WGMMA_BM) * ceil_div(c, SM90_CONV_TILE[1])
+    if tiles < min_tiles:
+        return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {min_tiles})"
+    if _one_by_one(w_shape, stride, padding):
+        return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, "
+                        "the (C, K) filter its K-major B")
+    if tuple(stride) != (1, 1):
+        return "tensor_op", (f"stride {tuple(stride)}: the sm_90a dgrad takes stride 1 (mma.sync runs the stride "
+                             "phases)")
+    per16 = 16 // dt.itemsize
+    if k % per16:
+        return "tensor_op", f"K={k} is not a multiple of {per16} (dy's TMA rows must be multiples of 16 bytes)"
+    return "conv", "stride-1 conv's dgrad as the sm_90a wgmma + TMA conv fprop of dy with the turned filter"
+
+
+def conv2d_fprop_tensor_core(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1,
+                             bias=None, activation=None, alpha=0.0, out_dtype=None, residual=None):
+    """y = act(conv2d(x, w) + bias + residual) for tensor-core operands (as conv2d_fprop_tensor_op takes them),
+    on the fastest kernel that can run it: on sm_90 (or in the emulator) a 1x1 stride-1 unpadded conv runs the
+    wgmma GEMM (NHWC x is its (N*H*W, C) A matrix, the (C, K) filter its B), other convs (and 1x1 ones with a
+    residual, which the GEMM's epilogue lacks) the sm_90a conv kernel where its can_implement agrees; the rest,
+    and everything on other GPUs, the mma.sync conv2d_fprop_tensor_op. fastconv.explain says which and why.
+    Knob: lx.sm90_conv_min_tiles."""
+    x, w = lx.c(x), lx.c(w)
+    route, why = _sm90_fprop_choice(lx, x, w, stride, padding, dilation, groups, residual, out_dtype)
+    if route == "gemm":
+        note(why)
+        n, h, wd, c = x.shape
+        y = gemm_wgmma(lx, x.reshape(n * h * wd, c), w.reshape(c, w.shape[3]), bias=bias, activation=activation,
+                       out_dtype=out_dtype, alpha=alpha)
+        return y.reshape(n, h, wd, w.shape[3])
+    if route == "conv":
+        note(why)
+        return conv2d_sm90.conv2d_fprop_sm90(lx, x, w, stride, padding, dilation, bias, activation, out_dtype,
+                                             alpha=alpha, residual=residual)
+    note("mma.sync tensor-op conv instead of the sm_90a kernels: " + why)
+    return conv2d_fprop_tensor_op(lx, x, w, stride, padding, dilation, groups, bias, activation, alpha, out_dtype,
+                                  residual)
+
+
+def _sm90_fprop_choice(lx, x, w, stride, padding, dilation, groups, residual, out_dtype):
+    """('gemm' | 'conv' | 'tensor_op', why) for conv2d_fprop_tensor_core."""
+    missing = sm90a_unavailable(lx)
+    if missing:
+        return "tensor_op", missing
+    emulated = " in the emulator" if lx.sm90_target() == "emulator" else ""
+    route, why = sm90_fprop_route(x.shape, w.shape, stride, padding, groups, x.dtype, lx.sm90_conv_min_tiles)
+    if route == "gemm" and residual is not None:
+        route, why = "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop (a 1x1 conv with a residual add)"
+    if route == "gemm":
+        n, h, wd, c = x.shape
+        ok, gemm_why = wgmma_applies(lx, n * h * wd, w.shape[3], c, x.dtype)
+        if not ok:
+            return "tensor_op", gemm_why
+        if lx.ptr(x) % 16:
+            return "tensor_op", "x is not 16-byte aligned (a TMA global address must be)"
+        return route, why + emulated
+    if route != "conv":
+        return route, why
+    if lx.ptr(x) % 16 or lx.ptr(w) % 16:
+        return "tensor_op", "x or w is not 16-byte aligned (a TMA global address must be)"
+    ok, reason = conv2d_sm90.conv2d_fprop_sm90_can_implement(lx, x, w, stride, padding, dilation, groups, out_dtype)
+    if not ok:
+        return "tensor_op", f"conv2d_fprop_sm90 cannot run it: {reason}"
+    return "conv", why + emulated
+
+
+def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, groups, out_dtype=None):
+    """dx for tensor-core operands (as conv2d_dgrad_tensor_op takes them): on sm_90 (or in the emulator) a 1x1
+    stride-1 unpadded conv's dgrad is the wgmma GEMM dx (N*H*W, C) = dy (N*H*W, K) @ w^T, the (C, K) filter
+    being already the K-major (N, K) B it reads; another stride-1 conv's dgrad the sm_90a conv kernel on dy and
+    the turned filter (conv2d_dgrad_sm90.py) where it can implement it; everything else conv2d_dgrad_tensor_op
+    (mma.sync, by stride phases). fastconv.explain says which and why."""
+    dy, w = lx.c(dy), lx.c(w)
+    _, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
+    missing = sm90a_unavailable(lx)
+    route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype, lx.sm90_conv_min_tiles)
+    if missing or tuple(dy.shape) != tuple(y_shape):
+        route = "tensor_op"   # a misshapen dy gets conv2d_dgrad_tensor_op's error
+    elif route == "gemm":
+        n, h, wd, c = (int(v) for v in x_shape)
+        ok, gemm_why = wgmma_applies(lx, n * h * wd, c, w.shape[3], dy.dtype)
+        if ok and not (lx.ptr(dy) % 16 or lx.ptr(w) % 16):
+            note(why)
+            dx = gemm_wgmma(lx, dy.reshape(n * h * wd, w.shape[3]), w.reshape(c, w.shape[3]), out_dtype=out_dtype,
+                            b_layout="nk")
+            return dx.reshape(n, h, wd, c)
+        route, why = "tensor_op", gemm_why if not ok else "dy or w is not 16-byte aligned (a TMA global address must be)"
+    elif route == "conv":
+        ok, reason = conv2d_dgrad_sm90.conv2d_dgrad_sm90_can_implement(lx, dy, w, x_shape, stride, padding, dilation,
+                                                                       groups, out_dtype)
+        if ok:
+            note(why + (" in the emulator" if lx.sm90_target() == "emulator" else ""))
+            return conv2d_dgrad_sm90.conv2d_dgrad_sm90(lx, dy, w, x_shape, stride, padding, dilation, out_dtype)
+        route, why = "tensor_op", f"conv2d_dgrad_sm90 cannot run it: {reason}"
+    note("mma.sync tensor-op dgrad instead of the sm_90a kernels: " + (missing or why))
+    return conv2d_dgrad_tensor_op(lx, dy, w, x_shape, stride, padding, dilation, groups, out_dtype)
 
 
 def _tensor_op_grad_reasons(lx, groups, c, k, vec, arrays, shapes):

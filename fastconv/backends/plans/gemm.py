@@ -35,7 +35,12 @@ WGMMA_MIN_TILES = TARGET_BLOCKS
 
 
 def wgmma_kernel_names() -> list[str]:
-    """The sm_90a instantiations: a view of fastconv/backends/kernel_table.py."""
+    """The sm_90a GEMM instantiations: a view of fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(headers=("gemm/gemm_wgmma_sm90.h",))
+
+
+def sm90a_kernel_names() -> list[str]:
+    """Every sm_90a instantiation (the GEMMs and the convs): a view of fastconv/backends/kernel_table.py."""
     return kernel_table.kernel_names(("sm90a",))
 
 
@@ -197,24 +202,34 @@ def gemm_tensor_op(lx, a, b, bias=None, activation=None, alpha=0.0, out_dtype=No
     return c
 
 
-def wgmma_applies(lx, m, n, k, dtype):
-    """(True, why) when gemm_wgmma would run the sm_90a kernel for this problem, else (False, why not)."""
+def sm90a_unavailable(lx):
+    """None when the launcher's backend can run sm_90a code (wgmma, TMA) on its device, or is the emulator;
+    else why not. What the wgmma GEMM and the sm_90a conv (conv2d_sm90.py) both need."""
     target = lx.sm90_target()
     if target is None:
-        return False, "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
+        return "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
     if target == "sm90" and not lx.runs_sm90a():
         # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
         # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
         # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
         # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.
         reason = lx.sm90a_reason
-        return False, ((reason() if callable(reason) else None) or
-                       "this backend has no sm_90a code for the device (native: fastconv._C was built "
-                       "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
+        return ((reason() if callable(reason) else None) or
+                "this backend has no sm_90a code for the device (native: fastconv._C was built "
+                "without the sm_90a gencode; jit: needs NVRTC through cuda-bindings)")
     if target == "sm90":
         encode, why = tensor_map.tensor_map_encoder()
         if encode is None:
-            return False, why
+            return why
+    return None
+
+
+def wgmma_applies(lx, m, n, k, dtype):
+    """(True, why) when gemm_wgmma would run the sm_90a kernel for this problem, else (False, why not)."""
+    target = lx.sm90_target()
+    missing = sm90a_unavailable(lx)
+    if missing:
+        return False, missing
     if np.dtype(dtype) not in WGMMA_TYPES:
         return False, f"operands are {np.dtype(dtype)}; the wgmma kernel takes float16 or bfloat16 (uint16 bits)"
     if k % 8:

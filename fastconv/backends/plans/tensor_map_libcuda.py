@@ -34,18 +34,20 @@ def load(library="libcuda.so.1"):
     return PROTOTYPE(("cuTensorMapEncodeTiled", ctypes.CDLL(library)))
 
 
-def encode_tiled(fn, address, dtype, dims, row_stride, box, swizzle):
-    """The 128 bytes of a 2-D tiled map (dims and box innermost first, in elements; row_stride in bytes),
-    element strides 1, no interleave, 256-byte L2 promotion, zero fill out of bounds, as
-    encode_tensor_map_cuda asks of cuda-bindings. fn: load()'s function (a test passes a fake)."""
+def encode_tiled(fn, address, dtype, dims, row_stride, box, swizzle, elem_strides=None):
+    """The 128 bytes of a tiled map (dims, box and elem_strides innermost first, in elements; row_stride in
+    bytes: an int for 2-D maps, else one per dimension after the first), no interleave, 256-byte L2
+    promotion, zero fill out of bounds, as encode_tensor_map_cuda asks of cuda-bindings. fn: load()'s
+    function (a test passes a fake)."""
     data_type = DATA_TYPES.get(np.dtype(dtype))
     if data_type is None:
         raise TypeError(f"tensor map: dtype {np.dtype(dtype)} is not float16 or uint16 (bfloat16 bits)")
     rank = len(dims)
+    strides = [row_stride] if np.isscalar(row_stride) else list(row_stride)
     dims_c = (ctypes.c_uint64 * rank)(*(int(d) for d in dims))
-    strides_c = (ctypes.c_uint64 * (rank - 1))(int(row_stride))
+    strides_c = (ctypes.c_uint64 * (rank - 1))(*(int(s) for s in strides))
     box_c = (ctypes.c_uint32 * rank)(*(int(b) for b in box))
-    element_strides = (ctypes.c_uint32 * rank)(*([1] * rank))
+    element_strides = (ctypes.c_uint32 * rank)(*(int(e) for e in (elem_strides or [1] * rank)))
     raw = ctypes.create_string_buffer(TENSOR_MAP_BYTES + TENSOR_MAP_ALIGN)
     at = ctypes.addressof(raw) + (-ctypes.addressof(raw)) % TENSOR_MAP_ALIGN   # the driver's CUtensorMap alignment
     err = fn(at, data_type, rank, int(address), dims_c, strides_c, box_c, element_strides, INTERLEAVE_NONE,

@@ -1,0 +1,166 @@
+"""Launch plan of the sm_90a conv2d fprop (csrc/conv/conv2d_fprop_wgmma_sm90.h: implicit GEMM on wgmma, the
+activation tile of each filter tap loaded by a 4-D TMA box with element strides and zero fill, the filter
+by a 3-D box). Plain functions over the Launcher (launcher.py); routing (when to call this rather than
+mma.sync) is conv2d.py's conv2d_fprop_tensor_core.
+
+    conv2d_fprop_sm90_can_implement(lx, x, w, stride, padding, dilation, groups=1, out_dtype=None)
+        -> (True, what) or (False, why not)
+    conv2d_fprop_sm90(lx, x, w, stride, padding, dilation, bias=None, activation=None, out_dtype=None,
+                      alpha=0.0, residual=None, w_layout="rsck", bn=None) -> y (N, P, Q, K)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...explain import note
+from .. import kernel_table
+from ...shapes import resolve_padding
+from .common import ACTIVATIONS, ceil_div, conv2d_problem
+from .tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
+from .gemm import WGMMA_BK, WGMMA_THREADS, WGMMA_TYPES, sm90a_unavailable, wgmma_shared_bytes, wgmma_tile
+from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, encode_tensor_map_emulated
+
+CONV_SM90_ROWS = 128          # output pixels per tile (WgmmaTile::BM)
+CONV_SM90_MAX_STRIDE = 8      # TMA element strides are 1..8
+TMA_MAX_BOX = 256             # elements per box dimension
+# struct fc::ConvPixelTile (csrc/conv/conv2d_fprop_wgmma_sm90.h)
+CONV_PIXEL_TILE_DTYPE = np.dtype([("tq", "<i4"), ("tp", "<i4"), ("tn", "<i4")])
+# The registered instantiations: BN 128 for bf16 and fp16, BN 256 (m64n256, setmaxnreg) for bf16.
+CONV_SM90_BNS = {"__nv_bfloat16": (128, 256), "__half": (128,)}
+
+
+def conv2d_fprop_sm90_kernel_names() -> list[str]:
+    """The sm_90a conv fprop instantiations: a view of fastconv/backends/kernel_table.py."""
+    return kernel_table.kernel_names(headers=("conv/conv2d_fprop_wgmma_sm90.h",))
+
+
+def pixel_tile(n, p, q, stride):
+    """(TQ, TP, TN), powers of two with TQ * TP * TN = 128: the output-pixel box of one tile that covers
+    N x P x Q with the fewest tiles (the least work on pixels outside the output), then the widest rows
+    (the longest contiguous reads). The TMA box spans TQ * stride_w input columns and TP * stride_h rows,
+    at most 256 each."""
+    best = None
+    for lq in range(8):
+        for lp in range(8 - lq):
+            tq, tp = 1 << lq, 1 << lp
+            tn = CONV_SM90_ROWS // (tq * tp)
+            if tq * stride[1] > TMA_MAX_BOX or tp * stride[0] > TMA_MAX_BOX:
+                continue
+            key = (ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn), -tq)
+            if best is None or key < best[0]:
+                best = (key, (tq, tp, tn))
+    return best[1]
+
+
+def _residual(lx, residual, shape, dt, out):
+    """The epilogue's residual input in the output dtype: (array, has_residual)."""
+    if residual is None:
+        return lx.xp.zeros((1,), out), 0
+    r = lx.c(residual)
+    if tuple(r.shape) != tuple(shape):
+        raise ValueError(f"conv2d_fprop_sm90: residual has shape {tuple(r.shape)}, expected the output's {tuple(shape)}")
+    if r.dtype not in (np.dtype(np.float32), dt):
+        raise TypeError(f"conv2d_fprop_sm90: residual must be float32 or the operand dtype {dt}, got {r.dtype}")
+    if r.dtype == out:
+        return r, 1
+    if out == np.float32:   # 16-bit residual, fp32 output
+        return (bf16_bits_to_float32(lx.xp, r) if dt == np.uint16 else r.astype(np.float32)), 1
+    return lx.c(float32_to_bf16_bits(lx.xp, r) if dt == np.uint16 else r.astype(out)), 1
+
+
+def _problem(x, w, stride, padding, dilation, groups, w_layout):
+    if w_layout not in ("rsck", "krsc"):
+        raise ValueError(f"conv2d_fprop_sm90: w_layout must be 'rsck' (Keras (R, S, C, K)) or 'krsc', got {w_layout!r}")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d_fprop_sm90: x is {x.shape} and w is {w.shape}; expected NHWC x and a 4-D filter")
+    rsck = tuple(w.shape) if w_layout == "rsck" else (w.shape[1], w.shape[2], w.shape[3], w.shape[0])
+    stride, dilation = tuple(int(v) for v in stride), tuple(int(v) for v in dilation)
+    pad = resolve_padding(padding, x.shape[1:3], rsck[:2], stride, dilation)
+    pb, y_shape = conv2d_problem(x.shape, rsck, stride, pad, dilation, groups)
+    return pb, y_shape, stride
+
+
+def conv2d_fprop_sm90_can_implement(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
+                                    groups=1, out_dtype=None, w_layout="rsck"):
+    """(True, what) when conv2d_fprop_sm90 can run this problem here, else (False, why not): an sm_90 GPU
+    with sm_90a code and a tensor-map encoder, or the emulator; x and w float16 or bfloat16 (uint16 bits) of
+    one dtype; output float32 or that dtype; groups 1; C % 8 == 0 (TMA strides are multiples of 16 bytes);
+    strides <= 8 (TMA element strides); x and w 16-byte aligned (TMA global addresses). Any padding and
+    dilation. Bad arguments (shapes that do not fit) raise instead."""
+    pb, _, stride = _problem(x, w, stride, padding, dilation, groups, w_layout)
+    missing = sm90a_unavailable(lx)
+    if missing:
+        return False, missing
+    reasons = []
+    if np.dtype(x.dtype) not in WGMMA_TYPES:
+        reasons.append(f"x is {np.dtype(x.dtype)}; the kernel takes float16 or bfloat16 (uint16 bits)")
+    elif w.dtype != x.dtype:
+        reasons.append(f"x is {x.dtype} but w is {w.dtype}")
+    elif out_dtype is not None and np.dtype(out_dtype) not in (np.dtype(np.float32), np.dtype(x.dtype)):
+        reasons.append(f"output {np.dtype(out_dtype)} is neither float32 nor the operand type {np.dtype(x.dtype)}")
+    if groups != 1:
+        reasons.append(f"groups={groups} (the kernel takes groups == 1)")
+    if pb["C"] % 8:
+        reasons.append(f"C={int(pb['C'])} is not a multiple of 8 (TMA strides must be multiples of 16 bytes)")
+    if max(stride) > CONV_SM90_MAX_STRIDE:
+        reasons.append(f"stride {stride} exceeds {CONV_SM90_MAX_STRIDE} (the TMA element-stride limit)")
+    if lx.ptr(x) % 16 or lx.ptr(w) % 16:
+        reasons.append("x or w is not 16-byte aligned (a TMA global address must be)")
+    if reasons:
+        return False, "; ".join(reasons)
+    return True, ("sm_90a wgmma conv2d fprop (TMA boxes per filter tap, 4 stages, warp-specialized)" +
+                  (" in the emulator" if lx.sm90_target() == "emulator" else ""))
+
+
+def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), bias=None,
+                      activation=None, out_dtype=None, alpha=0.0, residual=None, w_layout="rsck", bn=None):
+    """y = act(conv2d(x, w) + bias + residual) on the sm_90a kernel: x NHWC, w (R, S, C, K) (w_layout 'rsck',
+    copied once into KRSC) or already (K, R, S, C) ('krsc', no copy), float16 or uint16 (bfloat16 bits); bias
+    float32 (K,); residual shaped as y, float32 or the operand dtype (read in y's dtype, as the mma.sync conv
+    does); y (N, P, Q, K) float32 (default) or the operand dtype. padding: anything
+    fastconv.shapes.resolve_padding takes. bn: the filter tile, 128 or 256 (bf16 only); default 256 for
+    bf16 with K >= 256. Raises ValueError when conv2d_fprop_sm90_can_implement says no."""
+    x, w = lx.c(x), lx.c(w)
+    ok, why = conv2d_fprop_sm90_can_implement(lx, x, w, stride, padding, dilation, 1, out_dtype, w_layout)
+    if not ok:
+        raise ValueError(f"conv2d_fprop_sm90 cannot run this problem: {why}")
+    pb, y_shape, stride = _problem(x, w, stride, padding, dilation, 1, w_layout)
+    out = np.dtype(np.float32 if out_dtype is None else out_dtype)
+    n, p, q, k = y_shape
+    c, r, s = int(pb["C"]), int(pb["R"]), int(pb["S"])
+    if bias is not None and tuple(bias.shape) != (k,):
+        raise ValueError(f"conv2d_fprop_sm90: bias has shape {tuple(bias.shape)}; expected ({k},), one per filter")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"conv2d_fprop_sm90: activation {activation!r} is not one of {sorted(map(str, ACTIVATIONS))}")
+    res, has_res = _residual(lx, residual, y_shape, x.dtype, out)
+    ct = WGMMA_TYPES[x.dtype]
+    bn = bn or (256 if ct == "__nv_bfloat16" and k >= 256 else 128)
+    if bn not in CONV_SM90_BNS[ct]:
+        raise ValueError(f"conv2d_fprop_sm90: bn={bn}; {ct} operands have tiles with BN in {CONV_SM90_BNS[ct]}")
+    tq, tp, tn = pixel_tile(n, p, q, stride)
+    note(f"{why}: tiles of {tq}x{tp}x{tn} output pixels (Q x P x N) by {bn} filters")
+    y = lx.xp.empty(y_shape, out)
+    if y.size == 0:
+        return y
+    wt = w if w_layout == "krsc" else lx.c(w.transpose(3, 0, 1, 2))   # KRSC: filters K-major
+    e = x.dtype.itemsize
+    h, wd = int(pb["H"]), int(pb["W"])
+    # x as (C, W, H, N) and wt as (C, R*S, K), innermost first; strides in bytes of dims 1..
+    x_map = dict(dims=(c, wd, h, n), row_stride=(c * e, wd * c * e, h * wd * c * e),
+                 box=(WGMMA_BK, tq * stride[1], tp * stride[0], tn), swizzle=TMA_SWIZZLE_128B,
+                 elem_strides=(1, stride[1], stride[0], 1))
+    w_map = dict(dims=(c, r * s, k), row_stride=(c * e, r * s * c * e), box=(WGMMA_BK, 1, bn), swizzle=TMA_SWIZZLE_128B)
+    if lx.sm90_target() == "emulator":
+        map_x, map_w = encode_tensor_map_emulated(0, e, **x_map), encode_tensor_map_emulated(1, e, **w_map)
+    else:   # pragma: no cover - GPU machines only
+        map_x = encode_tensor_map_cuda(lx.ptr(x), x.dtype, **x_map)
+        map_w = encode_tensor_map_cuda(lx.ptr(wt), x.dtype, **w_map)
+    pt = np.array([(tq, tp, tn)], CONV_PIXEL_TILE_DTYPE)[0]
+    bias_arr = lx.c(bias).astype(np.float32, copy=False) if bias is not None else lx.xp.zeros((1,), np.float32)
+    name = f"fc::conv2d_fprop_wgmma_sm90<{wgmma_tile(bn)}, {ct}, {'float' if out == np.float32 else ct}>"
+    m_tiles = ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn)
+    lx.launch(name, lx.tile_grid(ceil_div(k, bn), m_tiles), (WGMMA_THREADS,),
+              (x, wt, as_struct(map_x), as_struct(map_w), y, pb, pt, bias_arr, np.int32(bias is not None),
+               np.int32(ACTIVATIONS[activation]), np.float32(alpha), res, np.int32(has_res)),
+              shared_bytes=wgmma_shared_bytes(bn))
+    return y
