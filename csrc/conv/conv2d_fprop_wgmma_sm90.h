@@ -13,7 +13,7 @@
 //     pixel (n0 + i / (TQ*TP), p0 + i / TQ % TP, q0 + i % TQ): the GEMM's A operand, K-major.
 //   Filter tile: a box of the 3-D map over w = (C, R*S, K): 64 channels x 1 tap x BN filters, the B
 //     operand, K-major. C beyond the last channel is zero-filled in both operands.
-//   Pipeline, stages and consumers: the sm_90a GEMM's (csrc/hopper/gemm_wgmma.h: WgmmaTile, producer
+//   Pipeline, stages and consumers: the sm_90a GEMM's (csrc/gemm/gemm_wgmma_sm90.h: WgmmaTile, producer
 //     warpgroup issuing both boxes per k-tile on a `full` mbarrier, two consumer warpgroups running
 //     wgmma_mainloop); 128x128 (BN 128) and 128x256 (BN 256, setmaxnreg) tiles.
 //   Epilogue: a separate stage from the accumulator fragment: bias + residual + activation + cast

@@ -227,7 +227,7 @@ FC_DEVICE void gemm_mainloop(const GatherA& ga, const GatherB& gb, Index M, Inde
   // Epilogue stage: each thread hands its register block to the epilogue functor. Not vectorized: a
   // warp's stores of one (i, j) land TN elements apart, 25% sector efficiency (12% for TileLarge) in
   // benchmarks/counters/emulated.json; L2 merges the partial sectors before DRAM, and a vector
-  // epilogue would have to change every functor (conv/*.h, gemm.h, fused/*.h).
+  // epilogue would have to change every functor (conv/*.h, gemm/gemm_simt.h, the fused conv-pool kernels).
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const Index m = m0 + tm * TM + i;

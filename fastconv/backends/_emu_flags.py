@@ -1,5 +1,5 @@
 """The emulator's g++ recipe, written once: setup.py builds fastconv._emu with it (reading this file by path,
-since a build must not import the package) and fastconv/_emu_build.py builds run-time kernel modules with it.
+since a build must not import the package) and fastconv/backends/_emu_build.py builds run-time kernel modules with it.
 Plain data, no imports."""
 
 # csrc/emu/: compiled once and linked with the kernels' translation unit (csrc/emu/kernels.cpp, or a

@@ -102,10 +102,10 @@ def _sm90a_only(name: str) -> bool:
 
 def ptxas_resources(names: list[str], arch: str, nvcc: str | None = None) -> dict[str, dict]:
     """{kernel template-id: ptxas' resources on `arch`} for kernels of the GPU build (csrc/launch/
-    all_kernels.h, and the sm_90a header for the wgmma kernels). Raises FileNotFoundError without
+    all_kernels.h, and the sm_90a headers of the sm_90a kernels asked for). Raises FileNotFoundError without
     nvcc, subprocess.CalledProcessError (with nvcc's output) when the build fails."""
     from ..backends._sources import csrc_dir
-    from ..backends.jit import KERNEL_HEADER, SM90A_HEADER
+    from ..backends.jit import KERNEL_HEADER, SM90A_HEADERS
     target_limits(arch)
     nvcc = nvcc or find_nvcc()
     if nvcc is None:
@@ -113,7 +113,7 @@ def ptxas_resources(names: list[str], arch: str, nvcc: str | None = None) -> dic
     if not names:
         return {}
     csrc = csrc_dir()
-    headers = [KERNEL_HEADER] + ([SM90A_HEADER] if any(map(_sm90a_only, names)) else [])
+    headers = [KERNEL_HEADER] + sorted({h for p, h in SM90A_HEADERS.items() if any(n.startswith(p) for n in names)})
     lines = [f'#include "{h}"' for h in headers]
     lines += [f"static const void* const fc_instance_{i} = reinterpret_cast<const void*>(&{n});"   # instantiates
               for i, n in enumerate(names)]

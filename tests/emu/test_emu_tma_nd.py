@@ -1,4 +1,4 @@
-"""The emulated TMA tiled copy of rank 3-5 maps with element strides (csrc/hopper/sm90_primitives.h
+"""The emulated TMA tiled copy of rank 3-5 maps with element strides (csrc/arch/sm90/primitives.h
 emu::tma_issue / tma_run) against the semantics transcribed here independently of the C++:
 
 - cuTensorMapEncodeTiled (CUDA driver API, "Tensor Map Object Management"): globalDim per dimension

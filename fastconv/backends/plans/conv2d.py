@@ -1,7 +1,7 @@
 """Launch plans of conv2d: fprop, dgrad and wgrad on CUDA cores (csrc/conv/: implicit GEMM, depthwise, the
-stride-phase dgrad), on tensor cores (csrc/tensor_core/, sm_80+ mma.sync, in tf32 / fp16 / bf16 with fp32
+stride-phase dgrad), on tensor cores (csrc/conv/*_tensor_op_sm80.h, sm_80+ mma.sync, in tf32 / fp16 / bf16 with fp32
 accumulation and the fused bias + residual + activation epilogue), under a reduced precision policy (the
-operands cast at each use, cast.py), and fused with bias, ReLU and max-pool (csrc/fused/: forward 2x2/2
+operands cast at each use, cast.py), and fused with bias, ReLU and max-pool (csrc/conv/conv2d_bias_relu_maxpool*.h: forward 2x2/2
 'valid' or 3x3/2 with any padding; the pool + ReLU-mask + bias-gradient backward).
 
 On sm_90 (and in the emulator) the tensor-core fprop and dgrad are routed by conv2d_*_tensor_core: a 1x1
@@ -33,12 +33,12 @@ from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPE
 VALID = ((0, 0), (0, 0))
 # The files of the fused kernels (fastconv/backends/kernel_table.py names each family's header).
 FUSED_HEADERS = ("conv/conv2d_bias_relu_maxpool.h", "conv/conv2d_bias_relu_maxpool3x3.h", "norm/batchnorm_relu.h")
-# Mirrors csrc/fused/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
+# Mirrors csrc/conv/conv2d_bias_relu_maxpool3x3.h MaxPool3x3s2Patch: pooled windows (TP, TQ) per block.
 PATCH_3X3S2 = {"TileSmall": (1, 4), "TileMedium": (2, 5)}
 
 
 def fusable_pool_kind(pool, pool_stride, pool_padding=VALID):
-    """'2x2' (2x2/2 'valid'), '3x3s2' (3x3/2, padding up to 2 per side) or None: what csrc/fused/ covers."""
+    """'2x2' (2x2/2 'valid'), '3x3s2' (3x3/2, padding up to 2 per side) or None: what csrc/conv/conv2d_bias_relu_maxpool*.h cover."""
     pool, pool_stride = tuple(pool), tuple(pool_stride)
     pads = tuple(tuple(int(v) for v in side) for side in pool_padding)
     if pool == (2, 2) and pool_stride == (2, 2) and pads == VALID:
@@ -476,7 +476,7 @@ def conv2d_wgrad_tensor_op(lx, x, dy, w_shape, stride, padding, dilation, groups
     if kdim == 0:
         dw[...] = 0
         return dw
-    bk = 16 if dt == np.float32 else 32   # Tile64's BK: 64 bytes of each row (gemm_tensor_op.h)
+    bk = 16 if dt == np.float32 else 32   # Tile64's BK: 64 bytes of each row (gemm/gemm_tensor_op_sm80.h)
     splits, k_per_split = tensor_op_splits(rows, k, kdim, "Tile64", bk, lx.force_splits)
     note(f"tensor-core implicit GEMM wgrad: {rows} x {k} x {kdim}, {splits} split(s) of {k_per_split}, "
          "summed in a fixed order")

@@ -1,6 +1,6 @@
 """Launch plans of the GEMM-shaped ops: the CUDA-core GEMM (csrc/gemm/, also dense and the bias gradient),
 its tile / vector / index choice for every implicit-GEMM kernel (gemm_config), the tensor-core GEMM
-(csrc/tensor_core/gemm_tensor_op.h), the sm_90a wgmma GEMM (csrc/hopper/gemm_wgmma.h: TMA-staged operands,
+(csrc/gemm/gemm_tensor_op_sm80.h), the sm_90a wgmma GEMM (csrc/gemm/gemm_wgmma_sm90.h: TMA-staged operands,
 warp-specialized wgmma) and the choice between them, and dense under a reduced precision (cast.py)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, enc
 from .tensor_op import (TENSOR_OP_TILES, TENSOR_OP_TUNING_DTYPES, TENSOR_OP_TYPES, tensor_op_name, tensor_op_residual,
                         tensor_op_types)
 
-# Mirrors fc::WgmmaTile<BN, 4> (csrc/hopper/gemm_wgmma.h): BN 128, or 256 when N >= 256.
+# Mirrors fc::WgmmaTile<BN, 4> (csrc/gemm/gemm_wgmma_sm90.h): BN 128, or 256 when N >= 256.
 WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
 WGMMA_BNS = (128, 256)
 
@@ -209,7 +209,7 @@ def sm90a_unavailable(lx):
     if target is None:
         return "the device is not sm_90 (wgmma and TMA need a Hopper GPU)"
     if target == "sm90" and not lx.runs_sm90a():
-        # The executor must run sm_90a machine code for csrc/hopper (not plain sm_90): jit compiles it
+        # The executor must run sm_90a machine code for the kernel table's sm90a kernels (not plain sm_90): jit compiles it
         # through NVRTC (jit.compile_sm90a, with cuda-bindings); native asks _C whether the device runs
         # the sm_90a binary of its registry (_C.sm90a_code, csrc/launch/sm90a_probe.cuh). jit's probe
         # (compile + load one wgmma kernel per device) keeps the reason it failed: sm90a_reason.

@@ -1,5 +1,5 @@
-"""Launch plans of batch normalization (csrc/ops/batchnorm.h) and of batch normalization + ReLU fused
-(csrc/fused/batchnorm_relu.h): statistics and parameter gradients by the deterministic column reductions
+"""Launch plans of batch normalization (csrc/norm/batchnorm.h) and of batch normalization + ReLU fused
+(csrc/norm/batchnorm_relu.h): statistics and parameter gradients by the deterministic column reductions
 (reduce.py), the normalize and input-gradient passes elementwise."""
 from __future__ import annotations
 

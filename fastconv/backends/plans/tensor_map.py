@@ -4,7 +4,7 @@ A TMA kernel takes each operand twice: as a pointer (what the emulator maps; the
 as a 128-byte tensor map. On a GPU the map comes from the driver's cuTensorMapEncodeTiled, through
 cuda-bindings where it is installed, else straight from libcuda (tensor_map_libcuda.py); with neither the
 plan falls back to mma.sync. In the emulator it comes from encode_tensor_map_emulated, which writes the
-fields csrc/hopper/sm90_primitives.h (EmuTensorMap) reads, naming the global tensor by the kernel parameter
+fields csrc/arch/sm90/primitives.h (EmuTensorMap) reads, naming the global tensor by the kernel parameter
 that carries it.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from . import tensor_map_libcuda
 # CUtensorMapSwizzle values (the kernel's maps use 128B).
 TMA_SWIZZLE_NONE, TMA_SWIZZLE_32B, TMA_SWIZZLE_64B, TMA_SWIZZLE_128B = 0, 1, 2, 3
 EMU_TENSOR_MAP_MAGIC = 0x4D544346
-# struct EmuTensorMap in csrc/hopper/sm90_primitives.h (a tiled map of rank 1..5), padded to the 128 bytes
+# struct EmuTensorMap in csrc/arch/sm90/primitives.h (a tiled map of rank 1..5), padded to the 128 bytes
 # of a CUtensorMap.
 EMU_TENSOR_MAP_DTYPE = np.dtype({
     "names": ["magic", "param_index", "elem_bytes", "swizzle", "rank", "box", "elem_strides", "dims", "strides",
