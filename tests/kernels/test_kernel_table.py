@@ -5,6 +5,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastconv.backends import kernel_table
@@ -41,6 +42,35 @@ def test_kernel_name_spells_the_cpp_template_id(family, params, want):
 def test_kernel_name_refuses_what_the_table_does_not_list(family, params, match):
     with pytest.raises(ValueError, match=match):
         kernel_name(family, **params)
+
+
+def test_only_an_unlisted_configuration_is_not_instantiated_and_tensor_op_name_turns_it_into_none():
+    from fastconv.backends.plans.tensor_op import tensor_op_name
+    with pytest.raises(kernel_table.NotInstantiated):
+        kernel_name("gemm_tensor_op", traits="TensorOpTf32Tile128", vec=4, out="float")
+    assert tensor_op_name("gemm_tensor_op", "Tf32", "Tile128", 4, "float") is None
+    assert tensor_op_name("gemm_tensor_op", "Bf16", "Tile128", 8, "__nv_bfloat16") == \
+        "fc::gemm_tensor_op<fc::TensorOpBf16Tile128, 8, __nv_bfloat16>"
+    with pytest.raises(ValueError) as err:   # a misspelt family is a bug, not an unbuilt configuration
+        tensor_op_name("gemm_tensor_opp", "Tf32", "Tile64", 4, "float")
+    assert not isinstance(err.value, kernel_table.NotInstantiated)
+
+
+def test_kernel_name_spells_equal_values_as_the_table_does_whatever_was_asked_first():
+    """The cache keys on types, and the name is rendered from the table's own values: 1 and True, or
+    numpy and Python ints, give one spelling."""
+    want = "fc::gemm_bias_act<fc::TileSmall, 4, int, float, true, false>"
+    assert kernel_name("gemm_bias_act", tile="TileSmall", vec=4, index="int", t="float", trans_a=1, trans_b=0) == want
+    assert kernel_name("gemm_bias_act", tile="TileSmall", vec=np.int64(4), index="int", t="float",
+                       trans_a=True, trans_b=False) == want
+
+
+def test_the_plans_build_no_launch_name_of_their_own():
+    """Every fc:: template-id a plan launches comes from kernel_name(), which refuses what the table lacks."""
+    literal = re.compile(r"""\bf?["']fc::\w+<""")
+    found = [f"{p.name}:{i}: {line.strip()}" for p in sorted((ROOT / "fastconv/backends/plans").glob("*.py"))
+             for i, line in enumerate(p.read_text().splitlines(), 1) if literal.search(line)]
+    assert not found, "\n".join(found)
 
 
 def test_names_are_unique_and_views_split_the_table():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernel_table import kernel_name
 from .common import ACTIVATIONS, ctype, scalar
 
 
@@ -11,7 +12,7 @@ def act_fprop(lx, name, x, alpha=0.0):
     x = lx.c(x)
     y = lx.xp.empty_like(x)
     if x.size:
-        lx.run1d(f"fc::activation_fprop_kernel<{ctype(x.dtype)}>", x.size,
+        lx.run1d(kernel_name("activation_fprop_kernel", t=ctype(x.dtype)), x.size,
                  (np.int32(ACTIVATIONS[name]), x, y, np.int64(x.size), scalar(x.dtype, alpha)))
     return y
 
@@ -20,7 +21,7 @@ def act_bprop(lx, name, dy, saved, alpha=0.0):
     dy, saved = lx.c(dy), lx.c(saved)
     dx = lx.xp.empty_like(dy)
     if dy.size:
-        lx.run1d(f"fc::activation_bprop_kernel<{ctype(dy.dtype)}>", dy.size,
+        lx.run1d(kernel_name("activation_bprop_kernel", t=ctype(dy.dtype)), dy.size,
                  (np.int32(ACTIVATIONS[name]), dy, saved, dx, np.int64(dy.size), scalar(dy.dtype, alpha)))
     return dx
 

@@ -10,9 +10,9 @@ from .. import kernel_table
 from .tensor_op import bf16_bits_to_float32
 
 # precision -> (cast kernel, the operand dtype the tensor-core plans take; bf16 travels as uint16 raw bits)
-CASTS = {"tf32": ("fc::round_tf32_kernel<float>", np.dtype(np.float32)),
-         "fp16": ("fc::cast_fp32_kernel<__half>", np.dtype(np.float16)),
-         "bf16": ("fc::cast_fp32_kernel<__nv_bfloat16>", np.dtype(np.uint16))}
+CASTS = {"tf32": (kernel_table.kernel_name("round_tf32_kernel", t="float"), np.dtype(np.float32)),
+         "fp16": (kernel_table.kernel_name("cast_fp32_kernel", t="__half"), np.dtype(np.float16)),
+         "bf16": (kernel_table.kernel_name("cast_fp32_kernel", t="__nv_bfloat16"), np.dtype(np.uint16))}
 
 
 def cast_kernel_names() -> list[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernel_table, tuning
+from ..kernel_table import kernel_name
 from ...explain import note
 from ...shapes import conv_output_hw, needs_64bit_index
 from . import conv2d_dgrad_sm90, conv2d_sm90
@@ -80,7 +81,7 @@ def conv2d_fprop(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1,
         return y
     cg, kg = w.shape[2], k // groups
     if cg == 1:
-        lx.run1d(f"fc::conv2d_fprop_depthwise<{t}>", y.size,
+        lx.run1d(kernel_name("conv2d_fprop_depthwise", t=t), y.size,
                  (pb, x, w, y, b, np.int32(bias is not None), np.int32(act), scalar(x.dtype, alpha)))
         return y
     m = n * p * q
@@ -89,7 +90,7 @@ def conv2d_fprop(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1,
     tile, vec, index = gemm_config(lx, x.dtype, m, kg, (x.shape[3], cg, k, kg), (lx.ptr(x), lx.ptr(w)),
                                    (x.shape, w.shape, y_shape), groups, tuned)
     bm, bn, _, threads = TILES[tile]
-    lx.launch(f"fc::conv2d_fprop_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+    lx.launch(kernel_name("conv2d_fprop_implicit_gemm", tile=tile, vec=vec, index=index, t=t),
               lx.tile_grid(ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
               (pb, x, w, y, b, np.int32(bias is not None), np.int32(act), scalar(x.dtype, alpha)))
     return y
@@ -112,7 +113,7 @@ def conv2d_dgrad(lx, dy, w, x_shape, stride, padding, dilation, groups, precisio
     cg, k = w.shape[2], w.shape[3]
     kg = k // groups
     if cg == 1:
-        lx.run1d(f"fc::conv2d_dgrad_depthwise<{t}>", dx.size, (pb, dy, w, dx))
+        lx.run1d(kernel_name("conv2d_dgrad_depthwise", t=t), dx.size, (pb, dy, w, dx))
         return dx
     m = n * h * wd
     tuned = lx.tuned("conv2d_dgrad", dy.dtype,
@@ -125,11 +126,11 @@ def conv2d_dgrad(lx, dy, w, x_shape, stride, padding, dilation, groups, precisio
         note(f"conv2d_dgrad stride-phase decomposition: {sh}x{sw} = {sh * sw} phases in one launch, each over "
              "only the taps that reach it (no taps masked by the stride)")
         rows = n * ceil_div(h, sh) * ceil_div(wd, sw)   # phase (0, 0), the largest
-        lx.launch(f"fc::conv2d_dgrad_strided_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+        lx.launch(kernel_name("conv2d_dgrad_strided_implicit_gemm", tile=tile, vec=vec, index=index, t=t),
                   lx.tile_grid(ceil_div(rows, bm), ceil_div(cg, bn), groups * sh * sw), (threads,),
                   (pb, dy, w, dx))
         return dx
-    lx.launch(f"fc::conv2d_dgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+    lx.launch(kernel_name("conv2d_dgrad_implicit_gemm", tile=tile, vec=vec, index=index, t=t),
               lx.tile_grid(ceil_div(m, bm), ceil_div(cg, bn), groups), (threads,), (pb, dy, w, dx))
     return dx
 
@@ -156,7 +157,7 @@ def conv2d_wgrad(lx, x, dy, w_shape, stride, padding, dilation, groups, precisio
         rows_per_split = ceil_div(kdim, splits)
         splits = ceil_div(kdim, rows_per_split)
         out = dw if splits == 1 else lx.xp.empty((splits, r * s, k), x.dtype)
-        lx.launch(f"fc::conv2d_wgrad_depthwise<{t}>", lx.tile_grid(ceil_div(k, 32), r * s, splits), (32, 8),
+        lx.launch(kernel_name("conv2d_wgrad_depthwise", t=t), lx.tile_grid(ceil_div(k, 32), r * s, splits), (32, 8),
                   (pb, x, dy, out, np.int64(rows_per_split)))
     else:
         kg = k // groups
@@ -176,12 +177,12 @@ def conv2d_wgrad(lx, x, dy, w_shape, stride, padding, dilation, groups, precisio
             splits = ceil_div(kdim, k_per_split)
         out = dw if splits == 1 else lx.xp.empty((splits, rows, k), x.dtype)
         bm, bn, _, threads = TILES[tile]
-        lx.launch(f"fc::conv2d_wgrad_implicit_gemm<fc::{tile}, {vec}, {index}, {t}>",
+        lx.launch(kernel_name("conv2d_wgrad_implicit_gemm", tile=tile, vec=vec, index=index, t=t),
                   lx.tile_grid(ceil_div(rows, bm), ceil_div(kg, bn), groups * splits), (threads,),
                   (pb, x, dy, out, np.int32(splits),
                    np.int64(k_per_split) if index == "int64_t" else np.int32(k_per_split)))
     if splits > 1:
-        lx.run1d(f"fc::split_k_reduce<{t}>", dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
+        lx.run1d(kernel_name("split_k_reduce", t=t), dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
     return dw
 
 
@@ -485,7 +486,7 @@ def conv2d_wgrad_tensor_op(lx, x, dy, w_shape, stride, padding, dilation, groups
     lx.launch(name, lx.tile_grid(ceil_div(rows, bm), ceil_div(k, bn), splits), (threads,),
               (pb, x, dy, out, np.int32(k_per_split)))
     if splits > 1:
-        lx.run1d("fc::split_k_reduce<float>", dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
+        lx.run1d(kernel_name("split_k_reduce", t="float"), dw.size, (out, dw, np.int32(splits), np.int64(dw.size)))
     return dw
 
 
@@ -513,7 +514,7 @@ def conv2d_bias_relu_maxpool_fprop(lx, x, w, b, stride=(1, 1), padding=VALID, di
                                    (x.shape, w.shape, (n, p, q, k)), groups)
     bm, bn, _, threads = TILES[tile]
     if kind == "2x2":
-        lx.launch(f"fc::conv2d_bias_relu_maxpool2x2_fprop<fc::{tile}, {vec}, {index}, {t}>",
+        lx.launch(kernel_name("conv2d_bias_relu_maxpool2x2_fprop", tile=tile, vec=vec, index=index, t=t),
                   lx.tile_grid(ceil_div(m, bm), ceil_div(kg, bn), groups), (threads,),
                   (pb, x, w, bias, np.int32(b is not None), y, argmax))
         return y, argmax
@@ -531,7 +532,7 @@ def conv2d_bias_relu_maxpool_fprop(lx, x, w, b, stride=(1, 1), padding=VALID, di
         note("64-bit index arithmetic: the 3x3/2 patches' GEMM rows exceed 2^31 - 1")
     note(f"3x3/2 pool fused: each block pools {tp} x {tq} windows from a {2 * tp + 1} x {2 * tq + 1} conv "
          f"patch in shared memory ({bm / (4 * tp * tq):.2f}x the conv FLOPs)")
-    lx.launch(f"fc::conv2d_bias_relu_maxpool3x3s2_fprop<fc::{tile}, {vec}, {index}, {t}>",
+    lx.launch(kernel_name("conv2d_bias_relu_maxpool3x3s2_fprop", tile=tile, vec=vec, index=index, t=t),
               lx.tile_grid(blocks, ceil_div(kg, bn), groups), (threads,),
               (pb, ppb, x, w, bias, np.int32(b is not None), y, argmax))
     return y, argmax
@@ -561,11 +562,11 @@ def relu_maxpool_bprop(lx, dy, argmax, y, conv_shape, pool=(2, 2), pool_stride=(
     splits = ceil_div(rows, per_split)
     partial = db if splits == 1 else lx.xp.empty((splits, k), dy.dtype)
     if kind == "2x2":
-        lx.launch(f"fc::relu_maxpool2x2_bprop<{t}>", (ceil_div(k, 32), splits), (32, 8),
+        lx.launch(kernel_name("relu_maxpool2x2_bprop", t=t), (ceil_div(k, 32), splits), (32, 8),
                   (np.int32(n), np.int32(p), np.int32(q), np.int32(k), dy, argmax, y, dz, partial,
                    np.int64(per_split)))
     else:
-        lx.launch(f"fc::relu_maxpool_bprop<{t}, uint8_t>", (ceil_div(k, 32), splits), (32, 8),
+        lx.launch(kernel_name("relu_maxpool_bprop", t=t, arg="uint8_t"), (ceil_div(k, 32), splits), (32, 8),
                   (ppb, dy, argmax, y, dz, partial, np.int64(per_split)))
     if splits > 1:
         column_finalize(lx, partial, splits, k, ColumnFinal.SUM, rows, 0.0, db)

@@ -17,7 +17,7 @@ from .. import kernel_table
 from ...shapes import resolve_padding
 from .common import ACTIVATIONS, ceil_div, conv2d_problem
 from .tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
-from .gemm import WGMMA_BK, WGMMA_THREADS, WGMMA_TYPES, sm90a_unavailable, wgmma_shared_bytes, wgmma_tile
+from .gemm import WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS, WGMMA_TYPES, sm90a_unavailable, wgmma_shared_bytes
 from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, encode_tensor_map_emulated
 
 CONV_SM90_ROWS = 128          # output pixels per tile (WgmmaTile::BM)
@@ -157,7 +157,8 @@ def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilatio
         map_w = encode_tensor_map_cuda(lx.ptr(wt), x.dtype, **w_map)
     pt = np.array([(tq, tp, tn)], CONV_PIXEL_TILE_DTYPE)[0]
     bias_arr = lx.c(bias).astype(np.float32, copy=False) if bias is not None else lx.xp.zeros((1,), np.float32)
-    name = f"fc::conv2d_fprop_wgmma_sm90<{wgmma_tile(bn)}, {ct}, {'float' if out == np.float32 else ct}>"
+    name = kernel_table.kernel_name("conv2d_fprop_wgmma_sm90", bn=bn, stages=WGMMA_STAGES, t=ct,
+                                    out="float" if out == np.float32 else ct)
     m_tiles = ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn)
     lx.launch(name, lx.tile_grid(ceil_div(k, bn), m_tiles), (WGMMA_THREADS,),
               (x, wt, as_struct(map_x), as_struct(map_w), y, pb, pt, bias_arr, np.int32(bias is not None),

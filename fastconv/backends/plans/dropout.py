@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernel_table import kernel_name
 from .common import ctype
 
 
@@ -17,7 +18,7 @@ def dropout_mask(lx, shape, rate, seed, offset=0, dtype=np.float32):
     if isinstance(offset, (int, np.integer)):
         offset = lx.xp.asarray(np.array(int(offset) & (2**64 - 1), np.uint64).view(np.int64))
     if mask.size:
-        lx.run1d(f"fc::dropout_mask_kernel<{ctype(dtype)}>", mask.size,
+        lx.run1d(kernel_name("dropout_mask_kernel", t=ctype(dtype)), mask.size,
                  (mask, np.int64(mask.size), np.uint64(int(seed) & (2**64 - 1)), offset,
                   np.uint32(threshold), scale))
     return mask
@@ -27,7 +28,7 @@ def _multiply(lx, a, b):
     a, b = lx.c(a), lx.c(b)
     out = lx.xp.empty_like(a)
     if a.size:
-        lx.run1d(f"fc::multiply_kernel<{ctype(a.dtype)}>", a.size, (a, b, out, np.int64(a.size)))
+        lx.run1d(kernel_name("multiply_kernel", t=ctype(a.dtype)), a.size, (a, b, out, np.int64(a.size)))
     return out
 
 

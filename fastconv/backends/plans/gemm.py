@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernel_table, tuning
+from ..kernel_table import kernel_name
 from ...explain import active as explain_active, note
 from ...shapes import needs_64bit_index
 from . import tensor_map
@@ -26,8 +27,6 @@ def wgmma_shared_bytes(bn):
     return WGMMA_STAGES * (WGMMA_BM + bn) * WGMMA_BK * 2 + 1024
 
 
-def wgmma_tile(bn):
-    return f"fc::WgmmaTile<{bn}, {WGMMA_STAGES}>"
 # Operand dtype -> C++ type; bfloat16 travels as uint16 raw bits.
 WGMMA_TYPES = {np.dtype(np.float16): "__half", np.dtype(np.uint16): "__nv_bfloat16"}
 # Below this many output tiles the 132 SMs of an H100 are mostly idle and the mma.sync kernel is as good.
@@ -94,9 +93,9 @@ def gemm(lx, a, b, trans_a=False, trans_b=False, bias=None, activation=None, alp
                                    (a.shape, b.shape, c.shape), tuned=tuned)
     it = np.int64 if index == "int64_t" else np.int32
     bm, bn, _, threads = TILES[tile]
-    ta, tb = ("true" if trans_a else "false"), ("true" if trans_b else "false")
-    lx.launch(f"fc::gemm_bias_act<fc::{tile}, {vec}, {index}, {t}, {ta}, {tb}>",
-              lx.tile_grid(ceil_div(m, bm), ceil_div(n, bn)), (threads,),
+    name = kernel_name("gemm_bias_act", tile=tile, vec=vec, index=index, t=t,
+                       trans_a=bool(trans_a), trans_b=bool(trans_b))
+    lx.launch(name, lx.tile_grid(ceil_div(m, bm), ceil_div(n, bn)), (threads,),
               (it(m), it(n), it(k), a, it(lda), b, it(ldb), c, it(n),
                b if bias is None else lx.c(bias), np.int32(bias is not None), np.int32(ACTIVATIONS[activation]),
                scalar(a.dtype, alpha)))
@@ -287,7 +286,7 @@ def gemm_wgmma(lx, a, b, bias=None, activation=None, out_dtype=None, alpha=0.0, 
     bn = lx.force_wgmma_bn or (256 if n >= 256 else 128)
     if bn not in WGMMA_BNS:
         raise ValueError(f"force_wgmma_bn={bn}: the wgmma tiles have BN in {WGMMA_BNS}")
-    name = f"fc::gemm_wgmma<{wgmma_tile(bn)}, {ct}, {'float' if out == np.float32 else ct}>"
+    name = kernel_name("gemm_wgmma", bn=bn, stages=WGMMA_STAGES, t=ct, out="float" if out == np.float32 else ct)
     row = kdim * a.dtype.itemsize
     if lx.sm90_target() == "emulator":
         map_a = encode_tensor_map_emulated(0, 2, (kdim, m), row, (WGMMA_BK, WGMMA_BM), TMA_SWIZZLE_128B)

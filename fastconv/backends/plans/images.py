@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernel_table import kernel_name
+
 # output dtype -> the kernel that widens uint8 images to it (csrc/ops/normalize.h); bf16 comes back as uint16 bits
-NORMALIZE_KERNELS = {"float32": "fc::normalize_uint8_kernel<float>", "bf16": "fc::normalize_uint8_kernel<__nv_bfloat16>"}
+NORMALIZE_KERNELS = {"float32": kernel_name("normalize_uint8_kernel", t="float"),
+                     "bf16": kernel_name("normalize_uint8_kernel", t="__nv_bfloat16")}
 
 
 def normalize_uint8(lx, x, scale, bias, dtype="float32"):

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from ..kernel_table import kernel_name
 from ...explain import active as explain_active, note
 from .common import ELEMENTWISE_THREADS, MAX_ELEMENTWISE_BLOCKS, ceil_div, ctype, vector_width
 from .reduce import ScalarReduceMode, reduce_to_scalar
@@ -30,9 +31,9 @@ def _row_threads(vectors):
 
 
 def launch_rows(lx, kernel, targs, rows, d, arrays, args):
-    """Launches fc::<kernel><targs, V> over `rows` rows of `d` elements: V = 4 (16-byte loads) for
-    float32 when d % 4 == 0 and every array is 16-byte aligned, else 1. The threads per row depend
-    on (d, V) only, so a shape always reduces in the same order."""
+    """Launches fc::<kernel><targs..., V> (targs: its other template parameters by name) over `rows` rows
+    of `d` elements: V = 4 (16-byte loads) for float32 when d % 4 == 0 and every array is 16-byte aligned,
+    else 1. The threads per row depend on (d, V) only, so a shape always reduces in the same order."""
     vec = vector_width(arrays[0].dtype, (d,), [lx.ptr(a) for a in arrays])
     if lx.force_vec is not None:
         vec = min(vec, lx.force_vec)
@@ -43,7 +44,7 @@ def launch_rows(lx, kernel, targs, rows, d, arrays, args):
              + ("16-byte loads" if vec == 4 else "scalar loads (row length not a multiple of 4, a pointer not "
                 "16-byte aligned, float64, or force_vec)"))
     grid = (max(1, min(ceil_div(rows, rows_per_block), MAX_ELEMENTWISE_BLOCKS)),)
-    lx.launch(f"fc::{kernel}<{targs}, {vec}>", grid, (tpr, rows_per_block), args)
+    lx.launch(kernel_name(kernel, **targs, vec=vec), grid, (tpr, rows_per_block), args)
 
 
 def softmax_fprop(lx, x, axis=-1):
@@ -53,10 +54,10 @@ def softmax_fprop(lx, x, axis=-1):
     if not x.size:
         return y
     if inner == 1:
-        launch_rows(lx, "softmax_fprop_rows", ctype(x.dtype), outer, d, (x, y),
+        launch_rows(lx, "softmax_fprop_rows", {"t": ctype(x.dtype)}, outer, d, (x, y),
                     (x, y, np.int64(outer), np.int64(d)))
     else:   # one thread per line: neighbouring threads read neighbouring inner positions
-        lx.run1d(f"fc::softmax_fprop_strided<{ctype(x.dtype)}>", outer * inner,
+        lx.run1d(kernel_name("softmax_fprop_strided", t=ctype(x.dtype)), outer * inner,
                  (x, y, np.int64(outer), np.int64(d), np.int64(inner)))
     return y
 
@@ -68,10 +69,10 @@ def softmax_bprop(lx, dy, y, axis=-1):
     if not dy.size:
         return dx
     if inner == 1:
-        launch_rows(lx, "softmax_bprop_rows", ctype(dy.dtype), outer, d, (dy, y, dx),
+        launch_rows(lx, "softmax_bprop_rows", {"t": ctype(dy.dtype)}, outer, d, (dy, y, dx),
                     (dy, y, dx, np.int64(outer), np.int64(d)))
     else:
-        lx.run1d(f"fc::softmax_bprop_strided<{ctype(dy.dtype)}>", outer * inner,
+        lx.run1d(kernel_name("softmax_bprop_strided", t=ctype(dy.dtype)), outer * inner,
                  (dy, y, dx, np.int64(outer), np.int64(d), np.int64(inner)))
     return dx
 
@@ -92,7 +93,7 @@ def softmax_cross_entropy_fprop(lx, logits, labels):
     lab, lt = _labels(lx, labels, logits)
     probs = lx.xp.empty_like(logits)
     nll = lx.xp.empty((n,), logits.dtype)
-    launch_rows(lx, "softmax_xent_fprop_rows", f"{ctype(logits.dtype)}, {lt}", n, c, (logits, lab, probs),
+    launch_rows(lx, "softmax_xent_fprop_rows", {"t": ctype(logits.dtype), "label": lt}, n, c, (logits, lab, probs),
                 (logits, lab, np.int64(n), np.int64(c), probs, nll))
     return reduce_to_scalar(lx, ScalarReduceMode.SUM, nll, nll, n, float(n)), probs
 
@@ -102,7 +103,7 @@ def softmax_cross_entropy_bprop(lx, probs, labels, dloss=1.0):
     n, c = probs.shape
     lab, lt = _labels(lx, labels, probs)
     out = lx.xp.empty_like(probs)
-    launch_rows(lx, "softmax_xent_bprop_rows", f"{ctype(probs.dtype)}, {lt}", n, c, (probs, lab, out),
+    launch_rows(lx, "softmax_xent_bprop_rows", {"t": ctype(probs.dtype), "label": lt}, n, c, (probs, lab, out),
                 (probs, lab, _dloss(lx, dloss, probs.dtype), np.int64(n), np.int64(c), out))
     return out
 
@@ -113,7 +114,7 @@ def cross_entropy_fprop(lx, probs, labels, eps=1e-7):
     lab, lt = _labels(lx, labels, probs)
     nll = lx.xp.empty((n,), probs.dtype)
     dt = probs.dtype.type
-    launch_rows(lx, "cross_entropy_fprop_rows", f"{ctype(probs.dtype)}, {lt}", n, c, (probs, lab),
+    launch_rows(lx, "cross_entropy_fprop_rows", {"t": ctype(probs.dtype), "label": lt}, n, c, (probs, lab),
                 (probs, lab, np.int64(n), np.int64(c), dt(eps), dt(1 - eps), nll))
     return reduce_to_scalar(lx, ScalarReduceMode.SUM, nll, nll, n, float(n))
 
@@ -124,7 +125,7 @@ def cross_entropy_bprop(lx, probs, labels, dloss=1.0, eps=1e-7):
     lab, lt = _labels(lx, labels, probs)
     out = lx.xp.empty_like(probs)
     dt = probs.dtype.type
-    lx.run1d(f"fc::cross_entropy_bprop_kernel<{ctype(probs.dtype)}, {lt}>", probs.size,
+    lx.run1d(kernel_name("cross_entropy_bprop_kernel", t=ctype(probs.dtype), label=lt), probs.size,
              (probs, lab, _dloss(lx, dloss, probs.dtype), np.int64(n), np.int32(c), dt(eps), dt(1 - eps), out))
     return out
 
@@ -137,6 +138,6 @@ def mse_fprop(lx, pred, target):
 def mse_bprop(lx, pred, target, dloss=1.0):
     pred, target = lx.c(pred), lx.c(target.astype(pred.dtype, copy=False))
     out = lx.xp.empty_like(pred)
-    lx.run1d(f"fc::mse_bprop_kernel<{ctype(pred.dtype)}>", pred.size,
+    lx.run1d(kernel_name("mse_bprop_kernel", t=ctype(pred.dtype)), pred.size,
              (pred, target, _dloss(lx, dloss, pred.dtype), np.int64(pred.size), out))
     return out

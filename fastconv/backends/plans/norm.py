@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernel_table import kernel_name
 from .common import ceil_div, choose_row_splits, ctype, scalar
 from .reduce import ColumnFinal, ColumnReduceMode, column_finalize, column_reduce
 
@@ -21,7 +22,7 @@ def batchnorm_fprop_train(lx, x, gamma, beta, eps):
     rows = x.size // c
     mean, invstd = _batch_statistics(lx, x, rows, c, eps)
     y = lx.xp.empty_like(x)
-    lx.run1d(f"fc::batchnorm_apply_kernel<{ctype(x.dtype)}>", x.size,
+    lx.run1d(kernel_name("batchnorm_apply_kernel", t=ctype(x.dtype)), x.size,
              (x, mean, invstd, gamma, beta, y, np.int64(x.size), np.int32(c)))
     return y, mean, invstd
 
@@ -29,7 +30,7 @@ def batchnorm_fprop_train(lx, x, gamma, beta, eps):
 def batchnorm_fprop_infer(lx, x, gamma, beta, mean, var, eps):
     x = lx.c(x)
     y = lx.xp.empty_like(x)
-    lx.run1d(f"fc::batchnorm_infer_kernel<{ctype(x.dtype)}>", x.size,
+    lx.run1d(kernel_name("batchnorm_infer_kernel", t=ctype(x.dtype)), x.size,
              (x, lx.c(gamma), lx.c(beta), lx.c(mean), lx.c(var), scalar(x.dtype, eps), y,
               np.int64(x.size), np.int32(x.shape[-1])))
     return y
@@ -42,7 +43,7 @@ def batchnorm_bprop(lx, dy, x, gamma, mean, invstd):
     dbeta = column_reduce(lx, ColumnReduceMode.SUM, dy, dy, dy, dy, rows, c, ColumnFinal.SUM)
     dgamma = column_reduce(lx, ColumnReduceMode.DOT_XHAT, dy, x, mean, invstd, rows, c, ColumnFinal.SUM)
     dx = lx.xp.empty_like(dy)
-    lx.run1d(f"fc::batchnorm_dx_kernel<{ctype(x.dtype)}>", x.size,
+    lx.run1d(kernel_name("batchnorm_dx_kernel", t=ctype(x.dtype)), x.size,
              (dy, x, gamma, mean, invstd, dgamma, dbeta, dx, np.int64(x.size), np.int32(c)))
     return dx, dgamma, dbeta
 
@@ -55,7 +56,7 @@ def batchnorm_relu_fprop_train(lx, x, gamma, beta, eps):
     mean, invstd = _batch_statistics(lx, x, rows, c, eps)
     y = lx.xp.empty_like(x)
     if x.size:
-        lx.run1d(f"fc::batchnorm_relu_apply_kernel<{ctype(x.dtype)}>", x.size,
+        lx.run1d(kernel_name("batchnorm_relu_apply_kernel", t=ctype(x.dtype)), x.size,
                  (x, mean, invstd, gamma, beta, y, np.int64(x.size), np.int32(c)))
     return y, mean, invstd
 
@@ -64,7 +65,7 @@ def batchnorm_relu_fprop_infer(lx, x, gamma, beta, mean, var, eps):
     x = lx.c(x)
     y = lx.xp.empty_like(x)
     if x.size:
-        lx.run1d(f"fc::batchnorm_relu_infer_kernel<{ctype(x.dtype)}>", x.size,
+        lx.run1d(kernel_name("batchnorm_relu_infer_kernel", t=ctype(x.dtype)), x.size,
                  (x, lx.c(gamma), lx.c(beta), lx.c(mean), lx.c(var), scalar(x.dtype, eps),
                   y, np.int64(x.size), np.int32(x.shape[-1])))
     return y
@@ -86,11 +87,11 @@ def batchnorm_relu_bprop(lx, dy, y, x, gamma, mean, invstd):
     per_split = max(1, ceil_div(rows, splits))
     splits = max(1, ceil_div(rows, per_split))
     pb, pg = lx.xp.empty((splits, c), x.dtype), lx.xp.empty((splits, c), x.dtype)
-    lx.launch(f"fc::batchnorm_relu_dparams_partial<{t}>", (ceil_div(c, 32), splits), (32, 8),
+    lx.launch(kernel_name("batchnorm_relu_dparams_partial", t=t), (ceil_div(c, 32), splits), (32, 8),
               (dy, y, x, mean, invstd, np.int64(rows), np.int32(c), np.int64(per_split), pb, pg))
     for partial, out in ((pb, dbeta), (pg, dgamma)):
         column_finalize(lx, partial, splits, c, ColumnFinal.SUM, rows, 0.0, out)
     if x.size:
-        lx.run1d(f"fc::batchnorm_relu_dx_kernel<{t}>", x.size,
+        lx.run1d(kernel_name("batchnorm_relu_dx_kernel", t=t), x.size,
                  (dy, y, x, gamma, mean, invstd, dgamma, dbeta, dx, np.int64(x.size), np.int32(c)))
     return dx, dgamma, dbeta

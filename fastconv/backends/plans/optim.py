@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernel_table import kernel_name
 from .common import OPTIMIZER_CHUNK, ceil_div, ctype
 
 # csrc/ops/optimizer.h StepScalars, in order (float64 words)
@@ -32,7 +33,7 @@ def step_scalars(lx):
 def set_step_scalars(lx, buffer, values: dict):
     """Write {name: value} (names from STEP_SCALARS; missing ones 0) into the buffer, in stream
     order, by a one-thread kernel (no host-to-device copy, so the host never waits)."""
-    lx.launch("fc::set_step_scalars<double>", (1,), (1,),
+    lx.launch(kernel_name("set_step_scalars", t="double"), (1,), (1,),
               (buffer,) + tuple(np.float64(values.get(k, 0.0)) for k in STEP_SCALARS))
 
 
@@ -77,12 +78,12 @@ def _multi_launch(lx, kernel, table, scalars, args):
 def sgd_update(lx, table, scalars, momentum=0.0, nesterov=False, weight_decay=0.0):
     """In place, for every (param, grad, velocity) of the table (velocity 0 when momentum == 0)."""
     dt = table.dtype
-    _multi_launch(lx, f"fc::sgd_update_multi<{ctype(dt)}>", table, scalars,
+    _multi_launch(lx, kernel_name("sgd_update_multi", t=ctype(dt)), table, scalars,
                   (dt(momentum), np.int32(bool(nesterov)), dt(weight_decay)))
 
 
 def adam_update(lx, table, scalars, beta_1, beta_2, epsilon):
     """In place, for every (param, grad, m, v) of the table; scalars holds lr, adam_step, adam_decay."""
     dt = table.dtype
-    _multi_launch(lx, f"fc::adam_update_multi<{ctype(dt)}>", table, scalars,
+    _multi_launch(lx, kernel_name("adam_update_multi", t=ctype(dt)), table, scalars,
                   (dt(1 - beta_1), dt(1 - beta_2), dt(epsilon)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernel_table import kernel_name
 from .common import ARGMAX_CTYPES, argmax_dtype, ctype, pool2d_problem
 
 
@@ -14,7 +15,7 @@ def max_pool2d_fprop(lx, x, pool, stride, padding):
     adt = argmax_dtype(pool)
     argmax = lx.xp.empty(y_shape, adt)
     if y.size:
-        lx.run1d(f"fc::max_pool2d_fprop<{ctype(x.dtype)}, {ARGMAX_CTYPES[adt]}>", y.size, (pb, x, y, argmax))
+        lx.run1d(kernel_name("max_pool2d_fprop", t=ctype(x.dtype), arg=ARGMAX_CTYPES[adt]), y.size, (pb, x, y, argmax))
     return y, argmax
 
 
@@ -26,7 +27,7 @@ def max_pool2d_bprop(lx, dy, argmax, x_shape, pool, stride, padding):
         raise TypeError(f"argmax must be {adt} for a {pool} window, got {argmax.dtype}")
     dx = lx.xp.empty(tuple(x_shape), dy.dtype)
     if dx.size:
-        lx.run1d(f"fc::max_pool2d_bprop<{ctype(dy.dtype)}, {ARGMAX_CTYPES[adt]}>", dx.size,
+        lx.run1d(kernel_name("max_pool2d_bprop", t=ctype(dy.dtype), arg=ARGMAX_CTYPES[adt]), dx.size,
                  (pb, dy, argmax, dx))
     return dx
 
@@ -36,7 +37,8 @@ def avg_pool2d_fprop(lx, x, pool, stride, padding, count_include_pad=False):
     pb, y_shape = pool2d_problem(x.shape, pool, stride, padding)
     y = lx.xp.empty(y_shape, x.dtype)
     if y.size:
-        lx.run1d(f"fc::avg_pool2d_fprop<{ctype(x.dtype)}>", y.size, (pb, x, y, np.int32(bool(count_include_pad))))
+        lx.run1d(kernel_name("avg_pool2d_fprop", t=ctype(x.dtype)), y.size,
+                 (pb, x, y, np.int32(bool(count_include_pad))))
     return y
 
 
@@ -45,7 +47,7 @@ def avg_pool2d_bprop(lx, dy, x_shape, pool, stride, padding, count_include_pad=F
     pb, _ = pool2d_problem(x_shape, pool, stride, padding)
     dx = lx.xp.empty(tuple(x_shape), dy.dtype)
     if dx.size:
-        lx.run1d(f"fc::avg_pool2d_bprop<{ctype(dy.dtype)}>", dx.size,
+        lx.run1d(kernel_name("avg_pool2d_bprop", t=ctype(dy.dtype)), dx.size,
                  (pb, dy, dx, np.int32(bool(count_include_pad))))
     return dx
 
@@ -55,7 +57,7 @@ def global_avg_pool_fprop(lx, x):
     n, h, w, c = x.shape
     y = lx.xp.empty((n, c), x.dtype)
     if y.size:
-        lx.run1d(f"fc::global_avg_pool_fprop<{ctype(x.dtype)}>", y.size,
+        lx.run1d(kernel_name("global_avg_pool_fprop", t=ctype(x.dtype)), y.size,
                  (x, y, np.int64(n), np.int64(h * w), np.int32(c)))
     return y
 
@@ -65,6 +67,6 @@ def global_avg_pool_bprop(lx, dy, x_shape):
     n, h, w, c = x_shape
     dx = lx.xp.empty(tuple(x_shape), dy.dtype)
     if dx.size:
-        lx.run1d(f"fc::global_avg_pool_bprop<{ctype(dy.dtype)}>", dx.size,
+        lx.run1d(kernel_name("global_avg_pool_bprop", t=ctype(dy.dtype)), dx.size,
                  (dy, dx, np.int64(n), np.int64(h * w), np.int32(c)))
     return dx

@@ -6,6 +6,7 @@ from enum import IntEnum
 
 import numpy as np
 
+from ..kernel_table import kernel_name
 from .common import ceil_div, choose_row_splits, ctype, scalar
 
 
@@ -37,7 +38,7 @@ def column_reduce(lx, mode, a, b, mean, invstd, rows, cols, final, eps=0.0):
     rows_per_split = max(1, ceil_div(rows, splits))
     splits = max(1, ceil_div(rows, rows_per_split))
     partial = lx.xp.empty((splits, cols), a.dtype)
-    lx.launch(f"fc::column_reduce_partial<{t}>", (ceil_div(cols, 32), splits), (32, 8),
+    lx.launch(kernel_name("column_reduce_partial", t=t), (ceil_div(cols, 32), splits), (32, 8),
               (np.int32(mode), a, b, mean, invstd, np.int64(rows), np.int32(cols), np.int64(rows_per_split), partial))
     column_finalize(lx, partial, splits, cols, final, rows, eps, out)
     return out
@@ -45,13 +46,13 @@ def column_reduce(lx, mode, a, b, mean, invstd, rows, cols, final, eps=0.0):
 
 def column_finalize(lx, partial, splits, cols, final, rows, eps, out):
     """out[c] = final(the sum of partial[:, c], in split order)."""
-    lx.launch(f"fc::column_finalize<{ctype(partial.dtype)}>", (ceil_div(cols, 256),), (256,),
+    lx.launch(kernel_name("column_finalize", t=ctype(partial.dtype)), (ceil_div(cols, 256),), (256,),
               (partial, np.int32(splits), np.int32(cols), np.int32(final), np.int64(rows), scalar(partial.dtype, eps),
                out))
 
 
 def reduce_to_scalar(lx, mode, a, b, n, divisor):
     out = lx.xp.empty((), a.dtype)
-    lx.launch(f"fc::reduce_to_scalar<{ctype(a.dtype)}>", (1,), (256,),
+    lx.launch(kernel_name("reduce_to_scalar", t=ctype(a.dtype)), (1,), (256,),
               (np.int32(mode), a, b, np.int64(n), scalar(a.dtype, divisor), out))
     return out

@@ -73,9 +73,12 @@ def narrow(xp, y, out):
 
 
 def tensor_op_name(op, prefix, tile, vec, out_ctype=None):
-    """The instantiation's name, or None when we do not build it."""
-    name = f"fc::{op}<fc::TensorOp{prefix}{tile}, {vec}" + (f", {out_ctype}>" if out_ctype else ">")
-    return name if name in tensor_op_kernel_names() else None
+    """The instantiation's name, or None when the kernel table does not list it."""
+    out = {"out": out_ctype} if out_ctype else {}
+    try:
+        return kernel_table.kernel_name(op, traits=f"TensorOp{prefix}{tile}", vec=vec, **out)
+    except kernel_table.NotInstantiated:
+        return None
 
 
 def tensor_op_residual(lx, residual, shape, dt, out):
