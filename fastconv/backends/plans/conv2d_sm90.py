@@ -16,7 +16,7 @@ from ...explain import note
 from .. import kernel_table
 from ...shapes import resolve_padding
 from .common import ACTIVATIONS, ceil_div, conv2d_problem
-from .tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
+from .tensor_op import tensor_op_residual
 from .gemm import WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS, WGMMA_TYPES, sm90a_unavailable, wgmma_shared_bytes
 from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, encode_tensor_map_emulated
 
@@ -50,22 +50,6 @@ def pixel_tile(n, p, q, stride):
             if best is None or key < best[0]:
                 best = (key, (tq, tp, tn))
     return best[1]
-
-
-def _residual(lx, residual, shape, dt, out):
-    """The epilogue's residual input in the output dtype: (array, has_residual)."""
-    if residual is None:
-        return lx.xp.zeros((1,), out), 0
-    r = lx.c(residual)
-    if tuple(r.shape) != tuple(shape):
-        raise ValueError(f"conv2d_fprop_sm90: residual has shape {tuple(r.shape)}, expected the output's {tuple(shape)}")
-    if r.dtype not in (np.dtype(np.float32), dt):
-        raise TypeError(f"conv2d_fprop_sm90: residual must be float32 or the operand dtype {dt}, got {r.dtype}")
-    if r.dtype == out:
-        return r, 1
-    if out == np.float32:   # 16-bit residual, fp32 output
-        return (bf16_bits_to_float32(lx.xp, r) if dt == np.uint16 else r.astype(np.float32)), 1
-    return lx.c(float32_to_bf16_bits(lx.xp, r) if dt == np.uint16 else r.astype(out)), 1
 
 
 def _problem(x, w, stride, padding, dilation, groups, w_layout):
@@ -132,7 +116,7 @@ def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilatio
         raise ValueError(f"conv2d_fprop_sm90: bias has shape {tuple(bias.shape)}; expected ({k},), one per filter")
     if activation not in ACTIVATIONS:
         raise ValueError(f"conv2d_fprop_sm90: activation {activation!r} is not one of {sorted(map(str, ACTIVATIONS))}")
-    res, has_res = _residual(lx, residual, y_shape, x.dtype, out)
+    res, has_res = tensor_op_residual(lx, residual, y_shape, x.dtype, out)
     ct = WGMMA_TYPES[x.dtype]
     bn = bn or (256 if ct == "__nv_bfloat16" and k >= 256 else 128)
     if bn not in CONV_SM90_BNS[ct]:
