@@ -210,6 +210,23 @@ def _reduced_precision(ops, rng, dtype):
         ops.gemm_tensor_op(a, b, out_dtype=a.dtype if out else None)
 
 
+def _sm90a(ops, rng, dtype):
+    """The sm_90a kernels in the emulator: the wgmma GEMM (BN 128 and 256) and the wgmma conv fprop, each
+    operand type and output; one tile each. Their operands arrive by TMA and wgmma, which the counters do
+    not see: what is counted is the epilogue's global traffic (and the bias)."""
+    from fastconv.backends.plans.cast import to_compute
+    from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90
+    for precision in ("bf16", "fp16"):
+        a, b = to_compute(ops, _data(rng, (128, 64)), precision), to_compute(ops, _data(rng, (64, 256)), precision)
+        x, w = to_compute(ops, _data(rng, (1, 4, 8, 16)), precision), to_compute(ops, _data(rng, (3, 3, 16, 8)), precision)
+        for out in (None, a.dtype):
+            for bn in (128, 256):
+                ops.force_wgmma_bn = bn
+                ops.gemm_wgmma(a, b, out_dtype=out)
+                if bn == 128 or precision == "bf16":
+                    conv2d_fprop_sm90(ops, x, w, (1, 1), ((1, 1), (1, 1)), out_dtype=out, bn=bn)
+
+
 def jobs():
     """(name, knobs, run(ops, rng, dtype), dtype): together they launch every emulated plan kernel."""
     from fastconv import emulator
@@ -231,7 +248,7 @@ def jobs():
         out += [(f"split-k wgrad {name}", split_k, _split_k, dtype),
                 (f"depthwise {name}", {}, _depthwise, dtype), (f"pooling {name}", {}, _pooling, dtype),
                 (f"pointwise {name}", {}, _pointwise, dtype)]
-    return out + [("reduced precision", {}, _reduced_precision, np.float32)]
+    return out + [("reduced precision", {}, _reduced_precision, np.float32), ("sm_90a", {}, _sm90a, np.float32)]
 
 
 def record() -> dict:

@@ -129,6 +129,8 @@ FC_DEVICE void conv2d_fprop_sm90_epilogue(const float (&acc)[Tile::BN / 2], cons
     out_row[h] = q < pb.Q && p < pb.P && n < pb.N
                      ? ((static_cast<int64_t>(n) * pb.P + p) * pb.Q + q) * pb.K : int64_t{-1};
   }
+  // Scalar stores, as in gemm_wgmma_sm90.h's epilogue (50% of each sector for fp32 out, 25% for 16-bit);
+  // the same fix applies once a GPU can measure it.
 #pragma unroll
   for (int j = 0; j < Tile::BN / 2; ++j) {
     const int64_t row = out_row[(j % 4) / 2];

@@ -148,6 +148,10 @@ FC_DEVICE void consume(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int 
   wgmma_mainloop<Tile, In>(smem_addr, full, empty, half, k_tiles, acc);
 
   // Epilogue from the accumulator fragment: d[j] is row 16w + g + 8((j%4)/2), column 8(j/4) + 2t + j%2.
+  // Scalar stores: a warp's store covers 8 rows x 16 of 32 bytes per sector for fp32 out (50% sector
+  // efficiency, benchmarks/counters/emulated.json), 8 of 32 for 16-bit out (25%). Kept until a GPU can
+  // measure the fix: pairs (j, j+1) as one 8-byte store lift fp32 to 100%; 16-bit outputs need the tile
+  // staged through shared memory (a TMA store) for full sectors.
   const BiasActEpilogue<float, Out> ep{bias, has_bias, act, alpha};
   const int lane = tid & 31, warp = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
 #pragma unroll
