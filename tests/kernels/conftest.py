@@ -23,6 +23,29 @@ def emulated_ops(order="random", **knobs):
     return ops
 
 
+def sm90_emulated_ops(kernel_names, order="forward", poison=False, seed=1, xp=np):
+    """KernelOps on the emulator for the sm_90a kernels, with TMA destinations poisoned until their mbarrier
+    completes (poison); ops.launched records (kernel, grid, block, shared bytes). Skips where fastconv._emu is
+    missing or predates kernel_names."""
+    emulator = pytest.importorskip("fastconv.emulator")
+    if not emulator.available():
+        pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
+    if kernel_names[0] not in emulator.kernels():
+        pytest.skip("fastconv._emu predates the sm_90a kernels: rebuild it")
+    from fastconv.backends.emulated import _python_value
+    from fastconv.backends.plans.kernel_ops import KernelOps
+    launched = []
+
+    def launch(kernel, grid, block, args, shared_bytes=0, keep_alive=None):
+        launched.append((kernel, tuple(grid), tuple(block), shared_bytes))
+        emulator.launch(kernel, tuple(grid), tuple(block), [_python_value(a) for a in args], shared_bytes=shared_bytes,
+                        order=order, seed=seed, poison_async=poison)
+
+    ops = KernelOps(xp, launch, lambda a: int(a.ctypes.data))
+    ops.launched = launched
+    return ops
+
+
 def assert_same(got, want, exact, rtol=1e-4, atol=1e-4, what=""):
     """Equality (exact) or closeness, printing the first mismatches and the max difference."""
     got, want = np.asarray(got), np.asarray(want)

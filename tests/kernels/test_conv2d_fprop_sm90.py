@@ -18,6 +18,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import sm90_emulated_ops
 from fastconv.backends.plans.conv2d_sm90 import (conv2d_fprop_sm90, conv2d_fprop_sm90_can_implement,
                                                  conv2d_fprop_sm90_kernel_names, pixel_tile)
 from fastconv.backends.plans.gemm import wgmma_shared_bytes
@@ -42,23 +43,8 @@ class _NanFilledNumpy:
 
 
 def emu_ops(order="random", poison=True, seed=1):
-    emulator = pytest.importorskip("fastconv.emulator")
-    if not emulator.available():
-        pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
-    if conv2d_fprop_sm90_kernel_names()[0] not in emulator.kernels():
-        pytest.skip("fastconv._emu predates the sm_90a conv kernels: rebuild it")
-    from fastconv.backends.emulated import _python_value
-    from fastconv.backends.plans.kernel_ops import KernelOps
-    launched = []
-
-    def launch(kernel, grid, block, args, shared_bytes=0, keep_alive=None):
-        launched.append((kernel, tuple(grid), tuple(block), shared_bytes))
-        emulator.launch(kernel, tuple(grid), tuple(block), [_python_value(a) for a in args], shared_bytes=shared_bytes,
-                        order=order, seed=seed, poison_async=poison)
-
-    ops = KernelOps(_NanFilledNumpy(), launch, lambda a: int(a.ctypes.data))
+    ops = sm90_emulated_ops(conv2d_fprop_sm90_kernel_names(), order, poison, seed, xp=_NanFilledNumpy())
     ops.sm90_target = lambda: "emulator"
-    ops.launched = launched
     return ops
 
 

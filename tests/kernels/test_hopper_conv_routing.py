@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import sm90_emulated_ops
 from fastconv.backends import reference as ref
 from fastconv.backends.plans import conv2d as plans_conv2d
 from fastconv.backends.plans import conv2d_sm90, tensor_map
@@ -29,18 +30,7 @@ SAME = ((1, 1), (1, 1))
 def emu_ops(order="random", poison=False, min_tiles=0):
     """KernelOps on the emulator, with TMA destinations poisoned until their mbarrier completes (poison); min_tiles 0:
     the sm_90a kernels take these small test problems (by default the emulator routes as an H100 would)."""
-    emulator = pytest.importorskip("fastconv.emulator")
-    if not emulator.available():
-        pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
-    if conv2d_sm90.conv2d_fprop_sm90_kernel_names()[0] not in emulator.kernels():
-        pytest.skip("fastconv._emu predates the sm_90a kernels: rebuild it")
-    from fastconv.backends.emulated import _python_value
-    from fastconv.backends.plans.kernel_ops import KernelOps
-
-    def launch(kernel, grid, block, args, shared_bytes=0, keep_alive=None):
-        emulator.launch(kernel, tuple(grid), tuple(block), [_python_value(a) for a in args], shared_bytes=shared_bytes,
-                        order=order, seed=3, poison_async=poison)
-    ops = KernelOps(np, launch, lambda a: int(a.ctypes.data))
+    ops = sm90_emulated_ops(conv2d_sm90.conv2d_fprop_sm90_kernel_names(), order, poison, seed=3)
     if min_tiles is not None:
         ops.sm90_conv_min_tiles = min_tiles
     return ops

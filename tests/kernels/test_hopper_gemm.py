@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import sm90_emulated_ops
 from fastconv.backends.plans.gemm import wgmma_kernel_names, wgmma_shared_bytes
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.explain import explain
@@ -22,23 +23,7 @@ OPERAND = {"f16": np.float16, "bf16": np.uint16}
 
 
 def emu_ops(order="forward", poison=False, seed=1):
-    emulator = pytest.importorskip("fastconv.emulator")
-    if not emulator.available():
-        pytest.skip("fastconv._emu is not built (python setup.py build_ext --inplace)")
-    if wgmma_kernel_names()[0] not in emulator.kernels():
-        pytest.skip("fastconv._emu predates the sm_90a kernels: rebuild it")
-    from fastconv.backends.emulated import _python_value
-    from fastconv.backends.plans.kernel_ops import KernelOps
-    launched = []
-
-    def launch(kernel, grid, block, args, shared_bytes=0, keep_alive=None):
-        launched.append((kernel, tuple(grid), tuple(block), shared_bytes))
-        emulator.launch(kernel, tuple(grid), tuple(block), [_python_value(a) for a in args], shared_bytes=shared_bytes,
-                        order=order, seed=seed, poison_async=poison)
-
-    ops = KernelOps(np, launch, lambda a: int(a.ctypes.data))
-    ops.launched = launched
-    return ops
+    return sm90_emulated_ops(wgmma_kernel_names(), order, poison, seed)
 
 
 def operands(kind, m, n, k, rng, integers=True):
