@@ -10,7 +10,8 @@ namespace fc_sm90_selftest {
 // The host lays out a shared-memory image (the bytes where the ISA says A and B live) and the
 // descriptor fields; every warpgroup of the block runs one wgmma m64nNk16 on it and writes each
 // thread's N/2 accumulators to out[thread][j]. c_init seeds the accumulators (scale_d = 1 adds).
-template <int N, class In>
+// TransA / TransB: the operand is MN-major (imm-trans-a / imm-trans-b).
+template <int N, class In, int TransA = 0, int TransB = 0>
 __global__ void wgmma_from_image(const uint8_t* image, int image_bytes, int a_offset, int b_offset, int swizzle,
                                  int a_lbo, int a_sbo, int b_lbo, int b_sbo, const float* c_init, int scale_d,
                                  float* out) {
@@ -28,7 +29,7 @@ __global__ void wgmma_from_image(const uint8_t* image, int image_bytes, int a_of
   const uint64_t da = fc::sm90::make_smem_desc(base + a_offset, swizzle, a_lbo, a_sbo);
   const uint64_t db = fc::sm90::make_smem_desc(base + b_offset, swizzle, b_lbo, b_sbo);
   fc::sm90::wgmma_fence();
-  fc::sm90::wgmma_m64nNk16<N, In>(acc, da, db, scale_d);
+  fc::sm90::wgmma_m64nNk16<N, In, TransA, TransB>(acc, da, db, scale_d);
   fc::sm90::wgmma_commit();
   fc::sm90::wgmma_wait<0>();
   fc::sm90::wgmma_fence_operands(acc);

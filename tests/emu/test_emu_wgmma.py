@@ -10,6 +10,11 @@ independently of the C++:
   core matrices, LBO apart along K and SBO apart along M/N; swizzled = rows of W bytes, 8-row atoms SBO
   apart, the 16-byte chunk index XORed with the address bits above the atom row ("Tensor Copy
   Swizzling Modes"; for 128B: chunk ^= row % 8).
+- MN-major canonical layouts (imm-trans-a/b = 1; "Shared Memory Matrix Layout", and CUTLASS's
+  make_gmma_desc<Major::MN>: ((T,W/16,m),(8,k)):((1,T,LBO),(W/16*T,SBO)) swizzled, ((T,1,m),(8,k)):
+  ((1,T,SBO),(T,LBO)) interleaved, T = 16 bytes of elements): swizzled, W bytes of M/N contiguous, the next
+  W-byte atom LBO apart, K rows W bytes apart, 8-row groups SBO apart; interleaved, 8 K-rows x 16 bytes
+  core matrices, SBO apart along M/N and LBO apart along K.
 - mbarrier ("mbarrier"): a phase completes when its pending arrivals and transaction bytes both reach
   zero; try_wait.parity(p) succeeds once the phase of parity p has completed, so parity 1 succeeds at
   once on a fresh barrier.
@@ -47,6 +52,20 @@ def place_kmajor(image, start, mat, swizzle, lbo, sbo):
                 addr = swizzled(start + (r // 8) * sbo + (r % 8) * width + kk * 2, width)
                 if width == 128 and start % 1024 == 0 and sbo % 1024 == 0:   # aligned atoms: chunk ^= row % 8
                     assert addr == start + (r // 8) * sbo + (r % 8) * 128 + ((kk * 2 // 16) ^ (r % 8)) * 16 + kk * 2 % 16
+            image[addr:addr + 2] = np.frombuffer(np.uint16(mat[r, kk]).tobytes(), np.uint8)
+
+
+def place_mnmajor(image, start, mat, swizzle, lbo, sbo):
+    """Writes mat (rows x 16: row = M or N, column = K) where an MN-major descriptor says."""
+    width = DESC_SWIZZLE_WIDTH[swizzle]
+    rows, k = mat.shape
+    for r in range(rows):
+        for kk in range(k):
+            rb = r * 2
+            if width == 0:
+                addr = start + (rb // 16) * sbo + (kk // 8) * lbo + (kk % 8) * 16 + rb % 16
+            else:
+                addr = swizzled(start + (rb // width) * lbo + (kk // 8) * sbo + (kk % 8) * width + rb % width, width)
             image[addr:addr + 2] = np.frombuffer(np.uint16(mat[r, kk]).tobytes(), np.uint8)
 
 
@@ -96,6 +115,61 @@ def test_wgmma_fragment_and_descriptor(layout, n, kind):
                               out), shared_bytes=image.size + 1024, order="random", seed=7)
         expect = np.tile(d[rows, cols], (2, 1)) + scale_d * c_init
         np.testing.assert_array_equal(out, expect)
+
+
+MN_LAYOUTS = {   # swizzle, a (offset, lbo, sbo), b (offset, lbo, sbo): LBO steps M/N atoms, SBO 8-row K groups
+    "swizzle128": (1, (0, 8192, 1024), (8192, 2048, 1024)),
+    "swizzle128_wgrad": (1, (2048, 8192, 1024), (16384 + 2048, 8192, 1024)),   # the wgrad's 2nd k16 step
+    "swizzle64": (2, (0, 1024, 512), (4096, 1024, 512)),
+    "swizzle32": (3, (0, 512, 256), (4096, 512, 256)),
+    "interleave": (0, (0, 128, 256), (4096, 128, 256)),
+}
+MN_KERNELS = {"n128_bf16_mn_mn": (128, "bf16", True, True), "n64_f16_mn_k": (64, "f16", True, False),
+              "n64_bf16_k_mn": (64, "bf16", False, True)}
+
+
+@pytest.mark.parametrize("layout", list(MN_LAYOUTS))
+@pytest.mark.parametrize("kernel", list(MN_KERNELS))
+def test_wgmma_mn_major_operands(layout, kernel):
+    """imm-trans-a/b: each MN-major operand placed by place_mnmajor, a K-major one by place_kmajor with the
+    K-major layout of the same swizzle (LAYOUTS); the product is exact on small integers."""
+    n, kind, trans_a, trans_b = MN_KERNELS[kernel]
+    swizzle, (a_off, a_lbo, a_sbo), (b_off, b_lbo, b_sbo) = MN_LAYOUTS[layout]
+    k_layout = {1: "swizzle128", 2: "swizzle64", 3: "swizzle32", 0: "interleave"}[swizzle]
+    if not trans_a:
+        a_off, a_lbo, a_sbo = LAYOUTS[k_layout][1]
+    if not trans_b:
+        b_off, b_lbo, b_sbo = LAYOUTS[k_layout][2]
+    rng = np.random.default_rng(n + len(layout))
+    a = rng.integers(-4, 5, (64, 16)).astype(np.float32)
+    b = rng.integers(-4, 5, (n, 16)).astype(np.float32)
+    image = np.full(32768, 0xFF, np.uint8)
+    (place_mnmajor if trans_a else place_kmajor)(image, a_off, to_bits(a, kind), swizzle, a_lbo, a_sbo)
+    (place_mnmajor if trans_b else place_kmajor)(image, b_off, to_bits(b, kind), swizzle, b_lbo, b_sbo)
+    threads = 256
+    c_init = rng.integers(-8, 9, (threads, n // 2)).astype(np.float32)
+    rows, cols = fragment_coords(n)
+    out = np.zeros((threads, n // 2), np.float32)
+    emulator.launch(f"hopper.wgmma_from_image_{kernel}", grid=1, block=threads,
+                    args=(image, image.size, a_off, b_off, swizzle, a_lbo, a_sbo, b_lbo, b_sbo, c_init, 1, out),
+                    shared_bytes=image.size + 1024, order="random", seed=5)
+    np.testing.assert_array_equal(out, np.tile((a @ b.T)[rows, cols], (2, 1)) + c_init)
+
+
+def test_wgmma_mn_major_is_not_k_major():
+    """The transpose flag changes the addressing: an MN-major image read as K-major gives other numbers."""
+    swizzle, (a_off, a_lbo, a_sbo), (b_off, b_lbo, b_sbo) = MN_LAYOUTS["swizzle128"]
+    rng = np.random.default_rng(9)
+    a, b = rng.integers(-4, 5, (64, 16)).astype(np.float32), rng.integers(-4, 5, (64, 16)).astype(np.float32)
+    image = np.full(32768, 0xFF, np.uint8)
+    place_mnmajor(image, a_off, to_bits(a, "bf16"), swizzle, a_lbo, a_sbo)
+    place_kmajor(image, b_off, to_bits(b, "bf16"), swizzle, 16, 1024)
+    args = (image, image.size, a_off, b_off, swizzle, a_lbo, a_sbo, 16, 1024, np.zeros((128, 32), np.float32), 0)
+    out = np.zeros((128, 32), np.float32)
+    emulator.launch("hopper.wgmma_from_image_n64_bf16", grid=1, block=128, args=args + (out,),
+                    shared_bytes=image.size + 1024)
+    rows, cols = fragment_coords(64)
+    assert not np.array_equal(out, (a @ b.T)[rows, cols])
 
 
 def test_wgmma_lane_rows_match_the_isa_figure():

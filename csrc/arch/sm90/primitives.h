@@ -8,9 +8,10 @@
 //   tma_load_{2,3,4,5}d(dst, &map, c0, .., bar)   cp.async.bulk.tensor.Nd ... mbarrier::complete_tx::bytes
 //   make_smem_desc(addr, swizzle, lbo, sbo)  the 64-bit wgmma shared-memory matrix descriptor
 //   wgmma_fence / wgmma_commit / wgmma_wait<N>, setmaxnreg_inc<N> / setmaxnreg_dec<N>
-//   wgmma_m64nNk16<N, In>(d, desc_a, desc_b, scale_d)   D(64xN, f32) (+)= A(64x16) * B(16xN), A and B
-//                                            K-major in shared memory, In = __nv_bfloat16 or __half;
-//                                            N = 64, 128, 256 on the GPU (any multiple of 8 emulated)
+//   wgmma_m64nNk16<N, In, TransA, TransB>(d, desc_a, desc_b, scale_d)   D(64xN, f32) (+)= A(64x16) * B(16xN),
+//                                            A and B in shared memory, K-major (Trans 0) or MN-major
+//                                            (Trans 1: PTX imm-trans-a / imm-trans-b), In = __nv_bfloat16 or
+//                                            __half; N = 64, 128, 256 on the GPU (any multiple of 8 emulated)
 //
 // PTX ISA sections (8.x numbering shifts between versions; titles do not): "Parallel Synchronization
 // and Communication Instructions: mbarrier", "Data Movement: cp.async.bulk.tensor", "Tensor Copy
@@ -211,7 +212,7 @@ enum WgmmaInput : int { kWgF16 = 0, kWgBf16 = 1 };
 struct WgmmaOp {
   uint64_t desc_a, desc_b;
   float* d;
-  int n, input, scale_d;
+  int n, input, scale_d, trans_a, trans_b;
 };
 struct WgmmaLane {
   WgmmaOp ops[64];
@@ -219,22 +220,33 @@ struct WgmmaLane {
   unsigned warp_in_group;
 };
 
-// Byte address of element (row, k) of a K-major operand described by desc ("Shared Memory Matrix
-// Layout", K-major canonical layouts). Interleave (no swizzle): 8x16-byte core matrices, LBO apart
-// along K and SBO apart along M/N. Swizzled (width W): rows W bytes apart, 8-row groups SBO apart,
-// the swizzle applied to the address; LBO is unused while the K extent (32 bytes) fits in W.
-inline uint32_t desc_address(uint64_t desc, int row, int k, int elem_bytes) {
+// Byte address of element (row, k) (row: M or N) of an operand described by desc ("Shared Memory Matrix
+// Layout", canonical layouts; the same forms as CUTLASS's make_gmma_desc comments, cute/atom/
+// mma_traits_sm90_gmma.hpp, in units of T = 16 bytes of elements).
+// K-major (trans 0). Interleave (no swizzle): 8x16-byte core matrices, LBO apart along K and SBO apart
+// along M/N. Swizzled (width W): rows W bytes apart, 8-row groups SBO apart, the swizzle applied to the
+// address; LBO is unused while the K extent (32 bytes) fits in W.
+// MN-major (trans 1, imm-trans-a/b). Interleave: core matrices of 8 K-rows x 16 bytes (8 M/N elements),
+// SBO apart along M/N and LBO apart along K, ((T,1,m),(8,k)):((1,T,SBO),(T,LBO)). Swizzled (width W):
+// along M/N W bytes contiguous, then the next W-byte atom LBO apart; along K rows W bytes apart, 8-row
+// groups SBO apart, ((T,W/16,m),(8,k)):((1,T,LBO),(W/16*T,SBO)) -- the roles of LBO and SBO swap.
+inline uint32_t desc_address(uint64_t desc, int row, int k, int elem_bytes, bool mn_major = false) {
   const uint32_t start = static_cast<uint32_t>(desc & 0x3fff) << 4;
   const uint32_t lbo = static_cast<uint32_t>((desc >> 16) & 0x3fff) << 4;
   const uint32_t sbo = static_cast<uint32_t>((desc >> 32) & 0x3fff) << 4;
   const uint32_t width = swizzle_bytes_of_desc(static_cast<uint32_t>(desc >> 62));
+  if (mn_major) {
+    const uint32_t rb = static_cast<uint32_t>(row * elem_bytes), ku = static_cast<uint32_t>(k);
+    if (width == 0) return start + (rb / 16) * sbo + (ku / 8) * lbo + (ku % 8) * 16 + rb % 16;
+    return swizzle_address(start + (rb / width) * lbo + (ku / 8) * sbo + (ku % 8) * width + rb % width, width);
+  }
   const uint32_t kb = static_cast<uint32_t>(k * elem_bytes);
   if (width == 0) return start + (row / 8) * sbo + (kb / 16) * lbo + (row % 8) * 16 + kb % 16;
   return swizzle_address(start + (row / 8) * sbo + (row % 8) * width + kb, width);
 }
 
-inline double wg_load(uint64_t desc, int row, int k, int input, ::fc_emu::Site site) {
-  const uint32_t a = desc_address(desc, row, k, 2);
+inline double wg_load(uint64_t desc, int row, int k, int input, bool mn_major, ::fc_emu::Site site) {
+  const uint32_t a = desc_address(desc, row, k, 2, mn_major);
   uint16_t bits;
   std::memcpy(&bits, ::fc_emu::shared_pointer(a, 2, "wgmma.mma_async operand", site), 2);
   ::fc_emu::async_proxy_check(a, 2, "wgmma.mma_async operand", site);
@@ -254,8 +266,9 @@ inline void resolve_wgmma_wait(void* const lanes[32], unsigned participants) {
     const WgmmaOp& op = l0.ops[i];
     for (int l = 1; l < 32; ++l) {
       const WgmmaOp& o = static_cast<const WgmmaLane*>(lanes[l])->ops[i];
-      if (o.desc_a != op.desc_a || o.desc_b != op.desc_b || o.n != op.n || o.input != op.input || o.scale_d != op.scale_d)
-        ::fc_emu::fail("the lanes of a warp passed different descriptors, shapes or scale-d to one wgmma.mma_async "
+      if (o.desc_a != op.desc_a || o.desc_b != op.desc_b || o.n != op.n || o.input != op.input || o.scale_d != op.scale_d ||
+          o.trans_a != op.trans_a || o.trans_b != op.trans_b)
+        ::fc_emu::fail("the lanes of a warp passed different descriptors, shapes, transposes or scale-d to one wgmma.mma_async "
                        "(lane 0: a=0x%llx b=0x%llx; lane %d: a=0x%llx b=0x%llx)",
                        static_cast<unsigned long long>(op.desc_a), static_cast<unsigned long long>(op.desc_b), l,
                        static_cast<unsigned long long>(o.desc_a), static_cast<unsigned long long>(o.desc_b));
@@ -263,10 +276,10 @@ inline void resolve_wgmma_wait(void* const lanes[32], unsigned participants) {
     const int N = op.n, row0 = 16 * static_cast<int>(l0.warp_in_group);
     double A[16][16];
     for (int r = 0; r < 16; ++r)
-      for (int k = 0; k < 16; ++k) A[r][k] = wg_load(op.desc_a, row0 + r, k, op.input, site);
+      for (int k = 0; k < 16; ++k) A[r][k] = wg_load(op.desc_a, row0 + r, k, op.input, op.trans_a, site);
     double B[256][16];
     for (int n = 0; n < N; ++n)
-      for (int k = 0; k < 16; ++k) B[n][k] = wg_load(op.desc_b, n, k, op.input, site);
+      for (int k = 0; k < 16; ++k) B[n][k] = wg_load(op.desc_b, n, k, op.input, op.trans_b, site);
     // Accumulator fragment (m64nNk16, f32): d[i] of lane (g = lane/4, t = lane%4) in warp w holds
     // row 16w + g + 8 * ((i % 4) / 2), column 8 * (i / 4) + 2t + (i % 2).
     for (int l = 0; l < 32; ++l) {
@@ -529,22 +542,24 @@ struct WgmmaType<__half> {
   static constexpr int kEmu = 0;
 };
 
-// D(64xN, f32) = A(64x16) * B(16xN) + (scale_d ? D : 0); A and B K-major in shared memory through
-// their descriptors; d holds this thread's N/2 accumulators (fragment layout above).
-template <int N, class In>
+// D(64xN, f32) = A(64x16) * B(16xN) + (scale_d ? D : 0); A and B in shared memory through their
+// descriptors, K-major, or MN-major where TransA / TransB is 1 (imm-trans-a / imm-trans-b, which PTX
+// allows for .f16/.bf16 only); d holds this thread's N/2 accumulators (fragment layout above).
+template <int N, class In, int TransA = 0, int TransB = 0>
 struct Wgmma;
 
 #if defined(FC_TARGET_EMULATOR)
-template <int N, class In>
+template <int N, class In, int TransA, int TransB>
 struct Wgmma {
   static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma m64nNk16: N is a multiple of 8 in [8, 256]");
+  static_assert((TransA == 0 || TransA == 1) && (TransB == 0 || TransB == 1), "imm-trans-a/b are 0 or 1");
   static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
     for (uint64_t desc : {desc_a, desc_b})
       if ((desc >> 49) & 7)   // only for swizzled operands whose pattern does not start at the period
         ::fc_emu::fail("wgmma.mma_async: descriptor 0x%llx sets the matrix base offset (bits 49-51), which the "
                        "emulator does not model; align the operand to its swizzle period instead",
                        static_cast<unsigned long long>(desc));
-    const emu::WgmmaOp op{desc_a, desc_b, d, N, WgmmaType<In>::kEmu, scale_d != 0};
+    const emu::WgmmaOp op{desc_a, desc_b, d, N, WgmmaType<In>::kEmu, scale_d != 0, TransA, TransB};
     ::fc_emu::async_push(&op, sizeof op);
   }
 };
@@ -552,8 +567,8 @@ struct Wgmma {
 // The register lists are spelled out per N (PTX needs one operand per accumulator).
 #  define FC_WG_R8(i) "+f"(d[i + 0]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
 #  define FC_WG_R32(i) FC_WG_R8(i), FC_WG_R8(i + 8), FC_WG_R8(i + 16), FC_WG_R8(i + 24)
-template <class In>
-struct Wgmma<64, In> {
+template <class In, int TransA, int TransB>
+struct Wgmma<64, In, TransA, TransB> {
   FC_DEVICE static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
 #  if defined(FC_SM90A_AVAILABLE)
     if constexpr (WgmmaType<In>::kEmu == 1) {
@@ -561,15 +576,15 @@ struct Wgmma<64, In> {
           "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
           "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
           "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
-          "%32, %33, p, 1, 1, 0, 0;\n}\n"
-          : FC_WG_R32(0) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+          "%32, %33, p, 1, 1, %35, %36;\n}\n"
+          : FC_WG_R32(0) : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TransA), "n"(TransB));
     } else {
       asm volatile(
           "{\n .reg .pred p;\n setp.ne.b32 p, %34, 0;\n"
           "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
           "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
-          "%32, %33, p, 1, 1, 0, 0;\n}\n"
-          : FC_WG_R32(0) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+          "%32, %33, p, 1, 1, %35, %36;\n}\n"
+          : FC_WG_R32(0) : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TransA), "n"(TransB));
     }
 #  endif
   }
@@ -577,35 +592,37 @@ struct Wgmma<64, In> {
 #  define FC_WG_N128_REGS                                                                                    \
   "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31," \
   "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
-template <class In>
-struct Wgmma<128, In> {
+template <class In, int TransA, int TransB>
+struct Wgmma<128, In, TransA, TransB> {
   FC_DEVICE static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
 #  if defined(FC_SM90A_AVAILABLE)
     if constexpr (WgmmaType<In>::kEmu == 1) {
       asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
-                   "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FC_WG_N128_REGS ", %64, %65, p, 1, 1, 0, 0;\n}\n"
-                   : FC_WG_R32(0), FC_WG_R32(32) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+                   "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FC_WG_N128_REGS ", %64, %65, p, 1, 1, %67, %68;\n}\n"
+                   : FC_WG_R32(0), FC_WG_R32(32) : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TransA), "n"(TransB));
     } else {
       asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n"
-                   "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " FC_WG_N128_REGS ", %64, %65, p, 1, 1, 0, 0;\n}\n"
-                   : FC_WG_R32(0), FC_WG_R32(32) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+                   "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 " FC_WG_N128_REGS ", %64, %65, p, 1, 1, %67, %68;\n}\n"
+                   : FC_WG_R32(0), FC_WG_R32(32) : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(TransA), "n"(TransB));
     }
 #  endif
   }
 };
 #  define FC_WG_N256_REGS "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}"
-template <class In>
-struct Wgmma<256, In> {
+template <class In, int TransA, int TransB>
+struct Wgmma<256, In, TransA, TransB> {
   FC_DEVICE static void run(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
 #  if defined(FC_SM90A_AVAILABLE)
     if constexpr (WgmmaType<In>::kEmu == 1) {
       asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %130, 0;\n"
-                   "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " FC_WG_N256_REGS ", %128, %129, p, 1, 1, 0, 0;\n}\n"
-                   : FC_WG_R32(0), FC_WG_R32(32), FC_WG_R32(64), FC_WG_R32(96) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+                   "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " FC_WG_N256_REGS ", %128, %129, p, 1, 1, %131, %132;\n}\n"
+                   : FC_WG_R32(0), FC_WG_R32(32), FC_WG_R32(64), FC_WG_R32(96) : "l"(desc_a), "l"(desc_b), "r"(scale_d),
+                     "n"(TransA), "n"(TransB));
     } else {
       asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %130, 0;\n"
-                   "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " FC_WG_N256_REGS ", %128, %129, p, 1, 1, 0, 0;\n}\n"
-                   : FC_WG_R32(0), FC_WG_R32(32), FC_WG_R32(64), FC_WG_R32(96) : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+                   "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " FC_WG_N256_REGS ", %128, %129, p, 1, 1, %131, %132;\n}\n"
+                   : FC_WG_R32(0), FC_WG_R32(32), FC_WG_R32(64), FC_WG_R32(96) : "l"(desc_a), "l"(desc_b), "r"(scale_d),
+                     "n"(TransA), "n"(TransB));
     }
 #  endif
   }
@@ -633,9 +650,9 @@ FC_DEVICE void setmaxnreg_dec() {
 #endif
 }
 
-template <int N, class In>
+template <int N, class In, int TransA = 0, int TransB = 0>
 FC_DEVICE void wgmma_m64nNk16(float* d, uint64_t desc_a, uint64_t desc_b, int scale_d) {
-  Wgmma<N, In>::run(d, desc_a, desc_b, scale_d);
+  Wgmma<N, In, TransA, TransB>::run(d, desc_a, desc_b, scale_d);
 }
 
 }  // namespace sm90
