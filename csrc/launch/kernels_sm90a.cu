@@ -3,6 +3,7 @@
 #include "register_kernels.cuh"
 #include "../gemm/gemm_wgmma_sm90.h"
 #include "../conv/conv2d_fprop_wgmma_sm90.h"
+#include "../conv/conv2d_wgrad_wgmma_sm90.h"
 #include "sm90a_probe.cuh"
 #define FC_KERNEL_SHARD0(align, ...)
 #define FC_KERNEL_SHARD1(align, ...)

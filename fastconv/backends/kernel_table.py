@@ -171,6 +171,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
                  if bn == 128 or t == "__nv_bfloat16" for out in ("float", t)),
            "fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<{bn}, {stages}>, {t}, {out}>", arch="sm90a",
            align=lambda c: 16),
+    # implicit-GEMM conv wgrad per tap, both operands MN-major (the fprop's pixel boxes), fp32 split partials
+    Family("conv2d_wgrad_wgmma_sm90", "conv/conv2d_wgrad_wgmma_sm90.h", ("stages", "t"),
+           ((4, "__nv_bfloat16"), (4, "__half")), "fc::conv2d_wgrad_wgmma_sm90<fc::WgradWgmmaTile<{stages}>, {t}>",
+           arch="sm90a", align=lambda c: 16),
 ]}
 
 

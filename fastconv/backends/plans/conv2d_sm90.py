@@ -34,16 +34,16 @@ def conv2d_fprop_sm90_kernel_names() -> list[str]:
     return kernel_table.kernel_names(headers=("conv/conv2d_fprop_wgmma_sm90.h",))
 
 
-def pixel_tile(n, p, q, stride):
-    """(TQ, TP, TN), powers of two with TQ * TP * TN = 128: the output-pixel box of one tile that covers
-    N x P x Q with the fewest tiles (the least work on pixels outside the output), then the widest rows
-    (the longest contiguous reads). The TMA box spans TQ * stride_w input columns and TP * stride_h rows,
-    at most 256 each."""
-    best = None
-    for lq in range(8):
-        for lp in range(8 - lq):
+def pixel_tile(n, p, q, stride, rows=CONV_SM90_ROWS):
+    """(TQ, TP, TN), powers of two with TQ * TP * TN = rows (128; the wgrad's k-tile 64): the output-pixel
+    box of one tile that covers N x P x Q with the fewest tiles (the least work on pixels outside the
+    output), then the widest rows (the longest contiguous reads). The TMA box spans TQ * stride_w input
+    columns and TP * stride_h rows, at most 256 each."""
+    best, bits = None, rows.bit_length()
+    for lq in range(bits):
+        for lp in range(bits - lq):
             tq, tp = 1 << lq, 1 << lp
-            tn = CONV_SM90_ROWS // (tq * tp)
+            tn = rows // (tq * tp)
             if tq * stride[1] > TMA_MAX_BOX or tp * stride[0] > TMA_MAX_BOX:
                 continue
             key = (ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn), -tq)
