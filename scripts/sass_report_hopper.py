@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SASS report of the sm_90a kernels (the kernel table's sm90a families: csrc/gemm/gemm_wgmma_sm90.h, csrc/conv/conv2d_fprop_wgmma_sm90.h) and the sm90 primitive selftests
+"""SASS report of the sm_90a kernels (the kernel table's sm90a families: csrc/gemm/gemm_wgmma_sm90.h, csrc/conv/conv2d_fprop_wgmma_sm90.h, csrc/conv/conv2d_wgrad_wgmma_sm90.h) and the sm90 primitive selftests
 (csrc/selftest/sm90.cuh): per kernel, how many HGMMA (wgmma), UTMALDG (TMA tensor loads), SYNCS (mbarrier operations) and LDL/STL (local memory: spills) instructions the sm_90a
 machine code holds, with its registers and stack frame.
 
@@ -102,7 +102,8 @@ def main(argv=None):
         print(f"{' '.join(exc.cmd)} failed:\n{exc.stdout}\n{exc.stderr}", file=sys.stderr)
         return 2
     print(format_markdown(rows) if args.markdown else format_table(rows))
-    plan = [r for r in rows if r["kernel"].startswith(("fc::gemm_wgmma<", "fc::conv2d_fprop_wgmma_sm90<"))]
+    plan = [r for r in rows if r["kernel"].startswith(("fc::gemm_wgmma<", "fc::conv2d_fprop_wgmma_sm90<",
+                                                       "fc::conv2d_wgrad_wgmma_sm90<"))]
     bad = [r for r in plan if r["HGMMA"] == 0 or r["UTMALDG"] == 0 or r["LDL"] or r["STL"]]
     print(f"\n{len(plan)} GEMM and conv builds, {len(bad)} without HGMMA/UTMALDG or with local-memory traffic")
     if args.json:

@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import sass_report_hopper  # noqa: E402
 from fastconv.backends import nvrtc_check  # noqa: E402
 from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90_kernel_names  # noqa: E402
+from fastconv.backends.plans.conv2d_wgrad_sm90 import conv2d_wgrad_sm90_kernel_names  # noqa: E402
 from fastconv.backends.plans.gemm import wgmma_kernel_names  # noqa: E402
 
 
@@ -47,6 +48,17 @@ def test_conv_sass_uses_hgmma_and_both_tma_boxes_without_spills(sass_rows):
     bad = [r for r in convs if r["HGMMA"] == 0 or r["UTMALDG"] < 2 or r["SYNCS"] == 0 or r["LDL"] or r["STL"]
            or r["stack"]]
     assert not bad, "convs without HGMMA/UTMALDG/mbarrier or with local memory:\n" + sass_report_hopper.format_table(bad)
+
+
+def test_wgrad_sass_uses_hgmma_and_four_tma_boxes_without_spills(sass_rows):
+    """The sm_90a conv wgrad: HGMMA (MN-major operands), the two activation and two output-gradient boxes per
+    k-tile (UTMALDG >= 4), mbarriers, no local memory."""
+    wgrads = [r for r in sass_rows if r["kernel"].startswith("fc::conv2d_wgrad_wgmma_sm90<")]
+    assert sorted(r["kernel"] for r in wgrads) == sorted(conv2d_wgrad_sm90_kernel_names()), \
+        sass_report_hopper.format_table(sass_rows)
+    bad = [r for r in wgrads if r["HGMMA"] == 0 or r["UTMALDG"] < 4 or r["SYNCS"] == 0 or r["LDL"] or r["STL"]
+           or r["stack"]]
+    assert not bad, "wgrads without HGMMA/UTMALDG/mbarrier or with local memory:\n" + sass_report_hopper.format_table(bad)
 
 
 def test_primitive_selftests_reach_the_hardware_instructions(sass_rows):
@@ -91,11 +103,25 @@ def test_nvrtc_builds_the_sm90a_conv():
     assert all(result.lowered_names.get(n) for n in names)
 
 
+def test_nvrtc_builds_the_sm90a_wgrad():
+    pytest.importorskip("cuda.bindings")
+    if not nvrtc_check.cuda_include_dirs():
+        pytest.skip("the CUDA headers (cuda_fp16.h) are not installed")
+    names = conv2d_wgrad_sm90_kernel_names()
+    try:
+        result = nvrtc_check.compile_source('#include "conv/conv2d_wgrad_wgmma_sm90.h"\n', arch="sm_90a",
+                                            name_expressions=names)
+    except nvrtc_check.NvrtcError as exc:
+        pytest.fail(f"NVRTC failed for sm_90a:\n{exc}")
+    assert all(result.lowered_names.get(n) for n in names)
+
+
 def test_plan_names_are_registered_in_the_emulator():
     emulator = pytest.importorskip("fastconv.emulator")
     if not emulator.available():
         pytest.skip("fastconv._emu is not built")
-    assert set(wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names()) <= set(emulator.kernels())
+    assert set(wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names() + conv2d_wgrad_sm90_kernel_names()) <= \
+        set(emulator.kernels())
 
 
 @pytest.mark.skipif(not nvrtc_check.available(), reason="NVRTC (cuda-bindings) is not installed")
