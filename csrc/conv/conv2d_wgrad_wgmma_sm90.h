@@ -19,7 +19,9 @@
 //     the workspace (splits, R*S*C, K), which split_k_reduce sums in split order: bitwise deterministic.
 //   Pipeline: warpgroup 0 is the TMA producer (one thread, 4 boxes per k-tile on a `full` mbarrier),
 //     warpgroups 1, 2 the consumers (channels 0..63 and 64..127, m64n128k16, 4 k16 steps per stage, the
-//     stage released on `empty` once the next k-tile's wgmmas are issued), 4 stages of 32 KiB.
+//     stage released on `empty` once the next k-tile's wgmmas are issued), 4 stages of 32 KiB. Where the
+//     tile's channels end by 64 (C = 64, or a last tile of <= 64) the second box is not loaded and
+//     warpgroup 2 issues no wgmma.
 // Limits (conv2d_wgrad_sm90_can_implement in fastconv/backends/plans/conv2d_wgrad_sm90.py): groups 1,
 // C % 8 == 0 and K % 8 == 0 (TMA strides are multiples of 16 bytes), x and dy 16-byte aligned, strides
 // <= 8 (TMA element strides), sm_90a. Any padding and dilation.
@@ -50,9 +52,11 @@ struct WgradWgmmaTile {
 };
 
 // The consumers' main loop: A = this warpgroup's 64-channel box, B = both filter boxes, both MN-major.
+// reads false: the warpgroup's channels are all past C (C <= 64 in this tile), so it skips the wgmmas (half
+// the tile's tensor work for ResNet's 64-channel layers) and only passes the stages on.
 template <class Tile, class In>
-FC_DEVICE void wgrad_wgmma_mainloop(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, int k_tiles,
-                                    float (&acc)[Tile::BN / 2]) {
+FC_DEVICE void wgrad_wgmma_mainloop(uint32_t smem_addr, uint64_t* full, uint64_t* empty, int half, bool reads,
+                                    int k_tiles, float (&acc)[Tile::BN / 2]) {
 #if defined(FC_SM90A_AVAILABLE)
   constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
 #pragma unroll
@@ -60,6 +64,10 @@ FC_DEVICE void wgrad_wgmma_mainloop(uint32_t smem_addr, uint64_t* full, uint64_t
   for (int kt = 0; kt < k_tiles; ++kt) {
     const int s = kt % STAGES;
     sm90::mbarrier_wait_parity(&full[s], (kt / STAGES) & 1);
+    if (!reads) {
+      sm90::mbarrier_arrive(&empty[s]);
+      continue;
+    }
     const uint32_t a_addr = smem_addr + s * Tile::kStageBytes + half * Tile::kBoxBytes;
     const uint32_t b_addr = smem_addr + s * Tile::kStageBytes + Tile::kXBytes;
     sm90::wgmma_fence();
@@ -77,7 +85,7 @@ FC_DEVICE void wgrad_wgmma_mainloop(uint32_t smem_addr, uint64_t* full, uint64_t
   sm90::wgmma_wait<0>();
   sm90::wgmma_fence_operands(acc);
 #else
-  (void)smem_addr, (void)full, (void)empty, (void)half, (void)k_tiles, (void)acc;
+  (void)smem_addr, (void)full, (void)empty, (void)half, (void)reads, (void)k_tiles, (void)acc;
 #endif
 }
 
@@ -105,6 +113,7 @@ conv2d_wgrad_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ dy, con
   const int pixel_tiles = q_tiles * p_tiles * ceil_div(pb.N, pt.tn);
   const int first = static_cast<int>(tile.z) * tiles_per_split;
   const int k_tiles = max(0, min(pixel_tiles - first, tiles_per_split));
+  const bool x_hi = c0 + Tile::kBox < pb.C;   // the second channel box holds channels (else it is not loaded)
 
   if (tid == 0) {
     for (int st = 0; st < STAGES; ++st) {
@@ -123,17 +132,17 @@ conv2d_wgrad_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ dy, con
         const int q0 = (m % q_tiles) * pt.tq, p0 = (m / q_tiles % p_tiles) * pt.tp, n0 = m / (q_tiles * p_tiles) * pt.tn;
         sm90::mbarrier_wait_parity(&empty[st], (round & 1) ^ 1);   // round 0 passes at once
         unsigned char* stage = smem + st * Tile::kStageBytes;
-        sm90::mbarrier_arrive_expect_tx(&full[st], Tile::kStageBytes);
+        sm90::mbarrier_arrive_expect_tx(&full[st], Tile::kStageBytes - (x_hi ? 0 : Tile::kBoxBytes));
         const int w0 = q0 * pb.stride_w + w_off, h0 = p0 * pb.stride_h + h_off;
         sm90::tma_load_4d(stage, &map_x, c0, w0, h0, n0, &full[st]);
-        sm90::tma_load_4d(stage + Tile::kBoxBytes, &map_x, c0 + Tile::kBox, w0, h0, n0, &full[st]);
+        if (x_hi) sm90::tma_load_4d(stage + Tile::kBoxBytes, &map_x, c0 + Tile::kBox, w0, h0, n0, &full[st]);
         sm90::tma_load_4d(stage + Tile::kXBytes, &map_dy, k0, q0, p0, n0, &full[st]);
         sm90::tma_load_4d(stage + Tile::kXBytes + Tile::kBoxBytes, &map_dy, k0 + Tile::kBox, q0, p0, n0, &full[st]);
       }
     }
   } else {
     float acc[BN / 2];
-    wgrad_wgmma_mainloop<Tile, In>(smem_addr, full, empty, wg - 1, k_tiles, acc);
+    wgrad_wgmma_mainloop<Tile, In>(smem_addr, full, empty, wg - 1, wg == 1 || x_hi, k_tiles, acc);
     // Accumulator fragment: d[j] of lane (g, t) in warp w is channel 16w + g + 8((j%4)/2) of this half,
     // filter 8(j/4) + 2t + j%2. Rows past C and columns past K are not stored.
     const int lane = tid & 31, warp = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
