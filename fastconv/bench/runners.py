@@ -239,11 +239,11 @@ def _gemm16_call(mod, dtype, out16=True):
     return (lambda s: mod.gemm_wgmma(s["a"], s["b"], out_dtype=out, b_layout="nk")), canonical
 
 
-# Convs in 16-bit formats run the tensor-core plans on the operands as they are (no float32 round trip): fprop
-# and dgrad through conv2d_*_tensor_core (on sm_90 the wgmma GEMM or the sm_90a conv kernel where they apply), wgrad
-# through the mma.sync plan. fprop and dgrad write the operand format, as cuDNN does; wgrad writes float32.
+# Convs in 16-bit formats run the tensor-core plans on the operands as they are (no float32 round trip) through
+# conv2d_*_tensor_core (on sm_90 the wgmma GEMM or the sm_90a conv kernels where they apply, else mma.sync). fprop
+# and dgrad write the operand format, as cuDNN does; wgrad writes float32.
 CONV16_FUNCS = {"conv2d_fprop": "conv2d_fprop_tensor_core", "conv2d_dgrad": "conv2d_dgrad_tensor_core",
-                "conv2d_wgrad": "conv2d_wgrad_tensor_op"}
+                "conv2d_wgrad": "conv2d_wgrad_tensor_core"}
 
 
 def _conv16_call(mod, case):

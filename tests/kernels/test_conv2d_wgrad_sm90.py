@@ -10,7 +10,9 @@ reference:
   writes stays NaN), in forward, reverse and random thread order; 1, 2 and 5 splits give the same bits;
 - random floats: within the fp32 rounding bound of the emulated wgmma and the split reduction, and two runs
   bitwise equal;
-- can_implement's reasons, the plan's argument errors, the split choice and the explain note.
+- can_implement's reasons, the plan's argument errors, the split choice and the explain note;
+- routing (plans/conv2d.py conv2d_wgrad_tensor_core, and conv2d_wgrad under a bf16 / fp16 precision policy): the
+  sm_90a wgrad where it applies, mma.sync with the reason where not.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import numpy as np
 import pytest
 
 from conftest import sm90_emulated_ops
+from fastconv.backends import reference as ref
+from fastconv.backends.plans.conv2d import sm90_wgrad_route
 from fastconv.backends.plans.conv2d_sm90 import pixel_tile
 from fastconv.backends.plans.conv2d_wgrad_sm90 import (WGRAD_SM90_SHARED, conv2d_wgrad_sm90,
                                                        conv2d_wgrad_sm90_can_implement, conv2d_wgrad_sm90_kernel_names,
@@ -32,14 +36,16 @@ from fastconv.shapes import conv_output_hw, resolve_padding
 
 
 class _NanFilledNumpy:
-    """numpy whose `empty` returns NaN: dw and the split workspace stay NaN where the kernels do not write."""
+    """numpy whose `empty` returns NaN (bf16 NaN bits for uint16): dw and the split workspace stay NaN where the
+    kernels do not write."""
 
     def __getattr__(self, name):
         return getattr(np, name)
 
     @staticmethod
     def empty(shape, dtype):
-        return np.full(shape, np.nan, dtype)
+        dt = np.dtype(dtype)
+        return np.full(shape, 0x7FC0 if dt == np.uint16 else np.nan, dt)
 
 
 def emu_ops(order="random", poison=True, seed=1):
@@ -213,6 +219,63 @@ def test_conv2d_wgrad_sm90_bad_arguments():
         conv2d_wgrad_sm90(ops, x[0], dy, (3, 3, 16, 8))
     with pytest.raises(ValueError, match="splits must be a positive integer, got 0"):
         conv2d_wgrad_sm90(ops, x, dy, (3, 3, 16, 8), splits=0)
+
+
+def notes(report):
+    return " | ".join(e.text for e in report.events if e.kind == "note")
+
+
+@pytest.mark.parametrize("prec", ["bf16", "fp16"])
+def test_wgrad_routes_to_the_sm90_kernel_under_a_precision_policy(prec):
+    """conv2d_wgrad(precision=...) reaches the sm_90a wgrad through conv2d_wgrad_tensor_core: exact against the
+    reference's own rounding of the operands (small integers)."""
+    problem = PROBLEMS[3]
+    n, h, w, c, k, r, s, stride, padding, dilation = problem
+    rng = np.random.default_rng(11)
+    pad = resolve_padding(padding, (h, w), (r, s), stride, dilation)
+    p, q = conv_output_hw((h, w), (r, s), stride, pad, dilation)
+    x, dy = rng.integers(-3, 4, (n, h, w, c)).astype(np.float32), rng.integers(-3, 4, (n, p, q, k)).astype(np.float32)
+    ops = emu_ops()
+    ops.sm90_conv_min_tiles = 0
+    report = explain(lambda: ops.conv2d_wgrad(x, dy, (r, s, c, k), stride, pad, dilation, 1, precision=prec))
+    assert [name.split("<")[0] for name in report.kernels].count("fc::conv2d_wgrad_wgmma_sm90") == 1, report.kernels
+    assert "sm_90a wgmma + TMA conv wgrad (MN-major pixel boxes, fixed-order split-k) in the emulator" in notes(report)
+    np.testing.assert_array_equal(report.result, ref.conv2d_wgrad(x, dy, (r, s, c, k), stride, pad, dilation, 1,
+                                                                  precision=prec))
+
+
+@pytest.mark.parametrize("case,why", [
+    ("c12", "C=12 or K=16 is not a multiple of 8"),
+    ("float32", "operands are float32"),
+    ("groups", "groups=2 (the sm_90a wgrad takes groups == 1)"),
+    ("few_tiles", "too few to fill the GPU (under 264)"),
+    ("not_sm90", "the device is not sm_90"),
+])
+def test_wgrad_falls_back_to_mma_sync_with_the_reason(case, why):
+    rng = np.random.default_rng(2)
+    c, k, groups, dtype = (12 if case == "c12" else 16), 16, (2 if case == "groups" else 1), np.float16
+    if case == "float32":
+        dtype = np.float32
+    x = rng.integers(-3, 4, (2, 6, 6, c)).astype(dtype)
+    dy = rng.integers(-3, 4, (2, 6, 6, k)).astype(dtype)
+    ops = emu_ops()
+    ops.sm90_conv_min_tiles = 264 if case == "few_tiles" else 0
+    if case == "not_sm90":
+        ops.sm90_target = lambda: None
+    report = explain(lambda: ops.conv2d_wgrad_tensor_core(x, dy, (3, 3, c // groups, k), (1, 1), ((1, 1), (1, 1)),
+                                                          (1, 1), groups))
+    assert "mma.sync tensor-op wgrad instead of the sm_90a kernel: " in notes(report) and why in notes(report), \
+        notes(report)
+    assert not any(name.startswith("fc::conv2d_wgrad_wgmma_sm90") for name in report.kernels)
+
+
+def test_wgrad_route_counts_the_split_ctas():
+    """ResNet-50's 3x3 512 -> 512 at 7 x 7, batch 32: 4 x 4 x 9 = 144 tiles, 25 pixel tiles of 64 -> 2 splits, 288
+    CTAs (enough); at batch 1 one pixel tile: 144 CTAs (too few for 264, fine for 0)."""
+    assert sm90_wgrad_route((32, 7, 7, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), 1, np.uint16)[0] == "conv"
+    route, why = sm90_wgrad_route((1, 7, 7, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), 1, np.uint16)
+    assert route == "tensor_op" and "144 tiles of 128x128 (C x K per tap) in 1 split(s)" in why
+    assert sm90_wgrad_route((1, 7, 7, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), 1, np.uint16, 0)[0] == "conv"
 
 
 def _suite_convs():

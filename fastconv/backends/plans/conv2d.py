@@ -4,10 +4,10 @@ accumulation and the fused bias + residual + activation epilogue), under a reduc
 operands cast at each use, cast.py), and fused with bias, ReLU and max-pool (csrc/conv/conv2d_bias_relu_maxpool*.h: forward 2x2/2
 'valid' or 3x3/2 with any padding; the pool + ReLU-mask + bias-gradient backward).
 
-On sm_90 (and in the emulator) the tensor-core fprop and dgrad are routed by conv2d_*_tensor_core: a 1x1
+On sm_90 (and in the emulator) the tensor-core fprop, dgrad and wgrad are routed by conv2d_*_tensor_core: a 1x1
 stride-1 unpadded conv through the wgmma GEMM (gemm.py), other convs through the sm_90a conv kernel
-(conv2d_sm90.py; dgrad at stride 1 as the fprop of dy, conv2d_dgrad_sm90.py) where it can implement them,
-everything else through mma.sync.
+(conv2d_sm90.py; dgrad at stride 1 as the fprop of dy, conv2d_dgrad_sm90.py; wgrad conv2d_wgrad_sm90.py) where it
+can implement them, everything else through mma.sync.
 
 Where no tensor-core kernel applies, the CUDA-core fp32 kernel runs on the operands rounded to the compute
 format and widened back, so every path computes the same values (up to summation order) and
@@ -21,7 +21,7 @@ from .. import kernel_table, tuning
 from ..kernel_table import kernel_name
 from ...explain import note
 from ...shapes import conv_output_hw, needs_64bit_index
-from . import conv2d_dgrad_sm90, conv2d_sm90
+from . import conv2d_dgrad_sm90, conv2d_sm90, conv2d_wgrad_sm90
 from .activation import act_fprop
 from .cast import reduced, to_compute, to_float32
 from .common import (ACTIVATIONS, CTYPES, TARGET_BLOCKS, TILES, ceil_div, choose_row_splits, choose_splits,
@@ -140,7 +140,7 @@ def conv2d_wgrad(lx, x, dy, w_shape, stride, padding, dilation, groups, precisio
     if reduced(lx, precision, x, dy):
         note(f"precision {precision}: conv2d_wgrad on the tensor-core plan, fp32 accumulation")
         xc, dyc = to_compute(lx, x, precision), to_compute(lx, dy, precision)
-        return to_float32(lx, conv2d_wgrad_tensor_op(lx, xc, dyc, w_shape, stride, padding, dilation, groups))
+        return to_float32(lx, conv2d_wgrad_tensor_core(lx, xc, dyc, w_shape, stride, padding, dilation, groups))
     pb, y_shape = conv2d_problem(x.shape, w_shape, stride, padding, dilation, groups)
     if tuple(dy.shape) != tuple(y_shape):
         raise ValueError(f"dy has shape {tuple(dy.shape)}, expected {y_shape}")
@@ -380,6 +380,52 @@ def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, grou
         route, why = "tensor_op", f"conv2d_dgrad_sm90 cannot run it: {reason}"
     note("mma.sync tensor-op dgrad instead of the sm_90a kernels: " + (missing or why))
     return conv2d_dgrad_tensor_op(lx, dy, w, x_shape, stride, padding, dilation, groups, out_dtype)
+
+
+def sm90_wgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS, dilation=(1, 1)):
+    """What the shapes alone say about a conv wgrad on sm_90: ('conv', why) for the sm_90a wgrad (conv2d_wgrad_sm90.py),
+    else ('tensor_op', why not), also when its CTAs (128 x 128 tiles of C x K per tap, times the split-k over 64-pixel
+    tiles) number under min_tiles."""
+    n, h, wd, c = (int(v) for v in x_shape)
+    r, s, _, k = (int(v) for v in w_shape)
+    dt = np.dtype(dtype)
+    if groups != 1:
+        return "tensor_op", f"groups={groups} (the sm_90a wgrad takes groups == 1)"
+    if dt not in WGMMA_TYPES:
+        return "tensor_op", f"operands are {dt}; the sm_90a kernels take float16 or bfloat16 (uint16 bits)"
+    if c % 8 or k % 8:
+        return "tensor_op", f"C={c} or K={k} is not a multiple of 8 (TMA rows must be multiples of 16 bytes)"
+    p, q = conv_output_hw((h, wd), (r, s), stride, padding, dilation)
+    tq, tp, tn = conv2d_sm90.pixel_tile(n, p, q, stride, conv2d_wgrad_sm90.WGRAD_SM90_PIXELS)
+    tiles = ceil_div(c, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1]) * r * s
+    splits, _ = conv2d_wgrad_sm90.wgrad_sm90_splits(tiles, ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn))
+    if tiles * splits < min_tiles:
+        return "tensor_op", (f"{tiles} tiles of 128x128 (C x K per tap) in {splits} split(s) are too few to fill the "
+                             f"GPU (under {min_tiles})")
+    return "conv", "sm_90a wgmma + TMA conv wgrad (MN-major pixel boxes, fixed-order split-k)"
+
+
+def conv2d_wgrad_tensor_core(lx, x, dy, w_shape, stride, padding, dilation, groups):
+    """dw (R, S, C, K) float32 for tensor-core operands (as conv2d_wgrad_tensor_op takes them): on sm_90 (or in the
+    emulator) the sm_90a wgrad (conv2d_wgrad_sm90.py) where sm90_wgrad_route and its can_implement agree, everything
+    else conv2d_wgrad_tensor_op (mma.sync). Both sum their split-k in a fixed order. fastconv.explain says which and
+    why. Knob: lx.sm90_conv_min_tiles."""
+    x, dy = lx.c(x), lx.c(dy)
+    _, y_shape = conv2d_problem(x.shape, w_shape, stride, padding, dilation, groups)
+    missing = sm90a_unavailable(lx)
+    route, why = sm90_wgrad_route(x.shape, w_shape, stride, padding, groups, x.dtype, lx.sm90_conv_min_tiles,
+                                  dilation)
+    if missing or tuple(dy.shape) != tuple(y_shape) or dy.dtype != x.dtype:
+        route = "tensor_op"   # a misshapen or mistyped dy gets conv2d_wgrad_tensor_op's error
+    elif route == "conv":
+        ok, reason = conv2d_wgrad_sm90.conv2d_wgrad_sm90_can_implement(lx, x, dy, w_shape, stride, padding, dilation,
+                                                                       groups)
+        if ok:
+            note(why + (" in the emulator" if lx.sm90_target() == "emulator" else ""))
+            return conv2d_wgrad_sm90.conv2d_wgrad_sm90(lx, x, dy, w_shape, stride, padding, dilation)
+        route, why = "tensor_op", f"conv2d_wgrad_sm90 cannot run it: {reason}"
+    note("mma.sync tensor-op wgrad instead of the sm_90a kernel: " + (missing or why))
+    return conv2d_wgrad_tensor_op(lx, x, dy, w_shape, stride, padding, dilation, groups)
 
 
 def _tensor_op_grad_reasons(lx, groups, c, k, vec, arrays, shapes):

@@ -26,7 +26,7 @@ class KernelOps(Launcher):
     conv2d_* and dense_* take precision= ('tf32' / 'bf16' / 'fp16' route to the tensor-core plans)."""
     conv2d_fprop, conv2d_dgrad, conv2d_wgrad = conv2d.conv2d_fprop, conv2d.conv2d_dgrad, conv2d.conv2d_wgrad
     conv2d_fprop_tensor_op, conv2d_dgrad_tensor_op = conv2d.conv2d_fprop_tensor_op, conv2d.conv2d_dgrad_tensor_op
-    conv2d_wgrad_tensor_op = conv2d.conv2d_wgrad_tensor_op
+    conv2d_wgrad_tensor_op, conv2d_wgrad_tensor_core = conv2d.conv2d_wgrad_tensor_op, conv2d.conv2d_wgrad_tensor_core
     conv2d_fprop_tensor_core, conv2d_dgrad_tensor_core = conv2d.conv2d_fprop_tensor_core, conv2d.conv2d_dgrad_tensor_core
     conv2d_bias_relu_maxpool_fprop, relu_maxpool_bprop = conv2d.conv2d_bias_relu_maxpool_fprop, conv2d.relu_maxpool_bprop
     max_pool2d_fprop, max_pool2d_bprop = pool.max_pool2d_fprop, pool.max_pool2d_bprop
