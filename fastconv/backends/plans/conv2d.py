@@ -384,8 +384,8 @@ def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, grou
 
 def sm90_wgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS, dilation=(1, 1)):
     """What the shapes alone say about a conv wgrad on sm_90: ('conv', why) for the sm_90a wgrad (conv2d_wgrad_sm90.py),
-    else ('tensor_op', why not), also when its CTAs (128 x 128 tiles of C x K per tap, times the split-k over 64-pixel
-    tiles) number under min_tiles."""
+    else ('tensor_op', why not), also when even its most split grid (128 x 128 tiles of C x K per tap, times a split
+    per 4 pixel tiles of 64) has under min_tiles CTAs."""
     n, h, wd, c = (int(v) for v in x_shape)
     r, s, _, k = (int(v) for v in w_shape)
     dt = np.dtype(dtype)
@@ -398,10 +398,10 @@ def sm90_wgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
     p, q = conv_output_hw((h, wd), (r, s), stride, padding, dilation)
     tq, tp, tn = conv2d_sm90.pixel_tile(n, p, q, stride, conv2d_wgrad_sm90.WGRAD_SM90_PIXELS)
     tiles = ceil_div(c, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1]) * r * s
-    splits, _ = conv2d_wgrad_sm90.wgrad_sm90_splits(tiles, ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn))
+    splits = max(1, ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn) // 4)
     if tiles * splits < min_tiles:
-        return "tensor_op", (f"{tiles} tiles of 128x128 (C x K per tap) in {splits} split(s) are too few to fill the "
-                             f"GPU (under {min_tiles})")
+        return "tensor_op", (f"{tiles} tiles of 128x128 (C x K per tap) in at most {splits} split(s) are too few to "
+                             f"fill the GPU (under {min_tiles})")
     return "conv", "sm_90a wgmma + TMA conv wgrad (MN-major pixel boxes, fixed-order split-k)"
 
 

@@ -23,7 +23,6 @@ from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, enc
 WGRAD_SM90_BM, WGRAD_SM90_BN, WGRAD_SM90_PIXELS, WGRAD_SM90_STAGES, WGRAD_SM90_BOX = 128, 128, 64, 4, 64
 WGRAD_SM90_THREADS = 384
 WGRAD_SM90_SHARED = WGRAD_SM90_STAGES * (WGRAD_SM90_BM + WGRAD_SM90_BN) * WGRAD_SM90_PIXELS * 2 + 1024
-WGRAD_SM90_MAX_SPLITS = 64
 
 
 def conv2d_wgrad_sm90_kernel_names() -> list[str]:
@@ -32,9 +31,11 @@ def conv2d_wgrad_sm90_kernel_names() -> list[str]:
 
 
 def wgrad_sm90_splits(output_tiles, pixel_tiles, force=None):
-    """(splits, pixel tiles per split) from the shape alone, so a shape always sums in one order: enough CTAs for
-    ~2 waves of 132 SMs (TARGET_BLOCKS), each split at least 4 pixel tiles (the 4-stage ring full), at most 64."""
-    want = force or max(1, min(ceil_div(TARGET_BLOCKS, output_tiles), pixel_tiles // 4, WGRAD_SM90_MAX_SPLITS))
+    """(splits, pixel tiles per split) from the shape alone, so a shape always sums in one order: as many CTAs as
+    fit 2 waves of 132 SMs (TARGET_BLOCKS; rounding up would start a third wave of a few CTAs), each split at least
+    4 pixel tiles (the 4-stage ring full). The fp32 workspace is then at most TARGET_BLOCKS tiles of 128 x 128
+    (17 MB), read once more by split_k_reduce."""
+    want = force or max(1, min(TARGET_BLOCKS // output_tiles, pixel_tiles // 4))
     per = ceil_div(pixel_tiles, max(1, min(int(want), pixel_tiles)))
     return ceil_div(pixel_tiles, per), per
 
