@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from dgrad_phase_count import phase_axis  # noqa: E402
-from fastconv.backends.plans.conv2d import sm90_dgrad_route, sm90_fprop_route  # noqa: E402
-from fastconv.backends.plans.gemm import WGMMA_MIN_TILES  # noqa: E402
+from fastconv.backends.plans.conv2d import sm90_dgrad_route, sm90_fprop_route, sm90_wgrad_route  # noqa: E402
+from fastconv.backends.plans.conv2d_sm90 import pixel_tile  # noqa: E402
+from fastconv.backends.plans.conv2d_wgrad_sm90 import WGRAD_SM90_PIXELS, wgrad_sm90_splits  # noqa: E402
 from fastconv.bench import roofline as rl  # noqa: E402
 from fastconv.bench.roofline import geomean  # noqa: E402
 from fastconv.bench.suites import expand_cases, load_suite  # noqa: E402
@@ -77,12 +78,15 @@ def gemm_tiles(case):
                 if ht * wt:   # a phase no tap reaches is written as zeros (its bytes are in the minimum)
                     groups.append((ceil_div(n * hs * ws, BM) * ceil_div(c, BN), ht * wt * ceil_div(k, BK)))
         return groups, 0, 1, (n * h * w, c, r * s * k)
-    # wgrad: M = R*S*C, N = K, reduced over N*P*Q; split-k in a fixed order to fill the GPU (as tensor_op_splits,
-    # with 128 x 128 tiles), partial sums in fp32 written and read once more, dw in fp32 (2 bytes over bf16)
-    tiles, k_tiles = ceil_div(r * s * c, BM) * ceil_div(k, BN), ceil_div(n * pp * q, BK)
-    splits = max(1, min(ceil_div(WGMMA_MIN_TILES, tiles), k_tiles // 16, 64))
+    # wgrad (csrc/conv/conv2d_wgrad_wgmma_sm90.h): per tap C x K in 128 x 128 tiles reduced over 64-pixel boxes,
+    # split-k over the boxes as the plan splits (wgrad_sm90_splits); where C <= 64 one consumer issues no wgmma
+    # (half a k-tile's tensor time); partial sums in fp32 written and read once more, dw in fp32 (2 bytes over bf16)
+    tq, tp, tn = pixel_tile(n, pp, q, tuple(p["stride"]), WGRAD_SM90_PIXELS)
+    tiles = r * s * ceil_div(c, BM) * ceil_div(k, BN)
+    splits, per = wgrad_sm90_splits(tiles, ceil_div(q, tq) * ceil_div(pp, tp) * ceil_div(n, tn))
     extra = r * s * c * k * 2 + (2 * splits * r * s * c * k * 4 if splits > 1 else 0)
-    return [(tiles * splits, ceil_div(k_tiles, splits))], extra, 1 + (splits > 1), (r * s * c, k, n * pp * q)
+    return ([(tiles * splits, ceil_div(per, 2) if c <= 64 else per)], extra, 1 + (splits > 1),
+            (r * s * c, k, n * pp * q))
 
 
 def makespan_s(groups, out_bytes_per_tile, eff):
@@ -99,7 +103,9 @@ def plan_today(case):
     """The kernel the plans run for this case on an H200 today."""
     p, g = case.problem.params, case.geometry
     if case.op == "conv2d_wgrad":
-        return "mma.sync (no sm_90a kernel yet)"
+        route, why = sm90_wgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16",
+                                      dilation=p["dilation"])
+        return "sm_90a wgrad" if route == "conv" else "mma.sync: few tiles" if "too few" in why else "mma.sync: " + why
     if case.op == "conv2d_dgrad":
         route, why = sm90_dgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
         if route == "gemm":
