@@ -211,14 +211,17 @@ def _reduced_precision(ops, rng, dtype):
 
 
 def _sm90a(ops, rng, dtype):
-    """The sm_90a kernels in the emulator: the wgmma GEMM (BN 128 and 256) and the wgmma conv fprop, each
-    operand type and output; one tile each. Their operands arrive by TMA and wgmma, which the counters do
-    not see: what is counted is the epilogue's global traffic (and the bias)."""
+    """The sm_90a kernels in the emulator: the wgmma GEMM (BN 128 and 256), the wgmma conv fprop, each operand
+    type and output, and the wgmma conv wgrad (with its split-k); one tile each. Their operands arrive by TMA and
+    wgmma, which the counters do not see: what is counted is the epilogue's global traffic (and the bias)."""
     from fastconv.backends.plans.cast import to_compute
     from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90
+    from fastconv.backends.plans.conv2d_wgrad_sm90 import conv2d_wgrad_sm90
     for precision in ("bf16", "fp16"):
         a, b = to_compute(ops, _data(rng, (128, 64)), precision), to_compute(ops, _data(rng, (64, 256)), precision)
         x, w = to_compute(ops, _data(rng, (1, 4, 8, 16)), precision), to_compute(ops, _data(rng, (3, 3, 16, 8)), precision)
+        dy = to_compute(ops, _data(rng, (1, 4, 8, 8)), precision)
+        conv2d_wgrad_sm90(ops, x, dy, (3, 3, 16, 8), (1, 1), ((1, 1), (1, 1)))
         for out in (None, a.dtype):
             for bn in (128, 256):
                 ops.force_wgmma_bn = bn

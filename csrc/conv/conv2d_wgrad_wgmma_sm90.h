@@ -144,15 +144,18 @@ conv2d_wgrad_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ dy, con
     float acc[BN / 2];
     wgrad_wgmma_mainloop<Tile, In>(smem_addr, full, empty, wg - 1, wg == 1 || x_hi, k_tiles, acc);
     // Accumulator fragment: d[j] of lane (g, t) in warp w is channel 16w + g + 8((j%4)/2) of this half,
-    // filter 8(j/4) + 2t + j%2. Rows past C and columns past K are not stored.
+    // filter 8(j/4) + 2t + j%2. Rows past C and columns past K are not stored. The pair (j, j+1) is two
+    // adjacent filters, stored as one 8-byte vector (K % 8 == 0: both in range and 8-byte aligned), so a
+    // warp's store fills whole 32-byte sectors (the scalar stores filled half: emulated counters).
     const int lane = tid & 31, warp = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
     const int64_t slice = static_cast<int64_t>(taps) * pb.C * pb.K;
     float* dst = out + static_cast<int64_t>(tile.z) * slice + static_cast<int64_t>(tap) * pb.C * pb.K;
 #pragma unroll
-    for (int j = 0; j < BN / 2; ++j) {
+    for (int j = 0; j < BN / 2; j += 2) {
       const int c = c0 + (wg - 1) * 64 + warp * 16 + g + 8 * ((j % 4) / 2);
-      const int k = k0 + 8 * (j / 4) + 2 * t + (j % 2);
-      if (c < pb.C && k < pb.K) dst[static_cast<int64_t>(c) * pb.K + k] = acc[j];
+      const int k = k0 + 8 * (j / 4) + 2 * t;
+      const float pair[2] = {acc[j], acc[j + 1]};
+      if (c < pb.C && k < pb.K) store_vec<2>(dst + static_cast<int64_t>(c) * pb.K + k, pair);
     }
   }
 #else
