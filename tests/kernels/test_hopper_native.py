@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90_kernel_names
+from fastconv.backends.plans.conv2d_wgrad_sm90 import conv2d_wgrad_sm90_kernel_names
 from fastconv.backends.plans.gemm import wgmma_kernel_names, wgmma_shared_bytes
 from fastconv.backends.plans.tensor_map import EMU_TENSOR_MAP_MAGIC, TMA_SWIZZLE_128B, encode_tensor_map_emulated
 
@@ -35,12 +36,14 @@ def test_generated_list_puts_the_wgmma_kernels_in_the_sm90a_shard_only():
     import re
     text = (LAUNCH / "kernel_list.inc").read_text()
     listed = re.findall(r"^FC_KERNEL_SM90A\((\d+), (.*)\)$", text, re.M)
-    assert [n for _, n in listed] == wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names()
+    assert [n for _, n in listed] == wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names() + \
+        conv2d_wgrad_sm90_kernel_names()
     assert {a for a, _ in listed} == {"16"}
     shard = (LAUNCH / "kernels_sm90a.cu").read_text()
     assert "#define FC_KERNEL_SM90A(align, ...) FC_REGISTER_SM90A(align, __VA_ARGS__)" in shard
     assert '#include "sm90a_probe.cuh"' in shard and '#include "../gemm/gemm_wgmma_sm90.h"' in shard
     assert '#include "../conv/conv2d_fprop_wgmma_sm90.h"' in shard
+    assert '#include "../conv/conv2d_wgrad_wgmma_sm90.h"' in shard
     assert not re.search(r"#define FC_KERNEL_SHARD\d\(align, \.\.\.\) FC_REGISTER", shard)
     for other in sorted(LAUNCH.glob("kernels_shard*.cu")):
         assert "#define FC_KERNEL_SM90A(align, ...)\n" in other.read_text(), other.name
@@ -90,7 +93,7 @@ def test_sm90a_shard_registers_the_planned_kernels_with_tensor_map_parameters(ob
     """Exactly wgmma_kernel_names() and conv2d_fprop_sm90_kernel_names(), each marked needs_sm90a, 16-byte
     operand alignment (TMA global addresses), and the parameter list the plans pass: A, Bt (const 16-bit),
     two 128-byte tensor maps, C (float32 or the operand type), M, N, K, bias (const float32), has_bias, act,
-    alpha; the conv's as its launch in plans/conv2d_sm90.py."""
+    alpha; the conv's as its launch in plans/conv2d_sm90.py, the wgrad's as in plans/conv2d_wgrad_sm90.py."""
     nvcc, out, objs = objects
     lister = out / "list_sm90a.cu"
     lister.write_text(LISTER)
@@ -100,7 +103,8 @@ def test_sm90a_shard_registers_the_planned_kernels_with_tensor_map_parameters(ob
     lines = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.splitlines()
     probe = [ln for ln in lines if ln.startswith("probe|")]
     rows = [ln.split("|") for ln in lines if not ln.startswith("probe|")]
-    assert sorted(r[0] for r in rows) == sorted(wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names())
+    assert sorted(r[0] for r in rows) == sorted(wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names() +
+                                                conv2d_wgrad_sm90_kernel_names())
     for name, align, needs, params in rows:
         operand = "u2" if "__nv_bfloat16" in name else "f2"
         c = "f4" if name.endswith(", float>") else operand
@@ -108,6 +112,8 @@ def test_sm90a_shard_registers_the_planned_kernels_with_tensor_map_parameters(ob
         if name.startswith("fc::gemm_wgmma<"):
             want = [f"c{operand}", f"c{operand}", "T128", "T128", c, "s1:4", "s1:4", "s1:4", "cf4", "s1:4", "s1:4",
                     "s3:4"]
+        elif name.startswith("fc::conv2d_wgrad_wgmma_sm90<"):   # x, dy, maps, dw or workspace, problem, tile, splits
+            want = [f"c{operand}", f"c{operand}", "T128", "T128", "f4", "s4:64", "s4:12", "s1:4"]
         else:   # conv: x, w, maps, y, Conv2dProblem, ConvPixelTile, bias, has_bias, act, alpha, residual, has_residual
             want = [f"c{operand}", f"c{operand}", "T128", "T128", c, "s4:64", "s4:12", "cf4", "s1:4", "s1:4", "s3:4",
                     f"c{c}", "s1:4"]
@@ -173,8 +179,8 @@ def test_native_sm90a_shard_machine_code(tmp_path, monkeypatch):
         assert (shared >= 4096) == (arch == "sm_90a"), (arch, shared)
         gemms = {k: v for k, v in sass[arch].items() if "gemm_wgmma" in k}
         assert len(gemms) == len(wgmma_kernel_names()), sass[arch].keys()
-        convs = {k: v for k, v in sass[arch].items() if "conv2d_fprop_wgmma_sm90" in k}
-        assert len(convs) == len(conv2d_fprop_sm90_kernel_names()), sass[arch].keys()
+        convs = {k: v for k, v in sass[arch].items() if "conv2d_fprop_wgmma_sm90" in k or "conv2d_wgrad_wgmma_sm90" in k}
+        assert len(convs) == len(conv2d_fprop_sm90_kernel_names() + conv2d_wgrad_sm90_kernel_names()), sass[arch].keys()
         for name, code in {**gemms, **convs}.items():
             if arch == "sm_90a":
                 assert "HGMMA" in code and "UTMALDG" in code and not re.search(r"\b(LDL|STL)\b", code), name
@@ -217,7 +223,7 @@ def _driver_like_map(seed):
 
 
 def test_binding_reports_which_kernels_need_sm90a(c_module):
-    sm90a = wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names()
+    sm90a = wgmma_kernel_names() + conv2d_fprop_sm90_kernel_names() + conv2d_wgrad_sm90_kernel_names()
     assert sorted(c_module.kernel_names()) == sorted(sm90a)
     assert all(c_module.kernel_requires(n) == "sm_90a" for n in sm90a)
     with pytest.raises(ValueError, match="no kernel named 'fc::nope'"):
