@@ -105,3 +105,18 @@ def test_wgmma_tiles_of_the_plan_are_the_tables():
     fam = kernel_table.FAMILIES["gemm_wgmma"]
     assert {c[0] for c in fam.configs} == set(gemm.WGMMA_BNS)
     assert {c[1] for c in fam.configs} == {gemm.WGMMA_STAGES}
+
+
+def test_wgrad_wgmma_tile_of_the_plan_is_the_headers():
+    """plans/conv2d_wgrad_sm90.py's mirror of fc::WgradWgmmaTile (channels, filters, pixels per k-tile, box, threads,
+    shared bytes) and the kernel table's stages."""
+    from fastconv.backends.plans import conv2d_wgrad_sm90 as w
+    text = header("conv/conv2d_wgrad_wgmma_sm90.h")
+    m = re.search(r"struct WgradWgmmaTile \{(.*?)\n\};", text, re.S)
+    assert m, "struct WgradWgmmaTile not found"
+    ints = {k: int(v) for k, v in re.findall(r"\b(BM|BN|BK|kBox|kThreads) = (\d+)", m.group(1))}
+    assert ints == {"BM": w.WGRAD_SM90_BM, "BN": w.WGRAD_SM90_BN, "BK": w.WGRAD_SM90_PIXELS, "kBox": w.WGRAD_SM90_BOX,
+                    "kThreads": w.WGRAD_SM90_THREADS}
+    assert "kSharedBytes = STAGES * kStageBytes + 1024" in m.group(1) and "kStageBytes = kXBytes + kDyBytes" in m.group(1)
+    assert w.WGRAD_SM90_SHARED == w.WGRAD_SM90_STAGES * (ints["BM"] + ints["BN"]) * ints["BK"] * 2 + 1024
+    assert {c[0] for c in kernel_table.FAMILIES["conv2d_wgrad_wgmma_sm90"].configs} == {w.WGRAD_SM90_STAGES}
