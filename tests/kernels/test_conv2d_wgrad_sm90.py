@@ -131,6 +131,19 @@ def test_conv2d_wgrad_sm90_splits_give_the_same_bits(problem):
         assert ops.launched[0][1][2] == -(-tiles // per) and len(ops.launched) == (1 if splits == 1 else 2)
 
 
+def test_conv2d_wgrad_sm90_grid_folded_onto_x():
+    """With grid.y and grid.z capped (max_grid_yz, as past 65535 tiles) every (filter tile, channel tile x tap, split)
+    goes on grid.x and fc::block_tile unfolds it: the same exact result."""
+    problem = PROBLEMS[7]                                          # 9 taps: grid (1, 9, 3)
+    stride, dilation = problem[7], problem[9]
+    x, dy, x64, dy64, w_shape, pad = setup(problem, "bf16", np.random.default_rng(8))
+    ops = emu_ops()
+    ops.max_grid_yz = 4
+    dw = conv2d_wgrad_sm90(ops, x, dy, w_shape, stride, pad, dilation, splits=3)
+    np.testing.assert_array_equal(dw, reference(x64, dy64, w_shape, stride, pad, dilation).astype(np.float32))
+    assert pixel_tiles(problem, pad) >= 3 and ops.launched[0][1] == (9 * 3, 1, 1)
+
+
 @pytest.mark.parametrize("order", ["forward", "reverse"])
 def test_conv2d_wgrad_sm90_thread_orders(order):
     problem = PROBLEMS[1]
