@@ -33,6 +33,7 @@ EMU_GEMM_CONFIGS = frozenset((("TileSmall", 1, "int", "float"), ("TileSmall", 4,
                               ("TileMedium", 1, "int64_t", "float"), ("TileMedium", 4, "int64_t", "float"),
                               ("TileSmall", 1, "int64_t", "double")))
 ARCHS = ("any", "sm80", "sm90a")
+SM90_CONV_TILES = ((128, 128), (128, 256), (64, 128), (64, 64))   # (BM, BN) of the sm_90a conv fprop
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,13 @@ class Family:
     align: Callable[[dict], int] = lambda c: 0
     emulate: Callable[[dict], bool] | None = None
     heavy: bool = False
+    defaults: tuple[tuple[str, object], ...] = ()   # trailing C++ template arguments with defaults: (param, default)
 
     def render(self, config: tuple) -> str:
-        return self.template.format(**{p: _cpp(v) for p, v in zip(self.params, config)})
+        spelled = {p: _cpp(v) for p, v in zip(self.params, config)}
+        for p, default in self.defaults:   # "{p}" renders ", value", or nothing at the default
+            spelled[p] = "" if config[self.params.index(p)] == default else ", " + spelled[p]
+        return self.template.format(**spelled)
 
     @functools.cached_property
     def names(self) -> tuple[str, ...]:
@@ -165,12 +170,13 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("gemm_wgmma", "gemm/gemm_wgmma_sm90.h", ("bn", "stages", "t", "out"),
            tuple((bn, 4, t, out) for bn in (128, 256) for t in ("__nv_bfloat16", "__half") for out in ("float", t)),
            "fc::gemm_wgmma<fc::WgmmaTile<{bn}, {stages}>, {t}, {out}>", arch="sm90a", align=lambda c: 16),
-    # implicit-GEMM conv fprop, a TMA box of NHWC per filter tap; BN 256 (m64n256, setmaxnreg) for bf16 only
-    Family("conv2d_fprop_wgmma_sm90", "conv/conv2d_fprop_wgmma_sm90.h", ("bn", "stages", "t", "out"),
-           tuple((bn, 4, t, out) for bn in (128, 256) for t in ("__nv_bfloat16", "__half")
-                 if bn == 128 or t == "__nv_bfloat16" for out in ("float", t)),
-           "fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<{bn}, {stages}>, {t}, {out}>", arch="sm90a",
-           align=lambda c: 16),
+    # implicit-GEMM conv fprop, a TMA box of NHWC per filter tap; tiles (BM x BN) 128x128, 128x256 (m64n256,
+    # setmaxnreg; bf16 only), 64x128 and 64x64 (one consumer warpgroup; plans/conv2d_sm90.py choose_tile)
+    Family("conv2d_fprop_wgmma_sm90", "conv/conv2d_fprop_wgmma_sm90.h", ("bn", "stages", "bm", "t", "out"),
+           tuple((bn, 4, bm, t, out) for bm, bn in SM90_CONV_TILES for t in ("__nv_bfloat16", "__half")
+                 if bn <= 128 or t == "__nv_bfloat16" for out in ("float", t)),
+           "fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<{bn}, {stages}{bm}>, {t}, {out}>", arch="sm90a",
+           align=lambda c: 16, defaults=(("bm", 128),)),
 ]}
 
 

@@ -26,7 +26,7 @@ from .activation import act_fprop
 from .cast import reduced, to_compute, to_float32
 from .common import (ACTIVATIONS, CTYPES, TARGET_BLOCKS, TILES, ceil_div, choose_row_splits, choose_splits,
                      conv2d_problem, ctype, pool2d_problem, scalar)
-from .gemm import WGMMA_BM, WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
+from .gemm import WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
 from .reduce import ColumnFinal, column_finalize
 from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
                         tensor_op_residual, tensor_op_splits, tensor_op_types, widen)
@@ -240,8 +240,10 @@ def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), di
 
 
 # ---- sm_90 routing of the tensor-core fprop and dgrad -----------------------------------------------------------
-# The output tile the routing counts: the sm_90a kernels' 128 x 128 (M = output pixels by K filters, or C for dgrad).
-SM90_CONV_TILE = (128, 128)
+# The output tile the routing counts (M = output pixels by K filters, or C for dgrad): the sm_90a conv's 64 x 128,
+# the smallest tile its plan picks for K > 64 (conv2d_sm90.py choose_tile), so a conv whose 128-row tiles are too
+# few but whose 64-row ones are not runs there.
+SM90_CONV_TILE = (64, 128)
 
 
 def _one_by_one(w_shape, stride, padding):
@@ -283,9 +285,10 @@ def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
         return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
     if dt not in WGMMA_TYPES:
         return "tensor_op", f"operands are {dt}; the sm_90a kernels take float16 or bfloat16 (uint16 bits)"
-    tiles = ceil_div(n * h * wd, WGMMA_BM) * ceil_div(c, SM90_CONV_TILE[1])
+    tiles = ceil_div(n * h * wd, SM90_CONV_TILE[0]) * ceil_div(c, SM90_CONV_TILE[1])
     if tiles < min_tiles:
-        return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {min_tiles})"
+        return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
+                             f"the GPU (under {min_tiles})")
     if _one_by_one(w_shape, stride, padding):
         return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, "
                         "the (C, K) filter its K-major B")
