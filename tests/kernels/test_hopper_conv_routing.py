@@ -241,8 +241,8 @@ def test_gpus_without_sm90a_code_run_mma_sync(stub_sm90_conv, monkeypatch, targe
 
 
 def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(stub_sm90_conv, monkeypatch, rng):
-    """On an H100/H200 the tiles are counted: 64 x 32 x 32 pixels x 256 filters = 1024 tiles of 128 x 128 take the
-    sm_90a kernels; 2 x 6 x 6 x 32 = 1 tile does not (too few to fill 132 SMs)."""
+    """On an H100/H200 the tiles are counted: 64 x 32 x 32 pixels x 256 filters = 2048 tiles of 64 x 128 take the
+    sm_90a kernels; 2 x 6 x 6 x 32 = 2 tiles do not (too few to fill 132 SMs)."""
     monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
     x, w = conv3x3(rng, n=64, hw=32, k=256)
     report = explain(lambda: fake_ops("sm90", min_tiles=None).conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
@@ -256,7 +256,7 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     x, w = conv3x3(rng)
     ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
-    assert "1 output tiles of 128x128 are too few to fill the GPU (under 264)" in notes(report)
+    assert "2 output tiles of 64x128 are too few to fill the GPU (under 264)" in notes(report)
     assert ops.launched[-1].startswith("fc::conv2d_fprop_tensor_op<") and len(stub_sm90_conv.calls) == 1
 
 
@@ -264,8 +264,9 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     (((32, 56, 56, 64), (1, 1, 64, 256)), (1, 1), VALID, np.uint16, "gemm"),       # res2 1x1 expand
     (((32, 56, 56, 256), (1, 1, 256, 512)), (2, 2), VALID, np.uint16, "conv"),     # res3a 1x1/2 downsample
     (((32, 56, 56, 64), (1, 1, 64, 256)), (1, 1), VALID, np.float32, "conv"),      # tf32: no 16-bit GEMM
-    (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv"),         # res2 3x3: 784 tiles
-    (((32, 7, 7, 512), (3, 3, 512, 512)), (1, 1), SAME, np.uint16, "tensor_op"),   # res5 3x3 at N=32: 52 tiles
+    (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv"),         # res2 3x3: 1568 tiles of 64x128
+    (((32, 28, 28, 128), (3, 3, 128, 128)), (1, 1), SAME, np.uint16, "conv"),      # res3 3x3: 392 (196 of 128 rows)
+    (((32, 7, 7, 512), (3, 3, 512, 512)), (1, 1), SAME, np.uint16, "tensor_op"),   # res5 3x3 at N=32: 100 tiles
     (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op"),   # stem: C = 3
 ])
 def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
@@ -334,7 +335,7 @@ def test_dgrad_on_an_sm90_gpu_counts_tiles(monkeypatch, rng):
     assert ops.launched == ["fc::gemm_wgmma<fc::WgmmaTile<128, 4>, __nv_bfloat16, float>"]   # 512 tiles, N = C = 64
     ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy[:2], w, (2, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
-    assert "16 output tiles of 128x128 are too few to fill the GPU" in notes(report)
+    assert "32 output tiles of 64x128 are too few to fill the GPU" in notes(report)
     assert ops.launched[-1].startswith("fc::conv2d_dgrad_tensor_op<")
     ops = fake_ops(None)
     report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
