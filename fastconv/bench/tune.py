@@ -191,6 +191,11 @@ def launched_config(task: Task, events) -> dict:
     for e in events:
         if e.kind != "kernel":
             continue
+        m = _SM90_CONV_KERNEL.match(e.text)
+        if m:
+            return {"tile": f"{m.group(2) or 128}x{m.group(1)}", "vec": 8, "index": "int"}
+        if task.op == "conv2d_fprop_sm90":   # routed elsewhere (mma.sync, CUDA cores): not this op's tiles
+            continue
         m = _FP32_KERNEL.match(e.text)
         if m:
             cfg = {"tile": m.group(2), "vec": int(m.group(3)), "index": m.group(4)}
@@ -200,10 +205,10 @@ def launched_config(task: Task, events) -> dict:
         m = _TENSOR_OP_KERNEL.match(e.text)
         if m:
             return {"tile": m.group(1), "vec": int(m.group(2)), "index": "int"}
-        m = _SM90_CONV_KERNEL.match(e.text)
-        if m:
-            return {"tile": f"{m.group(2) or 128}x{m.group(1)}", "vec": 8, "index": "int"}
     kernels = [e.text for e in events if e.kind == "kernel"]
+    if task.op == "conv2d_fprop_sm90":
+        raise TuneError(f"the plan did not route it to the sm_90a conv (ran {', '.join(kernels)}; fastconv explain "
+                        "says why); nothing to tune")
     raise TuneError(f"no tile-parameterized kernel ran ({', '.join(kernels)}); nothing to tune")
 
 
