@@ -256,7 +256,7 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     x, w = conv3x3(rng)
     ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
-    assert "2 output tiles of 64x128 are too few to fill the GPU (under 264)" in notes(report)
+    assert "2 output tiles of 64x128 are too few to fill the GPU (under 132)" in notes(report)
     assert ops.launched[-1].startswith("fc::conv2d_fprop_tensor_op<") and len(stub_sm90_conv.calls) == 1
 
 
@@ -265,7 +265,7 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     (((32, 56, 56, 256), (1, 1, 256, 512)), (2, 2), VALID, np.uint16, "conv"),     # res3a 1x1/2 downsample
     (((32, 56, 56, 64), (1, 1, 64, 256)), (1, 1), VALID, np.float32, "conv"),      # tf32: no 16-bit GEMM
     (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv"),         # res2 3x3: 1568 tiles of 64x128
-    (((32, 28, 28, 128), (3, 3, 128, 128)), (1, 1), SAME, np.uint16, "conv"),      # res3 3x3: 392 (196 of 128 rows)
+    (((32, 28, 28, 256), (3, 3, 256, 256)), (2, 2), SAME, np.uint16, "conv"),      # res4a 3x3/2: 196 tiles of 64x128
     (((32, 7, 7, 512), (3, 3, 512, 512)), (1, 1), SAME, np.uint16, "tensor_op"),   # res5 3x3 at N=32: 100 tiles
     (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op"),   # stem: C = 3
 ])
@@ -350,7 +350,7 @@ def test_the_emulator_routes_small_convs_as_an_h100_would(stub_sm90_conv, rng):
     for args in ((x, w, (1, 1), SAME), (x1, w1)):
         ops = emu_ops(min_tiles=None)
         report = explain(lambda: ops.conv2d_fprop_tensor_core(*args))
-        assert "too few to fill the GPU (under 264)" in notes(report), notes(report)
+        assert "too few to fill the GPU (under 132)" in notes(report), notes(report)
         assert report.kernels[-1].startswith("fc::conv2d_fprop_tensor_op<"), report.kernels
     assert stub_sm90_conv.calls == []
 

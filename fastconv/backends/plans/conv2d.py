@@ -24,7 +24,7 @@ from ...shapes import conv_output_hw, needs_64bit_index
 from . import conv2d_dgrad_sm90, conv2d_sm90
 from .activation import act_fprop
 from .cast import reduced, to_compute, to_float32
-from .common import (ACTIVATIONS, CTYPES, TARGET_BLOCKS, TILES, ceil_div, choose_row_splits, choose_splits,
+from .common import (ACTIVATIONS, CTYPES, SM90_SMS, TILES, ceil_div, choose_row_splits, choose_splits,
                      conv2d_problem, ctype, pool2d_problem, scalar)
 from .gemm import WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
 from .reduce import ColumnFinal, column_finalize
@@ -240,9 +240,9 @@ def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), di
 
 
 # ---- sm_90 routing of the tensor-core fprop and dgrad -----------------------------------------------------------
-# The output tile the routing counts (M = output pixels by K filters, or C for dgrad): the sm_90a conv's 64 x 128,
-# the smallest tile its plan picks for K > 64 (conv2d_sm90.py choose_tile), so a conv whose 128-row tiles are too
-# few but whose 64-row ones are not runs there.
+# The output tile the routing counts (M = output pixels by K filters, or C for dgrad): the sm_90a conv's 64 x 128, the
+# smallest its plan picks for K > 64. A conv goes there with at least one such tile per SM (min_tiles, SM90_SMS);
+# under 66 tiles of 128 rows (half the SMs) the plan then picks 64-row tiles (conv2d_sm90.py choose_tile).
 SM90_CONV_TILE = (64, 128)
 
 
@@ -250,7 +250,7 @@ def _one_by_one(w_shape, stride, padding):
     return tuple(w_shape[:2]) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
 
 
-def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
+def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS):
     """What the shapes alone say about a conv fprop on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv in a
     16-bit format (the wgmma GEMM), ('conv', why) for the sm_90a conv kernel, ('tensor_op', why not) for the
     mma.sync conv, also when there are fewer than min_tiles output tiles (too few for 132 SMs). The device,
@@ -274,7 +274,7 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
 
 
-def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS):
     """What the shapes alone say about a conv dgrad on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv (the
     wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other stride-1 convs (the sm_90a conv kernel on
     dy and the turned filter, conv2d_dgrad_sm90.py), else ('tensor_op', why not), also under min_tiles tiles."""

@@ -17,12 +17,11 @@ import numpy as np
 from ...explain import note
 from .. import kernel_table, tuning
 from ...shapes import resolve_padding
-from .common import ACTIVATIONS, ceil_div, conv2d_problem
+from .common import ACTIVATIONS, SM90_SMS, ceil_div, conv2d_problem
 from .tensor_op import tensor_op_residual
 from .gemm import WGMMA_BK, WGMMA_STAGES, WGMMA_TYPES, sm90a_unavailable, wgmma_shared_bytes, wgmma_threads
 from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, encode_tensor_map_emulated
 
-SM90_SMS = 132                # an H100's and H200's SMs; the emulator plans as for an H100
 CONV_SM90_MAX_STRIDE = 8      # TMA element strides are 1..8
 TMA_MAX_BOX = 256             # elements per box dimension
 # struct fc::ConvPixelTile (csrc/conv/conv2d_fprop_wgmma_sm90.h)
@@ -66,17 +65,17 @@ def conv_tiles(n, p, q, k, stride, bm, bn):
 
 
 def choose_tile(n, p, q, k, stride, ct):
-    """(bm, bn, why): BN 64 when K <= 64 (a wider tile would be partly empty), else 256 for bf16 with K >= 256
-    (more FLOP per byte of shared memory), else 128; BM 128 unless its tiles would not fill one wave of the
-    132 SMs, then 64 (one consumer warpgroup, twice the CTAs; BN at most 128)."""
-    if k <= 64:
-        return 64, 64, f"K={k} <= 64: a 64-wide filter tile (128 would be half empty)"
+    """(bm, bn, why): 128-row tiles (BN 256 for bf16 with K >= 256, else 128) unless they would occupy under half
+    of the 132 SMs, then 64-row tiles (one consumer warpgroup, twice the CTAs), 64 wide when K <= 64. Why half:
+    a 64-row tile loads 1.5x (64x64: 2x) the bytes per FLOP of 128x128, and the K-loop is modelled as bound by
+    L2 bandwidth once most SMs run (scripts/predict_sm90_convs.py, benchmarks/NOTES.md 2026-12-03 hoptile)."""
     bn = 256 if (128, 256) in sm90_conv_tiles(ct) and k >= 256 else 128
     tiles = conv_tiles(n, p, q, k, stride, 128, bn)
-    if tiles >= SM90_SMS:
-        return 128, bn, f"{tiles} tiles of 128x{bn} fill the {SM90_SMS} SMs"
-    return 64, 128, (f"{tiles} tiles of 128x{bn} are under one wave of the {SM90_SMS} SMs; "
-                     f"{conv_tiles(n, p, q, k, stride, 64, 128)} of 64x128")
+    if 2 * tiles >= SM90_SMS:
+        return 128, bn, f"{tiles} tiles of 128x{bn} occupy at least half of the {SM90_SMS} SMs"
+    small = 64 if k <= 64 else 128
+    return 64, small, (f"{tiles} tiles of 128x{bn} would occupy under half of the {SM90_SMS} SMs; "
+                       f"{conv_tiles(n, p, q, k, stride, 64, small)} of 64x{small}")
 
 
 def _tile(lx, pb, y_shape, stride, ct, rsck, pad, dilation, bm, bn):
