@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -34,6 +35,18 @@ EMU_GEMM_CONFIGS = frozenset((("TileSmall", 1, "int", "float"), ("TileSmall", 4,
                               ("TileSmall", 1, "int64_t", "double")))
 ARCHS = ("any", "sm80", "sm90a")
 SM90_CONV_TILES = ((128, 128), (128, 256), (64, 128), (64, 64))   # (BM, BN) of the sm_90a conv fprop
+# fc::WgmmaTile<BN, STAGES, BM = 128>: the table leaves the default out, a demangler spells it
+_WGMMA_TILE_DEFAULT = (re.compile(r"(WgmmaTile<\d+, ?\d+), ?128>"), re.compile(r"(WgmmaTile<\d+, ?\d+)>"))
+
+
+def table_spelling(demangled: str) -> str:
+    """A demangled template-id as the table spells it (WgmmaTile's default BM left out)."""
+    return _WGMMA_TILE_DEFAULT[0].sub(r"\1>", demangled)
+
+
+def demangled_spelling(name: str) -> str:
+    """A table template-id as a demangler spells it (WgmmaTile's default BM written out)."""
+    return _WGMMA_TILE_DEFAULT[1].sub(r"\1, 128>", name)
 
 
 @dataclass(frozen=True)

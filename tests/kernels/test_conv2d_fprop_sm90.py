@@ -197,7 +197,7 @@ def test_conv2d_fprop_sm90_explain_names_the_kernel_and_tile():
     x, wt, x64, w64 = operands("f16", (1, 5, 5, 8), (1, 1, 8, 8), rng)
     ex = explain(conv2d_fprop_sm90, emu_ops(), x, wt)   # 1 tile, K = 8: tile 64x64; 5 x 5 fits one 8 x 8 box
     assert any("sm_90a wgmma conv2d fprop" in e.text and "in the emulator" in e.text and "8x8x1 output pixels" in e.text
-               and "tile 64x64 (1 tiles of 128x128 would occupy under half of the 132 SMs; 1 of 64x64)" in e.text
+               and "tile 64x64 (1 of 128x128, 1 of 64x64: under half of the 132 SMs each; the smallest tile)" in e.text
                for e in ex.events if e.kind == "note"), [e.text for e in ex.events]
     np.testing.assert_array_equal(ex.result, reference(x64, w64, (1, 1), "valid", (1, 1)).astype(np.float32))
 
@@ -269,19 +269,19 @@ def test_pixel_tile_of_64_rows(n, p, q, stride, tiles):
     assert tq * tp * tn == 64 and -(-q // tq) * -(-p // tp) * -(-n // tn) == tiles
 
 
-# ResNet-50 layers at batch 32 (and res5 at 256): (N, P, Q, K, type) -> the tile and words of its reason, with the
-# tile counts by hand: res2 3x3: 25088 pixels / 128 = 196 CTAs of 128x128 (>= 66, half of 132: K = 64 keeps BN 128);
-# res4 3x3 256 (bf16): 6272 / 128 = 49 of 128x256 (< 66), so 98 x 2 = 196 of 64x128; in fp16 (no BN 256) 49 x 2 = 98
-# of 128x128; res5 3x3 512 (fp16): 32 x 7 x 7 in 14 boxes of 8 x 1 x 16 (x 4 = 56), or 28 of 8 x 1 x 8 (112 of
-# 64x128); at batch 256, 98 x 2 = 196 of 128x256; 2 x 9 x 9 with K = 32: 3 boxes of 16 x 4 x 2, 5 of 16 x 2 x 2.
+# ResNet-50 layers at batch 32 (and 256): (N, P, Q, K, type) -> the tile and words of its reason, the counts by hand
+# (half of 132 SMs: 66): res2 3x3: 25088 pixels / 128 = 196 of 128x128 (K = 64 keeps BN 128); res4 3x3 256: 6272 /
+# 128 = 49 of 128x256, 98 of 128x128; res5 3x3 512: 32 x 7 x 7 in 14 boxes of 8 x 1 x 16 (x 2 = 28 of 128x256, x 4 =
+# 56 of 128x128) or 28 of 8 x 1 x 8 (112 of 64x128); res5 at batch 256: 98 x 2 = 196 of 128x256; 2 x 9 x 9 with
+# K = 32: 3 boxes of 16 x 4 x 2, 5 of 16 x 2 x 2 (64x64: K <= 64).
 RULE = [((32, 28, 28, 64, "__nv_bfloat16"), (128, 128), "196 tiles of 128x128 occupy at least half of the 132 SMs"),
-        ((32, 14, 14, 256, "__nv_bfloat16"), (64, 128), "49 tiles of 128x256 would occupy under half of the 132 SMs; "
-                                                        "196 of 64x128"),
-        ((32, 14, 14, 256, "__half"), (128, 128), "98 tiles of 128x128 occupy at least half"),
-        ((32, 7, 7, 512, "__half"), (64, 128), "56 tiles of 128x128 would occupy under half of the 132 SMs; "
-                                               "112 of 64x128"),
+        ((32, 14, 14, 256, "__nv_bfloat16"), (128, 128), "98 tiles of 128x128 occupy at least half of the 132 SMs "
+                                                         "(49 of 128x256 would not)"),
+        ((32, 7, 7, 512, "__nv_bfloat16"), (64, 128), "112 tiles of 64x128 occupy at least half of the 132 SMs "
+                                                      "(28 of 128x256, 56 of 128x128 would not)"),
+        ((32, 7, 7, 512, "__half"), (64, 128), "(56 of 128x128 would not)"),
         ((256, 7, 7, 512, "__nv_bfloat16"), (128, 256), "196 tiles of 128x256 occupy at least half"),
-        ((2, 9, 9, 32, "__half"), (64, 64), "3 tiles of 128x128 would occupy under half of the 132 SMs; 5 of 64x64")]
+        ((2, 9, 9, 32, "__half"), (64, 64), "3 of 128x128, 5 of 64x64: under half of the 132 SMs each; the smallest")]
 
 
 @pytest.mark.parametrize("problem,tile,why", RULE)
@@ -289,7 +289,7 @@ def test_choose_tile_on_resnet50_layers(problem, tile, why):
     n, p, q, k, ct = problem
     bm, bn, reason = choose_tile(n, p, q, k, (1, 1), ct)
     assert (bm, bn) == tile and why in reason, reason
-    assert (bm == 64) == (2 * conv_tiles(n, p, q, k, (1, 1), 128, 256 if k >= 256 and "bf" in ct else 128) < 132)
+    assert (bm == 64) == (2 * conv_tiles(n, p, q, k, (1, 1), 128, 128) < 132)
 
 
 def test_tuned_tile_overrides_the_rule_and_the_knob_overrides_both(tmp_path, monkeypatch):
@@ -313,7 +313,7 @@ def test_tuned_tile_overrides_the_rule_and_the_knob_overrides_both(tmp_path, mon
     assert "tile 128x128 from tuning file" in str(report) and "tile 128x128 (tile from the tuning file)" in str(report)
     report = explain(conv2d_fprop_sm90, ops, x64.astype(np.float16), w64.astype(np.float16), stride, padding, dilation)
     np.testing.assert_array_equal(report.result, want)
-    assert ops.launched[-1][0] == launch_name("f16", 64, 128)   # the rule: 4 tiles of 128x128, under half the SMs
+    assert ops.launched[-1][0] == launch_name("f16", 64, 128)   # the rule: the smallest tile, under half the SMs
     assert "tuned tile '128x256' ignored (not valid here" in str(report)
     ops.force_sm90_conv_tile = (64, 64)
     np.testing.assert_array_equal(conv2d_fprop_sm90(ops, x, wt, stride, padding, dilation), want)

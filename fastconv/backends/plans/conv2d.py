@@ -242,7 +242,7 @@ def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), di
 # ---- sm_90 routing of the tensor-core fprop and dgrad -----------------------------------------------------------
 # The output tile the routing counts (M = output pixels by K filters, or C for dgrad): the sm_90a conv's 64 x 128, the
 # smallest its plan picks for K > 64. A conv goes there with at least one such tile per SM (min_tiles, SM90_SMS);
-# under 66 tiles of 128 rows (half the SMs) the plan then picks 64-row tiles (conv2d_sm90.py choose_tile).
+# under 66 tiles of 128x128 (half the SMs) the plan then picks 64-row tiles (conv2d_sm90.py choose_tile).
 SM90_CONV_TILE = (64, 128)
 
 

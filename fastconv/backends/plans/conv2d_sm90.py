@@ -65,17 +65,20 @@ def conv_tiles(n, p, q, k, stride, bm, bn):
 
 
 def choose_tile(n, p, q, k, stride, ct):
-    """(bm, bn, why): 128-row tiles (BN 256 for bf16 with K >= 256, else 128) unless they would occupy under half
-    of the 132 SMs, then 64-row tiles (one consumer warpgroup, twice the CTAs), 64 wide when K <= 64. Why half:
-    a 64-row tile loads 1.5x (64x64: 2x) the bytes per FLOP of 128x128, and the K-loop is modelled as bound by
-    L2 bandwidth once most SMs run (scripts/predict_sm90_convs.py, benchmarks/NOTES.md 2026-12-03 hoptile)."""
-    bn = 256 if (128, 256) in sm90_conv_tiles(ct) and k >= 256 else 128
-    tiles = conv_tiles(n, p, q, k, stride, 128, bn)
-    if 2 * tiles >= SM90_SMS:
-        return 128, bn, f"{tiles} tiles of 128x{bn} occupy at least half of the {SM90_SMS} SMs"
-    small = 64 if k <= 64 else 128
-    return 64, small, (f"{tiles} tiles of 128x{bn} would occupy under half of the {SM90_SMS} SMs; "
-                       f"{conv_tiles(n, p, q, k, stride, 64, small)} of 64x{small}")
+    """(bm, bn, why): the largest tile whose CTAs occupy at least half of the 132 SMs, of 128x256 (bf16, K >= 256),
+    128x128 and 64x128 (64x64 when K <= 64), else the smallest. Why: a 64-row or 128-wide tile loads more bytes
+    per FLOP, and the K-loop is modelled as L2-bound once most SMs run, so smaller tiles pay only where larger
+    ones leave SMs idle (scripts/predict_sm90_convs.py; benchmarks/NOTES.md, 2026-12-03 hoptile)."""
+    ladder = [(bm, bn) for bm, bn in ((128, 256), (128, 128), (64, 64 if k <= 64 else 128))
+              if (bm, bn) in sm90_conv_tiles(ct) and (bn < 256 or k >= 256)]
+    skipped = []
+    for bm, bn in ladder:
+        tiles = conv_tiles(n, p, q, k, stride, bm, bn)
+        if 2 * tiles >= SM90_SMS:
+            return bm, bn, (f"{tiles} tiles of {bm}x{bn} occupy at least half of the {SM90_SMS} SMs"
+                            + (f" ({', '.join(skipped)} would not)" if skipped else ""))
+        skipped.append(f"{tiles} of {bm}x{bn}")
+    return bm, bn, f"{', '.join(skipped)}: under half of the {SM90_SMS} SMs each; the smallest tile"
 
 
 def _tile(lx, pb, y_shape, stride, ct, rsck, pad, dilation, bm, bn):
