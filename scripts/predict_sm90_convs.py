@@ -139,21 +139,27 @@ def makespan_s(groups, out_elem, eff):
     return max(sms) / CLOCK_HZ
 
 
+def gemm_declines(m, n):
+    """The wgmma GEMM's own check (plans/gemm.py wgmma_applies): under 264 tiles of 128x128 it runs mma.sync."""
+    return ceil_div(m, BM) * ceil_div(n, BN) < WGMMA_MIN_TILES
+
+
 def plan_today(case):
     """The kernel the plans run for this case on an H200 today."""
     p, g = case.problem.params, case.geometry
     if case.op == "conv2d_wgrad":
         return "mma.sync (no sm_90a kernel yet)"
+    n, h, w, c = g["x"]
     if case.op == "conv2d_dgrad":
         route, why = sm90_dgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
         if route == "gemm":
-            return "wgmma GEMM"
+            return "mma.sync: few GEMM tiles" if gemm_declines(n * h * w, c) else "wgmma GEMM"
         if route == "conv":
             return "sm_90a conv (fprop of dy)"
         return "mma.sync: few tiles" if "too few" in why else "mma.sync: stride phases" if "stride" in why else why
     route, why = sm90_fprop_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
     if route == "gemm":
-        return "wgmma GEMM"
+        return "mma.sync: few GEMM tiles" if gemm_declines(n * h * w, g["w"][3]) else "wgmma GEMM"
     if route == "conv":
         return "sm_90a conv"
     return "mma.sync: " + ("C % 8" if "multiple of" in why else "few tiles" if "too few" in why else why)
