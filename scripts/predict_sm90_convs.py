@@ -74,7 +74,8 @@ def conv_tile(case):
     dgrad), also when the routing keeps it on mma.sync for too few tiles; else None (128 x 128 is modelled)."""
     p, g = case.problem.params, case.geometry
     route = (sm90_fprop_route if case.op == "conv2d_fprop" else sm90_dgrad_route if case.op == "conv2d_dgrad" else None)
-    if route is None or route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", min_tiles=0)[0] != "conv":
+    if route is None or all(route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", **kw)[0] != "conv"
+                            for kw in ({}, {"min_tiles": 0})):
         return None
     n, h, w, c = g["x"]
     _, pp, q, k = g["y"]
@@ -139,27 +140,21 @@ def makespan_s(groups, out_elem, eff):
     return max(sms) / CLOCK_HZ
 
 
-def gemm_declines(m, n):
-    """The wgmma GEMM's own check (plans/gemm.py wgmma_applies): under 264 tiles of 128x128 it runs mma.sync."""
-    return ceil_div(m, BM) * ceil_div(n, BN) < WGMMA_MIN_TILES
-
-
 def plan_today(case):
     """The kernel the plans run for this case on an H200 today."""
     p, g = case.problem.params, case.geometry
     if case.op == "conv2d_wgrad":
         return "mma.sync (no sm_90a kernel yet)"
-    n, h, w, c = g["x"]
     if case.op == "conv2d_dgrad":
         route, why = sm90_dgrad_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
         if route == "gemm":
-            return "mma.sync: few GEMM tiles" if gemm_declines(n * h * w, c) else "wgmma GEMM"
+            return "wgmma GEMM"
         if route == "conv":
             return "sm_90a conv (fprop of dy)"
         return "mma.sync: few tiles" if "too few" in why else "mma.sync: stride phases" if "stride" in why else why
     route, why = sm90_fprop_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
     if route == "gemm":
-        return "mma.sync: few GEMM tiles" if gemm_declines(n * h * w, g["w"][3]) else "wgmma GEMM"
+        return "wgmma GEMM"
     if route == "conv":
         return "sm_90a conv"
     return "mma.sync: " + ("C % 8" if "multiple of" in why else "few tiles" if "too few" in why else why)

@@ -260,6 +260,19 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     assert ops.launched[-1].startswith("fc::conv2d_fprop_tensor_op<") and len(stub_sm90_conv.calls) == 1
 
 
+def test_on_an_sm90_gpu_a_1x1_conv_with_too_few_gemm_tiles_takes_the_sm90_conv(stub_sm90_conv, monkeypatch, rng):
+    """64 x 12 x 12 pixels by 64 filters: 144 tiles of 64x128 (>= 132) go to the sm_90a kernels, but 72 tiles of
+    128x128 are too few for the wgmma GEMM (under 264): the 1x1 conv runs the sm_90a conv (smaller tiles), not
+    mma.sync, in fprop and in dgrad (the fprop of dy)."""
+    monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
+    x, w = ints(rng, (64, 12, 12, 64)).astype(np.uint16), ints(rng, (1, 1, 64, 64)).astype(np.uint16)
+    report = explain(lambda: fake_ops("sm90", min_tiles=None).conv2d_fprop_tensor_core(x, w))
+    assert len(stub_sm90_conv.calls) == 1, notes(report)
+    assert "1x1 conv with 72 tiles of 128x128, too few for the wgmma GEMM (under 264)" in notes(report)
+    assert plans_conv2d.sm90_dgrad_route(x.shape, w.shape, (1, 1), VALID, 1, np.uint16)[0] == "conv"
+    assert plans_conv2d.sm90_dgrad_route((64, 32, 32, 64), w.shape, (1, 1), VALID, 1, np.uint16)[0] == "gemm"
+
+
 @pytest.mark.parametrize("shape,stride,pad,dtype,want", [
     (((32, 56, 56, 64), (1, 1, 64, 256)), (1, 1), VALID, np.uint16, "gemm"),       # res2 1x1 expand
     (((32, 56, 56, 256), (1, 1, 256, 512)), (2, 2), VALID, np.uint16, "conv"),     # res3a 1x1/2 downsample
@@ -267,6 +280,7 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv"),         # res2 3x3: 1568 tiles of 64x128
     (((32, 28, 28, 256), (3, 3, 256, 256)), (2, 2), SAME, np.uint16, "conv"),      # res4a 3x3/2: 196 tiles of 64x128
     (((32, 7, 7, 512), (3, 3, 512, 512)), (1, 1), SAME, np.uint16, "tensor_op"),   # res5 3x3 at N=32: 100 tiles
+    (((32, 14, 14, 1024), (1, 1, 1024, 256)), (1, 1), VALID, np.uint16, "conv"),   # res4 1x1 reduce: 98 GEMM tiles
     (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op"),   # stem: C = 3
 ])
 def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):

@@ -250,6 +250,14 @@ def _one_by_one(w_shape, stride, padding):
     return tuple(w_shape[:2]) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
 
 
+def _gemm_tiles_short(m, n, min_tiles):
+    """Why the wgmma GEMM would decline (M, N) for too few 128x128 tiles (its own rule, gemm.py wgmma_applies: two
+    per SM, 2 * min_tiles at the default), else None: such a 1x1 conv runs the sm_90a conv's smaller tiles."""
+    tiles = ceil_div(m, 128) * ceil_div(n, 128)
+    return (f"1x1 conv with {tiles} tiles of 128x128, too few for the wgmma GEMM (under {2 * min_tiles}): the sm_90a "
+            "conv on its smaller tiles") if tiles < 2 * min_tiles else None
+
+
 def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS):
     """What the shapes alone say about a conv fprop on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv in a
     16-bit format (the wgmma GEMM), ('conv', why) for the sm_90a conv kernel, ('tensor_op', why not) for the
@@ -270,7 +278,9 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
         return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
                              f"the GPU (under {min_tiles})")
     if _one_by_one(w_shape, stride, padding) and dt in WGMMA_TYPES:
-        return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
+        short = _gemm_tiles_short(n * h * wd, k, min_tiles)
+        return ("conv", short) if short else (
+            "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix")
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
 
 
@@ -289,7 +299,7 @@ def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
     if tiles < min_tiles:
         return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
                              f"the GPU (under {min_tiles})")
-    if _one_by_one(w_shape, stride, padding):
+    if _one_by_one(w_shape, stride, padding) and not _gemm_tiles_short(n * h * wd, c, min_tiles):
         return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, "
                         "the (C, K) filter its K-major B")
     if tuple(stride) != (1, 1):
