@@ -16,8 +16,8 @@
 //   Pipeline, stages and consumers: the sm_90a GEMM's (csrc/gemm/gemm_wgmma_sm90.h: WgmmaTile, producer
 //     warpgroup issuing both boxes per k-tile on a `full` mbarrier, BM / 64 consumer warpgroups running
 //     wgmma_mainloop, consumer h on rows 64h..64h+63); tiles 128x128, 128x256 (setmaxnreg), and 64x128 and
-//     64x64 (one consumer warpgroup: twice the CTAs where 128-row tiles leave SMs idle, and no empty half
-//     tile when K = 64). The plan picks one (conv2d_sm90.py choose_tile) or takes `fastconv tune`'s.
+//     64x64 (one consumer warpgroup: twice the CTAs where 128-row tiles leave SMs idle; 64x64 for K <= 64).
+//     The plan picks one (conv2d_sm90.py choose_tile) or takes `fastconv tune`'s.
 //   Epilogue: a separate stage from the accumulator fragment: bias + residual + activation + cast
 //     (BiasResidualActEpilogue), rows outside P x Q x N and columns beyond K not stored.
 // Limits (checked by conv2d_fprop_sm90_can_implement in fastconv/backends/plans/conv2d_sm90.py): groups 1,

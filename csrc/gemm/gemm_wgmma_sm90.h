@@ -27,9 +27,9 @@
 
 namespace fc {
 
-// BM_ = 128: two consumer warpgroups of 64 rows each; BM_ = 64: one (256 threads), for problems whose
-// 128-row tiles would not fill the SMs (few output pixels) or whose N is 64 (half of a 128-wide tile
-// would be empty). The trailing default keeps the spelling WgmmaTile<BN, STAGES> of the 128-row tiles.
+// BM_ = 128: two consumer warpgroups of 64 rows each; BM_ = 64: one (256 threads), twice the CTAs for
+// problems whose 128-row tiles would leave SMs idle (the conv's plan: conv2d_sm90.py choose_tile). The
+// trailing default keeps the spelling WgmmaTile<BN, STAGES> of the 128-row tiles.
 template <int BN_, int STAGES_, int BM_ = 128>
 struct WgmmaTile {
   static constexpr int BM = BM_, BN = BN_, BK = 64, STAGES = STAGES_;
