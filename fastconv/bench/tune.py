@@ -5,8 +5,8 @@ conv2d fprop, op "conv2d_fprop_sm90"), keep the fastest in the tuning file
 
     fastconv tune --suite resnet50 --op fprop,dgrad,wgrad --dtype float32 [--batch 128] [--file PATH]
 
-Each candidate runs through the very launch plans the model uses (KernelOps with its test knobs
-force_tile / force_splits / force_tensor_op_tile / force_sm90_conv_tile), and what it launched is read back from the trace
+Each candidate runs through the very launch plans the model uses (KernelOps with its test knobs force_tile /
+force_splits / force_tensor_op_tile / force_sm90_conv_tile), and what it launched is read back from the trace
 (fastconv.explain), so a configuration the plan would not honour (e.g. the 64-bit index path) is seen,
 not assumed. Every candidate's output is checked against the heuristic's before anything is timed.
 Timing: CUDA events on the GPU, candidates alternating sample by sample (bench/timing.py). The
