@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Predictions, before any GPU run, for the sm_90a (wgmma + TMA) convs on an H200, one row per ResNet-50 conv and
 op (bf16 fprop, dgrad, wgrad): FLOPs and minimum bytes (fastconv.bench.roofline, through the suite's cases), the
-floor at the H200's datasheet rates, the time expected of a 128 x 128-tile sm_90a implicit GEMM (a wave
-simulation of its tiles over 132 SMs, the K-loop, the epilogue bytes, the host's launch cost), its % of the floor,
-a guess at cuDNN's time and the ratio, and the kernel the plan picks today (plans/conv2d.py sm90_fprop_route).
+floor at the H200's datasheet rates, the time expected of the sm_90a implicit GEMM (a wave simulation of its tiles
+over 132 SMs, the K-loop bound by the tensor cores or by L2 bandwidth shared among the running CTAs, the epilogue
+bytes, the host's launch cost), its % of the floor, a guess at cuDNN's time and the ratio, and the kernel the plan
+picks today (plans/conv2d.py sm90_fprop_route; the sm_90a conv's tile from plans/conv2d_sm90.py choose_tile, 128 x
+128 for the other kernels).
 
     python scripts/predict_sm90_convs.py [--batch 32]            # the markdown table benchmarks/NOTES.md holds
     python scripts/predict_sm90_convs.py --check benchmarks/NOTES.md   # exit 1 if NOTES.md's copy differs
@@ -25,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from dgrad_phase_count import phase_axis  # noqa: E402
 from fastconv.backends.plans.conv2d import sm90_dgrad_route, sm90_fprop_route, sm90_wgrad_route  # noqa: E402
-from fastconv.backends.plans.conv2d_sm90 import pixel_tile  # noqa: E402
+from fastconv.backends.plans.conv2d_sm90 import choose_tile, conv_tiles, pixel_tile  # noqa: E402
 from fastconv.backends.plans.conv2d_wgrad_sm90 import WGRAD_SM90_PIXELS, wgrad_sm90_splits  # noqa: E402
 from fastconv.bench import roofline as rl  # noqa: E402
 from fastconv.bench.roofline import geomean  # noqa: E402
@@ -34,13 +36,20 @@ from fastconv.bench.suites import expand_cases, load_suite  # noqa: E402
 OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad")
 H200 = rl.DATASHEETS["H200"]          # the floor: 989 TFLOP/s dense bf16, 4.8 TB/s
 SMS, CLOCK_HZ, FLOP_PER_CLK = 132, 1.83e9, 4096   # 132 x 1.83 GHz x 4096 = 989 TFLOP/s (../shared/FACTS.md)
-BM = BN = 128
+BM = BN = 128                         # the tile of every kernel but the sm_90a conv (its plan picks: choose_tile)
 BK = 64                               # one 128-byte swizzled row of bf16 per k-tile
 KTILE_CYCLES = 2 * BM * BN * BK / FLOP_PER_CLK   # 512 cycles at peak
 # The wgmma GEMM at 128 x 128 was predicted at 55-65% of peak in its steady K-loop (NOTES.md, 2026-11-28: 64 B/clk
 # per SM of L2 traffic at peak, above what L2 is assumed to deliver); the conv's A boxes are the same bytes.
 MAINLOOP_EFF = 0.60
 BETTER_EFF = 0.80                     # what-if: cuBLAS's ~80% (../shared/FACTS.md), e.g. with 128 x 256 tiles and TMA multicast
+# The K-loop of one CTA: per k-tile the larger of its tensor-core cycles at TENSOR_EFF and its TMA bytes (A and the
+# in-bounds rows of B: TMA does not fetch what it zero-fills) over its share of L2: all of L2's bytes per clock split
+# among the running CTAs, at most an SM's port. L2's rate is what makes 128 x 128 on all 132 SMs run at MAINLOOP_EFF
+# (32 KiB per 853 cycles per SM: 38 B/clk/SM, 5.1 KB/clk = 9.3 TB/s, NOTES' "order of 10 TB/s"); the port and
+# TENSOR_EFF are guesses. So a 64-row tile (1.5x the bytes per FLOP) gains only where 128-row tiles leave SMs idle.
+TENSOR_EFF = 0.90
+L2_PORT_BYTES_PER_CLK = 64
 FILL_CYCLES = 1000                    # first TMA round trip before the first wgmma (~0.55 us; a guess)
 STORE_BYTES_PER_CLK = 64              # epilogue stores from registers, per SM (a guess)
 HBM_ACHIEVED = 4.3e12                 # device-to-device copy measured on H200s here (../shared/FACTS.md)
@@ -60,14 +69,35 @@ def ceil_div(a, b):
     return -(-a // b)
 
 
+def conv_tile(case):
+    """(bm, bn, tiles) of the sm_90a conv where its shape goes there (fprop, or the fprop of dy for a stride-1
+    dgrad), also when the routing keeps it on mma.sync for too few tiles; else None (128 x 128 is modelled)."""
+    p, g = case.problem.params, case.geometry
+    route = (sm90_fprop_route if case.op == "conv2d_fprop" else sm90_dgrad_route if case.op == "conv2d_dgrad" else None)
+    if route is None or all(route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", **kw)[0] != "conv"
+                            for kw in ({}, {"min_tiles": 0})):
+        return None
+    n, h, w, c = g["x"]
+    _, pp, q, k = g["y"]
+    out = (n, pp, q, k, tuple(p["stride"])) if case.op == "conv2d_fprop" else (n, h, w, c, (1, 1))
+    bm, bn, _ = choose_tile(*out[:4], out[4], "__nv_bfloat16")
+    return bm, bn, conv_tiles(*out, bm, bn)
+
+
 def gemm_tiles(case):
-    """([(tiles, k_tiles), ...] of the implicit GEMM, extra HBM bytes beyond the minimum, launches, M x N x K)."""
+    """([(tiles, k_tiles, bm, bn, in-bounds rows of B), ...] of the implicit GEMM, extra HBM bytes beyond the
+    minimum, launches, M x N x K)."""
     p, g = case.problem.params, case.geometry
     n, h, w, c = g["x"]
     _, pp, q, k = g["y"]
     r, s = p["R"], p["S"]
+    tile = conv_tile(case)
     if case.op == "conv2d_fprop":   # M = N*P*Q pixels, N = K filters, K = R*S*C (each tap's C in 64-wide k-tiles)
-        return [(ceil_div(n * pp * q, BM) * ceil_div(k, BN), r * s * ceil_div(c, BK))], 0, 1, (n * pp * q, k, r * s * c)
+        bm, bn, tiles = tile or (BM, BN, ceil_div(n * pp * q, BM) * ceil_div(k, BN))
+        return [(tiles, r * s * ceil_div(c, BK), bm, bn, min(bn, k))], 0, 1, (n * pp * q, k, r * s * c)
+    if tile:                        # stride-1 dgrad as the sm_90a conv's fprop of dy: N = C, K-loop R*S*K
+        bm, bn, tiles = tile
+        return [(tiles, r * s * ceil_div(k, BK), bm, bn, min(bn, c))], 0, 1, (n * h * w, c, r * s * k)
     if case.op == "conv2d_dgrad":   # stride phases (conv2d_dgrad_phase.h): each a GEMM over only its own taps
         (sh, sw), (pt, _), (pl, _) = p["stride"], *p["padding"]
         groups = []
@@ -76,26 +106,39 @@ def gemm_tiles(case):
             for pw in range(sw):
                 ws, wt = phase_axis(pw, w, s, sw, pl, p["dilation"][1])
                 if ht * wt:   # a phase no tap reaches is written as zeros (its bytes are in the minimum)
-                    groups.append((ceil_div(n * hs * ws, BM) * ceil_div(c, BN), ht * wt * ceil_div(k, BK)))
+                    groups.append((ceil_div(n * hs * ws, BM) * ceil_div(c, BN), ht * wt * ceil_div(k, BK), BM, BN,
+                                   min(BN, c)))
         return groups, 0, 1, (n * h * w, c, r * s * k)
     # wgrad (csrc/conv/conv2d_wgrad_wgmma_sm90.h): per tap C x K in 128 x 128 tiles reduced over 64-pixel boxes,
     # split-k over the boxes as the plan splits (wgrad_sm90_splits); where C <= 64 one consumer issues no wgmma
-    # (half a k-tile's tensor time); partial sums in fp32 written and read once more, dw in fp32 (2 bytes over bf16)
+    # (modelled as a 64-row tile); partial sums in fp32 written and read once more, dw in fp32 (2 bytes over bf16)
     tq, tp, tn = pixel_tile(n, pp, q, tuple(p["stride"]), WGRAD_SM90_PIXELS)
     tiles = r * s * ceil_div(c, BM) * ceil_div(k, BN)
     splits, per = wgrad_sm90_splits(tiles, ceil_div(q, tq) * ceil_div(pp, tp) * ceil_div(n, tn))
     extra = r * s * c * k * 2 + (2 * splits * r * s * c * k * 4 if splits > 1 else 0)
-    return ([(tiles * splits, ceil_div(per, 2) if c <= 64 else per)], extra, 1 + (splits > 1),
+    return ([(tiles * splits, per, 64 if c <= 64 else BM, BN, min(BN, k))], extra, 1 + (splits > 1),
             (r * s * c, k, n * pp * q))
 
 
-def makespan_s(groups, out_bytes_per_tile, eff):
-    """CTAs dispatched in grid order to the first free SM (one CTA per SM: 129 KiB of shared memory each)."""
+def ktile_cycles(bm, bn, b_rows, running, eff):
+    """One k-tile of one CTA while `running` CTAs share L2 (calibrated so that 128 x 128 on every SM runs at eff)."""
+    l2_bytes_per_clk = SMS * (BM + BN) * BK * 2 * eff / KTILE_CYCLES
+    share = min(L2_PORT_BYTES_PER_CLK, l2_bytes_per_clk / running)
+    return max(2 * bm * bn * BK / FLOP_PER_CLK / TENSOR_EFF, (bm + b_rows) * BK * 2 / share)
+
+
+def makespan_s(groups, out_elem, eff):
+    """CTAs dispatched in grid order to the first free SM; the i-th runs beside min(132, CTAs from the start of its
+    round) others. One CTA per SM at a time: two 64-row CTAs sharing an SM take as long as one after the other."""
     sms = [0.0] * SMS
-    for tiles, k_tiles in groups:
-        cycles = FILL_CYCLES + k_tiles * KTILE_CYCLES / eff + out_bytes_per_tile / STORE_BYTES_PER_CLK
+    total, i = sum(g[0] for g in groups), 0
+    for tiles, k_tiles, bm, bn, b_rows in groups:
         for _ in range(tiles):
+            running = min(SMS, total - i // SMS * SMS)
+            cycles = (FILL_CYCLES + k_tiles * ktile_cycles(bm, bn, b_rows, running, eff)
+                      + bm * bn * out_elem / STORE_BYTES_PER_CLK)
             heapq.heapreplace(sms, sms[0] + cycles)
+            i += 1
     return max(sms) / CLOCK_HZ
 
 
@@ -131,11 +174,12 @@ def predict(case, eff=MAINLOOP_EFF):
         return dict(row, gemm=None)
     groups, extra, launches, gemm = gemm_tiles(case)
     out_elem = 4 if case.op == "conv2d_wgrad" else 2
-    device = max(makespan_s(groups, BM * BN * out_elem, eff), (case.bytes + extra) / HBM_ACHIEVED) + launches * LAUNCH_S
+    device = max(makespan_s(groups, out_elem, eff), (case.bytes + extra) / HBM_ACHIEVED) + launches * LAUNCH_S
     ours = max(device, HOST_S["fastconv"])
-    tiles = sum(t for t, _ in groups)
+    tiles = sum(g[0] for g in groups)
     return dict(row, gemm=gemm, tiles=tiles, waves=tiles / SMS, device_s=device, ours_s=ours,
-                k_tiles="/".join(str(kt) for kt in sorted({kt for _, kt in groups}, reverse=True)),
+                tile="{}x{}".format(*groups[0][2:4]),
+                k_tiles="/".join(str(kt) for kt in sorted({g[1] for g in groups}, reverse=True)),
                 pct_floor=100 * floor.floor_s / device, ratio=row["cudnn_s"] / ours, device_ratio=cudnn_dev / device)
 
 
@@ -161,7 +205,8 @@ def table(batch, also=(256,)) -> str:
     rows = predictions(batch)
     out = [f"ResNet-50 convs, bf16, batch {batch}, H200 (floor at {H200.peak('bf16') / 1e12:.0f} TFLOP/s and "
            f"{H200.bandwidth / 1e12:.1f} TB/s). Generated by `python scripts/predict_sm90_convs.py --batch {batch}`; "
-           "`--check benchmarks/NOTES.md` keeps this copy in step. Kernel: the sm_90a implicit GEMM at 128 x 128; "
+           "`--check benchmarks/NOTES.md` keeps this copy in step. Kernel: the sm_90a implicit GEMM; tiles: the sm_90a "
+           "conv's as its plan picks them (choose_tile, pixel boxes), else 128 x 128 of flat M; "
            f"per call: the larger of kernel + launch and the host's {HOST_S['fastconv'] * 1e6:.0f} us "
            f"(cuDNN {HOST_S['cudnn'] * 1e6:.0f} us); ratio = cuDNN / ours per call (> 1: ours faster).", "",
            "| conv | op | GEMM M x N x K | GFLOP | min MB | floor µs | tiles (waves) | k-tiles | kernel µs | "
@@ -176,7 +221,7 @@ def table(batch, also=(256,)) -> str:
                        f"- | - | - | - | - | {r['cudnn_s'] * 1e6:.1f} | - | {r['plan']} |")
             continue
         m, n, k = r["gemm"]
-        out.append(head + f"{m} x {n} x {k}" + mid + f"{r['tiles']} ({r['waves']:.2f}) | {r['k_tiles']} | "
+        out.append(head + f"{m} x {n} x {k}" + mid + f"{r['tiles']} of {r['tile']} ({r['waves']:.2f}) | {r['k_tiles']} | "
                    f"{r['device_s'] * 1e6:.1f} | {r['pct_floor']:.0f}% | "
                    f"{r['ours_s'] * 1e6:.1f}{' host' if r['ours_s'] > r['device_s'] else ''} | "
                    f"{r['cudnn_s'] * 1e6:.1f} | {r['ratio']:.2f} | {r['plan']} |")

@@ -211,11 +211,12 @@ def _reduced_precision(ops, rng, dtype):
 
 
 def _sm90a(ops, rng, dtype):
-    """The sm_90a kernels in the emulator: the wgmma GEMM (BN 128 and 256), the wgmma conv fprop, each operand
-    type and output, and the wgmma conv wgrad (with its split-k); one tile each. Their operands arrive by TMA and
-    wgmma, which the counters do not see: what is counted is the epilogue's global traffic (and the bias)."""
+    """The sm_90a kernels in the emulator: the wgmma GEMM (BN 128 and 256), the wgmma conv fprop (every BM x BN
+    tile), each operand type and output, and the wgmma conv wgrad (with its split-k); one tile each. Their operands
+    arrive by TMA and wgmma, which the counters do not see: what is counted is the epilogue's global traffic (and
+    the bias)."""
     from fastconv.backends.plans.cast import to_compute
-    from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90
+    from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90, sm90_conv_tiles
     from fastconv.backends.plans.conv2d_wgrad_sm90 import conv2d_wgrad_sm90
     for precision in ("bf16", "fp16"):
         a, b = to_compute(ops, _data(rng, (128, 64)), precision), to_compute(ops, _data(rng, (64, 256)), precision)
@@ -226,8 +227,8 @@ def _sm90a(ops, rng, dtype):
             for bn in (128, 256):
                 ops.force_wgmma_bn = bn
                 ops.gemm_wgmma(a, b, out_dtype=out)
-                if bn == 128 or precision == "bf16":
-                    conv2d_fprop_sm90(ops, x, w, (1, 1), ((1, 1), (1, 1)), out_dtype=out, bn=bn)
+            for bm, bn in sm90_conv_tiles("__nv_bfloat16" if precision == "bf16" else "__half"):
+                conv2d_fprop_sm90(ops, x, w, (1, 1), ((1, 1), (1, 1)), out_dtype=out, bm=bm, bn=bn)
 
 
 def jobs():

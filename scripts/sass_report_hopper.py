@@ -24,6 +24,8 @@ from pathlib import Path
 from cuda_tools import demangle, find_tool, opcode_counts
 from gen_kernel_list import instantiation_source
 
+from fastconv.backends.kernel_table import table_spelling
+
 ROOT = Path(__file__).resolve().parents[1]
 CSRC = ROOT / "csrc"
 ARCH = "sm_90a"
@@ -58,7 +60,7 @@ def sass_counts(cubin: Path, cuobjdump=None) -> list[dict]:
     out = []
     for sym, dem in zip(symbols, demangle(symbols)):
         name = dem.split("(")[0]
-        name = name[5:] if name.startswith("void ") else name
+        name = table_spelling(name[5:] if name.startswith("void ") else name)
         regs, stack = usage.get(sym, (-1, -1))
         out.append({"kernel": name, "arch": ARCH, **rows[sym], "registers": regs, "stack": stack, "symbol": sym})
     return out

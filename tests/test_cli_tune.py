@@ -39,7 +39,11 @@ def test_tune_end_to_end_on_the_emulator(suite, tmp_path, capsys, monkeypatch):
     assert "timer emulator wall clock (not a real tuning)" in text
     assert "depthwise" not in text or "nothing to tune" in text
     assert "skipped (no tile-parameterized kernel ran (fc::conv2d_fprop_depthwise<float>)" in text
-    assert "conv2d_fprop is tuned in float32 only" in text
+    assert "conv2d_dgrad is tuned in float32, and conv2d_fprop in float16 / bfloat16 too" in text
+    # the fp16 fprop: this tiny conv stays off the sm_90a conv (too few tiles for an H100; K = 12 is 24 bytes, so
+    # not the tensor-op conv either but the CUDA-core one), so it has no sm_90a tile to tune
+    assert ("skipped (the plan did not route it to the sm_90a conv (ran fc::conv2d_fprop_implicit_gemm<fc::TileSmall"
+            in text)
     assert "chosen" in text and "heuristic" in text and "x vs heuristic" in text
     entries = tuning.TuningFile.read(out_file).entries
     ops = {(e["op"], e["dtype"]) for e in entries.values()}
@@ -74,6 +78,48 @@ def test_tune_end_to_end_on_the_emulator(suite, tmp_path, capsys, monkeypatch):
     # a second run merges: other entries stay, re-tuned ones are replaced
     assert _tune("--suite", suite, "--backend", "emulated", "--file", str(out_file), "--op", "gemm") == 0
     assert tuning.TuningFile.read(out_file).entries.keys() == entries.keys()
+
+
+@needs_emu
+def test_tune_times_every_sm90_conv_tile(tmp_path, capsys, monkeypatch):
+    """fp16 / bf16 conv fprop routed to the sm_90a conv (here by sm90_conv_min_tiles = 0: the emulator counts tiles
+    as an H100 would): every BM x BN tile of the type is checked and timed, the heuristic is the plan's rule, the
+    entry's op is conv2d_fprop_sm90, and the file then steers the plan."""
+    from fastconv.backends import emulated
+    from fastconv.backends.plans.conv2d_sm90 import choose_tile
+    from fastconv.bench import tune
+    real_backend = tune.emulated_backend
+
+    def backend():
+        b = real_backend()
+        monkeypatch.setattr(b.ops, "sm90_conv_min_tiles", 0)
+        return b
+    monkeypatch.setattr(tune, "emulated_backend", backend)
+    suite = tmp_path / "tiny16.json"
+    suite.write_text(json.dumps({**TINY, "name": "tiny16", "dtypes": ["fp16", "bf16"],
+                                 "problems": TINY["problems"][:1]}))
+    out_file = tmp_path / "t.json"
+    assert _tune("--suite", str(suite), "--backend", "emulated", "--file", str(out_file), "--op", "fprop",
+                 "--dtype", "float16,bfloat16") == 0
+    entries = {e["dtype"]: e for e in tuning.TuningFile.read(out_file).entries.values()}
+    assert set(entries) == {"float16", "bfloat16"}
+    assert set(entries["float16"]["candidates_us"]) == {"128x128", "64x128", "64x64"}
+    assert set(entries["bfloat16"]["candidates_us"]) == {"128x128", "128x256", "64x128", "64x64"}
+    rule = "{}x{}".format(*choose_tile(2, 6, 5, 12, (1, 1), "__half")[:2])
+    for e in entries.values():
+        assert e["op"] == "conv2d_fprop_sm90" and e["heuristic"] == {"tile": rule}
+        assert e["config"]["tile"] in e["candidates_us"]
+    monkeypatch.setenv(tuning.ENV, str(out_file))
+    ops = emulated.ops()
+    monkeypatch.setattr(ops, "sm90_conv_min_tiles", 0)
+    x = np.random.default_rng(0).integers(-3, 4, (2, 6, 5, 8)).astype(np.float16)
+    w = np.random.default_rng(1).integers(-3, 4, (3, 3, 8, 12)).astype(np.float16)
+    args = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
+    y = ops.conv2d_fprop_tensor_core(x, w, *args)
+    np.testing.assert_array_equal(y, ref.conv2d_fprop(x.astype(np.float32), w.astype(np.float32), *args))
+    bm, bn = (int(v) for v in entries["float16"]["config"]["tile"].split("x"))
+    assert ops.executor.launched[-1] == ("fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<{}, 4{}>, __half, float>"
+                                         .format(bn, "" if bm == 128 else f", {bm}"))
 
 
 @needs_emu

@@ -5,17 +5,19 @@
 //
 //   GEMM view: M = N*P*Q output pixels, N = K filters, K = R*S*C (one k-tile = 64 channels of one tap).
 //   Activation tile: a box of the 4-D tensor map over x = (C, W, H, N) (innermost first): 64 channels x
-//     TQ output columns x TP output rows x TN images, TQ * TP * TN = 128 (the plan picks the shape that
+//     TQ output columns x TP output rows x TN images, TQ * TP * TN = BM (the plan picks the shape that
 //     covers P x Q x N with the fewest tiles). Element strides (1, stride_w, stride_h, 1) make the box
 //     take every stride-th pixel; its origin for tap (r, s) is (c0, q0*stride_w - pad_w + s*dilation_w,
 //     p0*stride_h - pad_h + r*dilation_h, n0), so padding is TMA's zero fill of negative and
-//     past-the-end coordinates and no thread computes an address. Row i of the 128 x 64 tile is
+//     past-the-end coordinates and no thread computes an address. Row i of the BM x 64 tile is
 //     pixel (n0 + i / (TQ*TP), p0 + i / TQ % TP, q0 + i % TQ): the GEMM's A operand, K-major.
 //   Filter tile: a box of the 3-D map over w = (C, R*S, K): 64 channels x 1 tap x BN filters, the B
 //     operand, K-major. C beyond the last channel is zero-filled in both operands.
 //   Pipeline, stages and consumers: the sm_90a GEMM's (csrc/gemm/gemm_wgmma_sm90.h: WgmmaTile, producer
-//     warpgroup issuing both boxes per k-tile on a `full` mbarrier, two consumer warpgroups running
-//     wgmma_mainloop); 128x128 (BN 128) and 128x256 (BN 256, setmaxnreg) tiles.
+//     warpgroup issuing both boxes per k-tile on a `full` mbarrier, BM / 64 consumer warpgroups running
+//     wgmma_mainloop, consumer h on rows 64h..64h+63); tiles 128x128, 128x256 (setmaxnreg), and 64x128 and
+//     64x64 (one consumer warpgroup: twice the CTAs where 128-row tiles leave SMs idle; 64x64 for K <= 64).
+//     The plan picks one (conv2d_sm90.py choose_tile) or takes `fastconv tune`'s.
 //   Epilogue: a separate stage from the accumulator fragment: bias + residual + activation + cast
 //     (BiasResidualActEpilogue), rows outside P x Q x N and columns beyond K not stored.
 // Limits (checked by conv2d_fprop_sm90_can_implement in fastconv/backends/plans/conv2d_sm90.py): groups 1,
@@ -34,7 +36,7 @@
 
 namespace fc {
 
-// The activation tile's shape in output pixels (TQ x TP x TN = 128 rows); the same numbers the plan
+// The activation tile's shape in output pixels (TQ x TP x TN = BM rows); the same numbers the plan
 // wrote into map_x's box.
 struct ConvPixelTile {
   int tq, tp, tn;
@@ -74,7 +76,7 @@ conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, cons
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
       sm90::mbarrier_init(&full[s], 1);          // the producer's arrive.expect_tx
-      sm90::mbarrier_init(&empty[s], 256);       // every consumer thread
+      sm90::mbarrier_init(&empty[s], 128 * Tile::kConsumers);   // every consumer thread
     }
     sm90::fence_mbarrier_init();
   }

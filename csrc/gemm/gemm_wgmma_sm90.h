@@ -2,7 +2,7 @@
 // fp32 accumulation, C fp32 or the input type. B is read as Bt (N,K) row-major, so that both operands
 // are K-major in shared memory (the layout every wgmma input type accepts without transposition).
 //
-// Structure (warp specialization, one CTA per 128 x BN output tile):
+// Structure (warp specialization, one CTA per BM x BN output tile; BM 128 here, see WgmmaTile for 64):
 //   warpgroup 0  producer: one thread issues the TMA copies of A (128 x 64) and Bt (BN x 64) per
 //                k-tile into a STAGES-deep ring, each completing on the stage's `full` mbarrier.
 //   warpgroups 1, 2  consumers: each waits for `full`, issues 4 wgmma m64nBNk16 on its 64 rows, and
@@ -27,22 +27,28 @@
 
 namespace fc {
 
-template <int BN_, int STAGES_>
+// BM_ = 128: two consumer warpgroups of 64 rows each; BM_ = 64: one (256 threads), twice the CTAs for
+// problems whose 128-row tiles would leave SMs idle (the conv's plan: conv2d_sm90.py choose_tile). The
+// trailing default keeps the spelling WgmmaTile<BN, STAGES> of the 128-row tiles.
+template <int BN_, int STAGES_, int BM_ = 128>
 struct WgmmaTile {
-  static constexpr int BM = 128, BN = BN_, BK = 64, STAGES = STAGES_;
-  static constexpr int kThreads = 384;                       // producer + 2 consumer warpgroups
+  static constexpr int BM = BM_, BN = BN_, BK = 64, STAGES = STAGES_;
+  static constexpr int kConsumers = BM / 64;                 // consumer warpgroups, 64 rows each
+  static constexpr int kThreads = 128 * (1 + kConsumers);    // + the producer warpgroup
   static constexpr int kABytes = BM * BK * 2, kBBytes = BN * BK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSharedBytes = STAGES * kStageBytes + 1024;   // + slack to align to 1024
-  // BN = 256 needs 128 accumulators per consumer thread: setmaxnreg moves registers from the producer
-  // (40) to the consumers (232); 128 * 40 + 256 * 232 = 64512 of the SM's 65536. BN <= 128 fits the
-  // 168 per thread that 384 threads get anyway.
-  static constexpr int kProducerRegs = BN > 128 ? 40 : 0, kConsumerRegs = BN > 128 ? 232 : 0;
+  // BM 128 x BN 256 needs 128 accumulators per consumer thread: setmaxnreg moves registers from the
+  // producer (40) to the consumers (232); 128 * 40 + 256 * 232 = 64512 of the SM's 65536. BN <= 128 fits
+  // the 168 per thread that 384 threads get anyway, and 256 threads (BM 64) get 255 each.
+  static constexpr bool kRebalance = BN > 128 && kConsumers == 2;
+  static constexpr int kProducerRegs = kRebalance ? 40 : 0, kConsumerRegs = kRebalance ? 232 : 0;
+  static_assert(BM == 64 || BM == 128, "one or two consumer warpgroups of m64 wgmma");
   static_assert(BK * 2 == 128, "one k-tile row is one 128-byte swizzle atom");
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one block");
 };
 
-// The consumer warpgroups' main loop, shared by every wgmma kernel whose stages hold A (128 x 64) then
+// The consumer warpgroups' main loop, shared by every wgmma kernel whose stages hold A (BM x 64) then
 // B (BN x 64), both K-major and 128B-swizzled: wait for `full`, issue 4 wgmma m64nBNk16 on this
 // warpgroup's 64 rows (half 0: rows 0..63, half 1: 64..127), and release the previous stage on `empty`
 // once its wgmmas are done (wait_group 1). acc: the m64nBNk16 fp32 fragment, zeroed here.
@@ -105,7 +111,7 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
   if (tid == 0) {
     for (int s = 0; s < STAGES; ++s) {
       sm90::mbarrier_init(&full[s], 1);          // the producer's arrive.expect_tx
-      sm90::mbarrier_init(&empty[s], 256);       // every consumer thread
+      sm90::mbarrier_init(&empty[s], 128 * Tile::kConsumers);   // every consumer thread
     }
     sm90::fence_mbarrier_init();
   }

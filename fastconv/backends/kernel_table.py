@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,6 +34,19 @@ EMU_GEMM_CONFIGS = frozenset((("TileSmall", 1, "int", "float"), ("TileSmall", 4,
                               ("TileMedium", 1, "int64_t", "float"), ("TileMedium", 4, "int64_t", "float"),
                               ("TileSmall", 1, "int64_t", "double")))
 ARCHS = ("any", "sm80", "sm90a")
+SM90_CONV_TILES = ((128, 128), (128, 256), (64, 128), (64, 64))   # (BM, BN) of the sm_90a conv fprop
+# fc::WgmmaTile<BN, STAGES, BM = 128>: the table leaves the default out, a demangler spells it
+_WGMMA_TILE_DEFAULT = (re.compile(r"(WgmmaTile<\d+, ?\d+), ?128>"), re.compile(r"(WgmmaTile<\d+, ?\d+)>"))
+
+
+def table_spelling(demangled: str) -> str:
+    """A demangled template-id as the table spells it (WgmmaTile's default BM left out)."""
+    return _WGMMA_TILE_DEFAULT[0].sub(r"\1>", demangled)
+
+
+def demangled_spelling(name: str) -> str:
+    """A table template-id as a demangler spells it (WgmmaTile's default BM written out)."""
+    return _WGMMA_TILE_DEFAULT[1].sub(r"\1, 128>", name)
 
 
 @dataclass(frozen=True)
@@ -49,9 +63,13 @@ class Family:
     align: Callable[[dict], int] = lambda c: 0
     emulate: Callable[[dict], bool] | None = None
     heavy: bool = False
+    defaults: tuple[tuple[str, object], ...] = ()   # trailing C++ template arguments with defaults: (param, default)
 
     def render(self, config: tuple) -> str:
-        return self.template.format(**{p: _cpp(v) for p, v in zip(self.params, config)})
+        spelled = {p: _cpp(v) for p, v in zip(self.params, config)}
+        for p, default in self.defaults:   # "{p}" renders ", value", or nothing at the default
+            spelled[p] = "" if config[self.params.index(p)] == default else ", " + spelled[p]
+        return self.template.format(**spelled)
 
     @functools.cached_property
     def names(self) -> tuple[str, ...]:
@@ -165,12 +183,13 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("gemm_wgmma", "gemm/gemm_wgmma_sm90.h", ("bn", "stages", "t", "out"),
            tuple((bn, 4, t, out) for bn in (128, 256) for t in ("__nv_bfloat16", "__half") for out in ("float", t)),
            "fc::gemm_wgmma<fc::WgmmaTile<{bn}, {stages}>, {t}, {out}>", arch="sm90a", align=lambda c: 16),
-    # implicit-GEMM conv fprop, a TMA box of NHWC per filter tap; BN 256 (m64n256, setmaxnreg) for bf16 only
-    Family("conv2d_fprop_wgmma_sm90", "conv/conv2d_fprop_wgmma_sm90.h", ("bn", "stages", "t", "out"),
-           tuple((bn, 4, t, out) for bn in (128, 256) for t in ("__nv_bfloat16", "__half")
-                 if bn == 128 or t == "__nv_bfloat16" for out in ("float", t)),
-           "fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<{bn}, {stages}>, {t}, {out}>", arch="sm90a",
-           align=lambda c: 16),
+    # implicit-GEMM conv fprop, a TMA box of NHWC per filter tap; tiles (BM x BN) 128x128, 128x256 (m64n256,
+    # setmaxnreg; bf16 only), 64x128 and 64x64 (one consumer warpgroup; plans/conv2d_sm90.py choose_tile)
+    Family("conv2d_fprop_wgmma_sm90", "conv/conv2d_fprop_wgmma_sm90.h", ("bn", "stages", "bm", "t", "out"),
+           tuple((bn, 4, bm, t, out) for bm, bn in SM90_CONV_TILES for t in ("__nv_bfloat16", "__half")
+                 if bn <= 128 or t == "__nv_bfloat16" for out in ("float", t)),
+           "fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<{bn}, {stages}{bm}>, {t}, {out}>", arch="sm90a",
+           align=lambda c: 16, defaults=(("bm", 128),)),
     # implicit-GEMM conv wgrad per tap, both operands MN-major (the fprop's pixel boxes), fp32 split partials
     Family("conv2d_wgrad_wgmma_sm90", "conv/conv2d_wgrad_wgmma_sm90.h", ("stages", "t"),
            ((4, "__nv_bfloat16"), (4, "__half")), "fc::conv2d_wgrad_wgmma_sm90<fc::WgradWgmmaTile<{stages}>, {t}>",

@@ -4,7 +4,7 @@
     {"format": "fastconv-tuning", "version": 1, "entries": {
       "NVIDIA H100 80GB HBM3 (sm_90) | conv2d_fprop | float32 | x=32x56x56x64 w=3x3x64x64 stride=1x1 pad=1,1,1,1 dil=1x1 groups=1": {
         "device": ..., "op": ..., "dtype": ..., "problem": ...,      # the four parts of the key
-        "config": {"tile": "TileLarge"},                             # + "splits" for conv2d_wgrad
+        "config": {"tile": "TileLarge"},          # + "splits" for conv2d_wgrad; "64x128" (BM x BN) for conv2d_fprop_sm90
         "heuristic": {"tile": "TileMedium"}, "candidates_us": {"TileLarge": 41.2, ...},
         "speedup_vs_heuristic": 1.08, "timer": "cuda events", "real": true,
         "fastconv": "0.1.0", "date": "2026-11-28"}}}
@@ -35,7 +35,7 @@ FORMAT = "fastconv-tuning"
 VERSION = 1
 EMULATOR_DEVICE = "fastconv emulator (CPU)"   # entries timed through the emulator: tests, not a real tuning
 KEY_FIELDS = ("device", "op", "dtype", "problem")
-OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "gemm", "gemm_tensor_op")
+OPS = ("conv2d_fprop", "conv2d_dgrad", "conv2d_wgrad", "gemm", "gemm_tensor_op", "conv2d_fprop_sm90")
 
 
 class TuningFileError(ValueError):

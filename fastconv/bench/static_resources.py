@@ -84,7 +84,8 @@ def _spelled_as_demangled(name: str, aliases: dict[str, str]) -> str:
         name = re.sub(rf"{re.escape(alias)}\b", full, name)
     for fixed, builtin in _INT_ALIASES:
         name = re.sub(rf"\b{fixed}\b", builtin, name)
-    return _normal(name)
+    from ..backends.kernel_table import demangled_spelling
+    return _normal(demangled_spelling(name))
 
 
 def _demangle(symbols: list[str]) -> list[str]:

@@ -1,11 +1,12 @@
 """`fastconv tune`: for each shape of a suite, time every valid kernel configuration (tile; tile x split-k
-for conv2d_wgrad; tensor-core tile for the tf32/fp16/bf16 GEMM), keep the fastest in the tuning file
+for conv2d_wgrad; tensor-core tile for the tf32/fp16/bf16 GEMM; BM x BN of the sm_90a conv for the fp16/bf16
+conv2d fprop, op "conv2d_fprop_sm90"), keep the fastest in the tuning file
 (fastconv/backends/tuning.py) and print the table.
 
     fastconv tune --suite resnet50 --op fprop,dgrad,wgrad --dtype float32 [--batch 128] [--file PATH]
 
-Each candidate runs through the very launch plans the model uses (KernelOps with its test knobs
-force_tile / force_splits / force_tensor_op_tile), and what it launched is read back from the trace
+Each candidate runs through the very launch plans the model uses (KernelOps with its test knobs force_tile /
+force_splits / force_tensor_op_tile / force_sm90_conv_tile), and what it launched is read back from the trace
 (fastconv.explain), so a configuration the plan would not honour (e.g. the 64-bit index path) is seen,
 not assumed. Every candidate's output is checked against the heuristic's before anything is timed.
 Timing: CUDA events on the GPU, candidates alternating sample by sample (bench/timing.py). The
@@ -36,6 +37,8 @@ TOLERANCE = {"float32": 1e-4, "tf32": 1e-2, "float16": 1e-2, "bfloat16": 2e-2}
 SPLITS = (1, 2, 4, 8, 16, 32, 64)
 _FP32_KERNEL = re.compile(r"^fc::(conv2d_\w+_implicit_gemm|gemm_bias_act)<fc::(Tile\w+), (\d+), (int64_t|int), ")
 _TENSOR_OP_KERNEL = re.compile(r"^fc::gemm_tensor_op<fc::TensorOp(?:Tf32|F16|Bf16)(Tile\d+), (\d+), ")
+_SM90_CONV_KERNEL = re.compile(r"^fc::conv2d_fprop_wgmma_sm90<fc::WgmmaTile<(\d+), \d+(?:, (\d+))?>")
+_SM90_TYPES = {"bfloat16": "__nv_bfloat16", "float16": "__half"}
 
 
 class TuneError(RuntimeError):
@@ -149,10 +152,15 @@ def make_task(case, dtype: str, backend: Backend, n_sets: int = 1, seed: int = 0
                         lambda ops, a, b: ops.gemm(a, b))
         return Task("gemm_tensor_op", dtype, tuning.gemm_problem(m, n, k, out="float32"), case.shape_text(), inputs,
                     lambda ops, a, b: ops.gemm_tensor_op(a, b))
-    if dtype != "float32":
-        raise TuneError(f"{case.op} is tuned in float32 only (the tensor-core conv2d fprop has one tile, Tile64)")
     args = (g["stride"], g["padding"], g["dilation"], g["groups"])
     problem = tuning.conv_problem(g["x"], g["w"], *args)
+    if case.op == "conv2d_fprop" and dtype in _SM90_TYPES:   # the sm_90a conv's tiles (where the plan routes there)
+        inputs = [(_random(xp, g["x"], dtype, rng), _random(xp, g["w"], dtype, rng)) for _ in range(n_sets)]
+        return Task("conv2d_fprop_sm90", dtype, problem, case.shape_text(), inputs,
+                    lambda ops, x, w: ops.conv2d_fprop_tensor_core(x, w, *args), g["groups"])
+    if dtype != "float32":
+        raise TuneError(f"{case.op} is tuned in float32, and conv2d_fprop in float16 / bfloat16 too (the sm_90a "
+                        "conv's tiles); the tensor-core dgrad and wgrad have one tile each")
     shapes = {"conv2d_fprop": (g["x"], g["w"]), "conv2d_dgrad": (g["y"], g["w"]), "conv2d_wgrad": (g["x"], g["y"])}
     inputs = [tuple(_random(xp, s, dtype, rng) for s in shapes[case.op]) for _ in range(n_sets)]
     call = {"conv2d_fprop": lambda ops, x, w: ops.conv2d_fprop(x, w, *args),
@@ -166,13 +174,15 @@ def _set_knobs(ops, config):
     tile = config.get("tile")
     if tile in TILES:
         ops.force_tile = tile
+    elif tile and "x" in tile:   # "64x128": BM x BN of the sm_90a conv
+        ops.force_sm90_conv_tile = tuple(int(v) for v in tile.split("x"))
     elif tile:
         ops.force_tensor_op_tile = tile
     ops.force_splits = config.get("splits")
 
 
 def _clear_knobs(ops):
-    ops.force_tile = ops.force_splits = ops.force_tensor_op_tile = None
+    ops.force_tile = ops.force_splits = ops.force_tensor_op_tile = ops.force_sm90_conv_tile = None
 
 
 def launched_config(task: Task, events) -> dict:
@@ -180,6 +190,11 @@ def launched_config(task: Task, events) -> dict:
     "index"; TuneError if the op ran no tunable kernel (depthwise conv, say)."""
     for e in events:
         if e.kind != "kernel":
+            continue
+        m = _SM90_CONV_KERNEL.match(e.text)
+        if m:
+            return {"tile": f"{m.group(2) or 128}x{m.group(1)}", "vec": 8, "index": "int"}
+        if task.op == "conv2d_fprop_sm90":   # routed elsewhere (mma.sync, CUDA cores): not this op's tiles
             continue
         m = _FP32_KERNEL.match(e.text)
         if m:
@@ -191,6 +206,9 @@ def launched_config(task: Task, events) -> dict:
         if m:
             return {"tile": m.group(1), "vec": int(m.group(2)), "index": "int"}
     kernels = [e.text for e in events if e.kind == "kernel"]
+    if task.op == "conv2d_fprop_sm90":
+        raise TuneError(f"the plan did not route it to the sm_90a conv (ran {', '.join(kernels)}; fastconv explain "
+                        "says why); nothing to tune")
     raise TuneError(f"no tile-parameterized kernel ran ({', '.join(kernels)}); nothing to tune")
 
 
@@ -209,6 +227,9 @@ def run_config(backend: Backend, task: Task, config: dict | None, i: int = 0):
 
 def candidate_configs(task: Task, heuristic: dict) -> list[dict]:
     """Every configuration worth trying: each tile (and, for conv2d_wgrad, each split-k in SPLITS)."""
+    if task.op == "conv2d_fprop_sm90":
+        from ..backends.plans.conv2d_sm90 import sm90_conv_tiles
+        return [{"tile": f"{bm}x{bn}"} for bm, bn in sm90_conv_tiles(_SM90_TYPES[task.dtype])]
     if task.op == "gemm_tensor_op":
         from ..backends.plans.tensor_op import TENSOR_OP_TILES
         return [{"tile": t} for t in TENSOR_OP_TILES]
@@ -366,7 +387,8 @@ def add_tune_parser(sub) -> None:
     p.add_argument("--suite", required=True, help="suite name (benchmarks/suites) or path to a suite JSON")
     p.add_argument("--op", default="fprop,dgrad,wgrad,gemm", help="comma-separated: fprop, dgrad, wgrad, gemm")
     p.add_argument("--dtype", default="float32",
-                   help="comma-separated: float32 (CUDA cores), tf32 / float16 / bfloat16 (tensor-core GEMM)")
+                   help="comma-separated: float32 (CUDA cores), tf32 / float16 / bfloat16 (tensor-core GEMM; "
+                        "float16 / bfloat16 also the sm_90a conv fprop's tiles)")
     p.add_argument("--batch", type=_positive_int, action="append", help="batch size (repeatable; default: the suite's)")
     p.add_argument("--shape", action="append", help="only this problem of the suite (repeatable)")
     p.add_argument("--file", default=None, help=f"tuning file (default ${tuning.ENV} or {tuning.default_path()})")

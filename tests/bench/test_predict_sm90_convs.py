@@ -39,11 +39,20 @@ def test_counts_and_floor_by_hand(predict):
     assert r["case"].flops == flops and r["case"].bytes == nbytes
     assert r["floor"].floor_s == pytest.approx(max(flops / 989e12, nbytes / 4.8e12))
     assert r["gemm"] == (32 * 56 * 56, 64, 9 * 64) and r["tiles"] == 784 and r["k_tiles"] == "9"
-    # res4_3x3: 98 tiles, under one wave of 132 SMs: one tile's time, 36 k-tiles (9 taps x 256 / 64) at 60% of
-    # 512 cycles each, the 1000-cycle fill and the 32 KiB bf16 epilogue at 64 B/clk; plus one launch
+    # res4_3x3: the plan's 98 tiles of 128x128 (49 of 128x256 would fill under half of 132 SMs), one round: one
+    # tile's time. L2 gives 132 x 32 KiB per 512 / 0.6 cycles (128x128 on every SM at 60%), shared by the 98 CTAs
+    # (under the 64 B/clk port): a k-tile is the larger of 512 / 0.9 tensor cycles and 32 KiB at that share; 36
+    # k-tiles (9 taps x 256 / 64), the 1000-cycle fill and the 32 KiB bf16 epilogue at 64 B/clk; plus one launch
+    l2 = 132 * 32768 * 0.6 / 512
     r = row(rows, "res4_3x3", "conv2d_fprop")
-    assert r["tiles"] == 98 and r["k_tiles"] == "36"
-    cycles = 1000 + 36 * 512 / 0.6 + 128 * 128 * 2 / 64
+    assert r["tiles"] == 98 and r["tile"] == "128x128" and r["k_tiles"] == "36"
+    cycles = 1000 + 36 * max(512 / 0.9, 32768 / min(64, l2 / 98)) + 128 * 128 * 2 / 64
+    assert r["device_s"] == pytest.approx(cycles / 1.83e9 + 2e-6)
+    # res5_3x3 (kept on mma.sync today: 112 < 132 tiles of 64x128, but modelled as the sm_90a conv would run it):
+    # 112 tiles of 64x128 in one round, a k-tile 256 / 0.9 tensor cycles or (64 + 128) x 128 bytes at L2 / 112
+    r = row(rows, "res5_3x3", "conv2d_fprop")
+    assert r["tiles"] == 112 and r["tile"] == "64x128" and r["plan"] == "mma.sync: few tiles"
+    cycles = 1000 + 72 * max(256 / 0.9, 192 * 128 / min(64, l2 / 112)) + 64 * 128 * 2 / 64
     assert r["device_s"] == pytest.approx(cycles / 1.83e9 + 2e-6)
     assert r["ours_s"] == pytest.approx(max(r["device_s"], 30e-6))
     # dgrad by stride phases: 3x3/2 pad 1 gives 1, 2, 2 and 4 taps, times K = 128 in two k-tiles

@@ -8,7 +8,9 @@ element strides and zero fill, a 3-D box of KRSC filters, warp-specialized wgmma
   tile; with poison_async (a TMA destination read before its mbarrier completes is NaN) and the output
   prefilled with NaN (an element the epilogue misses stays NaN), in forward, reverse and random order;
 - random floats: within the fp32 rounding bound of the emulated wgmma (one rounding per k16 step);
-- bias + residual + activation + 16-bit output, BN 256, can_implement's reasons and the plan's argument errors.
+- every tile (128x128, 64x128 and 64x64: one consumer warpgroup) on the exact list, BN 256;
+- the tile rule (choose_tile) on ResNet-50 layers, its explain note, the knob and a tuning-file entry over it;
+- bias + residual + activation + 16-bit output, can_implement's reasons and the plan's argument errors.
 """
 from __future__ import annotations
 
@@ -19,15 +21,23 @@ import numpy as np
 import pytest
 
 from conftest import sm90_emulated_ops
-from fastconv.backends.plans.conv2d_sm90 import (conv2d_fprop_sm90, conv2d_fprop_sm90_can_implement,
-                                                 conv2d_fprop_sm90_kernel_names, pixel_tile)
-from fastconv.backends.plans.gemm import wgmma_shared_bytes
+from fastconv.backends import tuning
+from fastconv.backends.kernel_table import kernel_name
+from fastconv.backends.plans.conv2d_sm90 import (choose_tile, conv2d_fprop_sm90, conv2d_fprop_sm90_can_implement,
+                                                 conv2d_fprop_sm90_kernel_names, conv_tiles, pixel_tile)
+from fastconv.backends.plans.gemm import wgmma_shared_bytes, wgmma_threads
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.backends.reference.conv import conv2d_fprop as reference_conv
 from fastconv.explain import explain
 from fastconv.shapes import resolve_padding
 
 BF16_NAN = 0x7FC0
+CT = {"bf16": "__nv_bfloat16", "f16": "__half"}
+TILES = [(128, 128), (64, 128), (64, 64)]   # (BM, BN); 128x256 below
+
+
+def launch_name(kind, bm, bn, out="float"):
+    return kernel_name("conv2d_fprop_wgmma_sm90", bn=bn, stages=4, bm=bm, t=CT[kind], out=out)
 
 
 class _NanFilledNumpy:
@@ -78,27 +88,33 @@ PROBLEMS = [
 IDS = [f"n{p[0]}h{p[1]}w{p[2]}c{p[3]}k{p[4]}r{p[5]}s{p[6]}st{p[7][0]}{p[7][1]}d{p[9][0]}" for p in PROBLEMS]
 
 
+@pytest.mark.parametrize("tile", TILES, ids=[f"{m}x{n}" for m, n in TILES])
 @pytest.mark.parametrize("kind", ["bf16", "f16"])
 @pytest.mark.parametrize("problem", PROBLEMS, ids=IDS)
-def test_conv2d_fprop_sm90_exact_on_small_integers(kind, problem):
+def test_conv2d_fprop_sm90_exact_on_small_integers(kind, problem, tile):
     n, h, w, c, k, r, s, stride, padding, dilation = problem
+    bm, bn = tile
     rng = np.random.default_rng(n * h * w + c + k)
     x, wt, x64, w64 = operands(kind, (n, h, w, c), (r, s, c, k), rng)
     ops = emu_ops()
-    y = conv2d_fprop_sm90(ops, x, wt, stride, padding, dilation)
+    y = conv2d_fprop_sm90(ops, x, wt, stride, padding, dilation, bm=bm, bn=bn)
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y, reference(x64, w64, stride, padding, dilation).astype(np.float32))
     (name, grid, block, shared), = ops.launched
-    assert name == conv2d_fprop_sm90_kernel_names()[0 if kind == "bf16" else 2]
-    assert block == (384,) and shared == wgmma_shared_bytes(128)
+    assert name == launch_name(kind, bm, bn)
+    assert block == ({128: 384, 64: 256}[bm],) and shared == 4 * (bm + bn) * 64 * 2 + 1024
+    p, q = y.shape[1:3]
+    tq, tp, tn = pixel_tile(n, p, q, stride, bm)
+    assert tq * tp * tn == bm and grid == (-(-k // bn), -(-q // tq) * -(-p // tp) * -(-n // tn))
 
 
+@pytest.mark.parametrize("tile", [(128, 128), (64, 128)], ids=["128x128", "64x128"])
 @pytest.mark.parametrize("order", ["forward", "reverse"])
-def test_conv2d_fprop_sm90_thread_orders(order):
+def test_conv2d_fprop_sm90_thread_orders(order, tile):
     n, h, w, c, k, r, s, stride, padding, dilation = PROBLEMS[1]
     rng = np.random.default_rng(3)
     x, wt, x64, w64 = operands("bf16", (n, h, w, c), (r, s, c, k), rng)
-    y = conv2d_fprop_sm90(emu_ops(order=order, poison=False), x, wt, stride, padding, dilation)
+    y = conv2d_fprop_sm90(emu_ops(order=order, poison=False), x, wt, stride, padding, dilation, bm=tile[0], bn=tile[1])
     np.testing.assert_array_equal(y, reference(x64, w64, stride, padding, dilation).astype(np.float32))
 
 
@@ -107,12 +123,13 @@ def test_conv2d_fprop_sm90_bn256_with_partial_filter_tile_and_krsc_weights():
     x, wt, x64, w64 = operands("bf16", (1, 6, 5, 24), (3, 3, 24, 300), rng)
     ops = emu_ops()
     want = reference(x64, w64, (1, 1), "same", (1, 1)).astype(np.float32)
-    np.testing.assert_array_equal(conv2d_fprop_sm90(ops, x, wt, (1, 1), "same", (1, 1)), want)
+    np.testing.assert_array_equal(conv2d_fprop_sm90(ops, x, wt, (1, 1), "same", (1, 1), bn=256), want)
     krsc = np.ascontiguousarray(wt.transpose(3, 0, 1, 2))
-    np.testing.assert_array_equal(conv2d_fprop_sm90(ops, x, krsc, (1, 1), "same", (1, 1), w_layout="krsc"), want)
-    assert [name for name, *_ in ops.launched] == [conv2d_fprop_sm90_kernel_names()[4]] * 2
+    np.testing.assert_array_equal(conv2d_fprop_sm90(ops, x, krsc, (1, 1), "same", (1, 1), w_layout="krsc", bn=256),
+                                  want)
+    assert [name for name, *_ in ops.launched] == [launch_name("bf16", 128, 256)] * 2
     assert ops.launched[0][1:] == ((2, 1), (384,), wgmma_shared_bytes(256))   # K = 300: 2 tiles of 256
-    with pytest.raises(ValueError, match=r"bn=256; __half operands have tiles with BN in \(128,\)"):
+    with pytest.raises(ValueError, match=r"tile 128x256 \(bm x bn\); __half operands have \(\(128, 128\), \(64, 128\)"):
         conv2d_fprop_sm90(ops, x.view(np.uint16).astype(np.float16), wt.astype(np.float16), (1, 1), "same", (1, 1),
                           bn=256)
 
@@ -148,7 +165,7 @@ def test_conv2d_fprop_sm90_bias_relu_and_16bit_output(kind):
     assert y.dtype == out
     got = bf16_bits_to_float32(np, y) if kind == "bf16" else y.astype(np.float32)
     np.testing.assert_array_equal(got, want.astype(np.float32))
-    assert ops.launched[0][0] == conv2d_fprop_sm90_kernel_names()[1 if kind == "bf16" else 3]
+    assert ops.launched[0][0] == launch_name(kind, 64, 64, out=CT[kind])   # K = 24: the rule's 64x64
 
 
 @pytest.mark.parametrize("out,res_dtype", [(np.float32, np.uint16), (np.uint16, np.float32), (np.float32, np.float32)])
@@ -178,8 +195,9 @@ def test_conv2d_fprop_sm90_residual_block(out, res_dtype):
 def test_conv2d_fprop_sm90_explain_names_the_kernel_and_tile():
     rng = np.random.default_rng(6)
     x, wt, x64, w64 = operands("f16", (1, 5, 5, 8), (1, 1, 8, 8), rng)
-    ex = explain(conv2d_fprop_sm90, emu_ops(), x, wt)   # 5 x 5 fits one 16 x 8 box (the widest of 1 tile)
-    assert any("sm_90a wgmma conv2d fprop" in e.text and "in the emulator" in e.text and "16x8x1 output pixels" in e.text
+    ex = explain(conv2d_fprop_sm90, emu_ops(), x, wt)   # 1 tile, K = 8: tile 64x64; 5 x 5 fits one 8 x 8 box
+    assert any("sm_90a wgmma conv2d fprop" in e.text and "in the emulator" in e.text and "8x8x1 output pixels" in e.text
+               and "tile 64x64 (1 of 128x128, 1 of 64x64: under half of the 132 SMs each; the smallest tile)" in e.text
                for e in ex.events if e.kind == "note"), [e.text for e in ex.events]
     np.testing.assert_array_equal(ex.result, reference(x64, w64, (1, 1), "valid", (1, 1)).astype(np.float32))
 
@@ -241,6 +259,65 @@ def test_pixel_tile_fits_tma_and_covers_with_the_fewest_tiles(n, p, q, stride, t
     assert -(-q // tq) * -(-p // tp) * -(-n // tn) == tiles
     if (n, p, q) == (1, 56, 56):
         assert (tq, tp, tn) == (64, 2, 1)   # of the boxes with 28 tiles, the widest rows
+
+
+@pytest.mark.parametrize("n,p,q,stride,tiles", [(32, 14, 14, (1, 1), 98), (1, 56, 56, (1, 1), 49), (4, 7, 7, (2, 2), 4)])
+def test_pixel_tile_of_64_rows(n, p, q, stride, tiles):
+    """64-pixel boxes: 32 x 14 x 14 in 2 x 2 x 16 boxes (98, a perfect cover), 56 x 56 in 64 x 1 rows (49),
+    4 x 7 x 7 in 8 x 8 x 1 (4)."""
+    tq, tp, tn = pixel_tile(n, p, q, stride, 64)
+    assert tq * tp * tn == 64 and -(-q // tq) * -(-p // tp) * -(-n // tn) == tiles
+
+
+# ResNet-50 layers at batch 32 (and 256): (N, P, Q, K, type) -> the tile and words of its reason, the counts by hand
+# (half of 132 SMs: 66): res2 3x3: 25088 pixels / 128 = 196 of 128x128 (K = 64 keeps BN 128); res4 3x3 256: 6272 /
+# 128 = 49 of 128x256, 98 of 128x128; res5 3x3 512: 32 x 7 x 7 in 14 boxes of 8 x 1 x 16 (x 2 = 28 of 128x256, x 4 =
+# 56 of 128x128) or 28 of 8 x 1 x 8 (112 of 64x128); res5 at batch 256: 98 x 2 = 196 of 128x256; 2 x 9 x 9 with
+# K = 32: 3 boxes of 16 x 4 x 2, 5 of 16 x 2 x 2 (64x64: K <= 64).
+RULE = [((32, 28, 28, 64, "__nv_bfloat16"), (128, 128), "196 tiles of 128x128 occupy at least half of the 132 SMs"),
+        ((32, 14, 14, 256, "__nv_bfloat16"), (128, 128), "98 tiles of 128x128 occupy at least half of the 132 SMs "
+                                                         "(49 of 128x256 would not)"),
+        ((32, 7, 7, 512, "__nv_bfloat16"), (64, 128), "112 tiles of 64x128 occupy at least half of the 132 SMs "
+                                                      "(28 of 128x256, 56 of 128x128 would not)"),
+        ((32, 7, 7, 512, "__half"), (64, 128), "(56 of 128x128 would not)"),
+        ((256, 7, 7, 512, "__nv_bfloat16"), (128, 256), "196 tiles of 128x256 occupy at least half"),
+        ((2, 9, 9, 32, "__half"), (64, 64), "3 of 128x128, 5 of 64x64: under half of the 132 SMs each; the smallest")]
+
+
+@pytest.mark.parametrize("problem,tile,why", RULE)
+def test_choose_tile_on_resnet50_layers(problem, tile, why):
+    n, p, q, k, ct = problem
+    bm, bn, reason = choose_tile(n, p, q, k, (1, 1), ct)
+    assert (bm, bn) == tile and why in reason, reason
+    assert (bm == 64) == (2 * conv_tiles(n, p, q, k, (1, 1), 128, 128) < 132)
+
+
+def test_tuned_tile_overrides_the_rule_and_the_knob_overrides_both(tmp_path, monkeypatch):
+    """A tuning-file entry (op conv2d_fprop_sm90, what `fastconv tune --dtype bfloat16` writes) replaces the rule's
+    64x128 by 128x128, still exact; one for a tile the type lacks is ignored with a note; force_sm90_conv_tile wins."""
+    path = tmp_path / "tuning.json"
+    monkeypatch.setenv(tuning.ENV, str(path))
+    n, h, w, c, k, r, s, stride, padding, dilation = PROBLEMS[0]
+    x, wt, x64, w64 = operands("bf16", (n, h, w, c), (r, s, c, k), np.random.default_rng(5))
+    want = reference(x64, w64, stride, padding, dilation).astype(np.float32)
+    problem = tuning.conv_problem(x.shape, wt.shape, stride, padding, dilation, 1)
+    tf = tuning.TuningFile(path)
+    tf.put(tuning.EMULATOR_DEVICE, "conv2d_fprop_sm90", "bfloat16", problem, {"tile": "128x128"}, real=False)
+    tf.put(tuning.EMULATOR_DEVICE, "conv2d_fprop_sm90", "float16", problem, {"tile": "128x256"}, real=False)
+    tf.save()
+    ops = emu_ops()
+    ops.tuning_device = tuning.EMULATOR_DEVICE
+    report = explain(conv2d_fprop_sm90, ops, x, wt, stride, padding, dilation)
+    np.testing.assert_array_equal(report.result, want)
+    assert ops.launched[-1][0] == launch_name("bf16", 128, 128)
+    assert "tile 128x128 from tuning file" in str(report) and "tile 128x128 (tile from the tuning file)" in str(report)
+    report = explain(conv2d_fprop_sm90, ops, x64.astype(np.float16), w64.astype(np.float16), stride, padding, dilation)
+    np.testing.assert_array_equal(report.result, want)
+    assert ops.launched[-1][0] == launch_name("f16", 64, 128)   # the rule: the smallest tile, under half the SMs
+    assert "tuned tile '128x256' ignored (not valid here" in str(report)
+    ops.force_sm90_conv_tile = (64, 64)
+    np.testing.assert_array_equal(conv2d_fprop_sm90(ops, x, wt, stride, padding, dilation), want)
+    assert ops.launched[-1][0] == launch_name("bf16", 64, 64)
 
 
 def _suite_convs():

@@ -241,8 +241,8 @@ def test_gpus_without_sm90a_code_run_mma_sync(stub_sm90_conv, monkeypatch, targe
 
 
 def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(stub_sm90_conv, monkeypatch, rng):
-    """On an H100/H200 the tiles are counted: 64 x 32 x 32 pixels x 256 filters = 1024 tiles of 128 x 128 take the
-    sm_90a kernels; 2 x 6 x 6 x 32 = 1 tile does not (too few to fill 132 SMs)."""
+    """On an H100/H200 the tiles are counted: 64 x 32 x 32 pixels x 256 filters = 2048 tiles of 64 x 128 take the
+    sm_90a kernels; 2 x 6 x 6 x 32 = 2 tiles do not (too few to fill 132 SMs)."""
     monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
     x, w = conv3x3(rng, n=64, hw=32, k=256)
     report = explain(lambda: fake_ops("sm90", min_tiles=None).conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
@@ -256,16 +256,31 @@ def test_on_an_sm90_gpu_large_convs_take_the_sm90_kernels_and_small_ones_do_not(
     x, w = conv3x3(rng)
     ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_fprop_tensor_core(x, w, (1, 1), SAME))
-    assert "1 output tiles of 128x128 are too few to fill the GPU (under 264)" in notes(report)
+    assert "2 output tiles of 64x128 are too few to fill the GPU (under 132)" in notes(report)
     assert ops.launched[-1].startswith("fc::conv2d_fprop_tensor_op<") and len(stub_sm90_conv.calls) == 1
+
+
+def test_on_an_sm90_gpu_a_1x1_conv_with_too_few_gemm_tiles_takes_the_sm90_conv(stub_sm90_conv, monkeypatch, rng):
+    """64 x 12 x 12 pixels by 64 filters: 144 tiles of 64x128 (>= 132) go to the sm_90a kernels, but 72 tiles of
+    128x128 are too few for the wgmma GEMM (under 264): the 1x1 conv runs the sm_90a conv (smaller tiles), not
+    mma.sync, in fprop and in dgrad (the fprop of dy)."""
+    monkeypatch.setattr(tensor_map, "tensor_map_encoder", lambda: (lambda *args, **kwargs: bytes(128), "fake"))
+    x, w = ints(rng, (64, 12, 12, 64)).astype(np.uint16), ints(rng, (1, 1, 64, 64)).astype(np.uint16)
+    report = explain(lambda: fake_ops("sm90", min_tiles=None).conv2d_fprop_tensor_core(x, w))
+    assert len(stub_sm90_conv.calls) == 1, notes(report)
+    assert "1x1 conv with 72 tiles of 128x128, too few for the wgmma GEMM (under 264)" in notes(report)
+    assert plans_conv2d.sm90_dgrad_route(x.shape, w.shape, (1, 1), VALID, 1, np.uint16)[0] == "conv"
+    assert plans_conv2d.sm90_dgrad_route((64, 32, 32, 64), w.shape, (1, 1), VALID, 1, np.uint16)[0] == "gemm"
 
 
 @pytest.mark.parametrize("shape,stride,pad,dtype,want", [
     (((32, 56, 56, 64), (1, 1, 64, 256)), (1, 1), VALID, np.uint16, "gemm"),       # res2 1x1 expand
     (((32, 56, 56, 256), (1, 1, 256, 512)), (2, 2), VALID, np.uint16, "conv"),     # res3a 1x1/2 downsample
     (((32, 56, 56, 64), (1, 1, 64, 256)), (1, 1), VALID, np.float32, "conv"),      # tf32: no 16-bit GEMM
-    (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv"),         # res2 3x3: 784 tiles
-    (((32, 7, 7, 512), (3, 3, 512, 512)), (1, 1), SAME, np.uint16, "tensor_op"),   # res5 3x3 at N=32: 52 tiles
+    (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv"),         # res2 3x3: 1568 tiles of 64x128
+    (((32, 28, 28, 256), (3, 3, 256, 256)), (2, 2), SAME, np.uint16, "conv"),      # res4a 3x3/2: 196 tiles of 64x128
+    (((32, 7, 7, 512), (3, 3, 512, 512)), (1, 1), SAME, np.uint16, "tensor_op"),   # res5 3x3 at N=32: 100 tiles
+    (((32, 14, 14, 1024), (1, 1, 1024, 256)), (1, 1), VALID, np.uint16, "conv"),   # res4 1x1 reduce: 98 GEMM tiles
     (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op"),   # stem: C = 3
 ])
 def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
@@ -334,7 +349,7 @@ def test_dgrad_on_an_sm90_gpu_counts_tiles(monkeypatch, rng):
     assert ops.launched == ["fc::gemm_wgmma<fc::WgmmaTile<128, 4>, __nv_bfloat16, float>"]   # 512 tiles, N = C = 64
     ops = fake_ops("sm90", min_tiles=None)
     report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy[:2], w, (2, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
-    assert "16 output tiles of 128x128 are too few to fill the GPU" in notes(report)
+    assert "32 output tiles of 64x128 are too few to fill the GPU" in notes(report)
     assert ops.launched[-1].startswith("fc::conv2d_dgrad_tensor_op<")
     ops = fake_ops(None)
     report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy, w, (64, 32, 32, 64), (1, 1), VALID, (1, 1), 1))
@@ -349,7 +364,7 @@ def test_the_emulator_routes_small_convs_as_an_h100_would(stub_sm90_conv, rng):
     for args in ((x, w, (1, 1), SAME), (x1, w1)):
         ops = emu_ops(min_tiles=None)
         report = explain(lambda: ops.conv2d_fprop_tensor_core(*args))
-        assert "too few to fill the GPU (under 264)" in notes(report), notes(report)
+        assert "too few to fill the GPU (under 132)" in notes(report), notes(report)
         assert report.kernels[-1].startswith("fc::conv2d_fprop_tensor_op<"), report.kernels
     assert stub_sm90_conv.calls == []
 

@@ -144,3 +144,15 @@ def test_the_emulator_registers_exactly_the_tables_emulated_kernels():
         pytest.skip("fastconv._emu is not built")
     registered = {n for n in emulator.kernels() if n.startswith("fc::")}
     assert registered == {i.name for i in kernel_table.instances() if i.emulated}
+
+
+def test_wgmma_tile_default_is_spelled_as_a_demangler_spells_it_and_back():
+    """fc::WgmmaTile<BN, STAGES, BM = 128>: the table leaves the default BM out, c++filt writes it; the SASS report
+    and the ptxas resources match names through these two."""
+    from fastconv.backends.kernel_table import demangled_spelling, table_spelling
+    assert (demangled_spelling("fc::gemm_wgmma<fc::WgmmaTile<256, 4>, __half, float>")
+            == "fc::gemm_wgmma<fc::WgmmaTile<256, 4, 128>, __half, float>")
+    names = kernel_table.kernel_names(archs=("sm90a",))
+    assert any(", 4, 64>" in n for n in names)
+    assert [table_spelling(demangled_spelling(n)) for n in names] == names
+    assert all(demangled_spelling(n) == n for n in names if ", 4, 64>" in n)

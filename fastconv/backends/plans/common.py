@@ -16,6 +16,7 @@ TILES = {"TileSmall": (32, 32, 8, 64), "TileMedium": (64, 64, 8, 256), "TileLarg
 # Enough blocks to fill an H100/H200 (132 SMs) twice. A fixed number, not the device's SM count, so
 # that a shape always gets the same plan (and so the same summation order) on every GPU.
 TARGET_BLOCKS = 264
+SM90_SMS = 132   # an H100's and H200's SMs: what the sm_90a plans count tiles against, in the emulator too
 ELEMENTWISE_THREADS = 256
 MAX_ELEMENTWISE_BLOCKS = 1 << 16
 

@@ -24,9 +24,9 @@ from ...shapes import conv_output_hw, needs_64bit_index
 from . import conv2d_dgrad_sm90, conv2d_sm90, conv2d_wgrad_sm90
 from .activation import act_fprop
 from .cast import reduced, to_compute, to_float32
-from .common import (ACTIVATIONS, CTYPES, TARGET_BLOCKS, TILES, ceil_div, choose_row_splits, choose_splits,
+from .common import (ACTIVATIONS, SM90_SMS, TILES, ceil_div, choose_row_splits, choose_splits,
                      conv2d_problem, ctype, pool2d_problem, scalar)
-from .gemm import WGMMA_BM, WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
+from .gemm import WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
 from .reduce import ColumnFinal, column_finalize
 from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
                         tensor_op_residual, tensor_op_splits, tensor_op_types, widen)
@@ -240,15 +240,25 @@ def conv2d_fprop_tensor_op(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), di
 
 
 # ---- sm_90 routing of the tensor-core fprop and dgrad -----------------------------------------------------------
-# The output tile the routing counts: the sm_90a kernels' 128 x 128 (M = output pixels by K filters, or C for dgrad).
-SM90_CONV_TILE = (128, 128)
+# The output tile the routing counts (M = output pixels by K filters, or C for dgrad): the sm_90a conv's 64 x 128, the
+# smallest its plan picks for K > 64. A conv goes there with at least one such tile per SM (min_tiles, SM90_SMS);
+# under 66 tiles of 128x128 (half the SMs) the plan then picks 64-row tiles (conv2d_sm90.py choose_tile).
+SM90_CONV_TILE = (64, 128)
 
 
 def _one_by_one(w_shape, stride, padding):
     return tuple(w_shape[:2]) == (1, 1) and tuple(stride) == (1, 1) and all(v == 0 for side in padding for v in side)
 
 
-def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
+def _gemm_tiles_short(m, n, min_tiles):
+    """Why the wgmma GEMM would decline (M, N) for too few 128x128 tiles (its own rule, gemm.py wgmma_applies: two
+    per SM, 2 * min_tiles at the default), else None: such a 1x1 conv runs the sm_90a conv's smaller tiles."""
+    tiles = ceil_div(m, 128) * ceil_div(n, 128)
+    return (f"1x1 conv with {tiles} tiles of 128x128, too few for the wgmma GEMM (under {2 * min_tiles}): the sm_90a "
+            "conv on its smaller tiles") if tiles < 2 * min_tiles else None
+
+
+def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS):
     """What the shapes alone say about a conv fprop on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv in a
     16-bit format (the wgmma GEMM), ('conv', why) for the sm_90a conv kernel, ('tensor_op', why not) for the
     mma.sync conv, also when there are fewer than min_tiles output tiles (too few for 132 SMs). The device,
@@ -268,11 +278,13 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
         return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
                              f"the GPU (under {min_tiles})")
     if _one_by_one(w_shape, stride, padding) and dt in WGMMA_TYPES:
-        return "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix"
+        short = _gemm_tiles_short(n * h * wd, k, min_tiles)
+        return ("conv", short) if short else (
+            "gemm", "1x1 stride-1 unpadded conv as the sm_90a wgmma GEMM: NHWC x is its (N*H*W, C) A matrix")
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
 
 
-def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS):
     """What the shapes alone say about a conv dgrad on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv (the
     wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other stride-1 convs (the sm_90a conv kernel on
     dy and the turned filter, conv2d_dgrad_sm90.py), else ('tensor_op', why not), also under min_tiles tiles."""
@@ -283,10 +295,11 @@ def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
         return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
     if dt not in WGMMA_TYPES:
         return "tensor_op", f"operands are {dt}; the sm_90a kernels take float16 or bfloat16 (uint16 bits)"
-    tiles = ceil_div(n * h * wd, WGMMA_BM) * ceil_div(c, SM90_CONV_TILE[1])
+    tiles = ceil_div(n * h * wd, SM90_CONV_TILE[0]) * ceil_div(c, SM90_CONV_TILE[1])
     if tiles < min_tiles:
-        return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {min_tiles})"
-    if _one_by_one(w_shape, stride, padding):
+        return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
+                             f"the GPU (under {min_tiles})")
+    if _one_by_one(w_shape, stride, padding) and not _gemm_tiles_short(n * h * wd, c, min_tiles):
         return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, "
                         "the (C, K) filter its K-major B")
     if tuple(stride) != (1, 1):
@@ -382,7 +395,7 @@ def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, grou
     return conv2d_dgrad_tensor_op(lx, dy, w, x_shape, stride, padding, dilation, groups, out_dtype)
 
 
-def sm90_wgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS, dilation=(1, 1)):
+def sm90_wgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS, dilation=(1, 1)):
     """What the shapes alone say about a conv wgrad on sm_90: ('conv', why) for the sm_90a wgrad (conv2d_wgrad_sm90.py),
     else ('tensor_op', why not), also when even its most split grid (128 x 128 tiles of C x K per tap, times a split
     per 4 pixel tiles of 64) has under min_tiles CTAs."""
@@ -397,7 +410,7 @@ def sm90_wgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
         return "tensor_op", f"C={c} or K={k} is not a multiple of 8 (TMA rows must be multiples of 16 bytes)"
     p, q = conv_output_hw((h, wd), (r, s), stride, padding, dilation)
     tq, tp, tn = conv2d_sm90.pixel_tile(n, p, q, stride, conv2d_wgrad_sm90.WGRAD_SM90_PIXELS)
-    tiles = ceil_div(c, SM90_CONV_TILE[0]) * ceil_div(k, SM90_CONV_TILE[1]) * r * s
+    tiles = ceil_div(c, conv2d_wgrad_sm90.WGRAD_SM90_BM) * ceil_div(k, conv2d_wgrad_sm90.WGRAD_SM90_BN) * r * s
     splits = max(1, ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn) // 4)
     if tiles * splits < min_tiles:
         return "tensor_op", (f"{tiles} tiles of 128x128 (C x K per tap) in at most {splits} split(s) are too few to "

@@ -6,27 +6,32 @@ mma.sync) is conv2d.py's conv2d_fprop_tensor_core.
     conv2d_fprop_sm90_can_implement(lx, x, w, stride, padding, dilation, groups=1, out_dtype=None)
         -> (True, what) or (False, why not)
     conv2d_fprop_sm90(lx, x, w, stride, padding, dilation, bias=None, activation=None, out_dtype=None,
-                      alpha=0.0, residual=None, w_layout="rsck", bn=None) -> y (N, P, Q, K)
+                      alpha=0.0, residual=None, w_layout="rsck", bn=None, bm=None) -> y (N, P, Q, K)
+    choose_tile(n, p, q, k, stride, ct) -> (bm, bn, why): the tile rule, where neither a knob nor the
+        tuning file (op "conv2d_fprop_sm90", written by `fastconv tune --dtype bfloat16`) says otherwise
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ...explain import note
-from .. import kernel_table
+from .. import kernel_table, tuning
 from ...shapes import resolve_padding
-from .common import ACTIVATIONS, ceil_div, conv2d_problem
+from .common import ACTIVATIONS, SM90_SMS, ceil_div, conv2d_problem
 from .tensor_op import tensor_op_residual
-from .gemm import WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS, WGMMA_TYPES, sm90a_unavailable, wgmma_shared_bytes
+from .gemm import WGMMA_BK, WGMMA_STAGES, WGMMA_TYPES, sm90a_unavailable, wgmma_shared_bytes, wgmma_threads
 from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, encode_tensor_map_emulated
 
-CONV_SM90_ROWS = 128          # output pixels per tile (WgmmaTile::BM)
 CONV_SM90_MAX_STRIDE = 8      # TMA element strides are 1..8
 TMA_MAX_BOX = 256             # elements per box dimension
 # struct fc::ConvPixelTile (csrc/conv/conv2d_fprop_wgmma_sm90.h)
 CONV_PIXEL_TILE_DTYPE = np.dtype([("tq", "<i4"), ("tp", "<i4"), ("tn", "<i4")])
-# The registered instantiations: BN 128 for bf16 and fp16, BN 256 (m64n256, setmaxnreg) for bf16.
-CONV_SM90_BNS = {"__nv_bfloat16": (128, 256), "__half": (128,)}
+TUNING_DTYPES = {"__nv_bfloat16": "bfloat16", "__half": "float16"}   # the tuning file's names
+
+
+def sm90_conv_tiles(ct):
+    """The (BM, BN) tiles instantiated for operand type ct (kernel_table.SM90_CONV_TILES): BN 256 is bf16 only."""
+    return tuple((bm, bn) for bm, bn in kernel_table.SM90_CONV_TILES if bn <= 128 or ct == "__nv_bfloat16")
 
 
 def conv2d_fprop_sm90_kernel_names() -> list[str]:
@@ -34,14 +39,15 @@ def conv2d_fprop_sm90_kernel_names() -> list[str]:
     return kernel_table.kernel_names(headers=("conv/conv2d_fprop_wgmma_sm90.h",))
 
 
-def pixel_tile(n, p, q, stride, rows=CONV_SM90_ROWS):
-    """(TQ, TP, TN), powers of two with TQ * TP * TN = rows (128; the wgrad's k-tile 64): the output-pixel
-    box of one tile that covers N x P x Q with the fewest tiles (the least work on pixels outside the
-    output), then the widest rows (the longest contiguous reads). The TMA box spans TQ * stride_w input
-    columns and TP * stride_h rows, at most 256 each."""
-    best, bits = None, rows.bit_length()
-    for lq in range(bits):
-        for lp in range(bits - lq):
+def pixel_tile(n, p, q, stride, rows=128):
+    """(TQ, TP, TN), powers of two with TQ * TP * TN = rows (BM): the output-pixel box of one tile that covers
+    N x P x Q with the fewest tiles (the least work on pixels outside the output), then the widest rows
+    (the longest contiguous reads). The TMA box spans TQ * stride_w input columns and TP * stride_h rows,
+    at most 256 each."""
+    best = None
+    bits = rows.bit_length() - 1
+    for lq in range(bits + 1):
+        for lp in range(bits + 1 - lq):
             tq, tp = 1 << lq, 1 << lp
             tn = rows // (tq * tp)
             if tq * stride[1] > TMA_MAX_BOX or tp * stride[0] > TMA_MAX_BOX:
@@ -50,6 +56,46 @@ def pixel_tile(n, p, q, stride, rows=CONV_SM90_ROWS):
             if best is None or key < best[0]:
                 best = (key, (tq, tp, tn))
     return best[1]
+
+
+def conv_tiles(n, p, q, k, stride, bm, bn):
+    """The CTAs of a BM x BN tiling: pixel boxes (pixel_tile) times filter tiles."""
+    tq, tp, tn = pixel_tile(n, p, q, stride, bm)
+    return ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn) * ceil_div(k, bn)
+
+
+def choose_tile(n, p, q, k, stride, ct):
+    """(bm, bn, why): the largest tile whose CTAs occupy at least half of the 132 SMs, of 128x256 (bf16, K >= 256),
+    128x128 and 64x128 (64x64 when K <= 64), else the smallest. Why: a 64-row or 128-wide tile loads more bytes
+    per FLOP, and the K-loop is modelled as L2-bound once most SMs run, so smaller tiles pay only where larger
+    ones leave SMs idle (scripts/predict_sm90_convs.py; benchmarks/NOTES.md, 2026-12-03 hoptile)."""
+    ladder = [(bm, bn) for bm, bn in ((128, 256), (128, 128), (64, 64 if k <= 64 else 128))
+              if (bm, bn) in sm90_conv_tiles(ct) and (bn < 256 or k >= 256)]
+    skipped = []
+    for bm, bn in ladder:
+        tiles = conv_tiles(n, p, q, k, stride, bm, bn)
+        if 2 * tiles >= SM90_SMS:
+            return bm, bn, (f"{tiles} tiles of {bm}x{bn} occupy at least half of the {SM90_SMS} SMs"
+                            + (f" ({', '.join(skipped)} would not)" if skipped else ""))
+        skipped.append(f"{tiles} of {bm}x{bn}")
+    return bm, bn, f"{', '.join(skipped)}: under half of the {SM90_SMS} SMs each; the smallest tile"
+
+
+def _tile(lx, pb, y_shape, stride, ct, rsck, pad, dilation, bm, bn):
+    """(bm, bn, why): the arguments, else the knob lx.force_sm90_conv_tile, else the tuning file, else choose_tile."""
+    n, p, q, k = y_shape
+    tiles = sm90_conv_tiles(ct)
+    if bm or bn or lx.force_sm90_conv_tile:
+        bm, bn = (bm or 128, bn or 128) if bm or bn else tuple(lx.force_sm90_conv_tile)
+        if (bm, bn) not in tiles:
+            raise ValueError(f"conv2d_fprop_sm90: tile {bm}x{bn} (bm x bn); {ct} operands have {tiles}")
+        return bm, bn, "tile forced"
+    tuned = lx.tuned("conv2d_fprop_sm90", TUNING_DTYPES[ct], lambda: tuning.conv_problem(
+        (n, int(pb["H"]), int(pb["W"]), int(pb["C"])), rsck, stride, pad, dilation, 1))
+    name = tuned and tuned.tile([f"{m}x{b}" for m, b in tiles])
+    if name:
+        return (*(int(v) for v in name.split("x")), "tile from the tuning file")
+    return choose_tile(n, p, q, k, stride, ct)
 
 
 def _problem(x, w, stride, padding, dilation, groups, w_layout):
@@ -61,7 +107,7 @@ def _problem(x, w, stride, padding, dilation, groups, w_layout):
     stride, dilation = tuple(int(v) for v in stride), tuple(int(v) for v in dilation)
     pad = resolve_padding(padding, x.shape[1:3], rsck[:2], stride, dilation)
     pb, y_shape = conv2d_problem(x.shape, rsck, stride, pad, dilation, groups)
-    return pb, y_shape, stride
+    return pb, y_shape, stride, rsck, pad, dilation
 
 
 def conv2d_fprop_sm90_can_implement(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
@@ -71,7 +117,7 @@ def conv2d_fprop_sm90_can_implement(lx, x, w, stride=(1, 1), padding=((0, 0), (0
     one dtype; output float32 or that dtype; groups 1; C % 8 == 0 (TMA strides are multiples of 16 bytes);
     strides <= 8 (TMA element strides); x and w 16-byte aligned (TMA global addresses). Any padding and
     dilation. Bad arguments (shapes that do not fit) raise instead."""
-    pb, _, stride = _problem(x, w, stride, padding, dilation, groups, w_layout)
+    pb, _, stride, *_ = _problem(x, w, stride, padding, dilation, groups, w_layout)
     missing = sm90a_unavailable(lx)
     if missing:
         return False, missing
@@ -97,18 +143,19 @@ def conv2d_fprop_sm90_can_implement(lx, x, w, stride=(1, 1), padding=((0, 0), (0
 
 
 def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), bias=None,
-                      activation=None, out_dtype=None, alpha=0.0, residual=None, w_layout="rsck", bn=None):
+                      activation=None, out_dtype=None, alpha=0.0, residual=None, w_layout="rsck", bn=None, bm=None):
     """y = act(conv2d(x, w) + bias + residual) on the sm_90a kernel: x NHWC, w (R, S, C, K) (w_layout 'rsck',
     copied once into KRSC) or already (K, R, S, C) ('krsc', no copy), float16 or uint16 (bfloat16 bits); bias
     float32 (K,); residual shaped as y, float32 or the operand dtype (read in y's dtype, as the mma.sync conv
     does); y (N, P, Q, K) float32 (default) or the operand dtype. padding: anything
-    fastconv.shapes.resolve_padding takes. bn: the filter tile, 128 or 256 (bf16 only); default 256 for
-    bf16 with K >= 256. Raises ValueError when conv2d_fprop_sm90_can_implement says no."""
+    fastconv.shapes.resolve_padding takes. bm x bn: the tile (sm90_conv_tiles; either given, the other
+    defaults to 128); default the knob lx.force_sm90_conv_tile, the tuning file's, else choose_tile's.
+    Raises ValueError when conv2d_fprop_sm90_can_implement says no."""
     x, w = lx.c(x), lx.c(w)
     ok, why = conv2d_fprop_sm90_can_implement(lx, x, w, stride, padding, dilation, 1, out_dtype, w_layout)
     if not ok:
         raise ValueError(f"conv2d_fprop_sm90 cannot run this problem: {why}")
-    pb, y_shape, stride = _problem(x, w, stride, padding, dilation, 1, w_layout)
+    pb, y_shape, stride, rsck, pad, dilation = _problem(x, w, stride, padding, dilation, 1, w_layout)
     out = np.dtype(np.float32 if out_dtype is None else out_dtype)
     n, p, q, k = y_shape
     c, r, s = int(pb["C"]), int(pb["R"]), int(pb["S"])
@@ -118,11 +165,9 @@ def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilatio
         raise ValueError(f"conv2d_fprop_sm90: activation {activation!r} is not one of {sorted(map(str, ACTIVATIONS))}")
     res, has_res = tensor_op_residual(lx, residual, y_shape, x.dtype, out)
     ct = WGMMA_TYPES[x.dtype]
-    bn = bn or (256 if ct == "__nv_bfloat16" and k >= 256 else 128)
-    if bn not in CONV_SM90_BNS[ct]:
-        raise ValueError(f"conv2d_fprop_sm90: bn={bn}; {ct} operands have tiles with BN in {CONV_SM90_BNS[ct]}")
-    tq, tp, tn = pixel_tile(n, p, q, stride)
-    note(f"{why}: tiles of {tq}x{tp}x{tn} output pixels (Q x P x N) by {bn} filters")
+    bm, bn, tile_why = _tile(lx, pb, y_shape, stride, ct, rsck, pad, dilation, bm, bn)
+    tq, tp, tn = pixel_tile(n, p, q, stride, bm)
+    note(f"{why}: tile {bm}x{bn} ({tile_why}): boxes of {tq}x{tp}x{tn} output pixels (Q x P x N) by {bn} filters")
     y = lx.xp.empty(y_shape, out)
     if y.size == 0:
         return y
@@ -141,11 +186,11 @@ def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilatio
         map_w = encode_tensor_map_cuda(lx.ptr(wt), x.dtype, **w_map)
     pt = np.array([(tq, tp, tn)], CONV_PIXEL_TILE_DTYPE)[0]
     bias_arr = lx.c(bias).astype(np.float32, copy=False) if bias is not None else lx.xp.zeros((1,), np.float32)
-    name = kernel_table.kernel_name("conv2d_fprop_wgmma_sm90", bn=bn, stages=WGMMA_STAGES, t=ct,
+    name = kernel_table.kernel_name("conv2d_fprop_wgmma_sm90", bn=bn, stages=WGMMA_STAGES, bm=bm, t=ct,
                                     out="float" if out == np.float32 else ct)
     m_tiles = ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn)
-    lx.launch(name, lx.tile_grid(ceil_div(k, bn), m_tiles), (WGMMA_THREADS,),
+    lx.launch(name, lx.tile_grid(ceil_div(k, bn), m_tiles), (wgmma_threads(bm),),
               (x, wt, as_struct(map_x), as_struct(map_w), y, pb, pt, bias_arr, np.int32(bias is not None),
                np.int32(ACTIVATIONS[activation]), np.float32(alpha), res, np.int32(has_res)),
-              shared_bytes=wgmma_shared_bytes(bn))
+              shared_bytes=wgmma_shared_bytes(bn, bm))
     return y

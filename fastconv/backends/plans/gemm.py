@@ -23,8 +23,13 @@ WGMMA_BM, WGMMA_BK, WGMMA_STAGES, WGMMA_THREADS = 128, 64, 4, 384
 WGMMA_BNS = (128, 256)
 
 
-def wgmma_shared_bytes(bn):
-    return WGMMA_STAGES * (WGMMA_BM + bn) * WGMMA_BK * 2 + 1024
+def wgmma_shared_bytes(bn, bm=WGMMA_BM):
+    return WGMMA_STAGES * (bm + bn) * WGMMA_BK * 2 + 1024
+
+
+def wgmma_threads(bm=WGMMA_BM):
+    """WgmmaTile::kThreads: the producer warpgroup and one consumer warpgroup per 64 rows."""
+    return 128 * (1 + bm // 64)
 
 
 # Operand dtype -> C++ type; bfloat16 travels as uint16 raw bits.

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import tuning
 from ...explain import traced_launch
-from .common import (ELEMENTWISE_THREADS, MAX_ELEMENTWISE_BLOCKS, MAX_GRID_YZ, TARGET_BLOCKS, ceil_div, check_grid,
+from .common import (ELEMENTWISE_THREADS, MAX_ELEMENTWISE_BLOCKS, MAX_GRID_YZ, SM90_SMS, ceil_div, check_grid,
                      tile_grid)
 
 
@@ -22,9 +22,10 @@ class Launcher:
     or a callable asked per use (per device: native's _C.sm90a_code, jit's compile-and-load probe), and
     sm90a_reason: a callable saying why not (jit). executor: the backend's executor, for tests to inspect.
     Test knobs: force_tile, force_vec (1 disables 16-byte loads), force_index64, force_splits,
-    force_tensor_op_tile ('Tile64' / 'Tile128'), force_wgmma_bn, max_grid_yz (below 65535: the GEMM-shaped
-    kernels' tiles go on grid.x sooner, common.tile_grid), sm90_conv_min_tiles (the fewest 128 x 128 output
-    tiles for which a conv takes the sm_90a kernels, conv2d.py sm90_fprop_route: TARGET_BLOCKS, as on an H100,
+    force_tensor_op_tile ('Tile64' / 'Tile128'), force_wgmma_bn, force_sm90_conv_tile ((bm, bn) of the sm_90a
+    conv, conv2d_sm90.py), max_grid_yz (below 65535: the GEMM-shaped
+    kernels' tiles go on grid.x sooner, common.tile_grid), sm90_conv_min_tiles (the fewest 64 x 128 output
+    tiles for which a conv takes the sm_90a kernels, conv2d.py sm90_fprop_route: SM90_SMS, one each, as on an H100,
     also in the emulator; 0 sends every size); tuning_device: the device name tuning-file
     entries are looked up under (None: the current device, fastconv/backends/tuning.py device_id)."""
     xp: Any
@@ -39,7 +40,8 @@ class Launcher:
     force_splits: int | None = None
     force_tensor_op_tile: str | None = None
     force_wgmma_bn: int | None = None
-    sm90_conv_min_tiles: int = TARGET_BLOCKS
+    force_sm90_conv_tile: tuple[int, int] | None = None
+    sm90_conv_min_tiles: int = SM90_SMS
     max_grid_yz: int = MAX_GRID_YZ
     tuning_device: str | None = None
 
