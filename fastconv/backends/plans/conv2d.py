@@ -274,10 +274,12 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
 
 def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
     """What the shapes alone say about a conv dgrad on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv (the
-    wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other stride-1 convs (the sm_90a conv kernel on
-    dy and the turned filter, conv2d_dgrad_sm90.py), else ('tensor_op', why not), also under min_tiles tiles."""
+    wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other convs (the sm_90a conv kernel on dy and
+    the turned filter, conv2d_dgrad_sm90.py; one launch per stride phase), else ('tensor_op', why not), also under
+    min_tiles tiles of dx (all phases together: a phase's launch has ~1/(sh*sw) of them)."""
     n, h, wd, c = (int(v) for v in x_shape)
     k = int(w_shape[3])
+    sh, sw = (int(v) for v in stride)
     dt = np.dtype(dtype)
     if groups != 1:
         return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
@@ -289,12 +291,12 @@ def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
     if _one_by_one(w_shape, stride, padding):
         return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, "
                         "the (C, K) filter its K-major B")
-    if tuple(stride) != (1, 1):
-        return "tensor_op", (f"stride {tuple(stride)}: the sm_90a dgrad takes stride 1 (mma.sync runs the stride "
-                             "phases)")
     per16 = 16 // dt.itemsize
     if k % per16:
         return "tensor_op", f"K={k} is not a multiple of {per16} (dy's TMA rows must be multiples of 16 bytes)"
+    if sh * sw > 1:
+        return "conv", (f"stride-{sh}x{sw} conv's dgrad as {sh * sw} stride phases on the sm_90a wgmma + TMA conv "
+                        "(each the fprop of dy over only its own turned taps, one launch each)")
     return "conv", "stride-1 conv's dgrad as the sm_90a wgmma + TMA conv fprop of dy with the turned filter"
 
 
@@ -353,9 +355,9 @@ def _sm90_fprop_choice(lx, x, w, stride, padding, dilation, groups, residual, ou
 def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, groups, out_dtype=None):
     """dx for tensor-core operands (as conv2d_dgrad_tensor_op takes them): on sm_90 (or in the emulator) a 1x1
     stride-1 unpadded conv's dgrad is the wgmma GEMM dx (N*H*W, C) = dy (N*H*W, K) @ w^T, the (C, K) filter
-    being already the K-major (N, K) B it reads; another stride-1 conv's dgrad the sm_90a conv kernel on dy and
-    the turned filter (conv2d_dgrad_sm90.py) where it can implement it; everything else conv2d_dgrad_tensor_op
-    (mma.sync, by stride phases). fastconv.explain says which and why."""
+    being already the K-major (N, K) B it reads; another conv's dgrad the sm_90a conv kernel on dy and the
+    turned filter, by stride phases (conv2d_dgrad_sm90.py) where it can implement it; everything else
+    conv2d_dgrad_tensor_op (mma.sync, by stride phases). fastconv.explain says which and why."""
     dy, w = lx.c(dy), lx.c(w)
     _, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
     missing = sm90a_unavailable(lx)

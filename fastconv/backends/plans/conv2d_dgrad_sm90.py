@@ -62,7 +62,7 @@ def conv2d_dgrad_sm90_can_implement(lx, dy, w, x_shape, stride=(1, 1), padding=(
     ok, why = conv2d_fprop_sm90_can_implement(lx, dy, w[:1, :1].transpose(0, 1, 3, 2), (1, 1), "valid", (1, 1),
                                               groups, out_dtype)
     if not ok:
-        return ok, why
+        return ok, f"as the fprop of dy (its C is dy's K): {why}"
     phases = stride[0] * stride[1]
     return True, ("sm_90a wgmma conv2d dgrad as the conv fprop of dy" +
                   (f", {stride[0]}x{stride[1]} = {phases} stride phases, each over only its own taps"
