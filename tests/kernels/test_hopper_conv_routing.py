@@ -279,7 +279,8 @@ def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
     (((32, 56, 56, 128), (3, 3, 128, 128)), (2, 2), SAME, np.uint16, "conv", "stride-2x2 conv's dgrad as 4 stride "
      "phases on the sm_90a wgmma + TMA conv"),                                                  # res3a 3x3/2
     (((32, 56, 56, 256), (1, 1, 256, 512)), (2, 2), VALID, np.uint16, "conv", "as 4 stride phases"),   # res3a 1x1/2
-    (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "conv", "as 4 stride phases"),  # stem
+    (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op", "C=3 is not a multiple "
+     "of 8 (dx's channels: 3 of each 128-wide tile's columns)"),                                # the stem
     (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv", "stride-1 conv's dgrad"),   # res2 3x3
     (((32, 14, 14, 512), (3, 3, 512, 512)), (2, 2), SAME, np.uint16, "tensor_op", "196 output tiles"),  # res5a 3x3/2
     (((32, 56, 56, 64), (3, 3, 64, 12)), (2, 2), SAME, np.uint16, "tensor_op", "K=12 is not a multiple of 8"),

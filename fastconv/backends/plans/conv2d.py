@@ -294,6 +294,8 @@ def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
     per16 = 16 // dt.itemsize
     if k % per16:
         return "tensor_op", f"K={k} is not a multiple of {per16} (dy's TMA rows must be multiples of 16 bytes)"
+    if c % per16:   # the kernel would run it, but a stem's C = 3 fills 3 of every 128 columns of its tiles
+        return "tensor_op", f"C={c} is not a multiple of {per16} (dx's channels: {c} of each 128-wide tile's columns)"
     if sh * sw > 1:
         return "conv", (f"stride-{sh}x{sw} conv's dgrad as {sh * sw} stride phases on the sm_90a wgmma + TMA conv "
                         "(each the fprop of dy over only its own turned taps, one launch each)")
