@@ -6,7 +6,7 @@ operands cast at each use, cast.py), and fused with bias, ReLU and max-pool (csr
 
 On sm_90 (and in the emulator) the tensor-core fprop and dgrad are routed by conv2d_*_tensor_core: a 1x1
 stride-1 unpadded conv through the wgmma GEMM (gemm.py), other convs through the sm_90a conv kernel
-(conv2d_sm90.py; dgrad at stride 1 as the fprop of dy, conv2d_dgrad_sm90.py) where it can implement them,
+(conv2d_sm90.py; dgrad as the fprop of dy by stride phases, conv2d_dgrad_sm90.py) where it can implement them,
 everything else through mma.sync.
 
 Where no tensor-core kernel applies, the CUDA-core fp32 kernel runs on the operands rounded to the compute
@@ -272,11 +272,11 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
 
 
-def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS):
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=TARGET_BLOCKS, dilation=(1, 1)):
     """What the shapes alone say about a conv dgrad on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv (the
     wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other convs (the sm_90a conv kernel on dy and
     the turned filter, conv2d_dgrad_sm90.py; one launch per stride phase), else ('tensor_op', why not), also under
-    min_tiles tiles of dx (all phases together: a phase's launch has ~1/(sh*sw) of them)."""
+    min_tiles tiles of dx in the phases some tap reaches (all launches together; the others are zeroed)."""
     n, h, wd, c = (int(v) for v in x_shape)
     k = int(w_shape[3])
     sh, sw = (int(v) for v in stride)
@@ -285,7 +285,9 @@ def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
         return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
     if dt not in WGMMA_TYPES:
         return "tensor_op", f"operands are {dt}; the sm_90a kernels take float16 or bfloat16 (uint16 bits)"
-    tiles = ceil_div(n * h * wd, WGMMA_BM) * ceil_div(c, SM90_CONV_TILE[1])
+    phases = conv2d_dgrad_sm90.dgrad_phases(x_shape, w_shape, stride, padding, dilation)
+    tiles = ceil_div(c, SM90_CONV_TILE[1]) * sum(ceil_div(n * rows * cols, WGMMA_BM)
+                                                 for _, (rows, cols), (*_, th), (*_, tw), *_ in phases if th * tw)
     if tiles < min_tiles:
         return "tensor_op", f"{tiles} output tiles of 128x128 are too few to fill the GPU (under {min_tiles})"
     if _one_by_one(w_shape, stride, padding):
@@ -363,7 +365,8 @@ def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, grou
     dy, w = lx.c(dy), lx.c(w)
     _, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
     missing = sm90a_unavailable(lx)
-    route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype, lx.sm90_conv_min_tiles)
+    route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype, lx.sm90_conv_min_tiles,
+                                  dilation)
     if missing or tuple(dy.shape) != tuple(y_shape):
         route = "tensor_op"   # a misshapen dy gets conv2d_dgrad_tensor_op's error
     elif route == "gemm":
