@@ -151,3 +151,32 @@ def test_conv2d_dgrad_sm90_runs_every_resnet50_and_vgg16_conv(suite, conv):
     dy64, w64 = (bf16_bits_to_float32(np, v).astype(np.float64) for v in (dy, w))
     want = reference_dgrad(dy64, w64, x_shape, stride, padding, dilation, 1)
     np.testing.assert_array_equal(dx, want.astype(np.float32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["bf16", "f16"])
+@pytest.mark.parametrize("x_shape,k,r,s,stride,padding,dilation", [
+    ((8, 56, 56, 128), 128, 3, 3, (2, 2), ((1, 1), (1, 1)), (1, 1)),   # ResNet-50 res3a 3x3/2 at batch 8
+    ((8, 56, 56, 256), 512, 1, 1, (2, 2), "valid", (1, 1)),            # res3a 1x1/2: three phases zeroed
+    DGRAD[5][:7], DGRAD[11][:7]])
+def test_conv2d_dgrad_sm90_on_h100(kind, x_shape, k, r, s, stride, padding, dilation):
+    """On an sm_90 GPU through the jit backend (NVRTC sm_90a): the emulator's bound doubled, allowing per k16 step
+    one rounding of the 16-product sum (not exact in the tensor core) besides the accumulator's."""
+    from fastconv.backends.device import cuda_status
+    ok, why = cuda_status()
+    if not ok:
+        pytest.skip(why)
+    cupy = pytest.importorskip("cupy")
+    if str(cupy.cuda.Device().compute_capability) != "90":
+        pytest.skip("needs an sm_90 (Hopper) GPU")
+    from fastconv.backends import jit
+    if not jit.status()[0]:
+        pytest.skip(jit.status()[1])
+    dy, w, dy64, w64, pad = problem(x_shape, k, r, s, stride, padding, dilation, kind, np.random.default_rng(0),
+                                    integers=False)
+    dx = cupy.asnumpy(conv2d_dgrad_sm90(jit._ops(), cupy.asarray(dy), cupy.asarray(w), x_shape, stride, padding,
+                                        dilation))
+    want = reference_dgrad(dy64, w64, x_shape, stride, pad, dilation, 1)
+    bound = r * s * -(-k // 16) * 2.0**-24 * reference_dgrad(np.abs(dy64), np.abs(w64), x_shape, stride, pad,
+                                                             dilation, 1)
+    assert (np.abs(dx - want) <= 2 * bound).all(), np.abs(dx - want).max()
