@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -108,7 +107,7 @@ def gemm_tiles(case):
                 if ht * wt:   # a phase no tap reaches is written as zeros (its bytes are in the minimum)
                     groups.append((ceil_div(n * hs * ws, BM) * ceil_div(c, BN), ht * wt * ceil_div(k, BK), BM, BN,
                                    min(BN, c)))
-        return groups, 0, 1, (n * h * w, c, r * s * k)
+        return groups, 0, len(groups), (n * h * w, c, r * s * k)   # one launch per phase with taps
     # wgrad (csrc/conv/conv2d_wgrad_wgmma_sm90.h): per tap C x K in 128 x 128 tiles reduced over 64-pixel boxes,
     # split-k over the boxes as the plan splits (wgrad_sm90_splits); where C <= 64 one consumer issues no wgmma
     # (modelled as a 64-row tile); partial sums in fp32 written and read once more, dw in fp32 (2 bytes over bf16)
@@ -154,8 +153,8 @@ def plan_today(case):
         if route == "gemm":
             return "wgmma GEMM"
         if route == "conv":
-            return "sm_90a conv (fprop of dy)"
-        return "mma.sync: few tiles" if "too few" in why else "mma.sync: stride phases" if "stride" in why else why
+            return "sm_90a conv (fprop of dy)" if tuple(p["stride"]) == (1, 1) else "sm_90a conv (stride phases)"
+        return "mma.sync: few tiles" if "too few" in why else "mma.sync: C % 8" if "multiple of" in why else why
     route, why = sm90_fprop_route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16")
     if route == "gemm":
         return "wgmma GEMM"
@@ -174,7 +173,10 @@ def predict(case, eff=MAINLOOP_EFF):
         return dict(row, gemm=None)
     groups, extra, launches, gemm = gemm_tiles(case)
     out_elem = 4 if case.op == "conv2d_wgrad" else 2
-    device = max(makespan_s(groups, out_elem, eff), (case.bytes + extra) / HBM_ACHIEVED) + launches * LAUNCH_S
+    # the dgrad's stride phases are launched one after another (plans/conv2d_dgrad_sm90.py): no wave spans two
+    per_launch = [[g] for g in groups] if case.op == "conv2d_dgrad" else [groups]
+    kernel = sum(makespan_s(g, out_elem, eff) for g in per_launch)
+    device = max(kernel, (case.bytes + extra) / HBM_ACHIEVED) + launches * LAUNCH_S
     ours = max(device, HOST_S["fastconv"])
     tiles = sum(g[0] for g in groups)
     return dict(row, gemm=gemm, tiles=tiles, waves=tiles / SMS, device_s=device, ours_s=ours,

@@ -19,7 +19,9 @@
 //     64x64 (one consumer warpgroup: twice the CTAs where 128-row tiles leave SMs idle; 64x64 for K <= 64).
 //     The plan picks one (conv2d_sm90.py choose_tile) or takes `fastconv tune`'s.
 //   Epilogue: a separate stage from the accumulator fragment: bias + residual + activation + cast
-//     (BiasResidualActEpilogue), rows outside P x Q x N and columns beyond K not stored.
+//     (BiasResidualActEpilogue), rows outside P x Q x N and columns beyond K not stored. Output pixel
+//     (n, p, q) goes to y's (n, off_h + stride_h*p, off_w + stride_w*q) of (N, h, w, K) (ConvOutputView):
+//     the identity for fprop; one stride phase of dx for the strided dgrad (plans/conv2d_dgrad_sm90.py).
 // Limits (checked by conv2d_fprop_sm90_can_implement in fastconv/backends/plans/conv2d_sm90.py): groups 1,
 // C % 8 == 0 (TMA strides are multiples of 16 bytes), x and w 16-byte aligned, strides <= 8 (TMA element
 // strides), sm_90a. Any padding and dilation.
@@ -42,20 +44,25 @@ struct ConvPixelTile {
   int tq, tp, tn;
 };
 
+// Where output pixel (n, p, q) lands: y is (N, h, w, K), the pixel at (n, off_h + stride_h*p, off_w + stride_w*q).
+struct ConvOutputView {
+  int h, w, stride_h, stride_w, off_h, off_w;
+};
+
 template <class Tile, class Out>
 FC_DEVICE void conv2d_fprop_sm90_epilogue(const float (&acc)[Tile::BN / 2], const Conv2dProblem& pb, ConvPixelTile pt,
-                                          int q0, int p0, int n0, int k0, int half, Out* __restrict__ y,
-                                          const BiasResidualActEpilogue<Out>& ep);
+                                          ConvOutputView ov, int q0, int p0, int n0, int k0, int half,
+                                          Out* __restrict__ y, const BiasResidualActEpilogue<Out>& ep);
 
 // x, w: the global tensors the maps describe (the GPU reads them only through the maps; the emulator
-// finds them through these parameters, 0 and 1). y: (N, P, Q, K); bias (float) read only when has_bias,
-// residual (Out, shaped as y) only when has_residual.
+// finds them through these parameters, 0 and 1). y: (N, ov.h, ov.w, K) (see ConvOutputView); bias (float) read
+// only when has_bias, residual (Out, shaped as y) only when has_residual.
 template <class Tile, class In, class Out>
 __global__ void __launch_bounds__(Tile::kThreads, 1)
 conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, const __grid_constant__ sm90::TensorMap map_x,
                         const __grid_constant__ sm90::TensorMap map_w, Out* __restrict__ y, const Conv2dProblem pb,
-                        const ConvPixelTile pt, const float* __restrict__ bias, int has_bias, int act, float alpha,
-                        const Out* __restrict__ residual, int has_residual) {
+                        const ConvPixelTile pt, const ConvOutputView ov, const float* __restrict__ bias, int has_bias,
+                        int act, float alpha, const Out* __restrict__ residual, int has_residual) {
 #if defined(FC_SM90A_AVAILABLE)
   constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
   __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
@@ -105,12 +112,12 @@ conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, cons
     float acc[BN / 2];
     wgmma_mainloop<Tile, In>(smem_addr, full, empty, wg - 1, k_tiles, acc);
     const BiasResidualActEpilogue<Out> ep{bias, has_bias, residual, has_residual, act, alpha};
-    conv2d_fprop_sm90_epilogue<Tile, Out>(acc, pb, pt, q0, p0, n0, k0, wg - 1, y, ep);
+    conv2d_fprop_sm90_epilogue<Tile, Out>(acc, pb, pt, ov, q0, p0, n0, k0, wg - 1, y, ep);
   }
 #else
   // Built for a target without wgmma (anything but sm_90a): the host plan never launches it there.
-  (void)x, (void)w, (void)map_x, (void)map_w, (void)y, (void)pb, (void)pt, (void)bias, (void)has_bias, (void)act,
-      (void)alpha, (void)residual, (void)has_residual;
+  (void)x, (void)w, (void)map_x, (void)map_w, (void)y, (void)pb, (void)pt, (void)ov, (void)bias, (void)has_bias,
+      (void)act, (void)alpha, (void)residual, (void)has_residual;
   __trap();
 #endif
 }
@@ -120,16 +127,17 @@ conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, cons
 // every column.
 template <class Tile, class Out>
 FC_DEVICE void conv2d_fprop_sm90_epilogue(const float (&acc)[Tile::BN / 2], const Conv2dProblem& pb, ConvPixelTile pt,
-                                          int q0, int p0, int n0, int k0, int half, Out* __restrict__ y,
-                                          const BiasResidualActEpilogue<Out>& ep) {
+                                          ConvOutputView ov, int q0, int p0, int n0, int k0, int half,
+                                          Out* __restrict__ y, const BiasResidualActEpilogue<Out>& ep) {
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = (tid / 32) & 3, g = lane >> 2, t = lane & 3;
   int64_t out_row[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int i = half * 64 + warp * 16 + g + 8 * h;
     const int q = q0 + i % pt.tq, p = p0 + i / pt.tq % pt.tp, n = n0 + i / (pt.tq * pt.tp);
-    out_row[h] = q < pb.Q && p < pb.P && n < pb.N
-                     ? ((static_cast<int64_t>(n) * pb.P + p) * pb.Q + q) * pb.K : int64_t{-1};
+    const int64_t oh = ov.off_h + ov.stride_h * p, ow = ov.off_w + ov.stride_w * q;
+    out_row[h] = q < pb.Q && p < pb.P && n < pb.N ? ((static_cast<int64_t>(n) * ov.h + oh) * ov.w + ow) * pb.K
+                                                  : int64_t{-1};
   }
   // Scalar stores, as in gemm_wgmma_sm90.h's epilogue (50% of each sector for fp32 out, 25% for 16-bit);
   // the same fix applies once a GPU can measure it.

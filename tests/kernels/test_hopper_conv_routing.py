@@ -9,7 +9,7 @@ conv2d_dgrad_tensor_core):
   sm_90a code, not an sm_90 device, too few tiles);
 - the other convs (and 1x1 ones with a residual) ask the sm_90a conv kernel's can_implement
   (plans/conv2d_sm90.py), in the decision tests a stand-in patched in by the test; the tests at the end run
-  the real kernel in the emulator, fprop and stride-1 dgrad, exactly.
+  the real kernel in the emulator, fprop and dgrad (stride 1 and by stride phases), exactly.
 """
 from __future__ import annotations
 
@@ -290,6 +290,24 @@ def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
         assert ("too few to fill the GPU" in why) or ("C=3 is not a multiple of 8" in why), why
 
 
+@pytest.mark.parametrize("shape,stride,pad,dtype,want,why", [
+    (((32, 56, 56, 128), (3, 3, 128, 128)), (2, 2), SAME, np.uint16, "conv", "stride-2x2 conv's dgrad as 4 stride "
+     "phases on the sm_90a wgmma + TMA conv"),                                                  # res3a 3x3/2
+    (((32, 56, 56, 256), (1, 1, 256, 512)), (2, 2), VALID, np.uint16, "conv", "as 4 stride phases"),   # res3a 1x1/2
+    (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op", "C=3 is not a multiple "
+     "of 8 (dx's channels: 3 of each 128-wide tile's columns)"),                                # the stem
+    (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv", "stride-1 conv's dgrad"),   # res2 3x3
+    (((32, 14, 14, 512), (3, 3, 512, 512)), (2, 2), SAME, np.uint16, "tensor_op", "208 output tiles"),  # res5a 3x3/2
+    (((32, 56, 56, 64), (3, 3, 64, 12)), (2, 2), SAME, np.uint16, "tensor_op", "K=12 is not a multiple of 8"),
+    # res5a 1x1/2: 392 tiles of dx, but only phase (0, 0) is computed: 13 x 8 = 104 tiles (the rest zeroed)
+    (((32, 14, 14, 1024), (1, 1, 1024, 2048)), (2, 2), VALID, np.uint16, "tensor_op", "104 output tiles"),
+    (((32, 56, 56, 128), (3, 3, 128, 128)), (2, 2), SAME, np.float32, "tensor_op", "operands are float32"),
+])
+def test_dgrad_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want, why):
+    route, reason = plans_conv2d.sm90_dgrad_route(*shape, stride, pad, 1, dtype)
+    assert route == want and why in reason, reason
+
+
 # ---- dgrad: a 1x1 stride-1 conv's dgrad is one wgmma GEMM (the (C, K) filter is its K-major B) --------------------
 @pytest.mark.parametrize("kind", ["f16", "bf16"])
 @pytest.mark.parametrize("x_shape,k", ONE_BY_ONE)
@@ -309,15 +327,17 @@ def test_1x1_dgrad_runs_the_wgmma_gemm_exactly(kind, x_shape, k, rng):
 
 @pytest.mark.parametrize("prec", ["bf16", "fp16"])
 def test_dgrad_under_a_16bit_policy_routes_by_shape(prec, rng):
-    """1x1 stride 1 to the wgmma GEMM, 3x3 stride 1 to the sm_90a conv (the fprop of dy), 3x3 stride 2 to the mma.sync
-    stride phases; each exact against the reference's rounding oracle on small integers."""
+    """1x1 stride 1 to the wgmma GEMM, 3x3 stride 1 to the sm_90a conv (the fprop of dy), 3x3 stride 2 and 1x1 stride
+    2 to the sm_90a conv by stride phases; each exact against the reference's rounding oracle on small integers."""
     ops = emu_ops()
     for r, stride, pad, want_kernel, why in (
             (1, (1, 1), VALID, "fc::gemm_wgmma<", "dgrad as the sm_90a wgmma GEMM"),
             (3, (1, 1), SAME, "fc::conv2d_fprop_wgmma_sm90<", "stride-1 conv's dgrad as the sm_90a wgmma + TMA conv "
              "fprop of dy with the turned filter in the emulator"),
-            (3, (2, 2), SAME, "fc::conv2d_dgrad_strided_tensor_op<", "mma.sync tensor-op dgrad instead of the sm_90a "
-             "kernels: stride (2, 2): the sm_90a dgrad takes stride 1")):
+            (3, (2, 2), SAME, "fc::conv2d_fprop_wgmma_sm90<", "stride-2x2 conv's dgrad as 4 stride phases on the sm_90a "
+             "wgmma + TMA conv (each the fprop of dy over only its own turned taps, one launch each) in the emulator"),
+            (1, (2, 2), VALID, "fc::conv2d_fprop_wgmma_sm90<", "phases (0, 1), (1, 0), (1, 1) reached by no tap, "
+             "zeroed")):
         x_shape, wi = (2, 5, 6, 24), ints(rng, (r, r, 24, 16))
         args = (x_shape, stride, pad, (1, 1), 1)
         dyi = ints(rng, ref.conv2d_fprop(np.zeros(x_shape, np.float32), wi, stride, pad).shape)
@@ -328,16 +348,25 @@ def test_dgrad_under_a_16bit_policy_routes_by_shape(prec, rng):
 
 
 def test_dgrad_falls_back_when_the_sm90_conv_cannot_implement(rng):
-    """Padding beyond dilation * (R - 1) would need the turned filter cropped: conv2d_dgrad_sm90 says no, mma.sync runs."""
+    """An unaligned dy (a TMA global address must be 16-byte aligned): conv2d_dgrad_sm90 says no, and the mma.sync
+    dgrad, which needs alignment too, runs its CUDA-core fallback. Padding beyond dilation * (R - 1) (the phase's
+    fprop padding negative) stays on the sm_90a conv."""
     ops = emu_ops()
-    x_shape, w = (2, 5, 6, 16), ints(rng, (3, 3, 16, 16)).astype(np.float16)
-    pad = ((3, 3), (0, 0))
-    dy = ints(rng, ref.conv2d_fprop(np.zeros(x_shape, np.float32), w.astype(np.float32), (1, 1), pad).shape)
-    report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy.astype(np.float16), w, x_shape, (1, 1), pad, (1, 1), 1))
-    assert ("mma.sync tensor-op dgrad instead of the sm_90a kernels: conv2d_dgrad_sm90 cannot run it: padding exceeds"
-            in notes(report)), notes(report)
-    assert report.kernels[-1].startswith("fc::conv2d_dgrad_tensor_op<"), report.kernels
-    want = ref.conv2d_dgrad(dy, w.astype(np.float32), x_shape, (1, 1), pad, (1, 1), 1)
+    x_shape, w = (2, 6, 6, 16), ints(rng, (3, 3, 16, 16)).astype(np.float16)
+    pad = ((3, 3), (0, 1))
+    dy = ints(rng, ref.conv2d_fprop(np.zeros(x_shape, np.float32), w.astype(np.float32), (2, 2), pad).shape)
+    want = ref.conv2d_dgrad(dy, w.astype(np.float32), x_shape, (2, 2), pad, (1, 1), 1)
+    report = explain(lambda: ops.conv2d_dgrad_tensor_core(dy.astype(np.float16), w, x_shape, (2, 2), pad, (1, 1), 1))
+    assert [k.split("<")[0] for k in report.kernels] == ["fc::conv2d_fprop_wgmma_sm90"] * 4, report.kernels
+    np.testing.assert_array_equal(report.result, want)
+    buf = np.zeros(dy.size + 8, np.float16)
+    start = (-buf.ctypes.data // 2) % 8 + 2                    # 4 bytes past a 16-byte boundary
+    unaligned = buf[start:start + dy.size].reshape(dy.shape)
+    unaligned[...] = dy
+    report = explain(lambda: ops.conv2d_dgrad_tensor_core(unaligned, w, x_shape, (2, 2), pad, (1, 1), 1))
+    assert ("mma.sync tensor-op dgrad instead of the sm_90a kernels: conv2d_dgrad_sm90 cannot run it: as the fprop of "
+            "dy (its C is dy's K): x or w is not 16-byte aligned" in notes(report)), notes(report)
+    assert not any("wgmma" in k for k in report.kernels), report.kernels
     np.testing.assert_array_equal(report.result, want)
 
 

@@ -114,9 +114,10 @@ def test_sm90a_shard_registers_the_planned_kernels_with_tensor_map_parameters(ob
                     "s3:4"]
         elif name.startswith("fc::conv2d_wgrad_wgmma_sm90<"):   # x, dy, maps, dw or workspace, problem, tile, splits
             want = [f"c{operand}", f"c{operand}", "T128", "T128", "f4", "s4:64", "s4:12", "s1:4"]
-        else:   # conv: x, w, maps, y, Conv2dProblem, ConvPixelTile, bias, has_bias, act, alpha, residual, has_residual
-            want = [f"c{operand}", f"c{operand}", "T128", "T128", c, "s4:64", "s4:12", "cf4", "s1:4", "s1:4", "s3:4",
-                    f"c{c}", "s1:4"]
+        else:   # conv: x, w, maps, y, Conv2dProblem, ConvPixelTile, ConvOutputView, bias, has_bias, act, alpha,
+            # residual, has_residual
+            want = [f"c{operand}", f"c{operand}", "T128", "T128", c, "s4:64", "s4:12", "s4:24", "cf4", "s1:4", "s1:4",
+                    "s3:4", f"c{c}", "s1:4"]
         assert params.rstrip(",").split(",") == want, name
     # The probe asks the runtime about the current device: a value on a GPU machine, a clear error without one.
     assert len(probe) == 1

@@ -6,8 +6,8 @@ operands cast at each use, cast.py), and fused with bias, ReLU and max-pool (csr
 
 On sm_90 (and in the emulator) the tensor-core fprop, dgrad and wgrad are routed by conv2d_*_tensor_core: a 1x1
 stride-1 unpadded conv through the wgmma GEMM (gemm.py), other convs through the sm_90a conv kernel
-(conv2d_sm90.py; dgrad at stride 1 as the fprop of dy, conv2d_dgrad_sm90.py; wgrad conv2d_wgrad_sm90.py) where it
-can implement them, everything else through mma.sync.
+(conv2d_sm90.py; dgrad as the fprop of dy by stride phases, conv2d_dgrad_sm90.py; wgrad conv2d_wgrad_sm90.py)
+where it can implement them, everything else through mma.sync.
 
 Where no tensor-core kernel applies, the CUDA-core fp32 kernel runs on the operands rounded to the compute
 format and widened back, so every path computes the same values (up to summation order) and
@@ -284,30 +284,36 @@ def sm90_fprop_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles
     return "conv", "sm_90a wgmma + TMA implicit-GEMM conv fprop"
 
 
-def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS):
+def sm90_dgrad_route(x_shape, w_shape, stride, padding, groups, dtype, min_tiles=SM90_SMS, dilation=(1, 1)):
     """What the shapes alone say about a conv dgrad on sm_90: ('gemm', why) for a 1x1 stride-1 unpadded conv (the
-    wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other stride-1 convs (the sm_90a conv kernel on
-    dy and the turned filter, conv2d_dgrad_sm90.py), else ('tensor_op', why not), also under min_tiles tiles."""
+    wgmma GEMM, the (C, K) filter its K-major B), ('conv', why) for other convs (the sm_90a conv kernel on dy and
+    the turned filter, conv2d_dgrad_sm90.py; one launch per stride phase), else ('tensor_op', why not), also under
+    min_tiles tiles of dx in the phases some tap reaches (all launches together; the others are zeroed)."""
     n, h, wd, c = (int(v) for v in x_shape)
     k = int(w_shape[3])
+    sh, sw = (int(v) for v in stride)
     dt = np.dtype(dtype)
     if groups != 1:
         return "tensor_op", f"groups={groups} (the sm_90a conv and GEMM take groups == 1)"
     if dt not in WGMMA_TYPES:
         return "tensor_op", f"operands are {dt}; the sm_90a kernels take float16 or bfloat16 (uint16 bits)"
-    tiles = ceil_div(n * h * wd, SM90_CONV_TILE[0]) * ceil_div(c, SM90_CONV_TILE[1])
+    phases = conv2d_dgrad_sm90.dgrad_phases(x_shape, w_shape, stride, padding, dilation)
+    tiles = ceil_div(c, SM90_CONV_TILE[1]) * sum(ceil_div(n * rows * cols, SM90_CONV_TILE[0])
+                                                 for _, (rows, cols), (*_, th), (*_, tw), *_ in phases if th * tw)
     if tiles < min_tiles:
         return "tensor_op", (f"{tiles} output tiles of {SM90_CONV_TILE[0]}x{SM90_CONV_TILE[1]} are too few to fill "
                              f"the GPU (under {min_tiles})")
     if _one_by_one(w_shape, stride, padding) and not _gemm_tiles_short(n * h * wd, c, min_tiles):
         return "gemm", ("1x1 stride-1 unpadded conv's dgrad as the sm_90a wgmma GEMM: dy is its (N*H*W, K) A matrix, "
                         "the (C, K) filter its K-major B")
-    if tuple(stride) != (1, 1):
-        return "tensor_op", (f"stride {tuple(stride)}: the sm_90a dgrad takes stride 1 (mma.sync runs the stride "
-                             "phases)")
     per16 = 16 // dt.itemsize
     if k % per16:
         return "tensor_op", f"K={k} is not a multiple of {per16} (dy's TMA rows must be multiples of 16 bytes)"
+    if c % per16:   # the kernel would run it, but a stem's C = 3 fills 3 of every 128 columns of its tiles
+        return "tensor_op", f"C={c} is not a multiple of {per16} (dx's channels: {c} of each 128-wide tile's columns)"
+    if sh * sw > 1:
+        return "conv", (f"stride-{sh}x{sw} conv's dgrad as {sh * sw} stride phases on the sm_90a wgmma + TMA conv "
+                        "(each the fprop of dy over only its own turned taps, one launch each)")
     return "conv", "stride-1 conv's dgrad as the sm_90a wgmma + TMA conv fprop of dy with the turned filter"
 
 
@@ -366,13 +372,14 @@ def _sm90_fprop_choice(lx, x, w, stride, padding, dilation, groups, residual, ou
 def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, groups, out_dtype=None):
     """dx for tensor-core operands (as conv2d_dgrad_tensor_op takes them): on sm_90 (or in the emulator) a 1x1
     stride-1 unpadded conv's dgrad is the wgmma GEMM dx (N*H*W, C) = dy (N*H*W, K) @ w^T, the (C, K) filter
-    being already the K-major (N, K) B it reads; another stride-1 conv's dgrad the sm_90a conv kernel on dy and
-    the turned filter (conv2d_dgrad_sm90.py) where it can implement it; everything else conv2d_dgrad_tensor_op
-    (mma.sync, by stride phases). fastconv.explain says which and why."""
+    being already the K-major (N, K) B it reads; another conv's dgrad the sm_90a conv kernel on dy and the
+    turned filter, by stride phases (conv2d_dgrad_sm90.py) where it can implement it; everything else
+    conv2d_dgrad_tensor_op (mma.sync, by stride phases). fastconv.explain says which and why."""
     dy, w = lx.c(dy), lx.c(w)
     _, y_shape = conv2d_problem(x_shape, w.shape, stride, padding, dilation, groups)
     missing = sm90a_unavailable(lx)
-    route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype, lx.sm90_conv_min_tiles)
+    route, why = sm90_dgrad_route(x_shape, w.shape, stride, padding, groups, dy.dtype, lx.sm90_conv_min_tiles,
+                                  dilation)
     if missing or tuple(dy.shape) != tuple(y_shape):
         route = "tensor_op"   # a misshapen dy gets conv2d_dgrad_tensor_op's error
     elif route == "gemm":

@@ -32,6 +32,8 @@ TUNING_DTYPES = {"__nv_bfloat16": "bfloat16", "__half": "float16"}   # the tunin
 def sm90_conv_tiles(ct):
     """The (BM, BN) tiles instantiated for operand type ct (kernel_table.SM90_CONV_TILES): BN 256 is bf16 only."""
     return tuple((bm, bn) for bm, bn in kernel_table.SM90_CONV_TILES if bn <= 128 or ct == "__nv_bfloat16")
+# struct fc::ConvOutputView: output pixel (n, p, q) lands at (n, off_h + stride_h*p, off_w + stride_w*q) of (N, h, w, K)
+CONV_OUTPUT_VIEW_DTYPE = np.dtype([(f, "<i4") for f in ("h", "w", "stride_h", "stride_w", "off_h", "off_w")])
 
 
 def conv2d_fprop_sm90_kernel_names() -> list[str]:
@@ -98,6 +100,28 @@ def _tile(lx, pb, y_shape, stride, ct, rsck, pad, dilation, bm, bn):
     return choose_tile(n, p, q, k, stride, ct)
 
 
+def output_view(hw, stride=(1, 1), offset=(0, 0)):
+    """The kernel's ConvOutputView: y (N, *hw, K), the output pixel (p, q) at offset + stride * (p, q)."""
+    return np.array([(*hw, *stride, *offset)], CONV_OUTPUT_VIEW_DTYPE)[0]
+
+
+def tensor_maps(lx, x, wt, tile, stride, bn):
+    """The kernel's TMA maps as launch structs: NHWC x as (C, W, H, N) in boxes of 64 channels by the
+    (TQ, TP, TN) pixel tile (every stride-th pixel), KRSC wt as (C, R*S, K) in boxes of 64 channels x 1 tap x bn."""
+    (n, h, wd, c), (k, r, s) = x.shape, wt.shape[:3]
+    tq, tp, tn = tile
+    e = x.dtype.itemsize
+    # strides in bytes of dims 1..
+    x_map = dict(dims=(c, wd, h, n), row_stride=(c * e, wd * c * e, h * wd * c * e),
+                 box=(WGMMA_BK, tq * stride[1], tp * stride[0], tn), swizzle=TMA_SWIZZLE_128B,
+                 elem_strides=(1, stride[1], stride[0], 1))
+    w_map = dict(dims=(c, r * s, k), row_stride=(c * e, r * s * c * e), box=(WGMMA_BK, 1, bn), swizzle=TMA_SWIZZLE_128B)
+    if lx.sm90_target() == "emulator":
+        return as_struct(encode_tensor_map_emulated(0, e, **x_map)), as_struct(encode_tensor_map_emulated(1, e, **w_map))
+    return (as_struct(encode_tensor_map_cuda(lx.ptr(x), x.dtype, **x_map)),    # pragma: no cover - GPU machines only
+            as_struct(encode_tensor_map_cuda(lx.ptr(wt), x.dtype, **w_map)))
+
+
 def _problem(x, w, stride, padding, dilation, groups, w_layout):
     if w_layout not in ("rsck", "krsc"):
         raise ValueError(f"conv2d_fprop_sm90: w_layout must be 'rsck' (Keras (R, S, C, K)) or 'krsc', got {w_layout!r}")
@@ -158,7 +182,6 @@ def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilatio
     pb, y_shape, stride, rsck, pad, dilation = _problem(x, w, stride, padding, dilation, 1, w_layout)
     out = np.dtype(np.float32 if out_dtype is None else out_dtype)
     n, p, q, k = y_shape
-    c, r, s = int(pb["C"]), int(pb["R"]), int(pb["S"])
     if bias is not None and tuple(bias.shape) != (k,):
         raise ValueError(f"conv2d_fprop_sm90: bias has shape {tuple(bias.shape)}; expected ({k},), one per filter")
     if activation not in ACTIVATIONS:
@@ -172,25 +195,14 @@ def conv2d_fprop_sm90(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilatio
     if y.size == 0:
         return y
     wt = w if w_layout == "krsc" else lx.c(w.transpose(3, 0, 1, 2))   # KRSC: filters K-major
-    e = x.dtype.itemsize
-    h, wd = int(pb["H"]), int(pb["W"])
-    # x as (C, W, H, N) and wt as (C, R*S, K), innermost first; strides in bytes of dims 1..
-    x_map = dict(dims=(c, wd, h, n), row_stride=(c * e, wd * c * e, h * wd * c * e),
-                 box=(WGMMA_BK, tq * stride[1], tp * stride[0], tn), swizzle=TMA_SWIZZLE_128B,
-                 elem_strides=(1, stride[1], stride[0], 1))
-    w_map = dict(dims=(c, r * s, k), row_stride=(c * e, r * s * c * e), box=(WGMMA_BK, 1, bn), swizzle=TMA_SWIZZLE_128B)
-    if lx.sm90_target() == "emulator":
-        map_x, map_w = encode_tensor_map_emulated(0, e, **x_map), encode_tensor_map_emulated(1, e, **w_map)
-    else:   # pragma: no cover - GPU machines only
-        map_x = encode_tensor_map_cuda(lx.ptr(x), x.dtype, **x_map)
-        map_w = encode_tensor_map_cuda(lx.ptr(wt), x.dtype, **w_map)
+    map_x, map_w = tensor_maps(lx, x, wt, (tq, tp, tn), stride, bn)
     pt = np.array([(tq, tp, tn)], CONV_PIXEL_TILE_DTYPE)[0]
     bias_arr = lx.c(bias).astype(np.float32, copy=False) if bias is not None else lx.xp.zeros((1,), np.float32)
     name = kernel_table.kernel_name("conv2d_fprop_wgmma_sm90", bn=bn, stages=WGMMA_STAGES, bm=bm, t=ct,
                                     out="float" if out == np.float32 else ct)
     m_tiles = ceil_div(q, tq) * ceil_div(p, tp) * ceil_div(n, tn)
     lx.launch(name, lx.tile_grid(ceil_div(k, bn), m_tiles), (wgmma_threads(bm),),
-              (x, wt, as_struct(map_x), as_struct(map_w), y, pb, pt, bias_arr, np.int32(bias is not None),
+              (x, wt, map_x, map_w, y, pb, pt, output_view((p, q)), bias_arr, np.int32(bias is not None),
                np.int32(ACTIVATIONS[activation]), np.float32(alpha), res, np.int32(has_res)),
               shared_bytes=wgmma_shared_bytes(bn, bm))
     return y
