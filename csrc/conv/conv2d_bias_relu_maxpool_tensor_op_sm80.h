@@ -45,9 +45,10 @@ struct Conv2dPoolWindowTensorOpGather {
 
 // The pooling epilogue: epi(m, n, acc) arrives per lane with i (16-row tile) outermost, so a window's
 // taps 0, 1 (tile i) and 2, 3 (tile i + 1) come in order; the running max per column lives in this
-// functor's registers (`mutable`: the main loop takes the epilogue by const reference). The column
-// slot (n / 8) % kMmaN * 2 + n % 2 and the tap (m / 8) % 4 fold to constants after unrolling (m0, n0
-// and the warp offsets are multiples of 32), so best/arg never touch local memory (SASS: no LDL/STL).
+// functor's registers (`mutable`: the main loop takes the epilogue by const reference). The tap
+// (m / 8) % 4 and the column slot (n / 8) % kMmaN * 2 + n % 2 fold to constants after unrolling only
+// when nvcc proves m0, n0 and the warp offsets multiples of 32; it did in some spellings and not in
+// others (nvcc 13: the whole functor in local memory), so best/arg are indexed by the unrolled s only.
 template <class Traits, class Out>
 struct MaxPool2x2TensorOpEpilogue {
   static_assert(Traits::WM % 32 == 0, "a warp's rows hold whole groups of 8 windows x 4 taps");
@@ -67,16 +68,20 @@ struct MaxPool2x2TensorOpEpilogue {
     if (has_bias) v += bias[n];
     // the cast before the max (ties as the unfused chain sees them); exact back to float
     const float z = static_cast<float>(convert_output<float, Out>(activation_fprop<float>(kActRelu, v, 0.f)));
-    // max_pool2d.h's rule: first tap taken, later ones only when strictly greater; NaN wins.
-    if (tap == 0 || z > best[slot] || (is_nan(z) && !is_nan(best[slot]))) {
-      best[slot] = z;
-      arg[slot] = tap;
-    }
     const int win = (m >> 5) * 8 + (m & 7);
-    if (tap == 3 && win < windows) {
-      const int64_t o = int64_t(win) * K + n;
-      y[o] = convert_output<float, Out>(best[slot]);
-      argmax[o] = static_cast<uint8_t>(arg[slot]);
+#pragma unroll
+    for (int s = 0; s < kSlots; ++s) {
+      if (s != slot) continue;
+      // max_pool2d.h's rule: first tap taken, later ones only when strictly greater; NaN wins.
+      if (tap == 0 || z > best[s] || (is_nan(z) && !is_nan(best[s]))) {
+        best[s] = z;
+        arg[s] = tap;
+      }
+      if (tap == 3 && win < windows) {
+        const int64_t o = int64_t(win) * K + n;
+        y[o] = convert_output<float, Out>(best[s]);
+        argmax[o] = static_cast<uint8_t>(arg[s]);
+      }
     }
   }
 };
