@@ -384,7 +384,7 @@ def conv2d_dgrad_tensor_core(lx, dy, w, x_shape, stride, padding, dilation, grou
 
 
 def _tensor_op_grad_reasons(lx, groups, c, k, vec, arrays, shapes):
-    """Why a conv2d dgrad/wgrad cannot run on tensor cores ([] when it can)."""
+    """Why a conv2d dgrad/wgrad (or the fused conv + pool) cannot run on tensor cores ([] when it can)."""
     reasons = []
     if groups != 1:
         reasons.append(f"groups={groups} (the tensor-core kernels take groups == 1)")
@@ -557,20 +557,14 @@ def conv2d_bias_relu_maxpool_tensor_op(lx, x, w, b, stride=(1, 1), padding=VALID
         raise TypeError(f"x is {dt} but w is {w.dtype}")
     kind = check_fusable_pool(pool, pool_stride, pool_padding)
     pb, conv_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
-    ppb, y_shape = pool2d_problem(conv_shape, pool, pool_stride, pool_padding)
+    _, y_shape = pool2d_problem(conv_shape, pool, pool_stride, pool_padding)
     ct, prefix = TENSOR_OP_TYPES[dt]
-    c, k = x.shape[3], w.shape[3]
+    c, k = int(x.shape[3]), int(w.shape[3])
     reasons = [] if kind == "2x2" else ["a 3x3/2 pool (overlapping windows need the conv tile in shared memory, "
                                         "which the tensor-core pipeline's stages hold)"]
-    if groups != 1:
-        reasons.append(f"groups={groups} (the tensor-core kernel takes groups == 1)")
-    if c % TENSOR_OP_CONV_CHANNELS or k % TENSOR_OP_CONV_CHANNELS:
-        reasons.append(f"C={c} or K={k} is not a multiple of {TENSOR_OP_CONV_CHANNELS}")
-    if lx.ptr(x) % 16 or lx.ptr(w) % 16:
-        reasons.append("x or w is not 16-byte aligned")
-    if needs_64bit_index(x.shape, w.shape, conv_shape):
-        reasons.append("a tensor has more than 2^31 - 1 elements")
-    name = tensor_op_name("conv2d_bias_relu_maxpool2x2_tensor_op", prefix, "Tile64", 8, "float" if out == np.float32 else ct)
+    reasons += _tensor_op_grad_reasons(lx, groups, c, k, 8, (x, w), (x.shape, w.shape, conv_shape))
+    out_ct = "float" if out == np.float32 else ct
+    name = tensor_op_name("conv2d_bias_relu_maxpool2x2_tensor_op", prefix, "Tile64", 8, out_ct)
     if name is None:
         reasons.append(f"no tensor-core instantiation for {prefix}")
     bias = lx.c(b).astype(np.float32, copy=False) if b is not None else None
