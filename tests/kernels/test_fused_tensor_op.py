@@ -230,3 +230,22 @@ def test_seed_model_under_bf16_runs_fused_and_its_gradients_match_unfused(channe
     assert any(np.abs(g).sum() > 0 for g in want[:2])
     for i, (a, e) in enumerate(zip(got, want)):
         assert_same(a, e, exact=True, what=f"seed model grad {i}")
+
+
+# ---- on a GPU (skipped here; `python -m pytest tests/kernels/test_fused_tensor_op.py -m gpu`) -----------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("backend", ["native", "jit"])
+@pytest.mark.parametrize("prec", PRECS)
+def test_gpu_exact_small_integers_equal_the_unfused_chain(prec, backend):
+    from test_tensor_core_gpu import _device
+    dev = _device(backend)
+    rng = np.random.default_rng(0)
+    for name in PROBLEMS:
+        x_shape, w_shape, stride, pads = problem(name)
+        x, w = operand(rng.integers(-3, 4, x_shape), prec), operand(rng.integers(-3, 4, w_shape), prec)
+        b = rng.integers(-3, 4, w_shape[3]).astype(np.float32)
+        for out in ("float32", "operand"):
+            got = dev.conv2d_bias_relu_maxpool_tensor_op(x, w, b, stride, pads,
+                                                         out_dtype=OPERAND[prec] if out == "operand" else None)
+            for g, want, what in zip(got, unfused(x, w, b, prec, stride, pads, out), ("y", "argmax")):
+                assert_same(g, want, exact=True, what=f"{backend} {prec} {name} -> {out} {what}")
