@@ -198,6 +198,8 @@ def _reduced_precision(ops, rng, dtype):
             ops.conv2d_dgrad_tensor_op(dy, w, x.shape, one, pads, one, 1, out_dtype=out)
             ops.conv2d_dgrad_tensor_op(to_compute(ops, _data(rng, (1, 2, 2, 8)), precision), w, x.shape, (2, 2), pads,
                                        one, 1, out_dtype=out)
+            if precision != "tf32":   # the fused conv + 2x2 pool (f16 / bf16 only)
+                ops.conv2d_bias_relu_maxpool_tensor_op(x, w, None, one, pads, one, 1, out_dtype=out)
         ops.conv2d_wgrad_tensor_op(x, dy, w.shape, one, pads, one, 1)
         if precision != "tf32":
             a2, b2 = to_compute(ops, _data(rng, (16, 6)), precision), to_compute(ops, _data(rng, (6, 6)), precision)

@@ -15,6 +15,7 @@
 //          conv/conv2d_wgrad_tensor_op_sm80.h the same on tensor cores
 //   fused  conv/conv2d_bias_relu_maxpool.h    conv + bias + ReLU + 2x2/2 max-pool in one kernel, and its bprop
 //          conv/conv2d_bias_relu_maxpool3x3.h the same for the 3x3/2 stem pool (smem-staged conv patch)
+//          conv/conv2d_bias_relu_maxpool_tensor_op_sm80.h  the 2x2/2 forward on tensor cores (f16, bf16)
 // Which one runs is the plan's choice (fastconv/backends/plans/); the instantiations are listed in
 // csrc/launch/kernel_list.inc. sm_90a kernels are included only by the sm_90a build (csrc/launch/kernels_sm90a.cu).
 #pragma once
@@ -27,3 +28,4 @@
 #include "conv2d_wgrad_tensor_op_sm80.h"
 #include "conv2d_bias_relu_maxpool.h"
 #include "conv2d_bias_relu_maxpool3x3.h"
+#include "conv2d_bias_relu_maxpool_tensor_op_sm80.h"

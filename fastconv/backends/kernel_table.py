@@ -179,6 +179,10 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     _tensor_op("conv2d_wgrad_tensor_op", "conv/conv2d_wgrad_tensor_op_sm80.h",
                (("TensorOpTf32Tile64", 4), ("TensorOpF16Tile64", 8), ("TensorOpBf16Tile64", 8)), with_out=False),
     _tensor_op("conv2d_dgrad_strided_tensor_op", "conv/conv2d_dgrad_tensor_op_sm80.h", _TENSOR_OP_CONV),
+    # conv + bias + ReLU + 2x2/2 max-pool on tensor cores: float output (a precision policy's fp32 activations) or
+    # the operand type
+    _tensor_op("conv2d_bias_relu_maxpool2x2_tensor_op", "conv/conv2d_bias_relu_maxpool_tensor_op_sm80.h",
+               tuple(c for c in _TENSOR_OP_CONV if c[0] != "TensorOpTf32Tile64")),
     # sm_90a: wgmma + TMA (a TMA tensor's global address must be 16-byte aligned)
     Family("gemm_wgmma", "gemm/gemm_wgmma_sm90.h", ("bn", "stages", "t", "out"),
            tuple((bn, 4, t, out) for bn in (128, 256) for t in ("__nv_bfloat16", "__half") for out in ("float", t)),

@@ -60,6 +60,9 @@ def problems(rng):
         out.append((f"conv2d_dgrad {prec}", "conv2d_dgrad", (dy, w, xs, st, pad, (1, 1), 1), kw))
         out.append((f"conv2d_wgrad {prec}", "conv2d_wgrad", (x, dy, ws, st, pad, (1, 1), 1), kw))
         out.append((f"dense_fprop {prec} 33x40x24", "dense_fprop", (f(33, 40), f(40, 24)), kw))
+        if prec != "tf32":   # the fused conv + 2x2 pool on tensor cores (C, K multiples of 8)
+            out.append((f"conv2d_bias_relu_maxpool_fprop {prec}", "conv2d_bias_relu_maxpool_fprop",
+                        (x, w, f(24), st, pad, (1, 1), 1), kw))
     # the fused conv + bias + ReLU + 2x2/2 max-pool forward (pooled output and its 1-byte argmax)
     out.append(("conv2d_bias_relu_maxpool_fprop", "conv2d_bias_relu_maxpool_fprop",
                 (f(2, 10, 9, 4), f(3, 3, 4, 8), f(8), (1, 1), ((1, 1), (1, 1)), (1, 1), 1), {}))

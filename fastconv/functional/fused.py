@@ -3,7 +3,8 @@ padding), and batch norm + ReLU.
 
 Numerically the unfused chains max_pool2d(relu(conv2d(x, w, b)), ...) and relu(batch_norm(...)): on the
 reference backend the very same arrays (bitwise), on the kernels the same values up to summation
-order (the conv + pool exact on small integers). The conv + pool forward never materializes the conv
+order (the conv + pool exact on small integers), under a reduced precision too (the operands cast
+as conv2d's; fp32 sums, bias, ReLU and pool). The conv + pool forward never materializes the conv
 output; its backward turns the pooled gradient into the conv output gradient and the bias gradient in
 one pass (relu_maxpool_bprop), then runs the usual dgrad/wgrad on it. A pool the fused kernels do not
 take runs as the unfused chain (fastconv.explain says so).
@@ -34,11 +35,7 @@ def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilatio
                              strides=None, pool_padding="valid", precision=None) -> Tensor:
     pool = pair(pool_size, "pool_size")
     pool_stride = pool if strides is None else pair(strides, "strides")
-    prec = precision_kwargs(precision)
-    if prec:   # the fused kernels are fp32 only: run the chain it fuses, its conv on the tensor-core plan
-        note(f"conv2d_bias_relu_maxpool unfused: precision {prec['precision']} and the fused kernel is fp32 only")
-        return max_pool2d(relu(conv2d(x, w, bias, stride, padding, dilation, groups, **prec)), pool, pool_stride,
-                          pool_padding)
+    prec = precision_kwargs(precision)   # forward and backward (dgrad, wgrad) alike, as conv2d's
     x, w, b, stride, pads, dilation, groups = check_conv2d_args(x, w, bias, stride, padding, dilation, groups)
     n, h, wd, _ = x.shape
     r, s, _, k = w.shape
@@ -49,15 +46,16 @@ def conv2d_bias_relu_maxpool(x, w, bias=None, stride=1, padding="valid", dilatio
     if fusable_pool_kind(pool, pool_stride, pool_pads) is None:
         note(f"conv2d_bias_relu_maxpool: pool {pool} stride {pool_stride} padding {pool_pads} is not one the fused "
              f"kernels take (2x2/2 'valid', 3x3/2 padding < 3): conv2d -> relu -> max_pool2d run unfused")
-        return max_pool2d(relu(conv2d(x, w, b, stride, pads, dilation, groups)), pool, pool_stride, pool_pads)
+        return max_pool2d(relu(conv2d(x, w, b, stride, pads, dilation, groups, **prec)), pool, pool_stride,
+                          pool_pads)
     B = backend(x)
     y, argmax = B.conv2d_bias_relu_maxpool_fprop(x.data, w.data, None if b is None else b.data, stride, pads,
-                                                 dilation, groups, pool, pool_stride, pool_pads)
+                                                 dilation, groups, pool, pool_stride, pool_pads, **prec)
 
     def backward(g):
         dz, db = B.relu_maxpool_bprop(g, argmax, y, conv_shape, pool, pool_stride, pool_pads)
-        dx = B.conv2d_dgrad(dz, w.data, x.shape, stride, pads, dilation, groups) if x.requires_grad else None
-        dw = B.conv2d_wgrad(x.data, dz, w.shape, stride, pads, dilation, groups) if w.requires_grad else None
+        dx = B.conv2d_dgrad(dz, w.data, x.shape, stride, pads, dilation, groups, **prec) if x.requires_grad else None
+        dw = B.conv2d_wgrad(x.data, dz, w.shape, stride, pads, dilation, groups, **prec) if w.requires_grad else None
         return dx, dw, (db if b is not None and b.requires_grad else None)
 
     parents = (x, w) if b is None else (x, w, b)

@@ -27,6 +27,7 @@ from .cast import reduced, to_compute, to_float32
 from .common import (ACTIVATIONS, SM90_SMS, TILES, ceil_div, choose_row_splits, choose_splits,
                      conv2d_problem, ctype, pool2d_problem, scalar)
 from .gemm import WGMMA_TYPES, gemm_config, gemm_wgmma, sm90a_unavailable, wgmma_applies
+from .pool import max_pool2d_fprop
 from .reduce import ColumnFinal, column_finalize
 from .tensor_op import (TENSOR_OP_CONV_CHANNELS, TENSOR_OP_TILES, TENSOR_OP_TYPES, narrow, tensor_op_name,
                         tensor_op_residual, tensor_op_splits, tensor_op_types, widen)
@@ -449,7 +450,7 @@ def conv2d_wgrad_tensor_core(lx, x, dy, w_shape, stride, padding, dilation, grou
 
 
 def _tensor_op_grad_reasons(lx, groups, c, k, vec, arrays, shapes):
-    """Why a conv2d dgrad/wgrad cannot run on tensor cores ([] when it can)."""
+    """Why a conv2d dgrad/wgrad (or the fused conv + pool) cannot run on tensor cores ([] when it can)."""
     reasons = []
     if groups != 1:
         reasons.append(f"groups={groups} (the tensor-core kernels take groups == 1)")
@@ -557,11 +558,16 @@ def conv2d_wgrad_tensor_op(lx, x, dy, w_shape, stride, padding, dilation, groups
 
 
 def conv2d_bias_relu_maxpool_fprop(lx, x, w, b, stride=(1, 1), padding=VALID, dilation=(1, 1), groups=1,
-                                   pool=(2, 2), pool_stride=(2, 2), pool_padding=VALID):
+                                   pool=(2, 2), pool_stride=(2, 2), pool_padding=VALID, precision=None):
     """-> (y, argmax) of max_pool2d(relu(conv2d(x, w) + b), pool, pool_stride, pool_padding); b may be
-    None. The full-resolution conv output is never written."""
+    None. The full-resolution conv output is never written. Under a reduced precision the operands are cast
+    (conv2d_fprop's rule) and conv2d_bias_relu_maxpool_tensor_op runs them, y float32 as the unfused chain's."""
     kind = check_fusable_pool(pool, pool_stride, pool_padding)
     x, w = lx.c(x), lx.c(w)
+    if reduced(lx, precision, x, w):
+        note(f"precision {precision}: conv2d_bias_relu_maxpool operands cast to {precision}, fp32 accumulation")
+        return conv2d_bias_relu_maxpool_tensor_op(lx, to_compute(lx, x, precision), to_compute(lx, w, precision), b,
+                                                  stride, padding, dilation, groups, pool, pool_stride, pool_padding)
     pb, (n, p, q, k) = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
     ppb, y_shape = pool2d_problem((n, p, q, k), pool, pool_stride, pool_padding)   # the pool's own checks
     y = lx.xp.empty(y_shape, x.dtype)
@@ -601,6 +607,52 @@ def conv2d_bias_relu_maxpool_fprop(lx, x, w, b, stride=(1, 1), padding=VALID, di
     lx.launch(kernel_name("conv2d_bias_relu_maxpool3x3s2_fprop", tile=tile, vec=vec, index=index, t=t),
               lx.tile_grid(blocks, ceil_div(kg, bn), groups), (threads,),
               (pb, ppb, x, w, bias, np.int32(b is not None), y, argmax))
+    return y, argmax
+
+
+def conv2d_bias_relu_maxpool_tensor_op(lx, x, w, b, stride=(1, 1), padding=VALID, dilation=(1, 1), groups=1,
+                                       pool=(2, 2), pool_stride=(2, 2), pool_padding=VALID, out_dtype=None):
+    """conv2d_bias_relu_maxpool_fprop for tensor-core operands (as conv2d_fprop_tensor_op takes them; b float32):
+    the mma.sync kernel for a 2x2/2 pool when groups == 1, C % 8 == 0, K % 8 == 0 and x, w 16-byte aligned,
+    y float32 or the operand dtype (then each conv value is cast before the max, as the unfused chain does).
+    Otherwise the same values unfused-equivalently: float32 y from the CUDA-core fused kernel on the widened
+    operands; operand-dtype y from conv2d_fprop_tensor_op (bias, ReLU, cast) and max_pool2d."""
+    x, w = lx.c(x), lx.c(w)
+    dt, out = tensor_op_types(x.dtype, out_dtype)
+    if w.dtype != dt:
+        raise TypeError(f"x is {dt} but w is {w.dtype}")
+    kind = check_fusable_pool(pool, pool_stride, pool_padding)
+    pb, conv_shape = conv2d_problem(x.shape, w.shape, stride, padding, dilation, groups)
+    _, y_shape = pool2d_problem(conv_shape, pool, pool_stride, pool_padding)
+    ct, prefix = TENSOR_OP_TYPES[dt]
+    c, k = int(x.shape[3]), int(w.shape[3])
+    reasons = [] if kind == "2x2" else ["a 3x3/2 pool (overlapping windows need the conv tile in shared memory, "
+                                        "which the tensor-core pipeline's stages hold)"]
+    reasons += _tensor_op_grad_reasons(lx, groups, c, k, 8, (x, w), (x.shape, w.shape, conv_shape))
+    out_ct = "float" if out == np.float32 else ct
+    name = tensor_op_name("conv2d_bias_relu_maxpool2x2_tensor_op", prefix, "Tile64", 8, out_ct)
+    if name is None:
+        reasons.append(f"no tensor-core instantiation for {prefix}")
+    bias = lx.c(b).astype(np.float32, copy=False) if b is not None else None
+    if reasons and out == np.float32:
+        note("CUDA-core fused conv2d + ReLU + max-pool (fp32) on the widened operands instead of tensor cores: "
+             + "; ".join(reasons))
+        return conv2d_bias_relu_maxpool_fprop(lx, widen(lx.xp, x), widen(lx.xp, w), bias, stride, padding,
+                                              dilation, groups, pool, pool_stride, pool_padding)
+    if reasons:
+        note("conv2d + ReLU + max-pool unfused (the tensor-core conv, then max_pool2d): " + "; ".join(reasons))
+        z = conv2d_fprop_tensor_op(lx, x, w, stride, padding, dilation, groups, bias, "relu", out_dtype=out)
+        y, argmax = max_pool2d_fprop(lx, widen(lx.xp, z), pool, pool_stride, pool_padding)
+        return narrow(lx.xp, y, out), argmax
+    note("tensor-core fused conv2d + bias + ReLU + 2x2 max-pool: groups == 1, C and K multiples of 8, pointers "
+         "aligned")
+    y, argmax = lx.xp.empty(y_shape, out), lx.xp.empty(y_shape, np.uint8)
+    if y.size == 0:
+        return y, argmax
+    bm, bn, threads = TENSOR_OP_TILES["Tile64"]
+    rows = 32 * ceil_div(y.size // k, 8)   # csrc/conv/conv2d_bias_relu_maxpool_tensor_op_sm80.h: 8 windows x 4 taps
+    lx.launch(name, lx.tile_grid(ceil_div(rows, bm), ceil_div(k, bn)), (threads,),
+              (pb, x, w, lx.xp.zeros((1,), np.float32) if bias is None else bias, np.int32(b is not None), y, argmax))
     return y, argmax
 
 

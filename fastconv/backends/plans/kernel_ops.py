@@ -29,6 +29,7 @@ class KernelOps(Launcher):
     conv2d_wgrad_tensor_op, conv2d_wgrad_tensor_core = conv2d.conv2d_wgrad_tensor_op, conv2d.conv2d_wgrad_tensor_core
     conv2d_fprop_tensor_core, conv2d_dgrad_tensor_core = conv2d.conv2d_fprop_tensor_core, conv2d.conv2d_dgrad_tensor_core
     conv2d_bias_relu_maxpool_fprop, relu_maxpool_bprop = conv2d.conv2d_bias_relu_maxpool_fprop, conv2d.relu_maxpool_bprop
+    conv2d_bias_relu_maxpool_tensor_op = conv2d.conv2d_bias_relu_maxpool_tensor_op
     max_pool2d_fprop, max_pool2d_bprop = pool.max_pool2d_fprop, pool.max_pool2d_bprop
     avg_pool2d_fprop, avg_pool2d_bprop = pool.avg_pool2d_fprop, pool.avg_pool2d_bprop
     global_avg_pool_fprop, global_avg_pool_bprop = pool.global_avg_pool_fprop, pool.global_avg_pool_bprop

@@ -22,9 +22,10 @@ VALID = ((0, 0), (0, 0))
 
 
 def conv2d_bias_relu_maxpool_fprop(x, w, b, stride=(1, 1), padding=VALID, dilation=(1, 1), groups=1, pool=(2, 2),
-                                   pool_stride=(2, 2), pool_padding=VALID):
-    """-> (y, argmax): the pooled output and the pool's window offsets (what the backward needs)."""
-    z = conv2d_fprop(x, w, stride, padding, dilation, groups)
+                                   pool_stride=(2, 2), pool_padding=VALID, precision=None):
+    """-> (y, argmax): the pooled output and the pool's window offsets (what the backward needs). precision:
+    conv2d_fprop's operand rounding (fp32 sums, bias and pool)."""
+    z = conv2d_fprop(x, w, stride, padding, dilation, groups, precision)
     if b is not None:
         z += b
     return max_pool2d_fprop(relu_fprop(z), pool, pool_stride, pool_padding)
