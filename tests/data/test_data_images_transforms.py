@@ -115,19 +115,35 @@ def test_reduced_decode_adds_less_error_than_jpeg_itself():
 
 def test_reduced_decode_decodes_fewer_pixels(monkeypatch):
     data = encode(smooth_image(np.random.default_rng(6), 400, 480), "JPEG")
-    sizes, decode_original = [], EncodedImage.decode
+    sizes, decode_original, crop_original = [], EncodedImage.decode, EncodedImage.decode_crop
 
     def spy(self, request=None):
         out = decode_original(self, request)
         sizes.append(out.size)
         return out
+
+    def crop_spy(self, box, request=None):   # the crop's pixels in the decoded image: whole, and no more
+        image, inner = crop_original(self, box, request)
+        sizes.append(image.size)
+        assert 0 <= inner[0] < 1 and 0 <= inner[1] < 1 and image.size[0] - 1 < inner[2] <= image.size[0]
+        return image, inner
     monkeypatch.setattr(EncodedImage, "decode", spy)
+    monkeypatch.setattr(EncodedImage, "decode_crop", crop_spy)
     CenterCrop(48, resize=56)(data)
     RandomResizedCrop(32, scale=(0.9, 1.0))(data, np.random.default_rng(0))
     CenterCrop(48, resize=56, reduced_decode=False)(data)
     assert sizes[0] == (480 // 4, 400 // 4)     # shorter side 400/8 = 50 < 56, so 1/4 is the smallest cover
-    assert sizes[1][0] <= 480 // 4 and sizes[1][0] >= 32
-    assert sizes[2] == (480, 400)
+    assert sizes[-2][0] <= 480 // 4 and sizes[-2][0] >= 32   # a crop of >= 90% of the area, at 1/4
+    assert sizes[-1] == (480, 400)
+
+
+def test_decode_crop_is_the_crop_of_the_full_decode():
+    data = encode(smooth_image(np.random.default_rng(10), 75, 101), "JPEG")
+    full = np.asarray(EncodedImage(data, "x").decode())
+    for box in [(0, 0, 101, 75), (3, 5, 40, 70), (60, 0, 101, 1), (100, 74, 101, 75)]:
+        image, inner = EncodedImage(data, "x").decode_crop(box)
+        assert inner == (0, 0, box[2] - box[0], box[3] - box[1])
+        assert np.array_equal(np.asarray(image), full[box[1]:box[3], box[0]:box[2]])
 
 
 def _decoded(pixels_or_image, fmt, **kw):
