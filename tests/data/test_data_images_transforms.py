@@ -146,6 +146,16 @@ def test_decode_crop_is_the_crop_of_the_full_decode():
         assert np.array_equal(np.asarray(image), full[box[1]:box[3], box[0]:box[2]])
 
 
+def test_decoded_images_survive_the_next_decode():
+    # simplejpeg decodes into one reused buffer: what decode() returned must not change with the next decode
+    first, second = (encode(smooth_image(np.random.default_rng(s), 40, 50), "JPEG") for s in (11, 12))
+    image = EncodedImage(first, "a").decode()
+    kept = np.asarray(image).copy()
+    EncodedImage(second, "b").decode()
+    EncodedImage(second, "b").decode_crop((0, 0, 50, 40))
+    assert np.array_equal(np.asarray(image), kept) and not np.array_equal(kept, np.asarray(EncodedImage(second, "b").decode()))
+
+
 def _decoded(pixels_or_image, fmt, **kw):
     buf = io.BytesIO()
     image = pixels_or_image if isinstance(pixels_or_image, Image.Image) else Image.fromarray(pixels_or_image)
@@ -219,5 +229,6 @@ def test_simplejpeg_and_pillow_decode_the_same_pixels(monkeypatch, request_size,
         image = EncodedImage(data, "x")
         assert (image._fast is None) == (decoder == "pillow")
         out[decoder] = np.asarray(image.decode(request_size))
+        assert (image._fast is None) == (decoder == "pillow")   # simplejpeg did decode: no fallback to Pillow
     assert out["pillow"].shape == out["auto"].shape
     assert _max_diff(out["pillow"], out["auto"]) <= 1
