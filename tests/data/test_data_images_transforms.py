@@ -137,13 +137,20 @@ def test_reduced_decode_decodes_fewer_pixels(monkeypatch):
     assert sizes[-1] == (480, 400)
 
 
-def test_decode_crop_is_the_crop_of_the_full_decode():
-    data = encode(smooth_image(np.random.default_rng(10), 75, 101), "JPEG")
-    full = np.asarray(EncodedImage(data, "x").decode())
+@pytest.mark.parametrize("mode, fmt", [("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("RGBA", "PNG"),
+                                       ("I;16", "PNG"), ("P", "PNG")])
+def test_decode_crop_is_the_crop_of_the_full_decode(mode, fmt):
+    # the RandomResizedCrop path (only the crop's pixels into Pillow) against decode(), for every decoder and mode
+    pixels = smooth_image(np.random.default_rng(10), 75, 101)
+    image = Image.fromarray(pixels)
+    image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257) if mode == "I;16" else image.convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    full = np.asarray(EncodedImage(buf.getvalue(), "x").decode())
     for box in [(0, 0, 101, 75), (3, 5, 40, 70), (60, 0, 101, 1), (100, 74, 101, 75)]:
-        image, inner = EncodedImage(data, "x").decode_crop(box)
+        crop, inner = EncodedImage(buf.getvalue(), "x").decode_crop(box)
         assert inner == (0, 0, box[2] - box[0], box[3] - box[1])
-        assert np.array_equal(np.asarray(image), full[box[1]:box[3], box[0]:box[2]])
+        assert np.array_equal(np.asarray(crop), full[box[1]:box[3], box[0]:box[2]])
 
 
 def test_decoded_images_survive_the_next_decode():
