@@ -2,8 +2,10 @@
 torchvision's per-sample path, on the same files and the same crops (what `fastconv bench --op
 input_pipeline` times as a whole). Usage: python benchmarks/input_pipeline_stages.py DIR [--images 200]
 
-Each stage is timed over all images in turn (time.process_time), three passes, the fastest pass kept:
-stages in one loop would blur each other's cache effects less, but could not be told apart.
+The two whole per-sample paths are timed image by image in turn (time.process_time), so that drift of a
+shared machine falls on both alike; five passes, the median kept. Each stage is timed over all images on
+its own, three passes, the fastest kept: stages timed apart miss each other's cache effects, so they add
+up to less than the whole.
 """
 import argparse
 import glob
@@ -44,10 +46,41 @@ def main():
     for i, d in enumerate(data):   # the crop each image gets, as the transform draws it
         rng = np.random.default_rng(i)
         crops.append((*t.get_params(*EncodedImage(d).size, rng), rng.random() < 0.5))
-    print(f"{len(paths)} JPEGs from {args.root}; CPU ms per image, fastest of 3 passes")
-    print("fastconv RandomResizedCrop(224):")
-    whole = stage("the whole transform (read bytes -> uint8 array)",
-                  lambda p, i: t(open(p, "rb").read(), np.random.default_rng(i)), [(p, i) for i, p in enumerate(paths)])
+    print(f"{len(paths)} JPEGs from {args.root}; CPU ms per image")
+    try:
+        import torchvision.transforms.functional as TF
+    except Exception as exc:   # a torchvision built for another torch fails with other errors than ImportError
+        TF = None
+        print(f"torchvision: not importable ({type(exc).__name__}): fastconv's stages only")
+
+    def ours(p, i):
+        return t(open(p, "rb").read(), np.random.default_rng(i))
+
+    def theirs(p, i):
+        c = crops[i]
+        with open(p, "rb") as f:
+            image = Image.open(f).convert("RGB")
+        out = TF.resized_crop(image, *c[:4], [224, 224])
+        return TF.pil_to_tensor(TF.hflip(out) if c[4] else out)
+    pipelines = {"fastconv RandomResizedCrop(224)": ours}
+    if TF is not None:
+        pipelines["torchvision's ImageFolder sample (pil_loader, RandomResizedCrop, flip, PILToTensor)"] = theirs
+    passes = {name: [] for name in pipelines}
+    for _ in range(5):
+        spent = dict.fromkeys(pipelines, 0.0)
+        for i, p in enumerate(paths):
+            for name, fn in pipelines.items():
+                start = time.process_time()
+                fn(p, i)
+                spent[name] += time.process_time() - start
+        for name in pipelines:
+            passes[name].append(spent[name] / len(paths))
+    whole = {name: sorted(v)[2] for name, v in passes.items()}
+    for name, v in whole.items():
+        print(f"  {name}: {v * 1e3:.3f} ms (median of {' '.join(f'{x * 1e3:.2f}' for x in passes[name])})")
+    if TF is not None:
+        print(f"  per-sample ratio (torchvision / fastconv CPU time): {whole[list(pipelines)[1]] / whole[list(pipelines)[0]]:.2f}x")
+    print("fastconv's stages:")
     stage("  read the file", lambda p: open(p, "rb").read(), [(p,) for p in paths])
     stage("  header + get_params (+ its generator)",
           lambda d, i: t.get_params(*EncodedImage(d).size, np.random.default_rng([0, 0, i])), [(d, i) for i, d in enumerate(data)])
@@ -59,19 +92,9 @@ def main():
     stage("  resize to 224 (bilinear, antialiased)", lambda c, b: c.resize((224, 224), BILINEAR, box=b), cropped)
     stage("  flip (half of them) + to a NumPy array",
           lambda r, c: np.asarray(r.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if c[4] else r), list(zip(resized, crops)))
-    try:
-        import torchvision.transforms.functional as TF
-    except Exception as exc:   # a torchvision built for another torch fails with other errors than ImportError
-        print(f"torchvision: not importable ({type(exc).__name__})")
+    if TF is None:
         return
-    print("torchvision ImageFolder's per-sample path (pil_loader, RandomResizedCrop, RandomHorizontalFlip, PILToTensor):")
-
-    def theirs(p, c):
-        with open(p, "rb") as f:
-            image = Image.open(f).convert("RGB")
-        out = TF.resized_crop(image, *c[:4], [224, 224])
-        return TF.pil_to_tensor(TF.hflip(out) if c[4] else out)
-    total = stage("the whole sample", theirs, list(zip(paths, crops)))
+    print("torchvision's stages:")
 
     def load(p):
         with open(p, "rb") as f:
@@ -82,7 +105,6 @@ def main():
     outs = [TF.resized_crop(im, *c[:4], [224, 224]) for im, c in zip(images, crops)]
     stage("  hflip (half of them) + pil_to_tensor",
           lambda o, c: TF.pil_to_tensor(TF.hflip(o) if c[4] else o), list(zip(outs, crops)))
-    print(f"per-sample ratio (torchvision / fastconv CPU time): {total / whole:.2f}x")
 
 
 if __name__ == "__main__":
