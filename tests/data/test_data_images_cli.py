@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from image_sets import make_folder, make_shards
+from image_sets import encode, make_folder, make_shards, smooth_image
 
 import fastconv as fc
 from fastconv.cli import main
 from fastconv.data import load_dataset
+from fastconv.data.images import CenterCrop, ImageFolder, normalize
 
 
 def _train(*extra, out):
@@ -26,6 +27,34 @@ def test_train_on_a_folder_writes_the_model_and_its_class_mapping(tmp_path, caps
     assert metrics["val_samples"] == 6 and 0.0 <= metrics["val_accuracy"] <= 1.0 and metrics["skipped_images"] == 0
     model = fc.load_model(tmp_path / "run" / "model.fastconv")
     assert model.data_info["class_names"] == ["aa", "zz"] and model.input_shape[1:] == (12, 12, 3)
+
+
+def _predict(model, data):
+    """The saved model's class probabilities for encoded images, through the eval transform it was validated with."""
+    info = model.data_info
+    x = np.stack([CenterCrop(info["image_shape"][0])(d) for d in data])
+    return model.predict(normalize(x, info["mean"], info["std"]), batch_size=len(data))
+
+
+def test_a_zoo_resnet_trains_from_a_folder_and_its_saved_model_predicts_new_images(tmp_path, capsys):
+    # item 6 of issue 17 at a CI-sized crop: a zoo ResNet from a folder through the CLI, then the saved model alone
+    root = make_folder(tmp_path / "d", classes=("tulip", "daisy"), per_class=4, size=(40, 52))
+    assert main(["train", "--dataset", f"folder:{root}", "--model", "resnet18", "--image-size", "32", "--epochs", "1",
+                 "--batch-size", "4", "--val-split", "0.5", "--seed", "3", "--workers", "0", "--device", "cpu",
+                 "--quiet", "--out", str(tmp_path / "run")]) == 0
+    assert "model resnet18" in capsys.readouterr().out
+    model = fc.load_model(tmp_path / "run" / "model.fastconv")
+    assert model.data_info["class_names"] == ["daisy", "tulip"] and model.input_shape[1:] == (32, 32, 3)
+    assert json.loads((tmp_path / "run" / "classes.json").read_text()) == {"daisy": 0, "tulip": 1}
+    # the CLI validated its in-memory model on the same split: the saved one must score the same through the
+    # eval transform (Resize + CenterCrop, the saved normalisation)
+    _, val = ImageFolder(root).split(0.5, seed=3)
+    probs = _predict(model, [open(p, "rb").read() for p in val.paths])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"] == "resnet18" and metrics["image_size"] == 32 and metrics["images_per_second"] > 0
+    assert np.mean(probs.argmax(-1) == val.labels) == metrics["val_accuracy"]
+    new = _predict(model, [encode(smooth_image(np.random.default_rng(9), 45, 61))])   # an image it never saw
+    assert new.shape == (1, 2) and np.all(new >= 0) and abs(float(new.sum()) - 1) < 1e-5
 
 
 def test_train_on_shards_with_a_validation_folder(tmp_path, capsys):

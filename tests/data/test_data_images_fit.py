@@ -1,5 +1,8 @@
 """fit / evaluate on an ImageLoader: uint8 batches normalised on the way in, a resume that replays the
 interrupted run's batches exactly, and the class mapping saved with the model."""
+import itertools
+import types
+
 import numpy as np
 import pytest
 from image_sets import make_folder
@@ -105,3 +108,22 @@ def test_on_the_gpu_loader_batches_normalised_on_the_device_equal_host_normalise
     y = np.concatenate([yb for _, yb in val.batches(0)])
     on_host = model.evaluate(x, y, batch_size=4, return_dict=True)   # NumPy-normalised, the same kernels after
     assert np.isfinite(on_device["loss"]) and on_device == on_host
+
+
+def test_progress_shows_images_per_second_even_below_one(tmp_path, monkeypatch):
+    # a 224x224 ResNet on the CPU trains at < 1 img/s: the bar must show the rate, not "img/s=0"
+    import fastconv.models.training as training
+    clock = itertools.count(0.0, 10.0)   # every reading 10 s later: 4 images a step, so 0.4 img/s or less
+    monkeypatch.setattr(training, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    shown, progress = [], training._progress
+
+    def recording_progress(*args, **kwargs):   # what the bar is given, whenever tqdm chooses to draw it
+        bar = progress(*args, **kwargs)
+        set_postfix = bar.set_postfix
+        bar.set_postfix = lambda values, **kw: (shown.append(dict(values)), set_postfix(values, **kw))[1]
+        return bar
+    monkeypatch.setattr(training, "_progress", recording_progress)
+    root = make_folder(tmp_path / "d", per_class=2, size=(20, 24))
+    _model().fit(ImageLoader(ImageFolder(root), RandomResizedCrop(12), batch_size=4, seed=0), epochs=1, verbose=1)
+    rates = [float(values["img/s"]) for values in shown if "img/s" in values]
+    assert len(rates) == 2 and all(0 < r < 1 for r in rates), shown

@@ -48,8 +48,13 @@ def test_workers_give_the_same_batches_as_in_process(tmp_path, source):
         assert not _same(_epoch(serial, 0), _epoch(serial, 1))
 
 
+@pytest.mark.parametrize("source", ["folder", "shards"])
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_mid_epoch_replays_the_remaining_batches(folder, workers):
+def test_resume_mid_epoch_replays_the_remaining_batches(tmp_path, source, workers):
+    if source == "folder":
+        folder = ImageFolder(make_folder(tmp_path / "d", per_class=5))
+    else:   # a stream: the resumed epoch re-reads the shards and its shuffle buffer from the start
+        folder = TarShards(make_shards(tmp_path / "s", np.arange(15) % 3, shards=3), buffer=5)
     with ImageLoader(folder, RandomResizedCrop(16), batch_size=4, seed=3, workers=workers) as loader:
         full = _epoch(loader, 1)
         assert _same(_epoch(loader, 1, start=2), full[2:])

@@ -115,19 +115,52 @@ def test_reduced_decode_adds_less_error_than_jpeg_itself():
 
 def test_reduced_decode_decodes_fewer_pixels(monkeypatch):
     data = encode(smooth_image(np.random.default_rng(6), 400, 480), "JPEG")
-    sizes, decode_original = [], EncodedImage.decode
+    sizes, decode_original, crop_original = [], EncodedImage.decode, EncodedImage.decode_crop
 
     def spy(self, request=None):
         out = decode_original(self, request)
         sizes.append(out.size)
         return out
+
+    def crop_spy(self, box, request=None):   # the crop's pixels in the decoded image: whole, and no more
+        image, inner = crop_original(self, box, request)
+        sizes.append(image.size)
+        assert 0 <= inner[0] < 1 and 0 <= inner[1] < 1 and image.size[0] - 1 < inner[2] <= image.size[0]
+        return image, inner
     monkeypatch.setattr(EncodedImage, "decode", spy)
+    monkeypatch.setattr(EncodedImage, "decode_crop", crop_spy)
     CenterCrop(48, resize=56)(data)
     RandomResizedCrop(32, scale=(0.9, 1.0))(data, np.random.default_rng(0))
     CenterCrop(48, resize=56, reduced_decode=False)(data)
     assert sizes[0] == (480 // 4, 400 // 4)     # shorter side 400/8 = 50 < 56, so 1/4 is the smallest cover
-    assert sizes[1][0] <= 480 // 4 and sizes[1][0] >= 32
-    assert sizes[2] == (480, 400)
+    assert sizes[-2][0] <= 480 // 4 and sizes[-2][0] >= 32   # a crop of >= 90% of the area, at 1/4
+    assert sizes[-1] == (480, 400)
+
+
+@pytest.mark.parametrize("mode, fmt", [("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("RGBA", "PNG"),
+                                       ("I;16", "PNG"), ("P", "PNG")])
+def test_decode_crop_is_the_crop_of_the_full_decode(mode, fmt):
+    # the RandomResizedCrop path (only the crop's pixels into Pillow) against decode(), for every decoder and mode
+    pixels = smooth_image(np.random.default_rng(10), 75, 101)
+    image = Image.fromarray(pixels)
+    image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257) if mode == "I;16" else image.convert(mode)
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    full = np.asarray(EncodedImage(buf.getvalue(), "x").decode())
+    for box in [(0, 0, 101, 75), (3, 5, 40, 70), (60, 0, 101, 1), (100, 74, 101, 75)]:
+        crop, inner = EncodedImage(buf.getvalue(), "x").decode_crop(box)
+        assert inner == (0, 0, box[2] - box[0], box[3] - box[1])
+        assert np.array_equal(np.asarray(crop), full[box[1]:box[3], box[0]:box[2]])
+
+
+def test_decoded_images_survive_the_next_decode():
+    # simplejpeg decodes into one reused buffer: what decode() returned must not change with the next decode
+    first, second = (encode(smooth_image(np.random.default_rng(s), 40, 50), "JPEG") for s in (11, 12))
+    image = EncodedImage(first, "a").decode()
+    kept = np.asarray(image).copy()
+    EncodedImage(second, "b").decode()
+    EncodedImage(second, "b").decode_crop((0, 0, 50, 40))
+    assert np.array_equal(np.asarray(image), kept) and not np.array_equal(kept, np.asarray(EncodedImage(second, "b").decode()))
 
 
 def _decoded(pixels_or_image, fmt, **kw):
@@ -203,5 +236,6 @@ def test_simplejpeg_and_pillow_decode_the_same_pixels(monkeypatch, request_size,
         image = EncodedImage(data, "x")
         assert (image._fast is None) == (decoder == "pillow")
         out[decoder] = np.asarray(image.decode(request_size))
+        assert (image._fast is None) == (decoder == "pillow")   # simplejpeg did decode: no fallback to Pillow
     assert out["pillow"].shape == out["auto"].shape
     assert _max_diff(out["pillow"], out["auto"]) <= 1

@@ -16,12 +16,17 @@ a DecodeError, as is a truncated, corrupt or non-image file.
 from __future__ import annotations
 
 import io
+import math
 import os
+import threading
 
 import numpy as np
 
 _CONVERTIBLE = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "La", "RGBa"}
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+# one decode buffer per thread, grown to the largest decode: a fresh ~0.5 MB array per 500x375 photo cost
+# 0.045 of its 1.2 ms decode (benchmarks/NOTES.md, 2026-12-04)
+_scratch = threading.local()
 
 
 class DecodeError(ValueError):
@@ -81,22 +86,50 @@ class EncodedImage:
             self._pil = open_image(data, name)
             self.size = self._pil.size
 
+    def _fast_pixels(self, request):
+        """simplejpeg's (H, W, 3) uint8 decode at `request`'s scale, or None where Pillow must decode. The
+        array lives in this thread's decode buffer until its next decode: callers copy it into Pillow."""
+        if self._fast is None:
+            return None
+        # Pillow's scale, so both decoders give the same size and pixels
+        scale = 1 if request is None else jpeg_scale(self.size, request)
+        width, height = -(-self.size[0] // scale), -(-self.size[1] // scale)
+        if len(getattr(_scratch, "buffer", b"")) < 3 * width * height:
+            _scratch.buffer = bytearray(3 * width * height)
+        try:
+            return self._fast.decode_jpeg(self.data, "RGB", min_width=width, min_height=height, buffer=_scratch.buffer)
+        except ValueError:   # strict: truncation and corruption are errors; Pillow names them
+            self._pil, self._fast = open_image(self.data, self.name), None
+            return None
+
     def decode(self, request: tuple[int, int] | None = None):
         """An 8-bit RGB PIL image; request=(w, h): a JPEG may come at the smallest DCT scale of at
         least that size (load_rgb's rule)."""
-        if self._fast is not None:
-            from PIL import Image
-            kw = {}
-            if request is not None:   # Pillow's scale, so both decoders give the same size and pixels
-                scale = jpeg_scale(self.size, request)
-                kw = {"min_width": -(-self.size[0] // scale), "min_height": -(-self.size[1] // scale)}
-            try:
-                pixels = self._fast.decode_jpeg(self.data, "RGB", **kw)
-                # frombuffer shares the decoded array (fromarray would copy it: 0.4 ms of a 500x375 photo)
-                return Image.frombuffer("RGB", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGB", 0, 1)
-            except ValueError:   # strict: truncation and corruption are errors; Pillow names them
-                self._pil = open_image(self.data, self.name)
-        return load_rgb(self._pil, self.name, request)
+        pixels = self._fast_pixels(request)
+        if pixels is None:
+            return load_rgb(self._pil, self.name, request)
+        from PIL import Image
+        return Image.frombuffer("RGB", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGB", 0, 1)
+
+    def decode_crop(self, box, request: tuple[int, int] | None = None):
+        """Decode as decode(request) does, but hand Pillow only the whole pixels around `box` = (left, top,
+        right, bottom) in full-size pixels: -> (that RGB PIL image, `box` in its coordinates). Pillow keeps
+        RGB at 4 bytes a pixel, so copying in only the crop saves most of a full copy (0.2 ms of a 500x375
+        photo) and the crop's own copy after it (benchmarks/NOTES.md, 2026-12-04)."""
+        pixels = self._fast_pixels(request)
+        image = self.decode(request) if pixels is None else None
+        width, height = image.size if pixels is None else (pixels.shape[1], pixels.shape[0])
+        fx, fy = width / self.size[0], height / self.size[1]
+        box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+        left, top = math.floor(box[0]), math.floor(box[1])
+        right, bottom = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
+        inner = (box[0] - left, box[1] - top, min(box[2], right) - left, min(box[3], bottom) - top)
+        if pixels is None:
+            return image.crop((left, top, right, bottom)), inner
+        from PIL import Image
+        # the crop's rows, starting at its first pixel; the raw decoder steps a full row (3 * width) per line
+        rows = memoryview(pixels[top:bottom]).cast("B")[3 * left:]
+        return Image.frombuffer("RGB", (right - left, bottom - top), rows, "raw", "RGB", 3 * width, 1), inner
 
 
 def open_image(data: bytes, name: str = "<bytes>"):

@@ -84,13 +84,8 @@ class RandomResizedCrop:
             w, h = width, height
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def crop(self, image, params):
-        """The crop `params` of a full-size RGB PIL image, resized: torchvision's F.resized_crop."""
-        top, left, h, w = params
-        out_h, out_w = self.size
-        return image.crop((left, top, left + w, top + h)).resize((out_w, out_h), _bilinear())
-
     def __call__(self, data: bytes, rng: np.random.Generator, name: str = "<bytes>") -> np.ndarray:
+        from PIL import Image
         image = EncodedImage(data, name)
         width, height = image.size
         top, left, h, w = self.get_params(width, height, rng)
@@ -99,20 +94,10 @@ class RandomResizedCrop:
         request = None
         if self.reduced_decode:   # the smallest decode in which the crop still has out_w x out_h pixels
             request = (min(width, math.ceil(width * out_w / w)), min(height, math.ceil(height * out_h / h)))
-        image = image.decode(request)
-        if image.size == (width, height):
-            out = self.crop(image, (top, left, h, w))
-        else:
-            fx, fy = image.size[0] / width, image.size[1] / height
-            box = (left * fx, top * fy, (left + w) * fx, (top + h) * fy)
-            outer = (math.floor(box[0]), math.floor(box[1]), min(image.size[0], math.ceil(box[2])),
-                     min(image.size[1], math.ceil(box[3])))
-            # crop the whole pixels around the box first, so the filter sees no pixels outside the crop
-            out = image.crop(outer).resize((out_w, out_h), _bilinear(),
-                                           box=(box[0] - outer[0], box[1] - outer[1],
-                                                min(box[2], outer[2]) - outer[0], min(box[3], outer[3]) - outer[1]))
-        pixels = np.asarray(out)
-        return pixels[:, ::-1] if flip else pixels
+        # only the whole pixels around the crop, so the filter sees none outside it (torchvision's F.resized_crop)
+        crop, box = image.decode_crop((left, top, left + w, top + h), request)
+        out = crop.resize((out_w, out_h), _bilinear(), box=box)
+        return np.asarray(out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out)
 
     def __repr__(self):
         return (f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip}, "
