@@ -69,8 +69,9 @@ def ceil_div(a, b):
 
 
 def conv_tile(case):
-    """(bm, bn, tiles) of the sm_90a conv where its shape goes there (fprop, or the fprop of dy for a stride-1
-    dgrad), also when the routing keeps it on mma.sync for too few tiles; else None (128 x 128 is modelled)."""
+    """(bm, bn, tiles) of the sm_90a conv where its shape goes there (fprop, or the fprop of dy for a dgrad: the
+    strided ones' phases take the tile chosen for all of dx, as plans/conv2d_dgrad_sm90.py does), also when the
+    routing keeps it on mma.sync for too few tiles; else None (128 x 128 is modelled)."""
     p, g = case.problem.params, case.geometry
     route = (sm90_fprop_route if case.op == "conv2d_fprop" else sm90_dgrad_route if case.op == "conv2d_dgrad" else None)
     if route is None or all(route(g["x"], g["w"], p["stride"], p["padding"], p["groups"], "uint16", **kw)[0] != "conv"
@@ -94,19 +95,21 @@ def gemm_tiles(case):
     if case.op == "conv2d_fprop":   # M = N*P*Q pixels, N = K filters, K = R*S*C (each tap's C in 64-wide k-tiles)
         bm, bn, tiles = tile or (BM, BN, ceil_div(n * pp * q, BM) * ceil_div(k, BN))
         return [(tiles, r * s * ceil_div(c, BK), bm, bn, min(bn, k))], 0, 1, (n * pp * q, k, r * s * c)
-    if tile:                        # stride-1 dgrad as the sm_90a conv's fprop of dy: N = C, K-loop R*S*K
+    if tile and tuple(p["stride"]) == (1, 1):   # stride-1 dgrad as the sm_90a conv's fprop of dy: N = C, K-loop R*S*K
         bm, bn, tiles = tile
         return [(tiles, r * s * ceil_div(k, BK), bm, bn, min(bn, c))], 0, 1, (n * h * w, c, r * s * k)
-    if case.op == "conv2d_dgrad":   # stride phases (conv2d_dgrad_phase.h): each a GEMM over only its own taps
-        (sh, sw), (pt, _), (pl, _) = p["stride"], *p["padding"]
+    if case.op == "conv2d_dgrad":   # stride phases (conv2d_dgrad_phase.h): each a GEMM over only its own taps,
+        (sh, sw), (pt, _), (pl, _) = p["stride"], *p["padding"]   # in the plan's tile for all of dx (sm_90a conv)
+        bm, bn = tile[:2] if tile else (BM, BN)
         groups = []
         for ph in range(sh):
             hs, ht = phase_axis(ph, h, r, sh, pt, p["dilation"][0])
             for pw in range(sw):
                 ws, wt = phase_axis(pw, w, s, sw, pl, p["dilation"][1])
                 if ht * wt:   # a phase no tap reaches is written as zeros (its bytes are in the minimum)
-                    groups.append((ceil_div(n * hs * ws, BM) * ceil_div(c, BN), ht * wt * ceil_div(k, BK), BM, BN,
-                                   min(BN, c)))
+                    tiles = (conv_tiles(n, hs, ws, c, (1, 1), bm, bn) if tile
+                             else ceil_div(n * hs * ws, BM) * ceil_div(c, BN))
+                    groups.append((tiles, ht * wt * ceil_div(k, BK), bm, bn, min(bn, c)))
         return groups, 0, len(groups), (n * h * w, c, r * s * k)   # one launch per phase with taps
     # wgrad (csrc/conv/conv2d_wgrad_wgmma_sm90.h): per tap C x K in 128 x 128 tiles reduced over 64-pixel boxes,
     # split-k over the boxes as the plan splits (wgrad_sm90_splits); where C <= 64 one consumer issues no wgmma
