@@ -20,7 +20,8 @@ import pytest
 from test_conv2d_fprop_sm90 import emu_ops, operands
 
 from fastconv.backends.plans.conv2d_dgrad_sm90 import conv2d_dgrad_sm90, conv2d_dgrad_sm90_can_implement
-from fastconv.backends.plans.conv2d_sm90 import conv2d_fprop_sm90_kernel_names
+from fastconv.backends.kernel_table import kernel_name
+from fastconv.backends.plans.conv2d_sm90 import choose_tile
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.backends.reference.conv import conv2d_dgrad as reference_dgrad
 from fastconv.explain import explain
@@ -61,8 +62,10 @@ def test_conv2d_dgrad_sm90_exact_on_small_integers(kind, x_shape, k, r, s, strid
     want = reference_dgrad(dy64, w64, x_shape, stride, pad, dilation, 1)
     assert dx.dtype == np.float32
     np.testing.assert_array_equal(dx, want.astype(np.float32))
-    names = conv2d_fprop_sm90_kernel_names()
-    assert [name for name, *_ in ops.launched] == [names[0 if kind == "bf16" else 2]] * launches
+    ct = "__nv_bfloat16" if kind == "bf16" else "__half"
+    bm, bn, _ = choose_tile(x_shape[0], x_shape[1], x_shape[2], x_shape[3], (1, 1), ct)   # the rule over all of dx
+    name = kernel_name("conv2d_fprop_wgmma_sm90", bn=bn, stages=4, bm=bm, t=ct, out="float")
+    assert [name for name, *_ in ops.launched] == [name] * launches
 
 
 @pytest.mark.parametrize("order", ["forward", "reverse"])
@@ -103,7 +106,10 @@ def test_conv2d_dgrad_sm90_16bit_output_and_the_note_names_the_phases():
     text = " | ".join(e.text for e in report.events if e.kind == "note")
     assert "2x2 = 4 stride phases, each over only its own taps in the emulator" in text, text
     assert "1 launches ((0,0) 1x1 taps)" in text and "phases (0, 1), (1, 0), (1, 1) reached by no tap, zeroed" in text
-    assert [name for name, *_ in ops.launched] == [conv2d_fprop_sm90_kernel_names()[1]]
+    bm, bn, why = choose_tile(*x_shape, (1, 1), "__nv_bfloat16")
+    assert f"tiles of {bm} pixels by {bn} channels of dx ({why})" in text, text
+    name = kernel_name("conv2d_fprop_wgmma_sm90", bn=bn, stages=4, bm=bm, t="__nv_bfloat16", out="__nv_bfloat16")
+    assert [name for name, *_ in ops.launched] == [name]
 
 
 def test_conv2d_dgrad_sm90_says_why_not():

@@ -284,12 +284,12 @@ def test_wgrad_falls_back_to_mma_sync_with_the_reason(case, why):
 
 
 def test_wgrad_route_counts_the_split_ctas():
-    """ResNet-50's 3x3 512 -> 512 at 7 x 7, batch 32: 4 x 4 x 9 = 144 tiles, 25 pixel tiles of 64 -> up to 6 splits
-    of 4 (enough); at batch 1 one pixel tile: 144 CTAs (too few for 264, fine for 0)."""
-    assert sm90_wgrad_route((32, 7, 7, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), 1, np.uint16)[0] == "conv"
-    route, why = sm90_wgrad_route((1, 7, 7, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), 1, np.uint16)
-    assert route == "tensor_op" and "144 tiles of 128x128 (C x K per tap) in at most 1 split(s)" in why
-    assert sm90_wgrad_route((1, 7, 7, 512), (3, 3, 512, 512), (1, 1), ((1, 1), (1, 1)), 1, np.uint16, 0)[0] == "conv"
+    """A 3x3 512 -> 256 at 7 x 7, batch 32: 4 x 2 x 9 = 72 tiles, 25 pixel tiles of 64 -> up to 6 splits of 4
+    (enough); at batch 1 one pixel tile: 72 CTAs (too few for the default 132, one per SM; fine for 0)."""
+    assert sm90_wgrad_route((32, 7, 7, 512), (3, 3, 512, 256), (1, 1), ((1, 1), (1, 1)), 1, np.uint16)[0] == "conv"
+    route, why = sm90_wgrad_route((1, 7, 7, 512), (3, 3, 512, 256), (1, 1), ((1, 1), (1, 1)), 1, np.uint16)
+    assert route == "tensor_op" and "72 tiles of 128x128 (C x K per tap) in at most 1 split(s)" in why
+    assert sm90_wgrad_route((1, 7, 7, 512), (3, 3, 512, 256), (1, 1), ((1, 1), (1, 1)), 1, np.uint16, 0)[0] == "conv"
 
 
 def _suite_convs():

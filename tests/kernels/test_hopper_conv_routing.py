@@ -297,10 +297,12 @@ def test_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want):
     (((32, 224, 224, 3), (7, 7, 3, 64)), (2, 2), ((3, 3), (3, 3)), np.uint16, "tensor_op", "C=3 is not a multiple "
      "of 8 (dx's channels: 3 of each 128-wide tile's columns)"),                                # the stem
     (((32, 56, 56, 64), (3, 3, 64, 64)), (1, 1), SAME, np.uint16, "conv", "stride-1 conv's dgrad"),   # res2 3x3
-    (((32, 14, 14, 512), (3, 3, 512, 512)), (2, 2), SAME, np.uint16, "tensor_op", "208 output tiles"),  # res5a 3x3/2
+    (((32, 14, 14, 512), (3, 3, 512, 512)), (2, 2), SAME, np.uint16, "conv", "as 4 stride phases"),  # res5a 3x3/2
+    (((4, 14, 14, 512), (3, 3, 512, 512)), (2, 2), SAME, np.uint16, "tensor_op", "64 output tiles"),   # at batch 4
     (((32, 56, 56, 64), (3, 3, 64, 12)), (2, 2), SAME, np.uint16, "tensor_op", "K=12 is not a multiple of 8"),
-    # res5a 1x1/2: 392 tiles of dx, but only phase (0, 0) is computed: 13 x 8 = 104 tiles (the rest zeroed)
-    (((32, 14, 14, 1024), (1, 1, 1024, 2048)), (2, 2), VALID, np.uint16, "tensor_op", "104 output tiles"),
+    # res5a 1x1/2 at batch 4: 14 x 14 x 4 / 64 x 8 = 104 tiles of 64 x 128 in dx, but only phase (0, 0) is computed:
+    # 4 x 8 = 32 tiles (the rest zeroed)
+    (((4, 14, 14, 1024), (1, 1, 1024, 2048)), (2, 2), VALID, np.uint16, "tensor_op", "32 output tiles"),
     (((32, 56, 56, 128), (3, 3, 128, 128)), (2, 2), SAME, np.float32, "tensor_op", "operands are float32"),
 ])
 def test_dgrad_shape_rules_on_resnet50_layers(shape, stride, pad, dtype, want, why):
