@@ -56,6 +56,10 @@ def test_compare_flags_worse_sectors_and_conflicts_and_passes_improvements():
     assert bad == [] and len(better) == 1 and "improved" in better[0]
     bad, better = record_counters.compare(old, old)
     assert bad == [] and better == []
+    bad, _ = record_counters.compare({"k": _entry(400, 20)}, {"k": _entry(400, 21)})   # 4.8% less: alignment noise
+    assert bad == []
+    bad, _ = record_counters.compare({"k": _entry(400, 20)}, {"k": _entry(400, 22)})   # 9% less: worse
+    assert len(bad) == 1
 
 
 def test_compare_flags_unrecorded_and_vanished_kernels():
