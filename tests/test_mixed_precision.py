@@ -229,7 +229,7 @@ def test_compile_precision_is_saved(tmp_path):
 @pytest.mark.skipif(not backend_status()["emulated"][0], reason="fastconv._emu is not built")
 @pytest.mark.parametrize("prec", ["bf16", "fp16"])
 def test_training_through_the_emulated_tensor_cores_tracks_the_reference(prec, monkeypatch):
-    """Three steps of the same model under `prec`: the kernels (tensor-core conv fprop and dense GEMMs,
+    """Three steps of the same model under `prec`: the kernels (the tensor-core fused conv + pool and dense GEMMs,
     fallbacks named in explain) against the reference's rounding oracle."""
     def tc_model():   # C = 8 into the second conv and even dense sizes: the tensor-core plans apply
         fc.set_seed(0)
@@ -247,7 +247,8 @@ def test_training_through_the_emulated_tensor_cores_tracks_the_reference(prec, m
     emu_model = tc_model()
     report = fc.explain(lambda: [emu_model.train_on_batch(x, y) for _ in range(3)])
     assert any(k.startswith("fc::gemm_tensor_op<") for k in report.kernels)
-    assert any(k.startswith("fc::conv2d_fprop_tensor_op<") for k in report.kernels)
+    # the C = 8 conv + ReLU + pool runs fused on tensor cores (the first conv's C = 1 cannot)
+    assert any(k.startswith("fc::conv2d_bias_relu_maxpool2x2_tensor_op<") for k in report.kernels)
     assert "C=1 is not a multiple of 8" in str(report)
     np.testing.assert_allclose(report.result, ref_losses, rtol=1e-4)
     for a, b in zip(emu_model.get_weights(), ref_model.get_weights()):

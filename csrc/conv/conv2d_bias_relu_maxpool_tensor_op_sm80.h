@@ -9,7 +9,7 @@
 // relu_maxpool2x2_bprop (conv2d_bias_relu_maxpool.h) on y and argmax, as for the fp32 kernel.
 //
 // Row order. An mma.sync accumulator fragment gives lane (g, t) rows g and g + 8 of each 16-row tile
-// (FACTS.md, C/D layout), so the GEMM rows are ordered in groups of 32 = 8 windows x 4 taps:
+// (../shared/FACTS.md, C/D layout), so the GEMM rows are ordered in groups of 32 = 8 windows x 4 taps:
 //     m = 32 * (win / 8) + 8 * tap + win % 8
 // and lane g's rows g, g + 8 (tile i) and g + 16, g + 24 (tile i + 1) are taps 0..3 of window
 // 8 * (m / 32) + g. The epilogue pools in registers (no shared memory, no exchange between lanes),

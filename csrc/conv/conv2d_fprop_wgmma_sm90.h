@@ -55,7 +55,7 @@ FC_DEVICE void conv2d_fprop_sm90_epilogue(const float (&acc)[Tile::BN / 2], cons
                                           Out* __restrict__ y, const BiasResidualActEpilogue<Out>& ep);
 
 // x, w: the global tensors the maps describe (the GPU reads them only through the maps; the emulator
-// finds them through these parameters, 0 and 1). y: (N, ov.h, ov.w, K) (see ConvOutputView); bias (float) read
+// finds them through these parameters, 0 and 1). y: (N, h, w, K) of the output view ov (ConvOutputView); bias (float) read
 // only when has_bias, residual (Out, shaped as y) only when has_residual.
 template <class Tile, class In, class Out>
 __global__ void __launch_bounds__(Tile::kThreads, 1)

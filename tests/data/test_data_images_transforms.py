@@ -154,7 +154,7 @@ def test_decode_crop_is_the_crop_of_the_full_decode(mode, fmt):
 
 
 def test_decoded_images_survive_the_next_decode():
-    # simplejpeg decodes into one reused buffer: what decode() returned must not change with the next decode
+    # decode() hands Pillow a decoded array: what it returned must not change with the next decode
     first, second = (encode(smooth_image(np.random.default_rng(s), 40, 50), "JPEG") for s in (11, 12))
     image = EncodedImage(first, "a").decode()
     kept = np.asarray(image).copy()

@@ -18,15 +18,11 @@ from __future__ import annotations
 import io
 import math
 import os
-import threading
 
 import numpy as np
 
 _CONVERTIBLE = {"RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr", "La", "RGBa"}
 _SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
-# one decode buffer per thread, grown to the largest decode: a fresh ~0.5 MB array per 500x375 photo cost
-# 0.045 of its 1.2 ms decode (benchmarks/NOTES.md, 2026-12-04)
-_scratch = threading.local()
 
 
 class DecodeError(ValueError):
@@ -87,17 +83,16 @@ class EncodedImage:
             self.size = self._pil.size
 
     def _fast_pixels(self, request):
-        """simplejpeg's (H, W, 3) uint8 decode at `request`'s scale, or None where Pillow must decode. The
-        array lives in this thread's decode buffer until its next decode: callers copy it into Pillow."""
+        """simplejpeg's (H, W, 3) uint8 decode at `request`'s scale, or None where Pillow must decode. A fresh
+        array each time: a buffer kept per thread saved 0.045 of a 1.2 ms decode but held a full-size image per
+        decoding thread outside the loader's memory_limit."""
         if self._fast is None:
             return None
         # Pillow's scale, so both decoders give the same size and pixels
         scale = 1 if request is None else jpeg_scale(self.size, request)
         width, height = -(-self.size[0] // scale), -(-self.size[1] // scale)
-        if len(getattr(_scratch, "buffer", b"")) < 3 * width * height:
-            _scratch.buffer = bytearray(3 * width * height)
         try:
-            return self._fast.decode_jpeg(self.data, "RGB", min_width=width, min_height=height, buffer=_scratch.buffer)
+            return self._fast.decode_jpeg(self.data, "RGB", min_width=width, min_height=height)
         except ValueError:   # strict: truncation and corruption are errors; Pillow names them
             self._pil, self._fast = open_image(self.data, self.name), None
             return None
