@@ -1,3 +1,4 @@
+import os
 import zlib
 
 import numpy as np
@@ -61,3 +62,16 @@ def assert_same(got, want, exact, rtol=1e-4, atol=1e-4, what=""):
         lines = [f"  at {tuple(i)}: got {got[tuple(i)]!r}, want {want[tuple(i)]!r}" for i in idx]
         raise AssertionError(f"{what}: {int(bad.sum())} of {bad.size} elements differ (max |diff| {diff:.3g})\n"
                              + "\n".join(lines))
+
+
+def every_suite_conv(argnames):
+    """The opt-in sweep over every conv of the ResNet-50 and VGG-16 suites (fprop, dgrad and wgrad tests)."""
+    from fastconv.bench.suites import load_suite
+    convs = [(suite, p) for suite in ("resnet50", "vgg16") for p in load_suite(suite).problems if p.kind == "conv2d"]
+
+    def wrap(test):
+        test = pytest.mark.parametrize(argnames, convs, ids=lambda v: v if isinstance(v, str) else v.name)(test)
+        test = pytest.mark.skipif(not os.environ.get("FASTCONV_EMU_SUITES"),
+                                  reason="the suite sweep takes minutes in the emulator: set FASTCONV_EMU_SUITES=1")(test)
+        return pytest.mark.slow(test)
+    return wrap

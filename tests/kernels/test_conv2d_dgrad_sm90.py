@@ -12,11 +12,11 @@ against the NumPy reference's dgrad:
 """
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 import pytest
+from conftest import every_suite_conv
 from test_conv2d_fprop_sm90 import emu_ops, operands
 
 from fastconv.backends.plans.conv2d_dgrad_sm90 import conv2d_dgrad_sm90, conv2d_dgrad_sm90_can_implement
@@ -134,15 +134,7 @@ def test_conv2d_dgrad_sm90_says_why_not():
         conv2d_dgrad_sm90(ops, np.zeros((1, 5, 4, 16), np.uint16), w, (1, 8, 8, 8), (2, 2), ((1, 0), (1, 0)))
 
 
-def _suite_convs():
-    from fastconv.bench.suites import load_suite
-    return [(suite, p) for suite in ("resnet50", "vgg16") for p in load_suite(suite).problems if p.kind == "conv2d"]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FASTCONV_EMU_SUITES"),
-                    reason="the suite sweep takes minutes in the emulator: set FASTCONV_EMU_SUITES=1")
-@pytest.mark.parametrize("suite,conv", _suite_convs(), ids=lambda v: v if isinstance(v, str) else v.name)
+@every_suite_conv("suite,conv")
 def test_conv2d_dgrad_sm90_runs_every_resnet50_and_vgg16_conv(suite, conv):
     """The dgrad of every conv of the ResNet-50 and VGG-16 suites at batch 1 (224 x 224), stride 1 and strided,
     bf16 integers in [-2, 2] (sums below 2^24: exact); the stem's C = 3 is dx's side, which the epilogue masks.

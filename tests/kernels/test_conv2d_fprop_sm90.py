@@ -14,18 +14,17 @@ element strides and zero fill, a 3-D box of KRSC filters, warp-specialized wgmma
 """
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 import pytest
 
-from conftest import sm90_emulated_ops
+from conftest import every_suite_conv, sm90_emulated_ops
 from fastconv.backends import tuning
 from fastconv.backends.kernel_table import kernel_name
 from fastconv.backends.plans.conv2d_sm90 import (choose_tile, conv2d_fprop_sm90, conv2d_fprop_sm90_can_implement,
                                                  conv2d_fprop_sm90_kernel_names, conv_tiles, pixel_tile)
-from fastconv.backends.plans.gemm import wgmma_shared_bytes, wgmma_threads
+from fastconv.backends.plans.gemm import wgmma_shared_bytes
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.backends.reference.conv import conv2d_fprop as reference_conv
 from fastconv.explain import explain
@@ -320,15 +319,7 @@ def test_tuned_tile_overrides_the_rule_and_the_knob_overrides_both(tmp_path, mon
     assert ops.launched[-1][0] == launch_name("bf16", 64, 64)
 
 
-def _suite_convs():
-    from fastconv.bench.suites import load_suite
-    return [(suite, p) for suite in ("resnet50", "vgg16") for p in load_suite(suite).problems if p.kind == "conv2d"]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FASTCONV_EMU_SUITES"),
-                    reason="the suite sweep takes minutes in the emulator: set FASTCONV_EMU_SUITES=1")
-@pytest.mark.parametrize("suite,problem", _suite_convs(), ids=lambda v: v if isinstance(v, str) else v.name)
+@every_suite_conv("suite,problem")
 def test_conv2d_fprop_sm90_runs_every_resnet50_and_vgg16_conv(suite, problem):
     """Every conv of the ResNet-50 and VGG-16 suites at batch 1 (224 x 224), bf16 integers in [-2, 2] (sums
     below 2^24: exact), or the reason can_implement gives for the stems with C = 3. Opt-in (minutes of

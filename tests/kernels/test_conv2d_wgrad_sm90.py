@@ -16,13 +16,12 @@ reference:
 """
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 import pytest
 
-from conftest import sm90_emulated_ops
+from conftest import every_suite_conv, sm90_emulated_ops
 from fastconv.backends import reference as ref
 from fastconv.backends.plans.conv2d import sm90_wgrad_route
 from fastconv.backends.plans.conv2d_sm90 import pixel_tile
@@ -292,15 +291,7 @@ def test_wgrad_route_counts_the_split_ctas():
     assert sm90_wgrad_route((1, 7, 7, 512), (3, 3, 512, 256), (1, 1), ((1, 1), (1, 1)), 1, np.uint16, 0)[0] == "conv"
 
 
-def _suite_convs():
-    from fastconv.bench.suites import load_suite
-    return [(suite, p) for suite in ("resnet50", "vgg16") for p in load_suite(suite).problems if p.kind == "conv2d"]
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FASTCONV_EMU_SUITES"),
-                    reason="the suite sweep takes minutes in the emulator: set FASTCONV_EMU_SUITES=1")
-@pytest.mark.parametrize("suite,problem", _suite_convs(), ids=lambda v: v if isinstance(v, str) else v.name)
+@every_suite_conv("suite,problem")
 def test_conv2d_wgrad_sm90_runs_every_resnet50_and_vgg16_conv(suite, problem):
     """Every conv of the ResNet-50 and VGG-16 suites at batch 1 (224 x 224), bf16 integers in [-1, 1] (sums of
     at most 112^2 * 1 products: exact), or the reason can_implement gives for the stems with C = 3. Opt-in:
