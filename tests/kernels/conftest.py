@@ -47,6 +47,25 @@ def sm90_emulated_ops(kernel_names, order="forward", poison=False, seed=1, xp=np
     return ops
 
 
+class NanFilledNumpy:
+    """numpy whose `empty` returns NaN (bf16 NaN bits for uint16): outputs a kernel does not write stay NaN."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def empty(shape, dtype):
+        dt = np.dtype(dtype)
+        return np.full(shape, 0x7FC0 if dt == np.uint16 else np.nan, dt)   # 0x7FC0: a bf16 quiet NaN
+
+
+def nan_filled_sm90_ops(kernel_names, order="random", poison=True, seed=1):
+    """sm90_emulated_ops whose fresh arrays are NaN, as the sm_90a target (the plans take the emulator for one)."""
+    ops = sm90_emulated_ops(kernel_names, order, poison, seed, xp=NanFilledNumpy())
+    ops.sm90_target = lambda: "emulator"
+    return ops
+
+
 def assert_same(got, want, exact, rtol=1e-4, atol=1e-4, what=""):
     """Equality (exact) or closeness, printing the first mismatches and the max difference."""
     got, want = np.asarray(got), np.asarray(want)

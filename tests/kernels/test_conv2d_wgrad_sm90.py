@@ -21,7 +21,8 @@ import re
 import numpy as np
 import pytest
 
-from conftest import every_suite_conv, sm90_emulated_ops
+from conftest import every_suite_conv, nan_filled_sm90_ops
+from test_conv2d_fprop_sm90 import operands   # (x, w) there; (x, dy) here
 from fastconv.backends import reference as ref
 from fastconv.backends.plans.conv2d import sm90_wgrad_route
 from fastconv.backends.plans.conv2d_sm90 import pixel_tile
@@ -34,34 +35,9 @@ from fastconv.explain import explain
 from fastconv.shapes import conv_output_hw, resolve_padding
 
 
-class _NanFilledNumpy:
-    """numpy whose `empty` returns NaN (bf16 NaN bits for uint16): dw and the split workspace stay NaN where the
-    kernels do not write."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def empty(shape, dtype):
-        dt = np.dtype(dtype)
-        return np.full(shape, 0x7FC0 if dt == np.uint16 else np.nan, dt)
-
-
 def emu_ops(order="random", poison=True, seed=1):
-    ops = sm90_emulated_ops(conv2d_wgrad_sm90_kernel_names(), order, poison, seed, xp=_NanFilledNumpy())
-    ops.sm90_target = lambda: "emulator"
-    return ops
-
-
-def operands(kind, x_shape, dy_shape, rng, integers=True):
-    """(x, dy) in the kernel's dtype and their float64 values."""
-    draw = (lambda s: rng.integers(-3, 4, s)) if integers else rng.standard_normal
-    x, dy = draw(x_shape).astype(np.float32), draw(dy_shape).astype(np.float32)
-    if kind == "f16":
-        x16, dy16 = x.astype(np.float16), dy.astype(np.float16)
-        return x16, dy16, x16.astype(np.float64), dy16.astype(np.float64)
-    x16, dy16 = float32_to_bf16_bits(np, x), float32_to_bf16_bits(np, dy)
-    return x16, dy16, bf16_bits_to_float32(np, x16).astype(np.float64), bf16_bits_to_float32(np, dy16).astype(np.float64)
+    """dw and the split workspace stay NaN where the kernels do not write."""
+    return nan_filled_sm90_ops(conv2d_wgrad_sm90_kernel_names(), order, poison, seed)
 
 
 def setup(problem, kind, rng, integers=True):
