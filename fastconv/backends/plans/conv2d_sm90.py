@@ -134,6 +134,29 @@ def _problem(x, w, stride, padding, dilation, groups, w_layout):
     return pb, y_shape, stride, rsck, pad, dilation
 
 
+def tma_conv_reasons(lx, x, other, name, pb, channels, groups, stride, out_dtype=None) -> list[str]:
+    """Why the sm_90a convs (fprop, wgrad) cannot take x and `other` (named `name`): 16-bit operands of one dtype
+    (and an output float32 or that dtype), groups 1, the `channels` of pb multiples of 8 (TMA strides are multiples
+    of 16 bytes), strides <= 8 (TMA element strides), 16-byte aligned addresses. [] when they can."""
+    reasons = []
+    if np.dtype(x.dtype) not in WGMMA_TYPES:
+        reasons.append(f"x is {np.dtype(x.dtype)}; the kernel takes float16 or bfloat16 (uint16 bits)")
+    elif other.dtype != x.dtype:
+        reasons.append(f"x is {x.dtype} but {name} is {other.dtype}")
+    elif out_dtype is not None and np.dtype(out_dtype) not in (np.dtype(np.float32), np.dtype(x.dtype)):
+        reasons.append(f"output {np.dtype(out_dtype)} is neither float32 nor the operand type {np.dtype(x.dtype)}")
+    if groups != 1:
+        reasons.append(f"groups={groups} (the kernel takes groups == 1)")
+    for ch in channels:
+        if pb[ch] % 8:
+            reasons.append(f"{ch}={int(pb[ch])} is not a multiple of 8 (TMA strides must be multiples of 16 bytes)")
+    if max(stride) > CONV_SM90_MAX_STRIDE:
+        reasons.append(f"stride {stride} exceeds {CONV_SM90_MAX_STRIDE} (the TMA element-stride limit)")
+    if lx.ptr(x) % 16 or lx.ptr(other) % 16:
+        reasons.append(f"x or {name} is not 16-byte aligned (a TMA global address must be)")
+    return reasons
+
+
 def conv2d_fprop_sm90_can_implement(lx, x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1),
                                     groups=1, out_dtype=None, w_layout="rsck"):
     """(True, what) when conv2d_fprop_sm90 can run this problem here, else (False, why not): an sm_90 GPU
@@ -145,21 +168,7 @@ def conv2d_fprop_sm90_can_implement(lx, x, w, stride=(1, 1), padding=((0, 0), (0
     missing = sm90a_unavailable(lx)
     if missing:
         return False, missing
-    reasons = []
-    if np.dtype(x.dtype) not in WGMMA_TYPES:
-        reasons.append(f"x is {np.dtype(x.dtype)}; the kernel takes float16 or bfloat16 (uint16 bits)")
-    elif w.dtype != x.dtype:
-        reasons.append(f"x is {x.dtype} but w is {w.dtype}")
-    elif out_dtype is not None and np.dtype(out_dtype) not in (np.dtype(np.float32), np.dtype(x.dtype)):
-        reasons.append(f"output {np.dtype(out_dtype)} is neither float32 nor the operand type {np.dtype(x.dtype)}")
-    if groups != 1:
-        reasons.append(f"groups={groups} (the kernel takes groups == 1)")
-    if pb["C"] % 8:
-        reasons.append(f"C={int(pb['C'])} is not a multiple of 8 (TMA strides must be multiples of 16 bytes)")
-    if max(stride) > CONV_SM90_MAX_STRIDE:
-        reasons.append(f"stride {stride} exceeds {CONV_SM90_MAX_STRIDE} (the TMA element-stride limit)")
-    if lx.ptr(x) % 16 or lx.ptr(w) % 16:
-        reasons.append("x or w is not 16-byte aligned (a TMA global address must be)")
+    reasons = tma_conv_reasons(lx, x, w, "w", pb, ("C",), groups, stride, out_dtype)
     if reasons:
         return False, "; ".join(reasons)
     return True, ("sm_90a wgmma conv2d fprop (TMA boxes per filter tap, 4 stages, warp-specialized)" +

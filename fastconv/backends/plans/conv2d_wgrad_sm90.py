@@ -15,7 +15,7 @@ from ...explain import note
 from .. import kernel_table
 from ...shapes import resolve_padding
 from .common import TARGET_BLOCKS, ceil_div, conv2d_problem
-from .conv2d_sm90 import CONV_PIXEL_TILE_DTYPE, CONV_SM90_MAX_STRIDE, pixel_tile
+from .conv2d_sm90 import CONV_PIXEL_TILE_DTYPE, pixel_tile, tma_conv_reasons
 from .gemm import WGMMA_TYPES, sm90a_unavailable
 from .tensor_map import TMA_SWIZZLE_128B, as_struct, encode_tensor_map_cuda, encode_tensor_map_emulated
 
@@ -62,20 +62,7 @@ def conv2d_wgrad_sm90_can_implement(lx, x, dy, w_shape, stride=(1, 1), padding=(
     missing = sm90a_unavailable(lx)
     if missing:
         return False, missing
-    reasons = []
-    if np.dtype(x.dtype) not in WGMMA_TYPES:
-        reasons.append(f"x is {np.dtype(x.dtype)}; the kernel takes float16 or bfloat16 (uint16 bits)")
-    elif dy.dtype != x.dtype:
-        reasons.append(f"x is {x.dtype} but dy is {dy.dtype}")
-    if groups != 1:
-        reasons.append(f"groups={groups} (the kernel takes groups == 1)")
-    for name in ("C", "K"):
-        if pb[name] % 8:
-            reasons.append(f"{name}={int(pb[name])} is not a multiple of 8 (TMA strides must be multiples of 16 bytes)")
-    if max(stride) > CONV_SM90_MAX_STRIDE:
-        reasons.append(f"stride {stride} exceeds {CONV_SM90_MAX_STRIDE} (the TMA element-stride limit)")
-    if lx.ptr(x) % 16 or lx.ptr(dy) % 16:
-        reasons.append("x or dy is not 16-byte aligned (a TMA global address must be)")
+    reasons = tma_conv_reasons(lx, x, dy, "dy", pb, ("C", "K"), groups, stride)
     if reasons:
         return False, "; ".join(reasons)
     return True, ("sm_90a wgmma conv2d wgrad (TMA pixel boxes per filter tap, MN-major operands, fixed-order split-k)"
