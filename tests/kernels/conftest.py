@@ -94,3 +94,18 @@ def every_suite_conv(argnames):
                                   reason="the suite sweep takes minutes in the emulator: set FASTCONV_EMU_SUITES=1")(test)
         return pytest.mark.slow(test)
     return wrap
+
+
+def hopper_jit():
+    """(cupy, the jit backend) on an sm_90 GPU; skips elsewhere, saying why (the GPU checks of the sm_90a kernels)."""
+    from fastconv.backends.device import cuda_status
+    ok, why = cuda_status()
+    if not ok:
+        pytest.skip(why)
+    cupy = pytest.importorskip("cupy")
+    if str(cupy.cuda.Device().compute_capability) != "90":
+        pytest.skip("needs an sm_90 (Hopper) GPU")
+    from fastconv.backends import jit
+    if not jit.status()[0]:
+        pytest.skip(jit.status()[1])
+    return cupy, jit

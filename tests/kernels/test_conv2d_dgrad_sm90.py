@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 import pytest
-from conftest import every_suite_conv
+from conftest import every_suite_conv, hopper_jit
 from test_conv2d_fprop_sm90 import emu_ops, operands
 
 from fastconv.backends.plans.conv2d_dgrad_sm90 import conv2d_dgrad_sm90, conv2d_dgrad_sm90_can_implement
@@ -160,16 +160,7 @@ def test_conv2d_dgrad_sm90_runs_every_resnet50_and_vgg16_conv(suite, conv):
 def test_conv2d_dgrad_sm90_on_h100(kind, x_shape, k, r, s, stride, padding, dilation):
     """On an sm_90 GPU through the jit backend (NVRTC sm_90a): the emulator's bound doubled, allowing per k16 step
     one rounding of the 16-product sum (not exact in the tensor core) besides the accumulator's."""
-    from fastconv.backends.device import cuda_status
-    ok, why = cuda_status()
-    if not ok:
-        pytest.skip(why)
-    cupy = pytest.importorskip("cupy")
-    if str(cupy.cuda.Device().compute_capability) != "90":
-        pytest.skip("needs an sm_90 (Hopper) GPU")
-    from fastconv.backends import jit
-    if not jit.status()[0]:
-        pytest.skip(jit.status()[1])
+    cupy, jit = hopper_jit()
     dy, w, dy64, w64, pad = problem(x_shape, k, r, s, stride, padding, dilation, kind, np.random.default_rng(0),
                                     integers=False)
     dx = cupy.asnumpy(conv2d_dgrad_sm90(jit._ops(), cupy.asarray(dy), cupy.asarray(w), x_shape, stride, padding,

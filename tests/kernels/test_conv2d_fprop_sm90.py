@@ -19,7 +19,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import every_suite_conv, nan_filled_sm90_ops
+from conftest import every_suite_conv, hopper_jit, nan_filled_sm90_ops
 from fastconv.backends import tuning
 from fastconv.backends.kernel_table import kernel_name
 from fastconv.backends.plans.conv2d_sm90 import (choose_tile, conv2d_fprop_sm90, conv2d_fprop_sm90_can_implement,
@@ -331,16 +331,7 @@ def test_conv2d_fprop_sm90_runs_every_resnet50_and_vgg16_conv(suite, problem):
 def test_conv2d_fprop_sm90_on_h100(kind, problem):
     """On an sm_90 GPU through the jit backend (NVRTC sm_90a): the emulator's bound doubled, allowing per k16
     step one rounding of the 16-product sum (not exact in the tensor core) besides the accumulator's."""
-    from fastconv.backends.device import cuda_status
-    ok, why = cuda_status()
-    if not ok:
-        pytest.skip(why)
-    cupy = pytest.importorskip("cupy")
-    if str(cupy.cuda.Device().compute_capability) != "90":
-        pytest.skip("needs an sm_90 (Hopper) GPU")
-    from fastconv.backends import jit
-    if not jit.status()[0]:
-        pytest.skip(jit.status()[1])
+    cupy, jit = hopper_jit()
     n, h, w, c, k, r, s, stride, padding, dilation = problem
     rng = np.random.default_rng(0)
     x, wt, x64, w64 = operands(kind, (n, h, w, c), (r, s, c, k), rng, integers=False)

@@ -21,7 +21,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import every_suite_conv, nan_filled_sm90_ops
+from conftest import every_suite_conv, hopper_jit, nan_filled_sm90_ops
 from test_conv2d_fprop_sm90 import operands   # (x, w) there; (x, dy) here
 from fastconv.backends import reference as ref
 from fastconv.backends.plans.conv2d import sm90_wgrad_route
@@ -296,16 +296,7 @@ def test_conv2d_wgrad_sm90_on_h100(kind, problem):
     """On an sm_90 GPU through the jit backend (NVRTC sm_90a): the emulator's bound doubled, allowing per k16
     step one rounding of the 16-product sum (not exact in the tensor core) besides the accumulator's; two runs
     give the same bits."""
-    from fastconv.backends.device import cuda_status
-    ok, why = cuda_status()
-    if not ok:
-        pytest.skip(why)
-    cupy = pytest.importorskip("cupy")
-    if str(cupy.cuda.Device().compute_capability) != "90":
-        pytest.skip("needs an sm_90 (Hopper) GPU")
-    from fastconv.backends import jit
-    if not jit.status()[0]:
-        pytest.skip(jit.status()[1])
+    cupy, jit = hopper_jit()
     stride, dilation = problem[7], problem[9]
     x, dy, x64, dy64, w_shape, pad = setup(problem, kind, np.random.default_rng(0), integers=False)
     ops = jit._ops()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import sm90_emulated_ops
+from conftest import hopper_jit, sm90_emulated_ops
 from fastconv.backends.plans.gemm import wgmma_kernel_names, wgmma_shared_bytes
 from fastconv.backends.plans.tensor_op import bf16_bits_to_float32, float32_to_bf16_bits
 from fastconv.explain import explain
@@ -259,16 +259,7 @@ def test_cuda_tensor_map_needs_the_driver_and_says_so():
 @pytest.mark.parametrize("m,n,k", [(4096, 4096, 4096), (3000, 2900, 1032)])
 def test_gemm_wgmma_on_h100(kind, m, n, k):
     """On an sm_90 GPU through the jit backend: the wgmma kernel runs (explain) and matches NumPy."""
-    from fastconv.backends.device import cuda_status
-    ok, why = cuda_status()
-    if not ok:
-        pytest.skip(why)
-    cupy = pytest.importorskip("cupy")
-    if str(cupy.cuda.Device().compute_capability) != "90":
-        pytest.skip("needs an sm_90 (Hopper) GPU")
-    from fastconv.backends import jit
-    if not jit.status()[0]:
-        pytest.skip(jit.status()[1])
+    cupy, jit = hopper_jit()
     rng = np.random.default_rng(0)
     a, b, a64, b64 = operands(kind, m, n, k, rng, integers=False)
     ops = jit._ops()
