@@ -67,8 +67,7 @@ conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, cons
   constexpr int BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
   __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
   FC_DYNAMIC_SHARED(unsigned char, smem_raw);
-  const uint32_t raw_addr = sm90::shared_address(smem_raw);
-  unsigned char* smem = smem_raw + ((1024 - (raw_addr & 1023)) & 1023);   // swizzle period alignment
+  unsigned char* smem = stage_ring_setup(smem_raw, full, empty, STAGES, 128 * Tile::kConsumers);
   const uint32_t smem_addr = sm90::shared_address(smem);
 
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
@@ -80,14 +79,7 @@ conv2d_fprop_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ w, cons
   const int n0 = m_tile / (q_tiles * p_tiles) * pt.tn, k0 = static_cast<int>(tile.x) * BN;
   const int c_tiles = ceil_div(pb.C, BK), k_tiles = pb.R * pb.S * c_tiles;
 
-  if (tid == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      sm90::mbarrier_init(&full[s], 1);          // the producer's arrive.expect_tx
-      sm90::mbarrier_init(&empty[s], 128 * Tile::kConsumers);   // every consumer thread
-    }
-    sm90::fence_mbarrier_init();
-  }
-  __syncthreads();
+  __syncthreads();   // the ring's barriers are set
 
   if (wg == 0) {
     if constexpr (Tile::kProducerRegs > 0) sm90::setmaxnreg_dec<Tile::kProducerRegs>();

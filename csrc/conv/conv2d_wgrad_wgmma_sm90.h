@@ -100,8 +100,7 @@ conv2d_wgrad_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ dy, con
   constexpr int BM = Tile::BM, BN = Tile::BN, STAGES = Tile::STAGES;
   __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
   FC_DYNAMIC_SHARED(unsigned char, smem_raw);
-  const uint32_t raw_addr = sm90::shared_address(smem_raw);
-  unsigned char* smem = smem_raw + ((1024 - (raw_addr & 1023)) & 1023);   // swizzle period alignment
+  unsigned char* smem = stage_ring_setup(smem_raw, full, empty, STAGES, 256);
   const uint32_t smem_addr = sm90::shared_address(smem);
 
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
@@ -115,14 +114,7 @@ conv2d_wgrad_wgmma_sm90(const In* __restrict__ x, const In* __restrict__ dy, con
   const int k_tiles = max(0, min(pixel_tiles - first, tiles_per_split));
   const bool x_hi = c0 + Tile::kBox < pb.C;   // the second channel box holds channels (else it is not loaded)
 
-  if (tid == 0) {
-    for (int st = 0; st < STAGES; ++st) {
-      sm90::mbarrier_init(&full[st], 1);         // the producer's arrive.expect_tx
-      sm90::mbarrier_init(&empty[st], 256);      // every consumer thread
-    }
-    sm90::fence_mbarrier_init();
-  }
-  __syncthreads();
+  __syncthreads();   // the ring's barriers are set
 
   if (wg == 0) {
     if (tid == 0) {

@@ -48,6 +48,28 @@ struct WgmmaTile {
   static_assert(kSharedBytes <= 227 * 1024, "shared memory of one block");
 };
 
+// The stage ring every warp-specialized wgmma kernel starts with: the dynamic shared memory moved up to the
+// 128-byte swizzle's 1024-byte period (descriptors carry no base offset; the tiles' shared bytes have the slack),
+// and, by thread 0, the barriers: full[s] completes on the producer's arrive.expect_tx, empty[s] on the arrives of
+// `consumer_threads`. The caller syncs the block before anyone waits on them.
+FC_DEVICE unsigned char* stage_ring_setup(unsigned char* smem_raw, uint64_t* full, uint64_t* empty, int stages,
+                                          int consumer_threads) {
+#if defined(FC_SM90A_AVAILABLE)
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) {
+      sm90::mbarrier_init(&full[s], 1);
+      sm90::mbarrier_init(&empty[s], consumer_threads);
+    }
+    sm90::fence_mbarrier_init();
+  }
+  const uint32_t raw_addr = sm90::shared_address(smem_raw);
+  return smem_raw + ((1024 - (raw_addr & 1023)) & 1023);
+#else
+  (void)full, (void)empty, (void)stages, (void)consumer_threads;
+  return smem_raw;
+#endif
+}
+
 // The consumer warpgroups' main loop, shared by every wgmma kernel whose stages hold A (BM x 64) then
 // B (BN x 64), both K-major and 128B-swizzled: wait for `full`, issue 4 wgmma m64nBNk16 on this
 // warpgroup's 64 rows (half 0: rows 0..63, half 1: 64..127), and release the previous stage on `empty`
@@ -98,8 +120,7 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
   constexpr int BM = Tile::BM, BN = Tile::BN, BK = Tile::BK, STAGES = Tile::STAGES;
   __shared__ __align__(8) uint64_t full[STAGES], empty[STAGES];
   FC_DYNAMIC_SHARED(unsigned char, smem_raw);
-  const uint32_t raw_addr = sm90::shared_address(smem_raw);
-  unsigned char* smem = smem_raw + ((1024 - (raw_addr & 1023)) & 1023);   // swizzle period alignment
+  unsigned char* smem = stage_ring_setup(smem_raw, full, empty, STAGES, 128 * Tile::kConsumers);
   const uint32_t smem_addr = sm90::shared_address(smem);
 
   const int tid = static_cast<int>(threadIdx.x), wg = tid / 128;
@@ -108,14 +129,7 @@ gemm_wgmma(const In* __restrict__ a, const In* __restrict__ bt, const __grid_con
   const int m0 = static_cast<int>(tile.y) * BM, n0 = static_cast<int>(tile.x) * BN;
   const int k_tiles = (K + BK - 1) / BK;
 
-  if (tid == 0) {
-    for (int s = 0; s < STAGES; ++s) {
-      sm90::mbarrier_init(&full[s], 1);          // the producer's arrive.expect_tx
-      sm90::mbarrier_init(&empty[s], 128 * Tile::kConsumers);   // every consumer thread
-    }
-    sm90::fence_mbarrier_init();
-  }
-  __syncthreads();
+  __syncthreads();   // the ring's barriers are set
 
   if (wg == 0) {
     if constexpr (Tile::kProducerRegs > 0) sm90::setmaxnreg_dec<Tile::kProducerRegs>();
