@@ -17,6 +17,7 @@ from PIL import Image
 
 from fastconv.data.images import RandomResizedCrop
 from fastconv.data.images.decode import EncodedImage
+from fastconv.data.images.resize import resize
 
 BILINEAR = Image.Resampling.BILINEAR
 
@@ -84,14 +85,16 @@ def main():
     stage("  read the file", lambda p: open(p, "rb").read(), [(p,) for p in paths])
     stage("  header + get_params (+ its generator)",
           lambda d, i: t.get_params(*EncodedImage(d).size, np.random.default_rng([0, 0, i])), [(d, i) for i, d in enumerate(data)])
-    stage("  decode (simplejpeg, into the reused buffer)", lambda d: EncodedImage(d)._fast_pixels(None), [(d,) for d in data])
-    cropped = [EncodedImage(d).decode_crop((left, top, left + w, top + h)) for d, (top, left, h, w, _) in zip(data, crops)]
-    stage("  decode + only the crop into Pillow",
-          lambda d, c: EncodedImage(d).decode_crop((c[1], c[0], c[1] + c[3], c[0] + c[2])), list(zip(data, crops)))
-    resized = [c.resize((224, 224), BILINEAR, box=b) for c, b in cropped]
-    stage("  resize to 224 (bilinear, antialiased)", lambda c, b: c.resize((224, 224), BILINEAR, box=b), cropped)
-    stage("  flip (half of them) + to a NumPy array",
-          lambda r, c: np.asarray(r.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if c[4] else r), list(zip(resized, crops)))
+    stage("  decode, whole (simplejpeg)", lambda d: EncodedImage(d).pixels(None), [(d,) for d in data])
+    stage("  decode, only the crop (fastconv._host where built)",
+          lambda d, c: EncodedImage(d).crop_pixels((c[1], c[0], c[1] + c[3], c[0] + c[2])), list(zip(data, crops)))
+    cropped = [EncodedImage(d).crop_pixels((left, top, left + w, top + h)) for d, (top, left, h, w, _) in zip(data, crops)]
+    flips = [c[4] for c in crops]
+    stage("  resize to 224 + flip (fastconv._host)", lambda c, f: resize(c[0], (224, 224), c[1], f), list(zip(cropped, flips)))
+    pillow = [Image.fromarray(np.ascontiguousarray(c)) for c, _ in cropped]
+    stage("  the same in Pillow (resize, flip, to an array)",
+          lambda im, c, f: np.asarray((lambda r: r.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if f else r)(
+              im.resize((224, 224), BILINEAR, box=c[1]))), list(zip(pillow, cropped, flips)))
     if TF is None:
         return
     print("torchvision's stages:")

@@ -79,7 +79,11 @@ def test_train_argument_errors(tmp_path, capsys):
         load_dataset(f"folder:{root}")
 
 
-def test_info_names_the_image_decoder(capsys):
+def test_info_names_the_image_decoder_and_resize(capsys, monkeypatch):
     assert main(["info"]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("image decoder: "))
-    assert "Pillow" in line
+    lines = capsys.readouterr().out.splitlines()
+    assert "Pillow" in next(l for l in lines if l.startswith("image decoder: "))
+    assert next(l for l in lines if l.startswith("image resize: ")) == "image resize: fastconv._host (Pillow's arithmetic)"
+    monkeypatch.setenv("FASTCONV_RESIZE", "pillow")
+    assert main(["info"]) == 0
+    assert "image resize: Pillow" in capsys.readouterr().out.splitlines()

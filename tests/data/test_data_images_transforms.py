@@ -1,6 +1,7 @@
 """fastconv.data.images transforms against torchvision's (same inputs, same crop parameters), the
 reduced-scale JPEG decode against the full decode, and the decoder's outcome for every image mode;
-each with Pillow decoding JPEGs and with simplejpeg (when installed)."""
+each with Pillow decoding JPEGs, with simplejpeg (when installed) and with both and fastconv._host's
+region decode of crops (auto)."""
 import io
 
 import numpy as np
@@ -12,11 +13,11 @@ from fastconv.data.images import CenterCrop, DecodeError, RandomResizedCrop, dec
 from fastconv.data.images.decode import EncodedImage
 
 
-@pytest.fixture(autouse=True, params=["pillow", "simplejpeg"])
+@pytest.fixture(autouse=True, params=["pillow", "simplejpeg", "auto"])
 def jpeg_decoder(request, monkeypatch):
-    if request.param == "simplejpeg":
+    if request.param != "pillow":
         pytest.importorskip("simplejpeg")
-    monkeypatch.setenv("FASTCONV_JPEG_DECODER", "pillow" if request.param == "pillow" else "auto")
+    monkeypatch.setenv("FASTCONV_JPEG_DECODER", request.param)
     return request.param
 
 
@@ -115,20 +116,20 @@ def test_reduced_decode_adds_less_error_than_jpeg_itself():
 
 def test_reduced_decode_decodes_fewer_pixels(monkeypatch):
     data = encode(smooth_image(np.random.default_rng(6), 400, 480), "JPEG")
-    sizes, decode_original, crop_original = [], EncodedImage.decode, EncodedImage.decode_crop
+    sizes, pixels_original, crop_original = [], EncodedImage.pixels, EncodedImage.crop_pixels
 
     def spy(self, request=None):
-        out = decode_original(self, request)
-        sizes.append(out.size)
+        out = pixels_original(self, request)
+        sizes.append((out.shape[1], out.shape[0]))
         return out
 
     def crop_spy(self, box, request=None):   # the crop's pixels in the decoded image: whole, and no more
-        image, inner = crop_original(self, box, request)
-        sizes.append(image.size)
-        assert 0 <= inner[0] < 1 and 0 <= inner[1] < 1 and image.size[0] - 1 < inner[2] <= image.size[0]
-        return image, inner
-    monkeypatch.setattr(EncodedImage, "decode", spy)
-    monkeypatch.setattr(EncodedImage, "decode_crop", crop_spy)
+        pixels, inner = crop_original(self, box, request)
+        sizes.append((pixels.shape[1], pixels.shape[0]))
+        assert 0 <= inner[0] < 1 and 0 <= inner[1] < 1 and pixels.shape[1] - 1 < inner[2] <= pixels.shape[1]
+        return pixels, inner
+    monkeypatch.setattr(EncodedImage, "pixels", spy)
+    monkeypatch.setattr(EncodedImage, "crop_pixels", crop_spy)
     CenterCrop(48, resize=56)(data)
     RandomResizedCrop(32, scale=(0.9, 1.0))(data, np.random.default_rng(0))
     CenterCrop(48, resize=56, reduced_decode=False)(data)
@@ -139,8 +140,8 @@ def test_reduced_decode_decodes_fewer_pixels(monkeypatch):
 
 @pytest.mark.parametrize("mode, fmt", [("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("RGBA", "PNG"),
                                        ("I;16", "PNG"), ("P", "PNG")])
-def test_decode_crop_is_the_crop_of_the_full_decode(mode, fmt):
-    # the RandomResizedCrop path (only the crop's pixels into Pillow) against decode(), for every decoder and mode
+def test_crop_pixels_is_the_crop_of_the_full_decode(mode, fmt):
+    # the RandomResizedCrop path (a view of the crop's whole pixels) against decode(), for every decoder and mode
     pixels = smooth_image(np.random.default_rng(10), 75, 101)
     image = Image.fromarray(pixels)
     image = Image.fromarray(pixels[..., 0].astype(np.uint16) * 257) if mode == "I;16" else image.convert(mode)
@@ -148,9 +149,9 @@ def test_decode_crop_is_the_crop_of_the_full_decode(mode, fmt):
     image.save(buf, fmt)
     full = np.asarray(EncodedImage(buf.getvalue(), "x").decode())
     for box in [(0, 0, 101, 75), (3, 5, 40, 70), (60, 0, 101, 1), (100, 74, 101, 75)]:
-        crop, inner = EncodedImage(buf.getvalue(), "x").decode_crop(box)
+        crop, inner = EncodedImage(buf.getvalue(), "x").crop_pixels(box)
         assert inner == (0, 0, box[2] - box[0], box[3] - box[1])
-        assert np.array_equal(np.asarray(crop), full[box[1]:box[3], box[0]:box[2]])
+        assert np.array_equal(crop, full[box[1]:box[3], box[0]:box[2]])
 
 
 def test_decoded_images_survive_the_next_decode():
@@ -159,7 +160,7 @@ def test_decoded_images_survive_the_next_decode():
     image = EncodedImage(first, "a").decode()
     kept = np.asarray(image).copy()
     EncodedImage(second, "b").decode()
-    EncodedImage(second, "b").decode_crop((0, 0, 50, 40))
+    EncodedImage(second, "b").crop_pixels((0, 0, 50, 40))
     assert np.array_equal(np.asarray(image), kept) and not np.array_equal(kept, np.asarray(EncodedImage(second, "b").decode()))
 
 
@@ -221,7 +222,9 @@ def test_center_crop_refuses_a_resize_below_the_crop():
 
 def test_decoder_name_names_the_jpeg_decoder(jpeg_decoder):
     name = decode.decoder_name()
-    assert "Pillow " in name and name.startswith("simplejpeg " if jpeg_decoder == "simplejpeg" else "Pillow ")
+    from fastconv import _host
+    first = {"pillow": "Pillow ", "simplejpeg": "simplejpeg ", "auto": "fastconv._host " if _host.jpeg else "simplejpeg "}
+    assert "Pillow " in name and name.startswith(first[jpeg_decoder])
 
 
 @pytest.mark.parametrize("request_size", [None, (100, 80), (40, 30), (10, 10)])

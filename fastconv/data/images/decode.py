@@ -3,8 +3,10 @@
 JPEGs are decoded by simplejpeg (a thin libjpeg-turbo binding, `pip install fastconv[images]`) when it is
 installed: the same pixels as Pillow's decode (both are libjpeg-turbo's default IDCT and upsampling),
 faster: 1.5 vs 1.9 ms median over 200 photos of 500x375 on a shared 2-core machine (benchmarks/NOTES.md).
-Everything else, and any JPEG simplejpeg refuses (CMYK, truncated, corrupt), goes to Pillow, so the
-outcome for bad files is Pillow's. FASTCONV_JPEG_DECODER=pillow turns simplejpeg off. Both ask
+A crop (crop_pixels) is decoded by fastconv._host's decode_jpeg_region where it was built with
+libjpeg-turbo: the same pixels again, without the rows below the crop and the IDCT outside it. Everything
+else, and any JPEG these refuse (CMYK, truncated, corrupt), goes to Pillow, so the outcome for bad files is
+Pillow's. FASTCONV_JPEG_DECODER=simplejpeg turns the region decode off, =pillow both. All ask
 libjpeg-turbo for its DCT scaling (1/2, 1/4, 1/8) when asked for a smaller size: the IDCT then produces
 the smaller image directly. Every other format is decoded at full size.
 
@@ -29,9 +31,27 @@ class DecodeError(ValueError):
     """A file that is not a readable image: corrupt, truncated, not an image, or of an unsupported mode."""
 
 
+def _decoder_setting() -> str:
+    setting = os.environ.get("FASTCONV_JPEG_DECODER", "auto").strip().lower()
+    if setting not in ("auto", "simplejpeg", "pillow"):
+        raise ValueError(f"FASTCONV_JPEG_DECODER must be auto, simplejpeg or pillow, got {setting!r}")
+    return setting
+
+
+def _region_decoder():
+    """fastconv._host where it was built with libjpeg-turbo and is not turned off, else None."""
+    if _decoder_setting() != "auto":
+        return None
+    try:
+        from ... import _host
+    except ImportError:
+        return None
+    return _host if _host.jpeg else None
+
+
 def _simplejpeg():
     """The simplejpeg module when it is installed and not turned off, else None."""
-    if os.environ.get("FASTCONV_JPEG_DECODER", "auto").strip().lower() == "pillow":
+    if _decoder_setting() == "pillow":
         return None
     try:
         import simplejpeg
@@ -49,10 +69,12 @@ def decoder_name() -> str:
     turbo = features.version_feature("libjpeg_turbo") if features.check_feature("libjpeg_turbo") else None
     jpeg = f"libjpeg-turbo {turbo}, DCT scaling 1/2 1/4 1/8" if turbo else f"libjpeg {features.version('jpg')}"
     pillow = f"Pillow {Image.__version__} ({jpeg})"
-    fast = _simplejpeg()
+    fast, region = _simplejpeg(), _region_decoder()
     if fast is None:
         return pillow
-    return f"simplejpeg {getattr(fast, '__version__', '?')} for JPEG (libjpeg-turbo, DCT scaling 1/2 1/4 1/8), {pillow} for the rest"
+    crops = f"fastconv._host ({region.jpeg}) for the crops of JPEGs, " if region is not None else ""
+    return (f"{crops}simplejpeg {getattr(fast, '__version__', '?')} for JPEG (libjpeg-turbo, DCT scaling 1/2 1/4 1/8), "
+            f"{pillow} for the rest")
 
 
 def jpeg_scale(size, request) -> int:
@@ -106,25 +128,42 @@ class EncodedImage:
         from PIL import Image
         return Image.frombuffer("RGB", (pixels.shape[1], pixels.shape[0]), pixels, "raw", "RGB", 0, 1)
 
-    def decode_crop(self, box, request: tuple[int, int] | None = None):
-        """Decode as decode(request) does, but hand Pillow only the whole pixels around `box` = (left, top,
-        right, bottom) in full-size pixels: -> (that RGB PIL image, `box` in its coordinates). Pillow keeps
-        RGB at 4 bytes a pixel, so copying in only the crop saves most of a full copy (0.2 ms of a 500x375
-        photo) and the crop's own copy after it (benchmarks/NOTES.md, 2026-12-04)."""
+    def pixels(self, request: tuple[int, int] | None = None) -> np.ndarray:
+        """decode(request) as an (H, W, 3) uint8 array (simplejpeg's own, without a copy)."""
         pixels = self._fast_pixels(request)
-        image = self.decode(request) if pixels is None else None
-        width, height = image.size if pixels is None else (pixels.shape[1], pixels.shape[0])
-        fx, fy = width / self.size[0], height / self.size[1]
-        box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
-        left, top = math.floor(box[0]), math.floor(box[1])
-        right, bottom = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
-        inner = (box[0] - left, box[1] - top, min(box[2], right) - left, min(box[3], bottom) - top)
-        if pixels is None:
-            return image.crop((left, top, right, bottom)), inner
-        from PIL import Image
-        # the crop's rows, starting at its first pixel; the raw decoder steps a full row (3 * width) per line
-        rows = memoryview(pixels[top:bottom]).cast("B")[3 * left:]
-        return Image.frombuffer("RGB", (right - left, bottom - top), rows, "raw", "RGB", 3 * width, 1), inner
+        return np.asarray(load_rgb(self._pil, self.name, request)) if pixels is None else pixels
+
+    def crop_pixels(self, box, request: tuple[int, int] | None = None):
+        """pixels(request), cut to the whole pixels around `box` = (left, top, right, bottom) in full-size
+        pixels: -> (that (h, w, 3) array, `box` in its coordinates). The resize then reads only the crop,
+        as torchvision's crop-then-resize does; Image.resize(box=) on the whole image would not (its
+        filter reads pixels outside the box near the box's edges). Where the region decoder takes the
+        JPEG, only the crop is decoded."""
+        region = _region_decoder() if self._fast is not None else None
+        if region is not None:
+            scale = 1 if request is None else jpeg_scale(self.size, request)
+            # libjpeg's size at 1/scale, rounded up as Pillow's draft and simplejpeg's are
+            width, height = -(-self.size[0] // scale), -(-self.size[1] // scale)
+            whole, inner = _whole_pixels(box, (width, height), self.size)
+            try:
+                return region.decode_jpeg_region(self.data, scale, whole), inner
+            except ValueError:   # strict as simplejpeg is; the whole decode below names the trouble
+                pass
+        pixels = self.pixels(request)
+        (left, top, right, bottom), inner = _whole_pixels(box, (pixels.shape[1], pixels.shape[0]), self.size)
+        return pixels[top:bottom, left:right], inner
+
+
+def _whole_pixels(box, decoded, full):
+    """The whole pixels (left, top, right, bottom) around `box` (full-size pixels) in a decode of size
+    `decoded` = (width, height) of an image of size `full`, and `box` in their coordinates."""
+    width, height = decoded
+    fx, fy = width / full[0], height / full[1]
+    box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+    left, top = math.floor(box[0]), math.floor(box[1])
+    right, bottom = min(width, math.ceil(box[2])), min(height, math.ceil(box[3]))
+    inner = (box[0] - left, box[1] - top, min(box[2], right) - left, min(box[3], bottom) - top)
+    return (left, top, right, bottom), inner
 
 
 def open_image(data: bytes, name: str = "<bytes>"):

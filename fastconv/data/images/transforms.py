@@ -8,7 +8,7 @@ Each is called as transform(data, rng, name) on the encoded bytes of one image a
 draws it from the decoded image), then the JPEG is decoded at the smallest DCT scale that still covers
 the crop at the output size (reduced_decode=True) and the crop is mapped into that scale. With
 reduced_decode=False the pixels are those of torchvision's PIL path exactly: crop, then bilinear
-(antialiased) resize.
+(antialiased) resize, which resize.py does with Pillow's arithmetic in our own kernel.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from ..._checks import _describe, check_int
 from .decode import EncodedImage
+from .resize import resize
 
 
 def _size_pair(size, name):
@@ -37,11 +38,6 @@ def _range(value, name, positive=False):
         raise ValueError(f"{name} must be a (min, max) pair with min <= max{' and min > 0' if positive else ''}, "
                          f"got {value!r}")
     return float(value[0]), float(value[1])
-
-
-def _bilinear():
-    from PIL import Image
-    return Image.Resampling.BILINEAR
 
 
 class RandomResizedCrop:
@@ -85,7 +81,6 @@ class RandomResizedCrop:
         return (height - h) // 2, (width - w) // 2, h, w
 
     def __call__(self, data: bytes, rng: np.random.Generator, name: str = "<bytes>") -> np.ndarray:
-        from PIL import Image
         image = EncodedImage(data, name)
         width, height = image.size
         top, left, h, w = self.get_params(width, height, rng)
@@ -95,9 +90,8 @@ class RandomResizedCrop:
         if self.reduced_decode:   # the smallest decode in which the crop still has out_w x out_h pixels
             request = (min(width, math.ceil(width * out_w / w)), min(height, math.ceil(height * out_h / h)))
         # only the whole pixels around the crop, so the filter sees none outside it (torchvision's F.resized_crop)
-        crop, box = image.decode_crop((left, top, left + w, top + h), request)
-        out = crop.resize((out_w, out_h), _bilinear(), box=box)
-        return np.asarray(out.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else out)
+        crop, box = image.crop_pixels((left, top, left + w, top + h), request)
+        return resize(crop, (out_w, out_h), box, flip)
 
     def __repr__(self):
         return (f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio={self.ratio}, flip={self.flip}, "
@@ -126,22 +120,23 @@ class CenterCrop:
         new_short, new_long = self.resize, int(self.resize * long / short)
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
-    def crop(self, image, full_size=None):
-        """Resize then centre-crop an RGB PIL image: torchvision's Resize + CenterCrop. full_size: the
-        (width, height) the image has before a reduced-scale decode, which fixes the resized size."""
-        new_w, new_h = self.resized_size(*(full_size or image.size))
-        if image.size != (new_w, new_h):
-            image = image.resize((new_w, new_h), _bilinear())
+    def crop(self, pixels: np.ndarray, full_size=None) -> np.ndarray:
+        """Resize then centre-crop an (H, W, 3) uint8 array: torchvision's Resize + CenterCrop. full_size:
+        the (width, height) the image has before a reduced-scale decode, which fixes the resized size."""
+        height, width = pixels.shape[:2]
+        new_w, new_h = self.resized_size(*(full_size or (width, height)))
+        if (width, height) != (new_w, new_h):
+            pixels = resize(pixels, (new_w, new_h))
         out_h, out_w = self.size
         if out_w > new_w or out_h > new_h:
             raise ValueError(f"the crop {out_h}x{out_w} is larger than the resized image {new_h}x{new_w}")
         top, left = int(round((new_h - out_h) / 2.0)), int(round((new_w - out_w) / 2.0))
-        return image.crop((left, top, left + out_w, top + out_h))
+        return np.ascontiguousarray(pixels[top:top + out_h, left:left + out_w])
 
     def __call__(self, data: bytes, rng: np.random.Generator | None = None, name: str = "<bytes>") -> np.ndarray:
         image = EncodedImage(data, name)
         request = self.resized_size(*image.size) if self.reduced_decode else None
-        return np.asarray(self.crop(image.decode(request), image.size))
+        return self.crop(image.pixels(request), image.size)
 
     def __repr__(self):
         return f"CenterCrop(size={self.size}, resize={self.resize}, reduced_decode={self.reduced_decode})"
