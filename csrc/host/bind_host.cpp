@@ -114,6 +114,15 @@ PYBIND11_MODULE(_host, m) {
         py::arg("flip") = false,
         "Resize src's box to out's size, antialiased bilinear: Pillow's pixels when vertical_first is the order of "
         "passes Pillow picks (fastconv/data/images/resize.py); flip mirrors left-right.");
+  m.def("simd", [](py::object enable) {
+        if (!enable.is_none()) {
+          const bool on = enable.cast<bool>();
+          if (on && !fastconv::host::cpu_has_avx2()) bad("this CPU has no AVX2");
+          fastconv::host::use_avx2() = on;
+        }
+        return std::string(fastconv::host::use_avx2() ? "avx2" : "portable");
+      }, py::arg("enable") = py::none(),
+      "The resize's row sums: 'avx2' or 'portable'; simd(False) / simd(True) switch (the tests check both).");
 #ifdef FASTCONV_HOST_JPEG
   constexpr int v = LIBJPEG_TURBO_VERSION_NUMBER;   // built against (MMMmmmppp)
   m.attr("jpeg") = "libjpeg-turbo " + std::to_string(v / 1000000) + "." + std::to_string(v / 1000 % 1000) + "." +

@@ -42,13 +42,24 @@ def _cases(seed, n):
         yield pixels, size, box, bool(i % 2)
 
 
-def test_the_kernel_gives_pillows_pixels():
+@pytest.fixture(params=["avx2", "portable"])
+def simd(request):
+    """Both row-sum paths of the kernel: AVX2 (where the CPU has it) and the portable one."""
+    if request.param == "avx2" and _host.simd() != "avx2":
+        pytest.skip("this CPU has no AVX2: the portable path is the one in use")
+    before = _host.simd()
+    _host.simd(request.param == "avx2")
+    yield request.param
+    _host.simd(before == "avx2")
+
+
+def test_the_kernel_gives_pillows_pixels(simd):
     for pixels, size, box, flip in _cases(0, 400):
         order = pillow_vertical_first(pixels.shape[1], pixels.shape[0], *size)
         assert np.array_equal(_kernel(pixels, size, box, order, flip), _pillow(pixels, size, box, flip)), (pixels.shape, size, box)
 
 
-def test_each_pass_order_is_pillows_one_axis_at_a_time():
+def test_each_pass_order_is_pillows_one_axis_at_a_time(simd):
     # the two orders round to 8 bits in between at different places; whichever the installed Pillow picks,
     # both must be its single-axis resizes chained in that order (Pillow < 13 always goes across first)
     differ = 0
@@ -63,7 +74,7 @@ def test_each_pass_order_is_pillows_one_axis_at_a_time():
     assert differ > 20   # random pixels: the order shows, so the test above can fail
 
 
-def test_strided_rows_and_a_224_crop_of_a_photo_sized_image():
+def test_strided_rows_and_a_224_crop_of_a_photo_sized_image(simd):
     rng = np.random.default_rng(2)
     photo = rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)
     for top, left, h, w in [(20, 50, 290, 290), (0, 0, 375, 500), (100, 7, 60, 333), (300, 400, 75, 100)]:
