@@ -14,9 +14,9 @@ SUFFIXES = (".py", ".h", ".cuh", ".cu", ".cpp", ".inc", ".md", ".sh", ".toml")
 EXTRA_FILES = (".ci/run",)
 TOP_DIRS = ("csrc", "fastconv", "tests", "scripts", "benchmarks", "docs", ".ci")
 # Named on purpose although they are not in the checkout: notes beside it, made by the build, a user's
-# own script or kernel (emulator.compile_kernel), the CUDA toolkit's headers.
+# own script or kernel (emulator.compile_kernel), the CUDA toolkit's and libjpeg-turbo's headers.
 OUTSIDE = {"../shared/FACTS.md", "../shared/STYLE.md", "fastconv/_csrc", "train.py", "script.py", "kernel.cu", "scale.cu",
-           "cuda.h", "cuda_fp16.h", "cuda_bf16.h", "cuda_runtime.h", "include/cuda_runtime.h"}
+           "cuda.h", "cuda_fp16.h", "cuda_bf16.h", "cuda_runtime.h", "include/cuda_runtime.h", "jpeglib.h"}
 # Notes outside the repository must be written with their place (../shared/FACTS.md), not as if in it.
 BARE_OUTSIDE = {"FACTS.md", "STYLE.md"}
 # A path: starts at a top-level folder or ../, or has a folder and ends in a source suffix of ours; or a
