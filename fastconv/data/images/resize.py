@@ -1,7 +1,7 @@
 """Antialiased bilinear resize of uint8 (H, W, C) arrays with Pillow's pixels, which are torchvision's.
 
 fastconv._host's kernel (csrc/host/resize_bilinear_aa.h) does it where the extension is built: the same
-arithmetic as Pillow's Image.resize(BILINEAR, box=...), 3-4x faster on a 224x224 crop, flip included
+arithmetic as Pillow's Image.resize(BILINEAR, box=...), ~6x faster on a 224x224 crop, flip included
 (benchmarks/NOTES.md). Without the extension, Pillow does it. FASTCONV_RESIZE=pillow turns the kernel off.
 """
 from __future__ import annotations
