@@ -42,6 +42,22 @@ inline void jpeg_warn(j_common_ptr info, int level) {
   if (level < 0) jpeg_fail(info);   // level -1: a warning about the data; >= 0: trace messages
 }
 
+inline void report_errors_to(jpeg_decompress_struct& info, JpegErrors& errors) {
+  info.err = jpeg_std_error(&errors.mgr);
+  errors.mgr.error_exit = jpeg_fail;
+  errors.mgr.emit_message = jpeg_warn;
+}
+
+// The decompressor over `data` with its header read and its output scaled to 1/scale_denom. Called after
+// the caller's setjmp: libjpeg's errors jump back to it, through this frame.
+inline void read_header(jpeg_decompress_struct& info, const uint8_t* data, size_t bytes, int scale_denom) {
+  jpeg_create_decompress(&info);
+  jpeg_mem_src(&info, data, static_cast<unsigned long>(bytes));
+  jpeg_read_header(&info, TRUE);
+  info.scale_num = 1;
+  info.scale_denom = static_cast<unsigned int>(scale_denom);
+}
+
 // The decode's size at 1/scale_denom (scale_denom 1, 2, 4 or 8), and whether libjpeg-turbo decodes it
 // here (colour space Y, YCbCr or RGB, so the output is RGB as Pillow's convert("RGB") gives it).
 struct JpegShape {
@@ -56,19 +72,13 @@ inline std::string decode_jpeg_region(const uint8_t* data, size_t bytes, int sca
                                       int bottom, uint8_t* out, ptrdiff_t out_stride) {
   jpeg_decompress_struct info;
   JpegErrors errors;
-  info.err = jpeg_std_error(&errors.mgr);
-  errors.mgr.error_exit = jpeg_fail;
-  errors.mgr.emit_message = jpeg_warn;
+  report_errors_to(info, errors);
   if (setjmp(errors.jump)) {
     jpeg_destroy_decompress(&info);
     return errors.message;
   }
-  jpeg_create_decompress(&info);
-  jpeg_mem_src(&info, data, static_cast<unsigned long>(bytes));
-  jpeg_read_header(&info, TRUE);
+  read_header(info, data, bytes, scale_denom);
   info.out_color_space = JCS_RGB;
-  info.scale_num = 1;
-  info.scale_denom = static_cast<unsigned int>(scale_denom);
   jpeg_start_decompress(&info);
   const int width = static_cast<int>(info.output_width), height = static_cast<int>(info.output_height);
   if (!(0 <= left && left < right && right <= width && 0 <= top && top < bottom && bottom <= height)) {
@@ -109,18 +119,12 @@ inline std::string decode_jpeg_region(const uint8_t* data, size_t bytes, int sca
 inline std::string jpeg_shape(const uint8_t* data, size_t bytes, int scale_denom, JpegShape* shape) {
   jpeg_decompress_struct info;
   JpegErrors errors;
-  info.err = jpeg_std_error(&errors.mgr);
-  errors.mgr.error_exit = jpeg_fail;
-  errors.mgr.emit_message = jpeg_warn;
+  report_errors_to(info, errors);
   if (setjmp(errors.jump)) {
     jpeg_destroy_decompress(&info);
     return errors.message;
   }
-  jpeg_create_decompress(&info);
-  jpeg_mem_src(&info, data, static_cast<unsigned long>(bytes));
-  jpeg_read_header(&info, TRUE);
-  info.scale_num = 1;
-  info.scale_denom = static_cast<unsigned int>(scale_denom);
+  read_header(info, data, bytes, scale_denom);
   jpeg_calc_output_dimensions(&info);
   shape->width = static_cast<int>(info.output_width);
   shape->height = static_cast<int>(info.output_height);

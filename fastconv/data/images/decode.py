@@ -104,15 +104,19 @@ class EncodedImage:
             self._pil = open_image(data, name)
             self.size = self._pil.size
 
+    def _scaled(self, request):
+        """(scale, (width, height)): Pillow's DCT scale for `request` (so every decoder gives the same size and
+        pixels) and libjpeg's size at 1/scale, rounded up as Pillow's draft and simplejpeg's are."""
+        scale = 1 if request is None else jpeg_scale(self.size, request)
+        return scale, (-(-self.size[0] // scale), -(-self.size[1] // scale))
+
     def _fast_pixels(self, request):
         """simplejpeg's (H, W, 3) uint8 decode at `request`'s scale, or None where Pillow must decode. A fresh
         array each time: a buffer kept per thread saved 0.045 of a 1.2 ms decode but held a full-size image per
         decoding thread outside the loader's memory_limit."""
         if self._fast is None:
             return None
-        # Pillow's scale, so both decoders give the same size and pixels
-        scale = 1 if request is None else jpeg_scale(self.size, request)
-        width, height = -(-self.size[0] // scale), -(-self.size[1] // scale)
+        _, (width, height) = self._scaled(request)
         try:
             return self._fast.decode_jpeg(self.data, "RGB", min_width=width, min_height=height)
         except ValueError:   # strict: truncation and corruption are errors; Pillow names them
@@ -141,10 +145,8 @@ class EncodedImage:
         JPEG, only the crop is decoded."""
         region = _region_decoder() if self._fast is not None else None
         if region is not None:
-            scale = 1 if request is None else jpeg_scale(self.size, request)
-            # libjpeg's size at 1/scale, rounded up as Pillow's draft and simplejpeg's are
-            width, height = -(-self.size[0] // scale), -(-self.size[1] // scale)
-            whole, inner = _whole_pixels(box, (width, height), self.size)
+            scale, size = self._scaled(request)
+            whole, inner = _whole_pixels(box, size, self.size)
             try:
                 return region.decode_jpeg_region(self.data, scale, whole), inner
             except ValueError:   # strict as simplejpeg is; the whole decode below names the trouble
